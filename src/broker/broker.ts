@@ -1,0 +1,270 @@
+/** The broker: sessions, routing, retained messages, wills, keep alive. Transport-agnostic. */
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { QoS } from 'mqtt-packet';
+import type { BrokerConfig } from '../config.js';
+import type { AuthHooks } from '../auth/hooks.js';
+import { AclAuth } from '../auth/acl.js';
+import type { TransportInfo } from '../transport/types.js';
+import { MemoryRetainedStore, type RetainedStore } from '../store/retained.js';
+import { Reason } from '../mqtt/reason-codes.js';
+import { Connection, type Will } from './connection.js';
+import type { Delivery, Message } from './message.js';
+import { Session } from './session.js';
+import { Deadline } from './deadline.js';
+import { SubscriptionTree, type SharedGroup, type SubscriptionOptions } from './subscriptions.js';
+
+/** One recipient of a routed message, after overlapping subscriptions were merged. */
+export interface Target {
+  session: Session;
+  qos: QoS;
+  retain: boolean;
+  subscriptionIds: number[] | undefined;
+}
+
+/**
+ * A stage between routing and delivery that may replace the payload per recipient, asynchronously
+ * (the trusted component re-protects protected topics here). Messages from one publisher leave the
+ * stage in the order they entered it.
+ */
+export interface DeliveryStage {
+  applies(topic: string): boolean;
+  /** One payload per target, in order; null = do not deliver to that target. */
+  transform(message: Message, targets: readonly Target[]): Promise<(Buffer | null)[]>;
+}
+
+export interface BrokerCounters {
+  connectionsAccepted: number;
+  messagesReceived: number;
+  messagesRouted: number;
+  /** QoS 1/2 deliveries dropped because a session's queue was full. */
+  dropped: number;
+  malformedPackets: number;
+}
+
+const CONNECT_TIMEOUT_MS = 10_000;
+const FOREVER = 0xffffffff;
+
+export class Broker {
+  readonly sessions = new Map<string, Session>();
+  /** Connected clients by client id. */
+  readonly clients = new Map<string, Connection>();
+  readonly connections = new Set<Connection>();
+  readonly subscriptions = new SubscriptionTree();
+  readonly counters: BrokerCounters = { connectionsAccepted: 0, messagesReceived: 0, messagesRouted: 0, dropped: 0, malformedPackets: 0 };
+  readonly auth: AuthHooks;
+  readonly retained: RetainedStore;
+  deliveryStage: DeliveryStage | undefined;
+  /** Checks a PUBLISH before routing; a reason code >= 0x80 refuses it (e.g. a protected topic without an envelope). */
+  publishGate: ((client: Connection, topic: string, payload: Buffer) => number) | undefined;
+  private readonly sweeper: NodeJS.Timeout;
+  private readonly chains = new Map<string, Promise<void>>();
+  private closing = false;
+
+  constructor(
+    readonly config: BrokerConfig,
+    readonly log: Logger,
+    options: { auth?: AuthHooks; retained?: RetainedStore } = {},
+  ) {
+    this.auth = options.auth ?? new AclAuth(config.allowAnonymous, config.acl);
+    this.retained = options.retained ?? new MemoryRetainedStore();
+    this.sweeper = setInterval(() => this.sweep(), 1000);
+    this.sweeper.unref();
+  }
+
+  /** Entry point for every transport: one accepted byte stream = one MQTT connection. */
+  handleStream(stream: Duplex, info: TransportInfo): void {
+    if (this.closing || this.connections.size >= this.config.limits.maxConnections) {
+      this.log.warn({ remote: info.remoteAddress }, 'connection refused: connection limit reached');
+      stream.destroy();
+      return;
+    }
+    this.counters.connectionsAccepted++;
+    this.connections.add(new Connection(this, stream, info));
+  }
+
+  newSession(clientId: string): Session {
+    const session = new Session(clientId, this.config.limits.maxQueuedMessages, this.counters);
+    this.sessions.set(clientId, session);
+    return session;
+  }
+
+  /** Ends a session: its subscriptions and messages are gone; a will still waiting is published. */
+  endSession(session: Session): void {
+    session.expiryTimer?.cancel();
+    if (session.pendingWill) {
+      session.pendingWill.timer.cancel();
+      const will = session.pendingWill.message;
+      session.pendingWill = undefined;
+      this.publishWill(will);
+    }
+    for (const [, sub] of session.subscriptions) this.subscriptions.remove(session.clientId, sub.filter, sub.group);
+    session.subscriptions.clear();
+    session.clearMessages();
+    if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
+  }
+
+  /** A new connection takes the session over: cancel its expiry and any delayed will. */
+  reviveSession(session: Session): void {
+    session.expiryTimer?.cancel();
+    session.expiryTimer = undefined;
+    if (session.pendingWill) {
+      session.pendingWill.timer.cancel();
+      session.pendingWill = undefined;
+    }
+  }
+
+  connectionClosed(conn: Connection): void {
+    if (!this.connections.delete(conn) || !conn.connected) return;
+    if (this.clients.get(conn.clientId) === conn) this.clients.delete(conn.clientId);
+    const session = conn.session;
+    if (!session || session.link !== conn) return;
+    session.link = null;
+    const will = conn.will;
+    conn.will = undefined;
+    if (will) this.scheduleWill(session, will);
+    if (session.expiryInterval === 0) this.endSession(session);
+    else if (session.expiryInterval !== FOREVER) {
+      session.expiryTimer = new Deadline(Date.now() + session.expiryInterval * 1000, () => this.endSession(session));
+    }
+  }
+
+  /** The will goes at the earlier of its delay and the session's end (MQTT-3.1.3-9). */
+  private scheduleWill(session: Session, will: Will): void {
+    if (will.delay === 0 || session.expiryInterval === 0 || this.closing) {
+      this.publishWill(will.message);
+      return;
+    }
+    const timer = new Deadline(Date.now() + Math.min(will.delay, session.expiryInterval) * 1000, () => {
+      session.pendingWill = undefined;
+      this.publishWill(will.message);
+    });
+    session.pendingWill = { message: will.message, timer };
+  }
+
+  private publishWill(message: Message): void {
+    if (message.retain) this.retain(message);
+    this.route(message);
+  }
+
+  retain(message: Message): void {
+    this.retained.set(message.topic, message.payload.length === 0 ? null : message);
+  }
+
+  /** Routes a message to every matching session; returns the number of recipients. */
+  route(message: Message): number {
+    this.counters.messagesRouted++;
+    const targets = this.collectTargets(message);
+    if (targets.length === 0) return 0;
+    const stage = this.deliveryStage;
+    if (stage && stage.applies(message.topic)) this.throughStage(stage, message, targets);
+    else for (const t of targets) this.deliverTo(t, message, message.payload);
+    return targets.length;
+  }
+
+  /** Delivers retained messages to one new subscription (through the stage when it applies). */
+  deliverRetained(session: Session, messages: Message[], options: SubscriptionOptions): void {
+    for (const m of messages) {
+      const target: Target = {
+        session,
+        qos: Math.min(m.qos, options.qos) as QoS,
+        retain: true,
+        subscriptionIds: options.subscriptionId !== undefined ? [options.subscriptionId] : undefined,
+      };
+      const stage = this.deliveryStage;
+      if (stage && stage.applies(m.topic)) this.throughStage(stage, m, [target]);
+      else this.deliverTo(target, m, m.payload);
+    }
+  }
+
+  private deliverTo(t: Target, message: Message, payload: Buffer): void {
+    const d: Delivery = {
+      message,
+      payload,
+      qos: t.qos,
+      retain: t.retain,
+      subscriptionIds: t.subscriptionIds,
+      packetId: 0,
+      state: 'publish',
+    };
+    t.session.deliver(d);
+  }
+
+  private throughStage(stage: DeliveryStage, message: Message, targets: Target[]): void {
+    const key = message.origin;
+    const previous = this.chains.get(key) ?? Promise.resolve();
+    const next = previous
+      .then(() => stage.transform(message, targets))
+      .then(
+        (payloads) => {
+          for (let i = 0; i < targets.length; i++) {
+            const p = payloads[i];
+            if (p) this.deliverTo(targets[i]!, message, p);
+          }
+        },
+        (err: unknown) => this.log.warn({ err, topic: message.topic, origin: message.origin }, 'delivery stage refused a message'),
+      );
+    this.chains.set(key, next);
+    void next.then(() => {
+      if (this.chains.get(key) === next) this.chains.delete(key);
+    });
+  }
+
+  private collectTargets(message: Message): Target[] {
+    const byClient = new Map<string, Target>();
+    const add = (clientId: string, o: SubscriptionOptions): void => {
+      const session = this.sessions.get(clientId);
+      if (!session) return;
+      const qos = (o.qos < message.qos ? o.qos : message.qos) as QoS;
+      const retain = o.retainAsPublished && message.retain;
+      const t = byClient.get(clientId);
+      if (!t) {
+        byClient.set(clientId, { session, qos, retain, subscriptionIds: o.subscriptionId !== undefined ? [o.subscriptionId] : undefined });
+        return;
+      }
+      // overlapping subscriptions: one copy at the highest QoS carrying every identifier
+      if (qos > t.qos) t.qos = qos;
+      if (retain) t.retain = true;
+      if (o.subscriptionId !== undefined) (t.subscriptionIds ??= []).push(o.subscriptionId);
+    };
+    this.subscriptions.match(message.topic, {
+      subscriber: (clientId, o) => {
+        if (!(o.noLocal && clientId === message.origin)) add(clientId, o);
+      },
+      group: (g: SharedGroup) => {
+        const picked = g.pick((id) => this.clients.has(id)) ?? g.pick((id) => this.sessions.has(id));
+        if (picked) add(picked[0], picked[1]);
+      },
+    });
+    return [...byClient.values()];
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const conn of this.connections) {
+      if (!conn.connected) {
+        if (!conn.connecting && now - conn.openedAt > CONNECT_TIMEOUT_MS) conn.destroy();
+      } else if (conn.keepalive > 0 && now - conn.lastActivity > conn.keepalive * 1500) {
+        this.log.debug({ clientId: conn.clientId }, 'keep alive timeout');
+        conn.close(Reason.KeepAliveTimeout, 'keep alive timeout');
+      }
+    }
+  }
+
+  /** Graceful stop: every client gets DISCONNECT 0x8B (v5), wills go out, timers stop. */
+  async close(): Promise<void> {
+    this.closing = true;
+    clearInterval(this.sweeper);
+    for (const conn of [...this.connections]) conn.close(Reason.ServerShuttingDown, 'server shutting down');
+    for (const session of [...this.sessions.values()]) {
+      session.expiryTimer?.cancel();
+      if (session.pendingWill) {
+        session.pendingWill.timer.cancel();
+        const will = session.pendingWill.message;
+        session.pendingWill = undefined;
+        this.publishWill(will);
+      }
+    }
+    await Promise.allSettled([...this.chains.values()]);
+  }
+}

@@ -1,0 +1,231 @@
+/** One client network connection: decoding, dispatch, keep alive, v5 negotiation, sending. */
+import type { Duplex } from 'node:stream';
+import type { IPublishPacket, Packet } from 'mqtt-packet';
+import { Decoder, encode, type ProtocolVersion } from '../mqtt/codec.js';
+import { Reason } from '../mqtt/reason-codes.js';
+import type { TransportInfo } from '../transport/types.js';
+import type { ClientInfo } from '../auth/hooks.js';
+import type { Delivery, Message } from './message.js';
+import { remainingExpiry } from './message.js';
+import type { Session, SessionLink } from './session.js';
+import type { Broker } from './broker.js';
+import { dispatch } from './handlers/dispatch.js';
+
+export interface Will {
+  message: Message;
+  /** Seconds after the connection is lost before the will is published (v5 Will Delay Interval). */
+  delay: number;
+}
+
+/** Thrown by handlers for protocol violations: the connection is closed with `reason`. */
+export class ProtocolViolation extends Error {
+  constructor(readonly reason: number, message: string) {
+    super(message);
+  }
+}
+
+export class Connection implements SessionLink, ClientInfo {
+  version: ProtocolVersion = 4;
+  clientId = '';
+  username: string | undefined;
+  /** The identity other layers (ACLs, the trusted component) know this client by. */
+  identity = '';
+  session: Session | null = null;
+  will: Will | undefined;
+  /** CONNECT accepted; `connecting` while an asynchronous authenticate hook runs. */
+  connected = false;
+  connecting = false;
+  closed = false;
+  keepalive = 0;
+  lastActivity = Date.now();
+  readonly openedAt = Date.now();
+
+  // negotiated with a v5 client
+  receiveMaximum = 65535;
+  maxPacketSize = Infinity;
+  topicAliasMaximum = 0;
+  requestProblemInformation = true;
+  readonly inboundAliases = new Map<number, string>();
+  readonly outboundAliases = new Map<string, number>();
+
+  /** Tail of the work that must finish, in order, before the next incoming message is handled. */
+  private chain: Promise<void> | undefined;
+
+  /** Packets that arrived while CONNECT was still being processed. */
+  private pending: Packet[] | undefined;
+  private readonly decoder: Decoder;
+
+  constructor(
+    readonly broker: Broker,
+    private readonly stream: Duplex,
+    readonly transport: TransportInfo,
+  ) {
+    this.decoder = new Decoder(broker.config.limits.maxPacketSize, {
+      packet: (p) => this.onPacket(p),
+      malformed: (msg) => this.onMalformed(msg),
+      tooLarge: (size) => this.close(Reason.PacketTooLarge, `packet of ${size} bytes exceeds the maximum of ${broker.config.limits.maxPacketSize}`),
+    });
+    stream.on('data', (chunk: Buffer) => {
+      this.lastActivity = Date.now();
+      this.decoder.push(chunk);
+    });
+    stream.on('error', (err) => broker.log.debug({ err: err.message, clientId: this.clientId }, 'connection error'));
+    stream.on('close', () => this.onClosed());
+  }
+
+  get certificateIdentity(): string | undefined {
+    return this.transport.certificateIdentity;
+  }
+
+  setProtocolVersion(version: ProtocolVersion): void {
+    this.version = version;
+    this.decoder.setProtocolVersion(version);
+  }
+
+  get busy(): boolean {
+    return this.chain !== undefined;
+  }
+
+  /** Runs `task` after all earlier serial work of this connection. */
+  serially(task: () => Promise<void>): void {
+    const next = (this.chain ?? Promise.resolve()).then(task).catch((err: unknown) => {
+      this.broker.log.error({ err, clientId: this.clientId }, 'asynchronous handler failed');
+      this.close(Reason.ImplementationSpecificError, 'internal error');
+    });
+    this.chain = next;
+    void next.then(() => {
+      if (this.chain === next) this.chain = undefined;
+    });
+  }
+
+  /** Holds incoming packets until an asynchronous CONNECT completes. */
+  holdPackets(): void {
+    this.pending = [];
+  }
+
+  releasePackets(): void {
+    const pending = this.pending;
+    this.pending = undefined;
+    if (pending) for (const p of pending) this.onPacket(p);
+  }
+
+  private onPacket(packet: Packet): void {
+    if (this.closed) return;
+    if (this.pending) {
+      this.pending.push(packet);
+      return;
+    }
+    try {
+      dispatch(this, packet);
+    } catch (err) {
+      if (err instanceof ProtocolViolation) {
+        this.broker.log.debug({ clientId: this.clientId, reason: err.reason }, err.message);
+        this.close(err.reason, err.message);
+      } else {
+        this.broker.log.error({ err, clientId: this.clientId, cmd: packet.cmd }, 'handler failed');
+        this.close(Reason.ImplementationSpecificError, 'internal error');
+      }
+    }
+  }
+
+  private onMalformed(message: string): void {
+    this.broker.log.debug({ clientId: this.clientId, remote: this.transport.remoteAddress }, `malformed packet: ${message}`);
+    if (!this.connected && message === 'Invalid protocol version') {
+      // MQTT-3.1.2-2: answer an unknown protocol level with CONNACK 0x01 (v3.1.1 layout) and close.
+      this.write(Buffer.from([0x20, 0x02, 0x00, 0x01]));
+      this.destroy();
+      return;
+    }
+    this.close(Reason.MalformedPacket, message);
+  }
+
+  send(packet: Packet): void {
+    if (this.closed) return;
+    let buf = encode(packet, this.version);
+    if (buf.length > this.maxPacketSize && 'properties' in packet && packet.properties && packet.cmd !== 'publish') {
+      // MQTT-3.1.2-25: drop the optional reason string and user properties before giving up.
+      const props = { ...packet.properties } as Record<string, unknown>;
+      delete props.reasonString;
+      delete props.userProperties;
+      buf = encode({ ...packet, properties: props } as Packet, this.version);
+    }
+    if (buf.length > this.maxPacketSize) return;
+    this.write(buf);
+  }
+
+  write(buf: Buffer): void {
+    if (!this.closed) this.stream.write(buf);
+  }
+
+  sendPublish(d: Delivery, dup: boolean): boolean {
+    if (this.closed) return false;
+    const m = d.message;
+    const packet: IPublishPacket = {
+      cmd: 'publish',
+      topic: m.topic,
+      payload: d.payload,
+      qos: d.qos,
+      retain: d.retain,
+      dup,
+      messageId: d.qos > 0 ? d.packetId : undefined,
+    };
+    let newAlias = 0;
+    if (this.version === 5) {
+      const props: NonNullable<IPublishPacket['properties']> = m.properties ? { ...m.properties } : {};
+      const left = remainingExpiry(m);
+      if (left !== undefined) {
+        if (left === 0) return false;
+        props.messageExpiryInterval = left;
+      }
+      if (d.subscriptionIds) props.subscriptionIdentifier = d.subscriptionIds.length === 1 ? d.subscriptionIds[0]! : d.subscriptionIds;
+      if (this.topicAliasMaximum > 0) {
+        const alias = this.outboundAliases.get(m.topic);
+        if (alias !== undefined) {
+          props.topicAlias = alias;
+          packet.topic = '';
+        } else if (this.outboundAliases.size < this.topicAliasMaximum) {
+          newAlias = this.outboundAliases.size + 1;
+          props.topicAlias = newAlias;
+        }
+      }
+      packet.properties = props;
+    }
+    const buf = encode(packet, this.version);
+    if (buf.length > this.maxPacketSize) return false;
+    // Only an alias the client has actually been told about may be used later.
+    if (newAlias !== 0) this.outboundAliases.set(m.topic, newAlias);
+    this.write(buf);
+    return true;
+  }
+
+  sendPubrel(packetId: number): void {
+    this.send({ cmd: 'pubrel', messageId: packetId });
+  }
+
+  /** Closes the connection; v5 clients first get a DISCONNECT with `reason`. */
+  close(reason: number, reasonString?: string): void {
+    if (this.closed) return;
+    if (this.version === 5 && this.connected) {
+      const properties = reasonString && this.requestProblemInformation ? { reasonString } : undefined;
+      this.send({ cmd: 'disconnect', reasonCode: reason, properties });
+    } else if (this.version === 5 && !this.connected && reason >= 0x80 && reason !== Reason.MalformedPacket) {
+      // Before CONNACK a v5 failure is reported in a CONNACK.
+      this.send({ cmd: 'connack', sessionPresent: false, reasonCode: reason });
+    }
+    this.destroy();
+  }
+
+  destroy(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.stream.end();
+    // give the final packet a moment to leave, then make sure the socket is gone
+    setTimeout(() => this.stream.destroy(), 100).unref();
+    this.onClosed();
+  }
+
+  private onClosed(): void {
+    this.closed = true;
+    this.broker.connectionClosed(this);
+  }
+}

@@ -1,0 +1,107 @@
+/** PUBLISH and PUBREL from a client (incoming QoS 0/1/2 flows, MQTT-3.3 and 4.3). */
+import { isUtf8 } from 'node:buffer';
+import type { IPublishPacket, IPubrelPacket } from 'mqtt-packet';
+import { Reason } from '../../mqtt/reason-codes.js';
+import { isValidTopicName } from '../../mqtt/topic.js';
+import { ProtocolViolation, type Connection } from '../connection.js';
+import { makeMessage, type MessageProperties } from '../message.js';
+
+export function handlePublish(conn: Connection, packet: IPublishPacket): void {
+  const broker = conn.broker;
+  const limits = broker.config.limits;
+  const session = conn.session!;
+  const v5 = conn.version === 5;
+  const props = v5 ? packet.properties : undefined;
+  let topic = packet.topic;
+
+  if (props?.topicAlias !== undefined) {
+    const alias = props.topicAlias;
+    if (alias === 0 || alias > limits.topicAliasMaximum) {
+      throw new ProtocolViolation(Reason.TopicAliasInvalid, `topic alias ${alias} outside 1..${limits.topicAliasMaximum}`);
+    }
+    if (topic.length > 0) conn.inboundAliases.set(alias, topic);
+    else {
+      const known = conn.inboundAliases.get(alias);
+      if (known === undefined) throw new ProtocolViolation(Reason.ProtocolError, `topic alias ${alias} was never set`);
+      topic = known;
+    }
+  }
+  if (!isValidTopicName(topic, limits.maxTopicLevels)) {
+    throw new ProtocolViolation(Reason.TopicNameInvalid, `invalid topic name ${JSON.stringify(topic)}`);
+  }
+  if (props?.subscriptionIdentifier !== undefined) {
+    throw new ProtocolViolation(Reason.ProtocolError, 'a client may not send a subscription identifier');
+  }
+  const id = packet.messageId ?? 0;
+  if (packet.qos === 2) {
+    // A retransmission of a message already acknowledged with PUBREC is not routed again.
+    if (session.incomingQoS2.has(id)) {
+      conn.send({ cmd: 'pubrec', messageId: id });
+      return;
+    }
+    if (session.incomingQoS2.size >= limits.receiveMaximum) {
+      throw new ProtocolViolation(Reason.ReceiveMaximumExceeded, `more than ${limits.receiveMaximum} unacknowledged QoS 2 messages`);
+    }
+  }
+  const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+  if (props?.payloadFormatIndicator && !isUtf8(payload)) {
+    acknowledge(conn, packet, Reason.PayloadFormatInvalid);
+    return;
+  }
+  broker.counters.messagesReceived++;
+
+  const accept = (allowed: boolean): void => {
+    if (conn.closed) return;
+    if (!allowed) {
+      broker.log.debug({ clientId: conn.clientId, topic }, 'publish refused by authorization');
+      acknowledge(conn, packet, Reason.NotAuthorized);
+      return;
+    }
+    const gateReason = broker.publishGate?.(conn, topic, payload) ?? Reason.Success;
+    if (gateReason !== Reason.Success) {
+      acknowledge(conn, packet, gateReason);
+      return;
+    }
+    const message = makeMessage(topic, payload, packet.qos, packet.retain, props && messageProperties(props), conn.clientId);
+    if (packet.retain) broker.retain(message);
+    const recipients = broker.route(message);
+    acknowledge(conn, packet, recipients === 0 ? Reason.NoMatchingSubscribers : Reason.Success);
+  };
+  const allowed = broker.auth.authorizePublish(conn, topic);
+  // An asynchronous hook must not let a later message overtake this one.
+  if (typeof allowed === 'boolean' && !conn.busy) accept(allowed);
+  else conn.serially(() => Promise.resolve(allowed).then(accept));
+}
+
+/** Per-hop properties (alias, subscription ids) do not travel with the message. */
+function messageProperties(p: NonNullable<IPublishPacket['properties']>): MessageProperties | undefined {
+  const { topicAlias: _alias, subscriptionIdentifier: _ids, ...rest } = p;
+  for (const _ in rest) return rest;
+  return undefined;
+}
+
+/**
+ * PUBACK / PUBREC for QoS 1 / 2. v3.1.1 has no negative acknowledgement: a refused message is
+ * acknowledged and dropped, as mosquitto does.
+ */
+function acknowledge(conn: Connection, packet: IPublishPacket, reason: number): void {
+  if (packet.qos === 0) return;
+  const v5 = conn.version === 5;
+  const reasonCode = v5 && reason !== Reason.Success ? reason : undefined;
+  if (packet.qos === 1) {
+    conn.send({ cmd: 'puback', messageId: packet.messageId, reasonCode });
+    return;
+  }
+  if (reason < 0x80) conn.session!.incomingQoS2.add(packet.messageId ?? 0);
+  conn.send({ cmd: 'pubrec', messageId: packet.messageId, reasonCode });
+}
+
+export function handlePubrel(conn: Connection, packet: IPubrelPacket): void {
+  const id = packet.messageId ?? 0;
+  const known = conn.session!.incomingQoS2.delete(id);
+  conn.send({
+    cmd: 'pubcomp',
+    messageId: id,
+    reasonCode: known || conn.version !== 5 ? undefined : Reason.PacketIdentifierNotFound,
+  });
+}

@@ -1,0 +1,22 @@
+/** UNSUBSCRIBE (MQTT-3.10). */
+import type { IUnsubscribePacket } from 'mqtt-packet';
+import { Reason } from '../../mqtt/reason-codes.js';
+import type { Connection } from '../connection.js';
+
+export function handleUnsubscribe(conn: Connection, packet: IUnsubscribePacket): void {
+  const session = conn.session!;
+  const broker = conn.broker;
+  const granted: number[] = [];
+  for (const key of packet.unsubscriptions) {
+    const sub = session.subscriptions.get(key);
+    if (!sub) {
+      granted.push(Reason.NoSubscriptionExisted);
+      continue;
+    }
+    session.subscriptions.delete(key);
+    broker.subscriptions.remove(session.clientId, sub.filter, sub.group);
+    granted.push(Reason.Success);
+  }
+  if (conn.version === 5) conn.send({ cmd: 'unsuback', messageId: packet.messageId, granted });
+  else conn.send({ cmd: 'unsuback', messageId: packet.messageId, granted: [] });
+}

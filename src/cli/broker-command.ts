@@ -1,0 +1,65 @@
+/** `mqt-tz broker`: start the broker with the embedded defaults, a config file, and flag overrides. */
+import type { Command } from 'commander';
+import { ConfigError, defaultConfig, loadConfigFile, type BrokerConfig } from '../config.js';
+import { startBroker } from '../server.js';
+
+interface BrokerFlags {
+  port?: string;
+  host?: string;
+  tlsPort?: string;
+  wsPort?: string;
+  data?: string;
+  config?: string;
+  logLevel?: string;
+}
+
+function portFlag(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError(flag, `must be a port number from 0 to 65535, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+export function configFromFlags(flags: BrokerFlags): BrokerConfig {
+  const cfg = flags.config ? loadConfigFile(flags.config) : defaultConfig();
+  if (flags.data) cfg.dataDir = flags.data;
+  if (flags.host) cfg.host = flags.host;
+  if (flags.port !== undefined) cfg.port = portFlag(flags.port, '--port');
+  if (flags.tlsPort !== undefined) {
+    cfg.tls = { ...(cfg.tls ?? { clientCerts: 'optional', identityFrom: 'cn' }), port: portFlag(flags.tlsPort, '--tls-port') };
+  }
+  if (flags.wsPort !== undefined) cfg.websocket = { ...(cfg.websocket ?? { path: '/mqtt' }), port: portFlag(flags.wsPort, '--ws-port') };
+  if (flags.logLevel) cfg.logLevel = flags.logLevel as BrokerConfig['logLevel'];
+  return cfg;
+}
+
+export function registerBrokerCommand(program: Command): void {
+  program
+    .command('broker')
+    .description('start the MQTT broker (plain TCP on 1883 by default; TLS and WebSockets when configured)')
+    .option('-p, --port <port>', 'plain TCP port (default 1883)')
+    .option('--host <address>', 'address to listen on (default 0.0.0.0)')
+    .option('--tls-port <port>', 'TLS port (e.g. 8883); without certificates in the config a development CA is created in the data folder')
+    .option('--ws-port <port>', 'MQTT over WebSocket port (path /mqtt)')
+    .option('-d, --data <dir>', 'data folder (default ./data)')
+    .option('-c, --config <file>', 'JSON config file (see README)')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
+    .action(async (flags: BrokerFlags) => {
+      let config: BrokerConfig;
+      try {
+        config = configFromFlags(flags);
+      } catch (err) {
+        if (err instanceof ConfigError) {
+          process.stderr.write(`mqt-tz: ${err.message}\n`);
+          process.exit(2);
+        }
+        throw err;
+      }
+      const running = await startBroker(config);
+      const stop = (signal: string): void => {
+        running.log.info({ signal }, 'shutting down');
+        void running.close().then(() => process.exit(0));
+      };
+      process.once('SIGINT', () => stop('SIGINT'));
+      process.once('SIGTERM', () => stop('SIGTERM'));
+    });
+}

@@ -1,0 +1,233 @@
+/** Broker configuration: defaults, JSON file loading, and validation that names the bad key. */
+import { readFileSync } from 'node:fs';
+import { isValidTopicFilter } from './mqtt/topic.js';
+
+export interface AclRule {
+  /** `allow` or `deny`; the first matching rule decides. */
+  permission: 'allow' | 'deny';
+  action: 'publish' | 'subscribe' | 'all';
+  /** Topic filter the rule covers. */
+  topic: string;
+  /** Username the rule is for; `*` (default) = everyone, `$anonymous` = clients without one. */
+  user?: string;
+}
+
+export interface TlsListenerConfig {
+  port: number;
+  host?: string;
+  /** PEM files; all three absent = the development CA and certificate in the data folder. */
+  cert?: string;
+  key?: string;
+  ca?: string;
+  clientCerts: 'none' | 'optional' | 'required';
+  identityFrom: 'cn' | 'san-dns' | 'san-email' | 'san-uri';
+}
+
+export interface WebSocketListenerConfig {
+  port: number;
+  host?: string;
+  path: string;
+}
+
+export interface Limits {
+  /** Largest packet accepted from a client, bytes (announced as Maximum Packet Size). */
+  maxPacketSize: number;
+  /** Incoming QoS 2 messages a client may have unacknowledged (announced as Receive Maximum). */
+  receiveMaximum: number;
+  /** Outgoing QoS 1/2 messages in flight per session when the client does not say less. */
+  maxInflight: number;
+  /** QoS 1/2 messages kept per session while offline or beyond the in-flight window. */
+  maxQueuedMessages: number;
+  maxTopicLevels: number;
+  maxConnections: number;
+  /** Largest keep alive the broker allows, seconds (sent as Server Keep Alive to v5 clients asking for more). */
+  maxKeepalive: number;
+  /** Topic aliases a v5 client may use towards the broker. */
+  topicAliasMaximum: number;
+  /** Upper bound on a session's expiry interval, seconds. */
+  maxSessionExpiry: number;
+}
+
+export interface BrokerConfig {
+  dataDir: string;
+  host: string;
+  /** Plain TCP port; null disables the plain listener. */
+  port: number | null;
+  tls: TlsListenerConfig | null;
+  websocket: WebSocketListenerConfig | null;
+  allowAnonymous: boolean;
+  acl: AclRule[];
+  /** v5 SUBACK reason for a subscription the ACL refuses (0x87 Not authorized, or 0x80). */
+  subscribeDeniedReason: 0x80 | 0x87;
+  limits: Limits;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+export const defaultLimits: Limits = {
+  maxPacketSize: 1024 * 1024,
+  receiveMaximum: 32,
+  maxInflight: 32,
+  maxQueuedMessages: 1000,
+  maxTopicLevels: 128,
+  maxConnections: 100_000,
+  maxKeepalive: 60,
+  topicAliasMaximum: 16,
+  maxSessionExpiry: 0xffffffff,
+};
+
+export function defaultConfig(): BrokerConfig {
+  return {
+    dataDir: 'data',
+    host: '0.0.0.0',
+    port: 1883,
+    tls: null,
+    websocket: null,
+    allowAnonymous: true,
+    acl: [],
+    subscribeDeniedReason: 0x87,
+    limits: { ...defaultLimits },
+    logLevel: 'info',
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly key: string, problem: string) {
+    super(`config: ${key}: ${problem}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Json = Record<string, unknown>;
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function integer(v: unknown, key: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new ConfigError(key, `must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function string(v: unknown, key: string): string {
+  if (typeof v !== 'string' || v.length === 0) throw new ConfigError(key, `must be a non-empty string, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function oneOf<T extends string | number>(v: unknown, key: string, allowed: readonly T[]): T {
+  if (!allowed.includes(v as T)) {
+    throw new ConfigError(key, `must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(v)}`);
+  }
+  return v as T;
+}
+
+function checkKeys(obj: Json, key: string, known: readonly string[]): void {
+  for (const k of Object.keys(obj)) {
+    if (!known.includes(k)) throw new ConfigError(key ? `${key}.${k}` : k, `unknown key (known: ${known.join(', ')})`);
+  }
+}
+
+function parseTls(v: unknown, key: string): TlsListenerConfig | null {
+  if (v === null || v === false) return null;
+  if (!isObject(v)) throw new ConfigError(key, 'must be an object or null');
+  checkKeys(v, key, ['port', 'host', 'cert', 'key', 'ca', 'clientCerts', 'identityFrom']);
+  const cfg: TlsListenerConfig = {
+    port: integer(v.port ?? 8883, `${key}.port`, 0, 65535),
+    clientCerts: oneOf(v.clientCerts ?? 'optional', `${key}.clientCerts`, ['none', 'optional', 'required'] as const),
+    identityFrom: oneOf(v.identityFrom ?? 'cn', `${key}.identityFrom`, ['cn', 'san-dns', 'san-email', 'san-uri'] as const),
+  };
+  if (v.host !== undefined) cfg.host = string(v.host, `${key}.host`);
+  for (const f of ['cert', 'key', 'ca'] as const) if (v[f] !== undefined) cfg[f] = string(v[f], `${key}.${f}`);
+  if ((cfg.cert === undefined) !== (cfg.key === undefined)) {
+    throw new ConfigError(`${key}.cert`, 'cert and key must be given together');
+  }
+  return cfg;
+}
+
+function parseAcl(v: unknown): AclRule[] {
+  if (!Array.isArray(v)) throw new ConfigError('acl', 'must be an array of rules');
+  return v.map((r, i) => {
+    const key = `acl[${i}]`;
+    if (!isObject(r)) throw new ConfigError(key, 'must be an object');
+    checkKeys(r, key, ['permission', 'action', 'topic', 'user']);
+    const topic = string(r.topic, `${key}.topic`);
+    if (!isValidTopicFilter(topic)) throw new ConfigError(`${key}.topic`, `not a valid topic filter: ${JSON.stringify(topic)}`);
+    const rule: AclRule = {
+      permission: oneOf(r.permission, `${key}.permission`, ['allow', 'deny'] as const),
+      action: oneOf(r.action ?? 'all', `${key}.action`, ['publish', 'subscribe', 'all'] as const),
+      topic,
+    };
+    if (r.user !== undefined) rule.user = string(r.user, `${key}.user`);
+    return rule;
+  });
+}
+
+const limitRanges: Record<keyof Limits, [number, number]> = {
+  maxPacketSize: [64, 268_435_460],
+  receiveMaximum: [1, 65535],
+  maxInflight: [1, 65535],
+  maxQueuedMessages: [0, 10_000_000],
+  maxTopicLevels: [1, 65535],
+  maxConnections: [1, 10_000_000],
+  maxKeepalive: [1, 65535],
+  topicAliasMaximum: [0, 65535],
+  maxSessionExpiry: [0, 0xffffffff],
+};
+
+/** Overlays a parsed JSON object on the defaults, throwing ConfigError on the first bad key. */
+export function parseConfig(raw: unknown, base: BrokerConfig = defaultConfig()): BrokerConfig {
+  if (!isObject(raw)) throw new ConfigError('(root)', 'must be a JSON object');
+  checkKeys(raw, '', ['dataDir', 'host', 'port', 'tls', 'websocket', 'allowAnonymous', 'acl', 'subscribeDeniedReason', 'limits', 'logLevel']);
+  const cfg: BrokerConfig = { ...base, limits: { ...base.limits } };
+  if (raw.dataDir !== undefined) cfg.dataDir = string(raw.dataDir, 'dataDir');
+  if (raw.host !== undefined) cfg.host = string(raw.host, 'host');
+  if (raw.port !== undefined) cfg.port = raw.port === null ? null : integer(raw.port, 'port', 0, 65535);
+  if (raw.tls !== undefined) cfg.tls = parseTls(raw.tls, 'tls');
+  if (raw.websocket !== undefined) {
+    const w = raw.websocket;
+    if (w === null || w === false) cfg.websocket = null;
+    else {
+      if (!isObject(w)) throw new ConfigError('websocket', 'must be an object or null');
+      checkKeys(w, 'websocket', ['port', 'host', 'path']);
+      cfg.websocket = { port: integer(w.port ?? 8080, 'websocket.port', 0, 65535), path: w.path === undefined ? '/mqtt' : string(w.path, 'websocket.path') };
+      if (w.host !== undefined) cfg.websocket.host = string(w.host, 'websocket.host');
+    }
+  }
+  if (raw.allowAnonymous !== undefined) {
+    if (typeof raw.allowAnonymous !== 'boolean') throw new ConfigError('allowAnonymous', 'must be true or false');
+    cfg.allowAnonymous = raw.allowAnonymous;
+  }
+  if (raw.acl !== undefined) cfg.acl = parseAcl(raw.acl);
+  if (raw.subscribeDeniedReason !== undefined) {
+    cfg.subscribeDeniedReason = oneOf(raw.subscribeDeniedReason, 'subscribeDeniedReason', [0x80, 0x87] as const);
+  }
+  if (raw.logLevel !== undefined) {
+    cfg.logLevel = oneOf(raw.logLevel, 'logLevel', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const);
+  }
+  if (raw.limits !== undefined) {
+    if (!isObject(raw.limits)) throw new ConfigError('limits', 'must be an object');
+    checkKeys(raw.limits, 'limits', Object.keys(limitRanges));
+    for (const [k, [min, max]] of Object.entries(limitRanges) as [keyof Limits, [number, number]][]) {
+      const v = raw.limits[k];
+      if (v !== undefined) cfg.limits[k] = integer(v, `limits.${k}`, min, max);
+    }
+  }
+  return cfg;
+}
+
+export function loadConfigFile(path: string, base?: BrokerConfig): BrokerConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError('(file)', `cannot read ${path}: ${(err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError('(file)', `${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  return parseConfig(raw, base);
+}
