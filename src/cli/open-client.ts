@@ -1,0 +1,57 @@
+/** The client behind `pub`/`sub`: plain MQTT.js, or the protected SDK when a key file is given. */
+import mqtt, { type MqttClient } from 'mqtt';
+import { clientOptions, type ClientFlags } from './client-options.js';
+
+export interface CliClient {
+  publish(topic: string, payload: Buffer, opts: { qos: 0 | 1 | 2; retain: boolean }): Promise<void>;
+  subscribe(filters: string[], qos: 0 | 1 | 2): Promise<void>;
+  onMessage(listener: (topic: string, payload: Buffer, retained: boolean) => void): void;
+  onError(listener: (err: Error) => void): void;
+  end(): Promise<void>;
+}
+
+/** Resolves once CONNACK arrived; rejects with one readable line otherwise. */
+export function connectMqtt(url: string, options: mqtt.IClientOptions): Promise<MqttClient> {
+  return new Promise((ok, fail) => {
+    const client = mqtt.connect(url, options);
+    const onError = (err: Error): void => {
+      client.end(true);
+      const code = (err as NodeJS.ErrnoException).code;
+      fail(new Error(`cannot connect to ${url}: ${code ?? err.message}`));
+    };
+    client.once('error', onError);
+    client.once('close', () => onError(new Error('connection closed by the broker')));
+    client.once('connect', () => {
+      client.removeListener('error', onError);
+      client.removeAllListeners('close');
+      ok(client);
+    });
+  });
+}
+
+function wrapPlain(client: MqttClient): CliClient {
+  return {
+    async publish(topic, payload, opts) {
+      await client.publishAsync(topic, payload, opts);
+    },
+    async subscribe(filters, qos) {
+      const granted = await client.subscribeAsync(filters, { qos });
+      const refused = granted.filter((g) => g.qos >= 0x80);
+      if (refused.length > 0) throw new Error(`subscription refused for ${refused.map((g) => g.topic).join(', ')} (reason 0x${refused[0]!.qos.toString(16)})`);
+    },
+    onMessage(listener) {
+      client.on('message', (topic, payload, packet) => listener(topic, payload, packet.retain));
+    },
+    onError(listener) {
+      client.on('error', listener);
+    },
+    async end() {
+      await client.endAsync();
+    },
+  };
+}
+
+export async function openClient(flags: ClientFlags): Promise<CliClient> {
+  const { url, options } = clientOptions(flags);
+  return wrapPlain(await connectMqtt(url, options));
+}
