@@ -1,0 +1,128 @@
+// Trusted-component benchmark: cost of one re-wrap call by recipient count and backend, cache
+// hit vs miss, and payload size for re-wrap vs paper-mode full re-encryption. One JSON line per
+// measurement; ratios are against a baseline measured in the same run.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { issueToken, openDataTee, type DataTee } from '../src/cli/tee-commands.js';
+import { buildEnrolmentRequest, generateClientKeyBytes, pinTee, sealEnvelope, verifyKeyResponse, type ClientKey } from '../src/client/crypto/index.js';
+import { joinEnvelope, splitEnvelope, type EnvelopeParts } from '../src/tee/envelope-layout.js';
+
+const RECIPIENT_COUNTS = [1, 8, 32, 128];
+const PAYLOAD_SIZES = [20, 200, 2_000, 20_000];
+const TOPIC = 'bench/topic';
+
+interface Setup {
+  d: DataTee;
+  dir: string;
+  subscribers: string[];
+  message(size: number): Promise<EnvelopeParts>;
+}
+
+async function setup(backend: 'inline' | 'process', cacheSize: number): Promise<Setup> {
+  const dir = mkdtempSync(join(tmpdir(), 'mqt-tz-bench-'));
+  const d = await openDataTee(dir, { backend, cacheSize });
+  const info = await d.tee.info();
+  const tee = await pinTee(info, info.fingerprint);
+  const enrol = async (identity: string): Promise<ClientKey> => {
+    const { request, pending } = await buildEnrolmentRequest({ tee, identity, key: generateClientKeyBytes(), token: issueToken(d.operator, identity, 600) });
+    return verifyKeyResponse(pending, await d.tee.enrol(request));
+  };
+  const publisher = await enrol('publisher');
+  const subscribers = Array.from({ length: Math.max(...RECIPIENT_COUNTS) }, (_, i) => `sub-${i}`);
+  for (const s of subscribers) await enrol(s);
+  let seq = 1;
+  return {
+    d,
+    dir,
+    subscribers,
+    message: async (size) => splitEnvelope(await sealEnvelope({ key: publisher, sender: 'publisher', topic: TOPIC, seq: seq++, payload: new Uint8Array(size).fill(0x61) })),
+  };
+}
+
+/** Runs `call` sequentially for about `ms` after a short warm-up; returns microseconds per call. */
+async function measure(ms: number, call: () => Promise<unknown>): Promise<{ iterations: number; usPerCall: number }> {
+  for (let i = 0; i < 20; i++) await call();
+  let iterations = 0;
+  const start = performance.now();
+  let elapsed = 0;
+  while (elapsed < ms) {
+    for (let i = 0; i < 10; i++) await call();
+    iterations += 10;
+    elapsed = performance.now() - start;
+  }
+  return { iterations, usPerCall: (elapsed * 1000) / iterations };
+}
+
+function emit(record: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify({ bench: 'tee', ...record })}\n`);
+}
+
+const round = (x: number): number => Math.round(x * 100) / 100;
+
+export async function runTeeBench(opts: { quick: boolean }): Promise<void> {
+  const ms = opts.quick ? 150 : 1000;
+  const setups: Setup[] = [];
+  try {
+    const inline = await setup('inline', 1024);
+    setups.push(inline);
+    const proc = await setup('process', 1024);
+    setups.push(proc);
+
+    // 1. Re-wrap per call by recipient count, inline vs process (all keys cached).
+    const m = await inline.message(200);
+    const mp = await proc.message(200);
+    for (const n of RECIPIENT_COUNTS) {
+      const a = await measure(ms, () => inline.d.tee.rewrap(m.header, TOPIC, 'publisher', inline.subscribers.slice(0, n)));
+      const b = await measure(ms, () => proc.d.tee.rewrap(mp.header, TOPIC, 'publisher', proc.subscribers.slice(0, n)));
+      emit({ op: 'rewrap', backend: 'inline', recipients: n, iterations: a.iterations, usPerCall: round(a.usPerCall), usPerRecipient: round(a.usPerCall / n) });
+      emit({ op: 'rewrap', backend: 'process', recipients: n, iterations: b.iterations, usPerCall: round(b.usPerCall), usPerRecipient: round(b.usPerCall / n), ratioToInline: round(b.usPerCall / a.usPerCall) });
+    }
+
+    // 2. Pipelined throughput over the process boundary: 32 calls in flight, 8 recipients each.
+    {
+      const recipients = proc.subscribers.slice(0, 8);
+      const batch = (): Promise<unknown> => Promise.all(Array.from({ length: 32 }, () => proc.d.tee.rewrap(mp.header, TOPIC, 'publisher', recipients)));
+      const r = await measure(ms, batch);
+      emit({ op: 'rewrap-pipelined', backend: 'process', inFlight: 32, recipients: 8, callsPerSec: Math.round((32 * 1e6) / r.usPerCall), usPerCall: round(r.usPerCall / 32) });
+    }
+
+    // 3. Cache hit vs miss (8 recipients): a 1-entry cache makes every recipient a sealed-store read.
+    for (const backend of ['inline', 'process'] as const) {
+      const hit = backend === 'inline' ? inline : proc;
+      const miss = await setup(backend, 1);
+      setups.push(miss);
+      const mh = await hit.message(200);
+      const mm = await miss.message(200);
+      const h = await measure(ms, () => hit.d.tee.rewrap(mh.header, TOPIC, 'publisher', hit.subscribers.slice(0, 8)));
+      const before = await miss.d.tee.stats();
+      const x = await measure(ms, () => miss.d.tee.rewrap(mm.header, TOPIC, 'publisher', miss.subscribers.slice(0, 8)));
+      const after = await miss.d.tee.stats();
+      emit({ op: 'rewrap-cache', backend, recipients: 8, cache: 'hit', usPerCall: round(h.usPerCall) });
+      emit({ op: 'rewrap-cache', backend, recipients: 8, cache: 'miss', usPerCall: round(x.usPerCall), storeReadsPerCall: round((after.storeReads - before.storeReads) / (x.iterations + 20)), ratioToHit: round(x.usPerCall / h.usPerCall) });
+    }
+
+    // 4. Payload size: re-wrap (header only) vs paper mode (whole payload re-encrypted per recipient), 8 recipients.
+    for (const size of PAYLOAD_SIZES) {
+      for (const [backend, s] of [['inline', inline], ['process', proc]] as const) {
+        const msg = await s.message(size);
+        const envelope = joinEnvelope(msg.header, msg.payload);
+        const recipients = s.subscribers.slice(0, 8);
+        const rw = await measure(ms, () => s.d.tee.rewrap(msg.header, TOPIC, 'publisher', recipients));
+        const pm = await measure(ms, () => s.d.tee.reencrypt(envelope, TOPIC, 'publisher', recipients));
+        emit({ op: 'payload', backend, payloadBytes: size, recipients: 8, rewrapUsPerCall: round(rw.usPerCall), paperUsPerCall: round(pm.usPerCall), paperToRewrap: round(pm.usPerCall / rw.usPerCall) });
+      }
+    }
+  } finally {
+    for (const s of setups) {
+      await s.d.close();
+      rmSync(s.dir, { recursive: true, force: true });
+    }
+  }
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await runTeeBench({ quick: process.argv.includes('--quick') });
+}

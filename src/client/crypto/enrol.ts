@@ -1,0 +1,127 @@
+// Client side of enrolment and rotation: the key goes HPKE-sealed to the pinned trusted
+// component; its answer must carry the trusted component's signature and a key confirmation
+// (MAC under the new key over the transcript), neither of which the broker can forge.
+import { fromBase64Url, fromHex, toHex, type Bytes } from '../../tee/bytes.js';
+import { codeFromNumber } from '../../tee/errors.js';
+import {
+  CLIENT_NONCE_BYTES, LABELS, MSG_ENROL, MSG_ENROL_RESPONSE, MSG_ROTATE, MSG_ROTATE_RESPONSE, encodeEnrolPlaintext, encodeRotatePlaintext,
+  fingerprintInput, keyConfirmInput, keyRequestPrefix, operatorSignedInput, parseEndorsementBody, parseKeyResponse, responseSignedInput,
+  rotateProofInput, splitSigned, STATEMENT_ENDORSEMENT,
+} from '../../tee/messages.js';
+import { concat, equalBytes } from '../../tee/bytes.js';
+import { EnrolmentError } from './errors.js';
+import { setupBaseS } from './hpke.js';
+import { importClientKey, type ClientKey } from './keys.js';
+import { ed25519Verify, hmac, randomBytes, sha256 } from './webcrypto.js';
+
+export interface TeePublicKeys {
+  x25519: Bytes;
+  ed25519: Bytes;
+}
+
+/** The public part of `mqt-tz tee info` a client needs (hex strings as printed). */
+export interface TeeInfoJson {
+  x25519: string;
+  ed25519: string;
+  measurement?: string;
+  endorsement?: string | null;
+}
+
+export async function fingerprintOf(x25519: Uint8Array, ed25519: Uint8Array): Promise<string> {
+  return toHex(await sha256(fingerprintInput(x25519, ed25519)));
+}
+
+/** Accepts the trusted component's keys only if they hash to the pinned fingerprint. */
+export async function pinTee(info: TeeInfoJson, fingerprint: string): Promise<TeePublicKeys> {
+  const keys = { x25519: fromHex(info.x25519), ed25519: fromHex(info.ed25519) };
+  if (keys.x25519.length !== 32 || keys.ed25519.length !== 32) throw new EnrolmentError('fingerprint-mismatch', 'trusted component keys must be 32 bytes each');
+  if ((await fingerprintOf(keys.x25519, keys.ed25519)) !== fingerprint.toLowerCase()) {
+    throw new EnrolmentError('fingerprint-mismatch', 'trusted component keys do not match the pinned fingerprint');
+  }
+  return keys;
+}
+
+/** Checks the operator's endorsement of these keys and this measurement; returns its time. */
+export async function verifyEndorsement(info: TeeInfoJson, operatorPublicKeyHex: string): Promise<number> {
+  try {
+    const s = splitSigned(fromBase64Url(info.endorsement ?? ''));
+    if (s.type !== STATEMENT_ENDORSEMENT) throw new Error('not an endorsement');
+    if (!(await ed25519Verify(fromHex(operatorPublicKeyHex), s.signature, operatorSignedInput(s.body)))) throw new Error('signature does not verify');
+    const e = parseEndorsementBody(s.body);
+    if (toHex(e.x25519) !== info.x25519 || toHex(e.ed25519) !== info.ed25519 || toHex(e.measurement) !== info.measurement) throw new Error('names other keys or code');
+    return e.issuedAt;
+  } catch (err) {
+    throw new EnrolmentError('endorsement-invalid', `endorsement: ${(err as Error).message}`);
+  }
+}
+
+export interface PendingKeyRequest {
+  readonly type: 'enrol' | 'rotate';
+  readonly tee: TeePublicKeys;
+  readonly identity: string;
+  readonly requestHash: Bytes;
+  readonly newKey: ClientKey;
+}
+
+async function sealRequest(tee: TeePublicKeys, type: number, plaintext: Uint8Array, proofFor?: (enc: Uint8Array) => Promise<Uint8Array>): Promise<Bytes> {
+  const info = concat(type === MSG_ENROL ? LABELS.enrolInfo : LABELS.rotateInfo, tee.x25519);
+  const ctx = await setupBaseS(tee.x25519, info, 2);
+  const body = proofFor === undefined ? plaintext : concat(plaintext, await proofFor(ctx.enc));
+  const prefix = keyRequestPrefix(type);
+  const request = concat(prefix, ctx.enc, await ctx.seal(prefix, body));
+  body.fill(0);
+  return request;
+}
+
+export interface EnrolmentInput {
+  tee: TeePublicKeys;
+  identity: string;
+  /** The raw 256-bit client key (kept by the client in its key file). */
+  key: Uint8Array;
+  /** Operator-signed token, raw or as printed by `mqt-tz token` (base64url); omit in open-enrolment mode. */
+  token?: Uint8Array | string;
+}
+
+export async function buildEnrolmentRequest(o: EnrolmentInput): Promise<{ request: Bytes; pending: PendingKeyRequest }> {
+  const token = o.token === undefined ? new Uint8Array(0) : typeof o.token === 'string' ? fromBase64Url(o.token.trim()) : o.token;
+  const plaintext = encodeEnrolPlaintext({ identity: o.identity, key: o.key, nonce: randomBytes(CLIENT_NONCE_BYTES), token });
+  const request = await sealRequest(o.tee, MSG_ENROL, plaintext);
+  return { request, pending: { type: 'enrol', tee: o.tee, identity: o.identity, requestHash: await sha256(request), newKey: await importClientKey(o.key) } };
+}
+
+export interface RotationInput {
+  tee: TeePublicKeys;
+  identity: string;
+  currentKey: ClientKey;
+  newKey: Uint8Array;
+}
+
+export async function buildRotationRequest(o: RotationInput): Promise<{ request: Bytes; pending: PendingKeyRequest }> {
+  const nonce = randomBytes(CLIENT_NONCE_BYTES);
+  // Proof = MAC under the current key over (identity, new key, nonce, this encapsulation).
+  const unproven = encodeRotatePlaintext({ identity: o.identity, key: o.newKey, nonce, proof: new Uint8Array(32) }).subarray(0, -32);
+  const request = await sealRequest(o.tee, MSG_ROTATE, unproven, (enc) => hmac(o.currentKey.confirm, rotateProofInput(o.identity, o.newKey, nonce, enc)));
+  return { request, pending: { type: 'rotate', tee: o.tee, identity: o.identity, requestHash: await sha256(request), newKey: await importClientKey(o.newKey) } };
+}
+
+/** Verifies the trusted component's answer; resolves with the now-enrolled key, throws EnrolmentError otherwise. */
+export async function verifyKeyResponse(pending: PendingKeyRequest, response: Uint8Array): Promise<ClientKey> {
+  let r;
+  try {
+    r = parseKeyResponse(response);
+  } catch (err) {
+    throw new EnrolmentError('bad-response', (err as Error).message);
+  }
+  const expectedType = pending.type === 'enrol' ? MSG_ENROL_RESPONSE : MSG_ROTATE_RESPONSE;
+  if (r.type !== expectedType) throw new EnrolmentError('bad-response', `response type 0x${r.type.toString(16)} does not answer a ${pending.type} request`);
+  if (!(await ed25519Verify(pending.tee.ed25519, r.signature, responseSignedInput(pending.requestHash, r.body)))) {
+    throw new EnrolmentError('bad-signature', 'response is not signed by the pinned trusted component for this request');
+  }
+  if (r.status !== 0) {
+    const code = codeFromNumber(r.status);
+    throw new EnrolmentError('refused', `trusted component refused the ${pending.type === 'enrol' ? 'enrolment' : 'rotation'}: ${code}`, code);
+  }
+  const expected = await hmac(pending.newKey.confirm, keyConfirmInput(pending.requestHash, pending.tee.x25519, pending.identity));
+  if (!equalBytes(expected, r.confirm)) throw new EnrolmentError('bad-confirmation', 'key confirmation does not verify');
+  return pending.newKey;
+}

@@ -1,0 +1,81 @@
+// Envelope seal (publisher) and open (subscriber). Layout and associated data come from
+// src/tee/envelope-layout.ts, shared with the trusted component and the broker.
+import {
+  ENVELOPE_VERSION, EnvelopeFormatError, KIND_RECIPIENT, KIND_SENDER, TOPIC_TAG_BYTES, encodeHeader, joinEnvelope, parseHeader, payloadAd,
+  splitEnvelope, topicTagInput, wrapAd, type EnvelopeHeader,
+} from '../../tee/envelope-layout.js';
+import { equalBytes, type Bytes } from '../../tee/bytes.js';
+import { MalformedEnvelopeError, NotForMeError, ReplayedMessageError, TamperedMessageError, WrongTopicError } from './errors.js';
+import type { ClientKey } from './keys.js';
+import type { ReplayWindow } from './replay.js';
+import { aesKey, aesOpen, aesSeal, randomBytes, sha256 } from './webcrypto.js';
+
+async function topicTag(topic: string): Promise<Uint8Array> {
+  return (await sha256(topicTagInput(topic))).subarray(0, TOPIC_TAG_BYTES);
+}
+
+export interface SealOptions {
+  key: ClientKey;
+  sender: string;
+  topic: string;
+  seq: number;
+  payload: Uint8Array;
+}
+
+/** Publisher side: fresh data key, payload under it, data key wrapped under the sender's key. */
+export async function sealEnvelope(o: SealOptions): Promise<Bytes> {
+  const dek = randomBytes(32);
+  const payloadNonce = randomBytes(12);
+  const wrapNonce = randomBytes(12);
+  const payload = await aesSeal(await aesKey(dek), payloadNonce, o.payload, payloadAd(o.seq, o.topic, o.sender));
+  const wrappedKey = await aesSeal(o.key.wrap, wrapNonce, dek, wrapAd(KIND_SENDER, o.seq, o.topic, o.sender, '', payloadNonce));
+  dek.fill(0);
+  const header = encodeHeader({
+    version: ENVELOPE_VERSION, kind: KIND_SENDER, seq: o.seq, topicTag: await topicTag(o.topic), sender: o.sender, recipient: '', payloadNonce, wrapNonce, wrappedKey,
+  });
+  return joinEnvelope(header, payload);
+}
+
+export interface OpenOptions {
+  key: ClientKey;
+  /** The receiving identity: the header must be re-wrapped for it. */
+  identity: string;
+  /** Topic the message arrived on. */
+  topic: string;
+  envelope: Uint8Array;
+  /** When given, each (sender, seq) is accepted once. */
+  replay?: ReplayWindow;
+}
+
+export interface OpenedMessage {
+  sender: string;
+  seq: number;
+  payload: Bytes;
+}
+
+/** Subscriber side; every failure is a ProtectedMessageError subclass with its own code. */
+export async function openEnvelope(o: OpenOptions): Promise<OpenedMessage> {
+  let h: EnvelopeHeader;
+  let payload: Uint8Array;
+  try {
+    const parts = splitEnvelope(o.envelope);
+    h = parseHeader(parts.header);
+    payload = parts.payload;
+  } catch (err) {
+    throw new MalformedEnvelopeError((err as EnvelopeFormatError).message);
+  }
+  if (h.kind !== KIND_RECIPIENT) throw new NotForMeError('header is still wrapped for its sender; the trusted component did not re-wrap it');
+  if (h.recipient !== o.identity) throw new NotForMeError(`header was re-wrapped for ${JSON.stringify(h.recipient)}, not ${JSON.stringify(o.identity)}`);
+  if (!equalBytes(h.topicTag, await topicTag(o.topic))) throw new WrongTopicError(`message was not published to ${JSON.stringify(o.topic)}`);
+  const dek = await aesOpen(o.key.wrap, h.wrapNonce, h.wrappedKey, wrapAd(KIND_RECIPIENT, h.seq, o.topic, h.sender, o.identity, h.payloadNonce));
+  if (dek === undefined) throw new TamperedMessageError('wrapped data key fails authentication');
+  const plaintext = await aesOpen(await aesKey(dek), h.payloadNonce, payload, payloadAd(h.seq, o.topic, h.sender));
+  dek.fill(0);
+  if (plaintext === undefined) throw new TamperedMessageError('payload fails authentication');
+  if (o.replay !== undefined) {
+    const verdict = o.replay.check(h.sender, h.seq);
+    if (verdict !== 'fresh') throw new ReplayedMessageError(`message ${h.seq} from ${JSON.stringify(h.sender)} is ${verdict === 'duplicate' ? 'a duplicate' : 'older than the replay window'}`);
+    o.replay.accept(h.sender, h.seq);
+  }
+  return { sender: h.sender, seq: h.seq, payload: plaintext };
+}

@@ -1,0 +1,77 @@
+// Thin WebCrypto wrappers (globalThis.crypto.subtle only: runs in Node 20 and browsers).
+import type { Bytes } from '../../tee/bytes.js';
+
+const subtle = (): SubtleCrypto => globalThis.crypto.subtle;
+
+/** WebCrypto's typings want ArrayBuffer-backed views; every Uint8Array we pass is one. */
+export function bs(u: Uint8Array): Bytes {
+  return u as Bytes;
+}
+
+export function randomBytes(n: number): Bytes {
+  return globalThis.crypto.getRandomValues(new Uint8Array(n));
+}
+
+export async function sha256(data: Uint8Array): Promise<Bytes> {
+  return new Uint8Array(await subtle().digest('SHA-256', bs(data)));
+}
+
+export async function hmacKey(raw: Uint8Array, usages: KeyUsage[] = ['sign']): Promise<CryptoKey> {
+  // HMAC keys may not be empty in WebCrypto; an empty HKDF salt means HashLen zero bytes (RFC 5869).
+  return subtle().importKey('raw', bs(raw.length === 0 ? new Uint8Array(32) : raw), { name: 'HMAC', hash: 'SHA-256' }, false, usages);
+}
+
+export async function hmac(key: CryptoKey, data: Uint8Array): Promise<Bytes> {
+  return new Uint8Array(await subtle().sign('HMAC', key, bs(data)));
+}
+
+export async function hkdfExtract(salt: Uint8Array, ikm: Uint8Array): Promise<Bytes> {
+  return hmac(await hmacKey(salt), ikm);
+}
+
+export async function hkdfExpand(prk: Uint8Array, info: Uint8Array, length: number): Promise<Bytes> {
+  const key = await hmacKey(prk);
+  const out = new Uint8Array(length);
+  let prev: Uint8Array = new Uint8Array(0);
+  for (let i = 0, at = 0; at < length; i++, at += 32) {
+    const input = new Uint8Array(prev.length + info.length + 1);
+    input.set(prev);
+    input.set(info, prev.length);
+    input[input.length - 1] = i + 1;
+    prev = await hmac(key, input);
+    out.set(prev.subarray(0, Math.min(32, length - at)), at);
+  }
+  return out;
+}
+
+/** Full HKDF-SHA256 with an empty salt, as the trusted component derives subkeys. */
+export async function hkdf(ikm: Uint8Array, info: Uint8Array, length = 32): Promise<Bytes> {
+  const key = await subtle().importKey('raw', bs(ikm), 'HKDF', false, ['deriveBits']);
+  return new Uint8Array(await subtle().deriveBits({ name: 'HKDF', hash: 'SHA-256', salt: new Uint8Array(0), info: bs(info) }, key, length * 8));
+}
+
+export async function aesKey(raw: Uint8Array): Promise<CryptoKey> {
+  return subtle().importKey('raw', bs(raw), 'AES-GCM', false, ['encrypt', 'decrypt']);
+}
+
+export async function aesSeal(key: CryptoKey, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Promise<Bytes> {
+  return new Uint8Array(await subtle().encrypt({ name: 'AES-GCM', iv: bs(nonce), additionalData: bs(ad), tagLength: 128 }, key, bs(plaintext)));
+}
+
+/** undefined when authentication fails. */
+export async function aesOpen(key: CryptoKey, nonce: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Promise<Bytes | undefined> {
+  try {
+    return new Uint8Array(await subtle().decrypt({ name: 'AES-GCM', iv: bs(nonce), additionalData: bs(ad), tagLength: 128 }, key, bs(sealed)));
+  } catch {
+    return undefined;
+  }
+}
+
+export async function ed25519Verify(publicKey: Uint8Array, signature: Uint8Array, data: Uint8Array): Promise<boolean> {
+  try {
+    const key = await subtle().importKey('raw', bs(publicKey), { name: 'Ed25519' }, false, ['verify']);
+    return await subtle().verify({ name: 'Ed25519' }, key, bs(signature), bs(data));
+  } catch {
+    return false;
+  }
+}

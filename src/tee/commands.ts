@@ -1,0 +1,120 @@
+// Command dispatch: decodes a command's parameters, runs it, encodes its result (docs/protocol.md §8).
+// Shared by both backends, so `inline` and `process` differ only by the process boundary.
+import { Reader, Writer } from './bytes.js';
+import { TeeError } from './errors.js';
+import { TeeState, measureTrustedCode, type SealedStorage } from './core.js';
+import { enrol, rotate } from './enrol.js';
+import { reencrypt, rewrap, type RecipientOutput } from './rewrap.js';
+import { CMD } from './wire.js';
+
+export const STATS_FIELDS = [
+  'calls', 'rewrapCalls', 'rewrapped', 'refusals', 'rejectedMessages', 'reencryptCalls', 'enrolments', 'rotations',
+  'revocations', 'cacheHits', 'cacheMisses', 'storeReads', 'storeWrites', 'cacheSize',
+] as const;
+
+const EMPTY = new Uint8Array(0);
+
+function encodeOutputs(outputs: readonly RecipientOutput[]): Uint8Array {
+  const w = new Writer().u16(outputs.length);
+  for (const o of outputs) {
+    if (typeof o === 'number') w.u8(o);
+    else w.u8(0).bytes32(o);
+  }
+  return w.finish();
+}
+
+/** `str16 topic | str8 sender | u16 n | n x str8 recipient | header or envelope (rest)`. */
+function decodeBatch(params: Uint8Array): { topic: string; sender: string; recipients: string[]; data: Uint8Array } {
+  const r = new Reader(params);
+  const topic = r.str16('topic');
+  const sender = r.str8('sender');
+  const recipients = new Array<string>(r.u16('recipient count'));
+  for (let i = 0; i < recipients.length; i++) recipients[i] = r.str8('recipient');
+  return { topic, sender, recipients, data: r.rest() };
+}
+
+export class Dispatcher {
+  private state: TeeState | undefined;
+
+  constructor(private readonly storage: SealedStorage, private readonly codeDir: string) {}
+
+  private ready(): TeeState {
+    if (this.state === undefined) throw new TeeError('not-initialised', 'the init command must come first');
+    this.state.counters.calls++;
+    return this.state;
+  }
+
+  async handle(command: number, params: Uint8Array): Promise<Uint8Array> {
+    try {
+      return await this.run(command, params);
+    } catch (err) {
+      if (err instanceof TeeError) throw err;
+      // Truncated or malformed parameters surface as reader errors: name them as such.
+      if (err instanceof RangeError || (err as Error).name === 'TruncatedError') throw new TeeError('bad-request', (err as Error).message);
+      throw new TeeError('internal', (err as Error).message);
+    }
+  }
+
+  private async run(command: number, params: Uint8Array): Promise<Uint8Array> {
+    switch (command) {
+      case CMD.init: {
+        if (this.state !== undefined) throw new TeeError('bad-request', 'already initialised');
+        const r = new Reader(params);
+        const flags = r.u8('flags');
+        const cacheSize = r.u32('cache size');
+        const operatorPublicKey = Uint8Array.from(r.take(32, 'operator key'));
+        const deviceSecretPath = r.str16('device secret path');
+        this.state = await TeeState.open({ deviceSecretPath, operatorPublicKey, cacheSize, openEnrolment: (flags & 1) === 1 }, this.storage, measureTrustedCode(this.codeDir));
+        return EMPTY;
+      }
+      case CMD.info: {
+        const s = this.ready();
+        return new Writer()
+          .raw(s.x25519Public).raw(s.ed25519Public).raw(s.measurement).raw(s.fingerprint).raw(s.operatorKey.export({ format: 'der', type: 'spki' }).subarray(-32))
+          .u8(s.config.openEnrolment ? 1 : 0).u64(s.policy.serial).bytes16(s.endorsement)
+          .finish();
+      }
+      case CMD.enrol:
+        return enrol(this.ready(), params);
+      case CMD.rotate:
+        return rotate(this.ready(), params);
+      case CMD.revoke:
+        await this.ready().revoke(params);
+        return EMPTY;
+      case CMD.loadPolicy:
+        await this.ready().loadPolicy(params);
+        return EMPTY;
+      case CMD.setEndorsement:
+        await this.ready().setEndorsement(params);
+        return EMPTY;
+      case CMD.rewrap: {
+        const s = this.ready();
+        const b = decodeBatch(params);
+        return encodeOutputs(await rewrap(s, b.data, b.topic, b.sender, b.recipients));
+      }
+      case CMD.reencrypt: {
+        const s = this.ready();
+        const b = decodeBatch(params);
+        return encodeOutputs(await reencrypt(s, b.data, b.topic, b.sender, b.recipients));
+      }
+      case CMD.isEnrolled: {
+        const s = this.ready();
+        const identity = new Reader(params).str8('identity');
+        if (s.revoked.has(identity)) return Uint8Array.of(0);
+        try {
+          return Uint8Array.of((await s.keysOf(identity)) === undefined ? 0 : 1);
+        } catch {
+          return Uint8Array.of(0); // an altered blob is not a usable enrolment
+        }
+      }
+      case CMD.stats: {
+        const stats = this.ready().stats();
+        const w = new Writer();
+        for (const f of STATS_FIELDS) w.u64(stats[f]);
+        return w.finish();
+      }
+      default:
+        throw new TeeError('unknown-command', `command 0x${command.toString(16)} is not defined`);
+    }
+  }
+}

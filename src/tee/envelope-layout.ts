@@ -1,0 +1,140 @@
+// Envelope layout (docs/protocol.md §3). Pure: no keys, no crypto, no `node:` imports, so the
+// broker, the trusted component and the browser client all split and parse envelopes the same way.
+import { Reader, TruncatedError, Writer, concat, utf8, type Bytes } from './bytes.js';
+
+export const ENVELOPE_VERSION = 1;
+export const KIND_SENDER = 1; // data key wrapped under the publisher's key
+export const KIND_RECIPIENT = 2; // data key re-wrapped by the trusted component for one subscriber
+export const NONCE_BYTES = 12;
+export const TAG_BYTES = 16;
+export const KEY_BYTES = 32;
+export const WRAPPED_KEY_BYTES = KEY_BYTES + TAG_BYTES;
+export const TOPIC_TAG_BYTES = 8;
+export const MAX_IDENTITY_BYTES = 255;
+
+export interface EnvelopeHeader {
+  version: number;
+  kind: number;
+  seq: number;
+  /** First 8 bytes of SHA-256("mqt-tz/1 topic" || topic): lets a receiver name a wrong-topic delivery. */
+  topicTag: Uint8Array;
+  sender: string;
+  /** Empty in a sender-wrapped header. */
+  recipient: string;
+  payloadNonce: Uint8Array;
+  wrapNonce: Uint8Array;
+  wrappedKey: Uint8Array;
+}
+
+export type EnvelopeFormatCode = 'truncated' | 'bad-length' | 'unsupported-version' | 'bad-kind' | 'bad-identity';
+
+/** A header or envelope whose bytes do not follow the layout; raised before any crypto. */
+export class EnvelopeFormatError extends Error {
+  constructor(readonly code: EnvelopeFormatCode, message: string) {
+    super(message);
+    this.name = 'EnvelopeFormatError';
+  }
+}
+
+export interface EnvelopeParts {
+  header: Uint8Array;
+  /** AES-256-GCM ciphertext of the payload followed by its 16-byte tag; shared by every recipient. */
+  payload: Uint8Array;
+}
+
+/** Splits `u16 headerLength | header | payload` without copying. */
+export function splitEnvelope(envelope: Uint8Array): EnvelopeParts {
+  if (envelope.length < 2) throw new EnvelopeFormatError('truncated', 'envelope shorter than its 2-byte header length');
+  const headerLength = (envelope[0]! << 8) | envelope[1]!;
+  if (envelope.length < 2 + headerLength + TAG_BYTES) {
+    throw new EnvelopeFormatError('bad-length', `envelope of ${envelope.length} bytes cannot hold a ${headerLength}-byte header and a payload tag`);
+  }
+  return { header: envelope.subarray(2, 2 + headerLength), payload: envelope.subarray(2 + headerLength) };
+}
+
+/** Inverse of splitEnvelope: one allocation per output envelope. */
+export function joinEnvelope(header: Uint8Array, payload: Uint8Array): Bytes {
+  if (header.length > 0xffff) throw new EnvelopeFormatError('bad-length', 'header longer than 65535 bytes');
+  const out = new Uint8Array(2 + header.length + payload.length);
+  out[0] = header.length >> 8;
+  out[1] = header.length & 0xff;
+  out.set(header, 2);
+  out.set(payload, 2 + header.length);
+  return out;
+}
+
+/** Exact-size encoding (one allocation): the trusted component builds one per recipient. */
+export function encodeHeader(h: EnvelopeHeader): Bytes {
+  if (!Number.isSafeInteger(h.seq) || h.seq < 0) throw new EnvelopeFormatError('bad-length', `sequence number ${h.seq} is not an unsigned safe integer`);
+  const sender = utf8(h.sender);
+  const recipient = utf8(h.recipient);
+  if (sender.length > MAX_IDENTITY_BYTES || recipient.length > MAX_IDENTITY_BYTES) throw new EnvelopeFormatError('bad-identity', 'identity longer than 255 bytes');
+  const out = new Uint8Array(2 + 8 + TOPIC_TAG_BYTES + 2 + sender.length + recipient.length + 2 * NONCE_BYTES + WRAPPED_KEY_BYTES);
+  const view = new DataView(out.buffer);
+  out[0] = h.version;
+  out[1] = h.kind;
+  view.setUint32(2, Math.floor(h.seq / 0x100000000));
+  view.setUint32(6, h.seq >>> 0);
+  let at = 10;
+  for (const part of [h.topicTag, [sender.length], sender, [recipient.length], recipient, h.payloadNonce, h.wrapNonce, h.wrappedKey]) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+export function parseHeader(bytes: Uint8Array): EnvelopeHeader {
+  const r = new Reader(bytes);
+  try {
+    const version = r.u8('version');
+    if (version !== ENVELOPE_VERSION) throw new EnvelopeFormatError('unsupported-version', `envelope version ${version} is not supported (expected ${ENVELOPE_VERSION})`);
+    const kind = r.u8('kind');
+    if (kind !== KIND_SENDER && kind !== KIND_RECIPIENT) throw new EnvelopeFormatError('bad-kind', `unknown header kind ${kind}`);
+    const h: EnvelopeHeader = {
+      version,
+      kind,
+      seq: r.u64('sequence number'),
+      topicTag: r.take(TOPIC_TAG_BYTES, 'topic tag'),
+      sender: r.str8('sender identity'),
+      recipient: r.str8('recipient identity'),
+      payloadNonce: r.take(NONCE_BYTES, 'payload nonce'),
+      wrapNonce: r.take(NONCE_BYTES, 'wrap nonce'),
+      wrappedKey: r.take(WRAPPED_KEY_BYTES, 'wrapped data key'),
+    };
+    r.end('envelope header');
+    if (h.sender.length === 0) throw new EnvelopeFormatError('bad-identity', 'header names no sender');
+    if ((kind === KIND_SENDER) !== (h.recipient.length === 0)) {
+      throw new EnvelopeFormatError('bad-identity', kind === KIND_SENDER ? 'sender-wrapped header names a recipient' : 'recipient-wrapped header names no recipient');
+    }
+    return h;
+  } catch (err) {
+    if (err instanceof EnvelopeFormatError) throw err;
+    if (err instanceof TruncatedError) throw new EnvelopeFormatError('truncated', `envelope header ${err.message}`);
+    throw new EnvelopeFormatError('bad-length', `envelope header: ${(err as Error).message}`);
+  }
+}
+
+const PAYLOAD_LABEL = utf8('mqt-tz/1 payload');
+const WRAP_LABEL = utf8('mqt-tz/1 wrap');
+export const TOPIC_TAG_LABEL = utf8('mqt-tz/1 topic');
+
+/** Associated data of the payload AEAD: version, sequence number, topic and sender. */
+export function payloadAd(seq: number, topic: string, sender: string): Bytes {
+  return new Writer().raw(PAYLOAD_LABEL).u8(ENVELOPE_VERSION).u64(seq).str16(topic).str8(sender).finish();
+}
+
+/** Associated data of a data-key wrap; the recipient form also names the recipient. */
+export function wrapAd(kind: number, seq: number, topic: string, sender: string, recipient: string, payloadNonce: Uint8Array): Bytes {
+  return new Writer().raw(WRAP_LABEL).u8(ENVELOPE_VERSION).u8(kind).u64(seq).str16(topic).str8(sender).str8(recipient).raw(payloadNonce).finish();
+}
+
+/** Input of the topic tag hash (the caller hashes it with its own SHA-256). */
+export function topicTagInput(topic: string): Bytes {
+  return concat(TOPIC_TAG_LABEL, utf8(topic));
+}
+
+/** Identities are non-empty UTF-8 strings of at most 255 bytes (they travel in a u8-prefixed field). */
+export function checkIdentity(identity: string): boolean {
+  if (identity.length === 0 || identity.length > MAX_IDENTITY_BYTES) return false;
+  return utf8(identity).length <= MAX_IDENTITY_BYTES;
+}

@@ -1,0 +1,143 @@
+// Re-wrap: one call per PUBLISH. The sender-wrapped data key is opened with the sender's key and
+// wrapped again for each recipient the policy lets read the topic. Work is independent of the
+// payload size: only the 32-byte data key is handled. Paper mode (benchmark baseline) instead
+// decrypts and re-encrypts the whole payload per recipient, as the original MQT-TZ did.
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import {
+  ENVELOPE_VERSION, KEY_BYTES, KIND_RECIPIENT, KIND_SENDER, NONCE_BYTES, TAG_BYTES, TOPIC_TAG_LABEL, EnvelopeFormatError,
+  checkIdentity, encodeHeader, joinEnvelope, parseHeader, payloadAd, splitEnvelope, wrapAd, type EnvelopeHeader,
+} from './envelope-layout.js';
+import { TEE_ERRORS, TeeError, type TeeErrorCode } from './errors.js';
+import type { ClientKeys } from './keys.js';
+import { TeeState, sha256 } from './core.js';
+
+/** Per recipient: its new header, or the wire number of a refusal code. */
+export type RecipientOutput = Uint8Array | number;
+
+function gcmSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Buffer {
+  const c = createCipheriv('aes-256-gcm', key, nonce);
+  c.setAAD(ad);
+  return Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
+}
+
+/** undefined when authentication fails. */
+function gcmOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Buffer | undefined {
+  try {
+    const d = createDecipheriv('aes-256-gcm', key, nonce);
+    d.setAAD(ad);
+    d.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+    return Buffer.concat([d.update(sealed.subarray(0, sealed.length - TAG_BYTES)), d.final()]);
+  } catch {
+    return undefined;
+  }
+}
+
+export function topicTag(topic: string): Buffer {
+  return sha256(TOPIC_TAG_LABEL, Buffer.from(topic)).subarray(0, 8);
+}
+
+function reject(state: TeeState, code: TeeErrorCode, message: string): never {
+  state.counters.rejectedMessages++;
+  throw new TeeError(code, message);
+}
+
+/** Authenticates a sender-wrapped header for (topic, sender) and returns it with the clear data key. */
+async function openSenderHeader(state: TeeState, headerBytes: Uint8Array, topic: string, sender: string): Promise<{ h: EnvelopeHeader; dek: Buffer }> {
+  if (topic.length === 0 || topic.includes('+') || topic.includes('#')) reject(state, 'bad-request', `invalid topic name ${JSON.stringify(topic)}`);
+  let h: EnvelopeHeader;
+  try {
+    h = parseHeader(headerBytes);
+  } catch (err) {
+    reject(state, 'malformed-header', (err as EnvelopeFormatError).message);
+  }
+  if (h.kind !== KIND_SENDER) reject(state, 'malformed-header', 'header is not sender-wrapped');
+  if (h.sender !== sender) reject(state, 'sender-mismatch', `header names sender ${JSON.stringify(h.sender)}, the publisher is ${JSON.stringify(sender)}`);
+  if (!topicTag(topic).equals(h.topicTag)) reject(state, 'wrong-topic', `header was not made for topic ${JSON.stringify(topic)}`);
+  if (state.revoked.has(sender)) reject(state, 'revoked-sender', 'sender was revoked');
+  if (!state.policy.mayPublish(sender, topic)) reject(state, 'publish-denied', `${JSON.stringify(sender)} may not publish to ${JSON.stringify(topic)}`);
+  let keys: ClientKeys | undefined;
+  try {
+    keys = await state.keysOf(sender);
+  } catch (err) {
+    reject(state, err instanceof TeeError ? err.code : 'internal', (err as Error).message);
+  }
+  if (keys === undefined) reject(state, 'unknown-sender', `${JSON.stringify(sender)} is not enrolled`);
+  const dek = gcmOpen(keys.wrap, h.wrapNonce, h.wrappedKey, wrapAd(KIND_SENDER, h.seq, topic, sender, '', h.payloadNonce));
+  if (dek === undefined) reject(state, 'header-auth-failed', 'wrapped data key fails authentication (tampered header, wrong topic, sender or sequence number)');
+  return { h, dek };
+}
+
+/**
+ * For each recipient: a synchronous refusal, a header, or (cache miss) a pending key load.
+ * Loads run concurrently, so N misses cost N sealed-store reads but one round of latency.
+ */
+async function forEachRecipient(
+  state: TeeState,
+  topic: string,
+  recipients: readonly string[],
+  make: (recipient: string, keys: ClientKeys, index: number) => Uint8Array,
+): Promise<RecipientOutput[]> {
+  const out: RecipientOutput[] = new Array<RecipientOutput>(recipients.length);
+  const waits: Promise<void>[] = [];
+  for (let i = 0; i < recipients.length; i++) {
+    const r = recipients[i]!;
+    if (!checkIdentity(r)) out[i] = TEE_ERRORS['recipient-bad-identity'];
+    else if (state.revoked.has(r)) out[i] = TEE_ERRORS['recipient-revoked'];
+    else if (!state.policy.mayRead(r, topic)) out[i] = TEE_ERRORS['read-denied'];
+    else {
+      const k = state.keysOf(r);
+      if (k instanceof Promise) {
+        waits.push(k.then((keys) => { out[i] = keys === undefined ? TEE_ERRORS['recipient-unknown'] : make(r, keys, i); }, () => { out[i] = TEE_ERRORS['recipient-sealed-invalid']; }));
+      } else out[i] = k === undefined ? TEE_ERRORS['recipient-unknown'] : make(r, k, i);
+    }
+  }
+  if (waits.length > 0) await Promise.all(waits);
+  for (const o of out) if (typeof o === 'number') state.counters.refusals++;
+  return out;
+}
+
+export async function rewrap(state: TeeState, headerBytes: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RecipientOutput[]> {
+  state.counters.rewrapCalls++;
+  const { h, dek } = await openSenderHeader(state, headerBytes, topic, sender);
+  const nonces = randomBytes(NONCE_BYTES * recipients.length);
+  try {
+    const out = await forEachRecipient(state, topic, recipients, (recipient, keys, i) => {
+      const wrapNonce = nonces.subarray(i * NONCE_BYTES, (i + 1) * NONCE_BYTES);
+      const wrappedKey = gcmSeal(keys.wrap, wrapNonce, dek, wrapAd(KIND_RECIPIENT, h.seq, topic, sender, recipient, h.payloadNonce));
+      return encodeHeader({ ...h, kind: KIND_RECIPIENT, recipient, wrapNonce, wrappedKey });
+    });
+    for (const o of out) if (typeof o !== 'number') state.counters.rewrapped++;
+    return out;
+  } finally {
+    dek.fill(0);
+  }
+}
+
+/** Paper mode: full payload decryption and per-recipient re-encryption. Returns whole envelopes. */
+export async function reencrypt(state: TeeState, envelope: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RecipientOutput[]> {
+  state.counters.reencryptCalls++;
+  let parts;
+  try {
+    parts = splitEnvelope(envelope);
+  } catch (err) {
+    reject(state, 'malformed-header', (err as Error).message);
+  }
+  const { h, dek } = await openSenderHeader(state, parts.header, topic, sender);
+  const ad = payloadAd(h.seq, topic, sender);
+  const plaintext = gcmOpen(dek, h.payloadNonce, parts.payload, ad);
+  dek.fill(0);
+  if (plaintext === undefined) reject(state, 'header-auth-failed', 'payload fails authentication under its data key');
+  try {
+    return await forEachRecipient(state, topic, recipients, (recipient, keys) => {
+      const freshKey = randomBytes(KEY_BYTES);
+      const payloadNonce = randomBytes(NONCE_BYTES);
+      const wrapNonce = randomBytes(NONCE_BYTES);
+      const payload = gcmSeal(freshKey, payloadNonce, plaintext, ad);
+      const wrappedKey = gcmSeal(keys.wrap, wrapNonce, freshKey, wrapAd(KIND_RECIPIENT, h.seq, topic, sender, recipient, payloadNonce));
+      freshKey.fill(0);
+      return joinEnvelope(encodeHeader({ ...h, version: ENVELOPE_VERSION, kind: KIND_RECIPIENT, recipient, payloadNonce, wrapNonce, wrappedKey }), payload);
+    });
+  } finally {
+    plaintext.fill(0);
+  }
+}

@@ -1,0 +1,247 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  EnrolmentError, ReplayWindow, buildEnrolmentRequest, buildRotationRequest, generateClientKeyBytes, openEnvelope, verifyEndorsement, verifyKeyResponse,
+} from '../../src/client/crypto/index.js';
+import { issueToken, signPolicy, signRevocation } from '../../src/cli/tee-commands.js';
+import { Dispatcher } from '../../src/tee/commands.js';
+import { measureTrustedCode } from '../../src/tee/core.js';
+import { joinEnvelope } from '../../src/tee/envelope-layout.js';
+import { TeeError } from '../../src/tee/errors.js';
+import { parseKeyResponse } from '../../src/tee/messages.js';
+import { codeFromNumber } from '../../src/tee/errors.js';
+import { makeFixture } from './fixture.js';
+import { deliver, publish, refusedUnchanged, text } from './publishing.js';
+
+const TEE_DIST = join(dirname(fileURLToPath(import.meta.url)), '../../src/tee');
+const statusOf = (response: Uint8Array): string => codeFromNumber(parseKeyResponse(response).status);
+
+test('info reports the keys, the measurement of the trusted code, a fingerprint over the keys and an operator endorsement', async () => {
+  const f = await makeFixture();
+  try {
+    const i = f.info;
+    assert.match(i.x25519, /^[0-9a-f]{64}$/);
+    assert.match(i.ed25519, /^[0-9a-f]{64}$/);
+    assert.equal(i.measurement, measureTrustedCode(TEE_DIST).toString('hex'));
+    const fp = createHash('sha256').update('mqt-tz/1 fingerprint').update(Buffer.from(i.x25519, 'hex')).update(Buffer.from(i.ed25519, 'hex')).digest('hex');
+    assert.equal(i.fingerprint, fp);
+    assert.equal(i.operatorPublicKey, Buffer.from(f.operator.publicKey).toString('hex'));
+    assert.ok((await verifyEndorsement(i, i.operatorPublicKey)) > 0);
+    await assert.rejects(verifyEndorsement(i, Buffer.alloc(32, 1).toString('hex')), (e: unknown) => e instanceof EnrolmentError && e.code === 'endorsement-invalid');
+  } finally {
+    await f.dispose();
+  }
+});
+
+test('enrolment stores only a sealed key, answers with a verifiable key confirmation and makes the identity enrolled', async () => {
+  const f = await makeFixture();
+  try {
+    assert.equal(await f.tee.isEnrolled('alice'), false);
+    const alice = await f.enrol('alice');
+    assert.equal(await f.tee.isEnrolled('alice'), true);
+    const blob = f.store.get('key/alice')!;
+    assert.ok(blob.length > 32);
+    assert.equal(Buffer.from(blob).indexOf(Buffer.from(alice.raw)), -1, 'stored blob does not contain the key');
+    assert.equal((await f.tee.stats()).enrolments, 1);
+  } finally {
+    await f.dispose();
+  }
+});
+
+test('enrolment refusals are signed responses naming the reason: missing, expired or foreign token, already enrolled, malformed', async () => {
+  const f = await makeFixture();
+  try {
+    await f.enrol('alice');
+    const attempt = async (identity: string, token?: Uint8Array): Promise<string> => {
+      const { request, pending } = await buildEnrolmentRequest({ tee: f.teeKeys, identity, key: generateClientKeyBytes(), token });
+      const response = await f.tee.enrol(request);
+      await assert.rejects(verifyKeyResponse(pending, response), (e: unknown) => e instanceof EnrolmentError && e.code === 'refused');
+      return statusOf(response);
+    };
+    assert.equal(await attempt('bob'), 'token-missing');
+    assert.equal(await attempt('bob', issueToken(f.operator, 'bob', 1, Date.now() - 10_000)), 'token-expired');
+    assert.equal(await attempt('bob', f.token('carol')), 'token-identity-mismatch');
+    assert.equal(await attempt('alice', f.token('alice')), 'already-enrolled');
+    assert.equal(statusOf(await f.tee.enrol(randomBytes(40))), 'enrol-malformed');
+    assert.equal(await f.tee.isEnrolled('bob'), false);
+  } finally {
+    await f.dispose();
+  }
+});
+
+test('open enrolment accepts a request without a token and warns at start', async () => {
+  const warnings: string[] = [];
+  const { openDataTee } = await import('../../src/cli/tee-commands.js');
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const dir = mkdtempSync(join((await import('node:os')).tmpdir(), 'mqt-tz-open-'));
+  const d = await openDataTee(dir, { backend: 'inline', openEnrolment: true, onWarning: (m) => warnings.push(m) });
+  try {
+    assert.match(warnings.join(), /OPEN ENROLMENT/);
+    const info = await d.tee.info();
+    assert.equal(info.openEnrolment, true);
+    const { pinTee } = await import('../../src/client/crypto/index.js');
+    const { request, pending } = await buildEnrolmentRequest({ tee: await pinTee(info, info.fingerprint), identity: 'dev', key: generateClientKeyBytes() });
+    await verifyKeyResponse(pending, await d.tee.enrol(request));
+    assert.equal(await d.tee.isEnrolled('dev'), true);
+  } finally {
+    await d.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('rotation with proof of the current key replaces it: new headers work, headers under the old key are refused', async () => {
+  const f = await makeFixture();
+  try {
+    const alice = await f.enrol('alice');
+    const bob = await f.enrol('bob');
+    const oldMessage = await publish(alice, 't', 'old');
+    const newRaw = generateClientKeyBytes();
+    const { request, pending } = await buildRotationRequest({ tee: f.teeKeys, identity: 'alice', currentKey: alice.key, newKey: newRaw });
+    const newKey = await verifyKeyResponse(pending, await f.tee.rotate(request));
+    await refusedUnchanged(f, 'header-auth-failed', () => f.tee.rewrap(oldMessage.header, 't', 'alice', ['bob']));
+    const m = await deliver(f, await publish({ ...alice, key: newKey }, 't', 'new'), 't', 'alice', bob);
+    assert.equal(new TextDecoder().decode(m.payload), 'new');
+    // Replaying the same rotation now fails: its proof is under the replaced key.
+    assert.equal(statusOf(await f.tee.rotate(request)), 'rotate-proof-invalid');
+    const stranger = await buildRotationRequest({ tee: f.teeKeys, identity: 'zed', currentKey: alice.key, newKey: newRaw });
+    assert.equal(statusOf(await f.tee.rotate(stranger.request)), 'unknown-identity');
+    assert.equal((await f.tee.stats()).rotations, 1);
+  } finally {
+    await f.dispose();
+  }
+});
+
+test('revocation removes the key from cache and store at once; a token issued later enrols again', async () => {
+  const f = await makeFixture();
+  try {
+    const alice = await f.enrol('alice');
+    const bob = await f.enrol('bob');
+    const parts = await publish(alice, 't', 'x');
+    await f.tee.revoke(signRevocation(f.operator, 'bob'));
+    assert.equal(f.store.get('key/bob'), undefined);
+    assert.equal(await f.tee.isEnrolled('bob'), false);
+    const [r] = await f.tee.rewrap(parts.header, 't', 'alice', ['bob']);
+    assert.equal(r!.refusal, 'recipient-revoked');
+    await f.tee.revoke(signRevocation(f.operator, 'alice'));
+    await refusedUnchanged(f, 'revoked-sender', () => f.tee.rewrap(parts.header, 't', 'alice', []));
+    const again = await f.enrol('bob');
+    assert.equal(await f.tee.isEnrolled('bob'), true);
+    assert.notDeepEqual(again.raw, bob.raw);
+    assert.equal((await f.tee.stats()).revocations, 2);
+  } finally {
+    await f.dispose();
+  }
+});
+
+test('a loaded policy limits publishing and reading per identity, and survives a restart', async () => {
+  const f = await makeFixture();
+  try {
+    const alice = await f.enrol('alice');
+    await f.enrol('bob');
+    await f.enrol('carol');
+    const policy = { rules: [{ identity: 'alice', publish: ['home/#'] }, { identity: 'bob', read: ['home/+/temp'] }, { identity: '*', read: ['public/#'] }] };
+    await f.tee.loadPolicy(signPolicy(f.operator, JSON.stringify(policy), 5));
+    assert.equal((await f.tee.info()).policySerial, 5);
+    const res = await f.tee.rewrap((await publish(alice, 'home/kitchen/temp', 'x')).header, 'home/kitchen/temp', 'alice', ['bob', 'carol', 'alice']);
+    assert.deepEqual(res.map((r) => r.refusal ?? 'ok'), ['ok', 'read-denied', 'read-denied']);
+    await refusedUnchanged(f, 'publish-denied', async () => f.tee.rewrap((await publish(alice, 'work/x', 'x')).header, 'work/x', 'alice', ['bob']));
+    await refusedUnchanged(f, 'policy-rollback', () => f.tee.loadPolicy(signPolicy(f.operator, JSON.stringify(policy), 5)));
+    await refusedUnchanged(f, 'policy-malformed', () => f.tee.loadPolicy(signPolicy(f.operator, '{"rules":[{"identity":"a","read":["a/#/b"]}]}', 9)));
+    await f.tee.close();
+    const { openTrustedComponent } = await import('../../src/tee/host.js');
+    const again = await openTrustedComponent({ backend: 'inline', store: f.store, deviceSecretPath: join(f.dir, 'tee/device.secret'), operatorPublicKey: f.operator.publicKey });
+    assert.equal((await again.info()).policySerial, 5);
+    assert.equal((await again.info()).fingerprint, f.info.fingerprint);
+    await again.close();
+  } finally {
+    await f.dispose().catch(() => undefined);
+  }
+});
+
+test('re-wrap returns one header per allowed recipient in order, of a size independent of the payload', async () => {
+  const f = await makeFixture();
+  try {
+    const alice = await f.enrol('alice');
+    const bob = await f.enrol('bob');
+    const carol = await f.enrol('carol');
+    const small = await publish(alice, 'a/b', 'x'.repeat(20), 1);
+    const large = await publish(alice, 'a/b', 'y'.repeat(20_000), 2);
+    const rs = await f.tee.rewrap(small.header, 'a/b', 'alice', ['carol', 'nobody', 'bob']);
+    const rl = await f.tee.rewrap(large.header, 'a/b', 'alice', ['carol', 'nobody', 'bob']);
+    assert.deepEqual(rs.map((r) => r.recipient), ['carol', 'nobody', 'bob']);
+    assert.equal(rs[1]!.refusal, 'recipient-unknown');
+    assert.equal(rs[0]!.header!.length, rl[0]!.header!.length);
+    for (const [r, who] of [[rl[0]!, carol], [rl[2]!, bob]] as const) {
+      const m = await openEnvelope({ key: who.key, identity: who.identity, topic: 'a/b', envelope: joinEnvelope(r.header!, large.payload), replay: new ReplayWindow() });
+      assert.equal(new TextDecoder().decode(m.payload), 'y'.repeat(20_000));
+      assert.equal(m.sender, 'alice');
+    }
+    const s = await f.tee.stats();
+    assert.equal(s.rewrapCalls, 2);
+    assert.equal(s.rewrapped, 4);
+    assert.equal(s.refusals, 2);
+  } finally {
+    await f.dispose();
+  }
+});
+
+test('paper mode re-encrypts the whole payload per recipient into envelopes the recipients can open', async () => {
+  const f = await makeFixture();
+  try {
+    const alice = await f.enrol('alice');
+    const bob = await f.enrol('bob');
+    const parts = await publish(alice, 'p', 'paper mode payload');
+    const [r] = await f.tee.reencrypt(joinEnvelope(parts.header, parts.payload), 'p', 'alice', ['bob']);
+    assert.notDeepEqual(r!.header!.subarray(-parts.payload.length), parts.payload, 'payload ciphertext is fresh');
+    const m = await openEnvelope({ key: bob.key, identity: 'bob', topic: 'p', envelope: r!.header! });
+    assert.deepEqual(m.payload, text('paper mode payload'));
+    assert.equal((await f.tee.stats()).reencryptCalls, 1);
+  } finally {
+    await f.dispose();
+  }
+});
+
+test('the key cache is a bounded LRU: each miss is exactly one sealed-store read', async () => {
+  const f = await makeFixture('inline', { cacheSize: 2 });
+  try {
+    const alice = await f.enrol('alice');
+    await f.enrol('bob');
+    await f.enrol('carol'); // evicts alice
+    const before = await f.tee.stats();
+    assert.equal(before.cacheSize, 2);
+    const parts = await publish(alice, 't', 'x');
+    await f.tee.rewrap(parts.header, 't', 'alice', ['carol']); // alice: miss, carol: hit
+    const after = await f.tee.stats();
+    assert.equal(after.cacheMisses - before.cacheMisses, 1);
+    assert.equal(after.cacheHits - before.cacheHits, 1);
+    assert.equal(after.storeReads - before.storeReads, 1);
+    assert.equal(after.cacheSize, 2);
+  } finally {
+    await f.dispose();
+  }
+});
+
+test('the dispatcher refuses commands before init, unknown commands and truncated parameters with their own codes', async () => {
+  const d = new Dispatcher({ get: async () => undefined, put: async () => undefined, delete: async () => undefined }, TEE_DIST);
+  const code = async (p: Promise<unknown>): Promise<string> => p.then(() => 'ok', (e: TeeError) => e.code);
+  assert.equal(await code(d.handle(0x02, new Uint8Array(0))), 'not-initialised');
+  assert.equal(await code(d.handle(0x01, new Uint8Array(3))), 'bad-request');
+  assert.equal(await code(d.handle(0x7f, new Uint8Array(0))), 'unknown-command');
+});
+
+test('a different operator key than the pinned one is refused at start', async () => {
+  const f = await makeFixture();
+  await f.tee.close();
+  try {
+    const { openTrustedComponent } = await import('../../src/tee/host.js');
+    await assert.rejects(
+      openTrustedComponent({ backend: 'inline', store: f.store, deviceSecretPath: join(f.dir, 'tee/device.secret'), operatorPublicKey: randomBytes(32) }),
+      (e: unknown) => e instanceof TeeError && e.code === 'operator-mismatch',
+    );
+  } finally {
+    await f.dispose().catch(() => undefined);
+  }
+});

@@ -1,0 +1,46 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { openEnvelope } from '../../src/client/crypto/index.js';
+import { joinEnvelope } from '../../src/tee/envelope-layout.js';
+import { TeeError } from '../../src/tee/errors.js';
+import { makeFixture } from './fixture.js';
+import { publish, refusedUnchanged } from './publishing.js';
+
+test('the process backend runs enrolment and pipelined re-wraps end to end, answering each call in its own slot', async () => {
+  const f = await makeFixture('process', { cacheSize: 4 });
+  try {
+    const alice = await f.enrol('alice');
+    const subs = await Promise.all(['s1', 's2', 's3', 's4', 's5', 's6'].map((id) => f.enrol(id)));
+    const messages = await Promise.all(Array.from({ length: 60 }, (_, i) => publish(alice, `t/${i % 3}`, `message ${i}`, i + 1)));
+    // All 60 calls are in flight at once; cache misses go out as storage requests meanwhile.
+    const results = await Promise.all(messages.map((m, i) => f.tee.rewrap(m.header, `t/${i % 3}`, 'alice', subs.map((s) => s.identity))));
+    for (let i = 0; i < messages.length; i += 7) {
+      const s = subs[i % subs.length]!;
+      const r = results[i]![i % subs.length]!;
+      const opened = await openEnvelope({ key: s.key, identity: s.identity, topic: `t/${i % 3}`, envelope: joinEnvelope(r.header!, messages[i]!.payload) });
+      assert.equal(new TextDecoder().decode(opened.payload), `message ${i}`);
+    }
+    const stats = await f.tee.stats();
+    assert.equal(stats.rewrapped, 360);
+    // Concurrent misses of one identity share a single sealed-store read.
+    assert.ok(stats.cacheMisses > 0 && stats.storeReads > 0 && stats.storeReads <= stats.cacheMisses, `misses ${stats.cacheMisses}, reads ${stats.storeReads}`);
+    await refusedUnchanged(f, 'wrong-topic', () => f.tee.rewrap(messages[0]!.header, 'elsewhere', 'alice', ['s1']));
+  } finally {
+    await f.dispose();
+  }
+});
+
+test('when the trusted process dies, pending and later calls fail with a clear error', async () => {
+  const f = await makeFixture('process');
+  try {
+    const alice = await f.enrol('alice');
+    const m = await publish(alice, 't', 'x');
+    const pending = f.tee.rewrap(m.header, 't', 'alice', ['alice']);
+    assert.ok(f.tee.pid !== undefined && f.tee.pid !== process.pid, 'runs as its own OS process');
+    process.kill(f.tee.pid, 'SIGKILL');
+    await pending.then(() => undefined, () => undefined);
+    await assert.rejects(f.tee.stats(), (e: unknown) => e instanceof TeeError && e.code === 'internal' && /exited/.test(e.message));
+  } finally {
+    await f.dispose();
+  }
+});

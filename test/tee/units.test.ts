@@ -1,0 +1,124 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EnvelopeFormatError, KIND_SENDER, encodeHeader, joinEnvelope, parseHeader, splitEnvelope } from '../../src/tee/envelope-layout.js';
+import { fromBase64Url, toBase64Url } from '../../src/tee/bytes.js';
+import { KeyCache, deriveClientKeys } from '../../src/tee/keys.js';
+import { Policy, checkFilter, topicMatches } from '../../src/tee/policy.js';
+import { Sealer, readDeviceSecret } from '../../src/tee/seal.js';
+import { TeeError } from '../../src/tee/errors.js';
+import { FRAME_COMMAND, FrameDecoder, encodeFrame, type Frame } from '../../src/tee/wire.js';
+
+const header = {
+  version: 1, kind: KIND_SENDER, seq: 2 ** 40 + 7, topicTag: new Uint8Array(8).fill(1), sender: 'alice', recipient: '',
+  payloadNonce: new Uint8Array(12).fill(2), wrapNonce: new Uint8Array(12).fill(3), wrappedKey: new Uint8Array(48).fill(4),
+};
+
+test('envelope layout splits header from payload without keys and round-trips headers', () => {
+  const h = encodeHeader(header);
+  const env = joinEnvelope(h, new Uint8Array(40).fill(9));
+  const parts = splitEnvelope(env);
+  assert.deepEqual(parts.header, h);
+  assert.equal(parts.payload.length, 40);
+  assert.deepEqual({ ...parseHeader(parts.header) }, { ...header, topicTag: parts.header.subarray(10, 18), payloadNonce: header.payloadNonce, wrapNonce: header.wrapNonce, wrappedKey: header.wrappedKey });
+});
+
+test('envelope layout names each malformation', () => {
+  const code = (fn: () => unknown): string => {
+    try {
+      fn();
+      return 'ok';
+    } catch (e) {
+      return (e as EnvelopeFormatError).code;
+    }
+  };
+  const h = encodeHeader(header);
+  assert.equal(code(() => splitEnvelope(new Uint8Array(1))), 'truncated');
+  assert.equal(code(() => splitEnvelope(joinEnvelope(h, new Uint8Array(3)))), 'bad-length');
+  assert.equal(code(() => parseHeader(h.subarray(0, 30))), 'truncated');
+  assert.equal(code(() => parseHeader(Uint8Array.from([9, ...h.subarray(1)]))), 'unsupported-version');
+  assert.equal(code(() => parseHeader(Uint8Array.from([1, 7, ...h.subarray(2)]))), 'bad-kind');
+  assert.equal(code(() => parseHeader(encodeHeader({ ...header, recipient: 'bob' }))), 'bad-identity');
+  assert.equal(code(() => parseHeader(Uint8Array.from([...h, 0]))), 'bad-length');
+});
+
+test('base64url round-trips every length', () => {
+  for (let n = 0; n < 40; n++) {
+    const b = Uint8Array.from({ length: n }, (_, i) => (i * 37 + n) & 0xff);
+    assert.equal(toBase64Url(b), Buffer.from(b).toString('base64url'));
+    assert.deepEqual(fromBase64Url(toBase64Url(b)), b);
+  }
+  assert.throws(() => fromBase64Url('a+b/'), RangeError);
+});
+
+test('MQTT filter matching follows the spec, including # at the parent level and $ topics', () => {
+  const cases: Array<[string, string, boolean]> = [
+    ['a/b', 'a/b', true], ['a/+', 'a/b', true], ['a/+', 'a/b/c', false], ['a/#', 'a', true], ['a/#', 'a/b/c', true],
+    ['#', 'a/b', true], ['+/+', 'a/b', true], ['+', '/', false], ['+/+', '/', true], ['a/+/c', 'a//c', true],
+    ['#', '$SYS/x', false], ['+/x', '$SYS/x', false], ['$SYS/#', '$SYS/x', true], ['a/b', 'a/b/', false],
+  ];
+  for (const [f, t, want] of cases) assert.equal(topicMatches(f, t), want, `${f} vs ${t}`);
+  for (const bad of ['a/#/b', 'a+', '#a', '']) assert.throws(() => checkFilter(bad), RangeError, bad);
+});
+
+test('a policy grants by identity or "*", and the default policy grants everything', () => {
+  const p = Policy.parse(JSON.stringify({ rules: [{ identity: 'a', publish: ['x/#'] }, { identity: '*', read: ['x/+'] }] }), 3);
+  assert.equal(p.mayPublish('a', 'x/1'), true);
+  assert.equal(p.mayPublish('b', 'x/1'), false);
+  assert.equal(p.mayRead('b', 'x/1'), true);
+  assert.equal(p.mayRead('b', 'x/1/2'), false);
+  assert.equal(Policy.open().mayRead('anyone', 'any/topic'), true);
+  assert.throws(() => Policy.parse('{"rules":{}}', 1), /rules/);
+  assert.throws(() => Policy.parse('{"rules":[{"identity":"a","read":"x"}]}', 1), /read/);
+});
+
+test('the key cache evicts the least recently used entry and counts hits and misses', () => {
+  const c = new KeyCache(2);
+  const a = deriveClientKeys(new Uint8Array(32).fill(1), 1);
+  c.set('a', a);
+  c.set('b', deriveClientKeys(new Uint8Array(32).fill(2), 1));
+  assert.ok(c.get('a'));
+  c.set('c', deriveClientKeys(new Uint8Array(32).fill(3), 1)); // evicts b (a was used)
+  assert.equal(c.get('b'), undefined);
+  assert.ok(c.get('c'));
+  assert.deepEqual([c.hits, c.misses, c.size], [2, 1, 2]);
+  c.delete('a');
+  assert.equal(c.has('a'), false);
+  assert.ok(a.wrap.some((x) => x !== 0), 'a caller still holding the keys can finish with them');
+  assert.throws(() => new KeyCache(0), RangeError);
+});
+
+test('sealing binds the object name; the device secret is created once with mode 0600', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mqt-tz-seal-'));
+  try {
+    const path = join(dir, 'tee', 'device.secret');
+    const secret = readDeviceSecret(path);
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+    assert.deepEqual(readDeviceSecret(path), secret);
+    const s = new Sealer(secret);
+    const blob = s.seal('key/alice', Buffer.from('k'));
+    assert.equal(s.unseal('key/alice', blob).toString(), 'k');
+    assert.throws(() => s.unseal('key/bob', blob), (e: unknown) => e instanceof TeeError && e.code === 'sealed-invalid');
+    assert.throws(() => new Sealer(Buffer.alloc(32, 1)).unseal('key/alice', blob), (e: unknown) => e instanceof TeeError && e.code === 'sealed-invalid');
+    writeFileSync(join(dir, 'short'), 'x');
+    assert.throws(() => readDeviceSecret(join(dir, 'short')), /shorter than 32/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('frames decode across arbitrary chunk boundaries and pipelined ids are kept', () => {
+  const frames = [encodeFrame(FRAME_COMMAND, 1, 8, Buffer.from('abc')), encodeFrame(FRAME_COMMAND, 0xfffffffe, 2), encodeFrame(FRAME_COMMAND, 3, 9, Buffer.alloc(1000, 7))];
+  const all = Buffer.concat(frames);
+  for (const step of [1, 3, 7, 1000, all.length]) {
+    const got: Frame[] = [];
+    const d = new FrameDecoder((fr) => got.push({ ...fr, payload: Buffer.from(fr.payload) }));
+    for (let i = 0; i < all.length; i += step) d.push(all.subarray(i, i + step));
+    assert.deepEqual(got.map((g) => [g.id, g.code, g.payload.length]), [[1, 8, 3], [0xfffffffe, 2, 0], [3, 9, 1000]]);
+  }
+  const bad = Buffer.from(frames[0]!);
+  bad[4] = 9;
+  assert.throws(() => new FrameDecoder(() => undefined).push(bad), /wire version 9/);
+});
