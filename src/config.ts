@@ -29,6 +29,15 @@ export interface WebSocketListenerConfig {
   path: string;
 }
 
+export interface TeeConfig {
+  /** 'process' (default): its own OS process; 'inline': inside the broker (tests, measurements only). */
+  backend: 'process' | 'inline';
+  /** Unsealed client keys kept in the trusted component's memory. */
+  cacheSize: number;
+  /** Development only: enrolment without an operator-signed token. */
+  openEnrolment: boolean;
+}
+
 export interface Limits {
   /** Largest packet accepted from a client, bytes (announced as Maximum Packet Size). */
   maxPacketSize: number;
@@ -57,6 +66,12 @@ export interface BrokerConfig {
   websocket: WebSocketListenerConfig | null;
   allowAnonymous: boolean;
   acl: AclRule[];
+  /** Topic filters whose payloads are end-to-end protected (envelopes re-wrapped by the trusted component). */
+  protect: string[];
+  /** What a connection's identity is for the trusted component and the ACL. */
+  identityFrom: 'client-id' | 'username' | 'certificate';
+  /** The trusted component; null runs without one (no protected topics, no `$tee/` relay). */
+  tee: TeeConfig | null;
   /** v5 SUBACK reason for a subscription the ACL refuses (0x87 Not authorized, or 0x80). */
   subscribeDeniedReason: 0x80 | 0x87;
   limits: Limits;
@@ -84,6 +99,9 @@ export function defaultConfig(): BrokerConfig {
     websocket: null,
     allowAnonymous: true,
     acl: [],
+    protect: [],
+    identityFrom: 'client-id',
+    tee: { backend: 'process', cacheSize: 1024, openEnrolment: false },
     subscribeDeniedReason: 0x87,
     limits: { ...defaultLimits },
     logLevel: 'info',
@@ -163,6 +181,32 @@ function parseAcl(v: unknown): AclRule[] {
   });
 }
 
+export function parseFilters(v: unknown, key: string): string[] {
+  if (!Array.isArray(v)) throw new ConfigError(key, 'must be an array of topic filters');
+  return v.map((f, i) => {
+    const filter = string(f, `${key}[${i}]`);
+    if (!isValidTopicFilter(filter) || filter.startsWith('$share/')) throw new ConfigError(`${key}[${i}]`, `not a valid topic filter: ${JSON.stringify(filter)}`);
+    return filter;
+  });
+}
+
+function parseTee(v: unknown, base: TeeConfig | null): TeeConfig | null {
+  if (v === null || v === false) return null;
+  if (!isObject(v)) throw new ConfigError('tee', 'must be an object or null');
+  checkKeys(v, 'tee', ['backend', 'cacheSize', 'openEnrolment']);
+  const d = base ?? { backend: 'process', cacheSize: 1024, openEnrolment: false };
+  const cfg: TeeConfig = {
+    backend: oneOf(v.backend ?? d.backend, 'tee.backend', ['process', 'inline'] as const),
+    cacheSize: integer(v.cacheSize ?? d.cacheSize, 'tee.cacheSize', 1, 10_000_000),
+    openEnrolment: d.openEnrolment,
+  };
+  if (v.openEnrolment !== undefined) {
+    if (typeof v.openEnrolment !== 'boolean') throw new ConfigError('tee.openEnrolment', 'must be true or false');
+    cfg.openEnrolment = v.openEnrolment;
+  }
+  return cfg;
+}
+
 const limitRanges: Record<keyof Limits, [number, number]> = {
   maxPacketSize: [64, 268_435_460],
   receiveMaximum: [1, 65535],
@@ -178,7 +222,7 @@ const limitRanges: Record<keyof Limits, [number, number]> = {
 /** Overlays a parsed JSON object on the defaults, throwing ConfigError on the first bad key. */
 export function parseConfig(raw: unknown, base: BrokerConfig = defaultConfig()): BrokerConfig {
   if (!isObject(raw)) throw new ConfigError('(root)', 'must be a JSON object');
-  checkKeys(raw, '', ['dataDir', 'host', 'port', 'tls', 'websocket', 'allowAnonymous', 'acl', 'subscribeDeniedReason', 'limits', 'logLevel']);
+  checkKeys(raw, '', ['dataDir', 'host', 'port', 'tls', 'websocket', 'allowAnonymous', 'acl', 'protect', 'identityFrom', 'tee', 'subscribeDeniedReason', 'limits', 'logLevel']);
   const cfg: BrokerConfig = { ...base, limits: { ...base.limits } };
   if (raw.dataDir !== undefined) cfg.dataDir = string(raw.dataDir, 'dataDir');
   if (raw.host !== undefined) cfg.host = string(raw.host, 'host');
@@ -199,6 +243,9 @@ export function parseConfig(raw: unknown, base: BrokerConfig = defaultConfig()):
     cfg.allowAnonymous = raw.allowAnonymous;
   }
   if (raw.acl !== undefined) cfg.acl = parseAcl(raw.acl);
+  if (raw.protect !== undefined) cfg.protect = parseFilters(raw.protect, 'protect');
+  if (raw.identityFrom !== undefined) cfg.identityFrom = oneOf(raw.identityFrom, 'identityFrom', ['client-id', 'username', 'certificate'] as const);
+  if (raw.tee !== undefined) cfg.tee = parseTee(raw.tee, base.tee);
   if (raw.subscribeDeniedReason !== undefined) {
     cfg.subscribeDeniedReason = oneOf(raw.subscribeDeniedReason, 'subscribeDeniedReason', [0x80, 0x87] as const);
   }

@@ -1,7 +1,10 @@
 /** Composes the layers into a running broker: config → listeners → broker (→ trusted component). */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { BrokerConfig, TlsListenerConfig } from './config.js';
+import { ConfigError, type BrokerConfig, type TlsListenerConfig } from './config.js';
+import { openDataTee, type DataTee } from './cli/tee-commands.js';
+import { attachProtection, type Protection } from './protect/attach.js';
+import type { TrustedComponent } from './tee/host.js';
 import { Broker } from './broker/broker.js';
 import type { AuthHooks } from './auth/hooks.js';
 import { createLogger, type Logger } from './log.js';
@@ -13,6 +16,9 @@ import type { Listener, TransportErrorHandler } from './transport/types.js';
 
 export interface RunningBroker {
   readonly broker: Broker;
+  /** The trusted component and what hangs on it; undefined when `tee` is null in the config. */
+  readonly tee: TrustedComponent | undefined;
+  readonly protection: Protection | undefined;
   readonly listeners: readonly Listener[];
   readonly log: Logger;
   /** Port of the first listener of the given kind. */
@@ -52,6 +58,24 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true });
   const broker = new Broker(config, log, { auth: options.auth });
+  let dataTee: DataTee | undefined;
+  let protection: Protection | undefined;
+  if (config.tee) {
+    dataTee = await openDataTee(dataDir, {
+      backend: config.tee.backend,
+      cacheSize: config.tee.cacheSize,
+      openEnrolment: config.tee.openEnrolment,
+      onWarning: (message) => log.warn(message),
+    });
+    const info = await dataTee.tee.info();
+    protection = attachProtection(broker, dataTee.tee, config.protect, log);
+    log.info({ backend: config.tee.backend, pid: dataTee.tee.pid, fingerprint: info.fingerprint, protect: config.protect }, 'trusted component ready');
+    if (info.policySerial === 0 && config.protect.length > 0) {
+      log.warn('no operator-signed policy loaded: every enrolled identity may publish and read every protected topic');
+    }
+  } else if (config.protect.length > 0) {
+    throw new ConfigError('protect', 'protected topics need the trusted component (tee must not be null)');
+  }
   const handler = broker.handleStream.bind(broker);
   const onError: TransportErrorHandler = (err, remote) => log.debug({ remote, err: err.message }, 'transport refused a connection');
   const maxConnections = config.limits.maxConnections;
@@ -71,6 +95,7 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
   } catch (err) {
     await Promise.allSettled(listeners.map((l) => l.close()));
     await broker.close();
+    await dataTee?.close();
     throw err;
   }
   for (const l of listeners) log.info({ transport: l.transport, host: l.host, port: l.port }, 'listening');
@@ -79,6 +104,8 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
   let closing: Promise<void> | undefined;
   return {
     broker,
+    tee: dataTee?.tee,
+    protection,
     listeners,
     log,
     port: (kind) => listeners.find((l) => l.transport === kind)?.port,
@@ -86,6 +113,7 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
       closing ??= (async () => {
         await broker.close();
         await Promise.allSettled(listeners.map((l) => l.close()));
+        await dataTee?.close();
       })();
       return closing;
     },

@@ -11,6 +11,8 @@ export interface ClientInfo {
   /** Identity proven by the transport (mutual-TLS certificate), if any. */
   readonly certificateIdentity: string | undefined;
   readonly transport: TransportInfo;
+  /** The identity the client is known by once connected (see `identityFrom`); '' before. */
+  readonly identity?: string;
 }
 
 export interface Credentials extends ClientInfo {

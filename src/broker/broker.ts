@@ -10,7 +10,7 @@ import { MemoryRetainedStore, type RetainedStore } from '../store/retained.js';
 import { Reason } from '../mqtt/reason-codes.js';
 import { Connection, type Will } from './connection.js';
 import type { Delivery, Message } from './message.js';
-import { Session } from './session.js';
+import { Session, type SessionLink } from './session.js';
 import { Deadline } from './deadline.js';
 import { SubscriptionTree, type SharedGroup, type SubscriptionOptions } from './subscriptions.js';
 
@@ -52,11 +52,13 @@ export class Broker {
   readonly connections = new Set<Connection>();
   readonly subscriptions = new SubscriptionTree();
   readonly counters: BrokerCounters = { connectionsAccepted: 0, messagesReceived: 0, messagesRouted: 0, dropped: 0, malformedPackets: 0 };
-  readonly auth: AuthHooks;
+  auth: AuthHooks;
   readonly retained: RetainedStore;
   deliveryStage: DeliveryStage | undefined;
   /** Checks a PUBLISH before routing; a reason code >= 0x80 refuses it (e.g. a protected topic without an envelope). */
   publishGate: ((client: Connection, topic: string, payload: Buffer) => number) | undefined;
+  /** Consumes PUBLISHes to topics the broker itself answers (e.g. `$tee/...` requests); true = consumed. */
+  interceptor: ((client: Connection, message: Message) => boolean) | undefined;
   private readonly sweeper: NodeJS.Timeout;
   private readonly chains = new Map<string, Promise<void>>();
   private closing = false;
@@ -157,8 +159,17 @@ export class Broker {
     const targets = this.collectTargets(message);
     if (targets.length === 0) return 0;
     const stage = this.deliveryStage;
-    if (stage && stage.applies(message.topic)) this.throughStage(stage, message, targets);
-    else for (const t of targets) this.deliverTo(t, message, message.payload);
+    if (!stage || !stage.applies(message.topic)) {
+      for (const t of targets) this.deliverTo(t, message, message.payload, false);
+      return targets.length;
+    }
+    // Offline sessions keep the publisher's form until they resume (see prepareQueued).
+    const online: Target[] = [];
+    for (const t of targets) {
+      if (t.session.link && !t.session.preparing) online.push(t);
+      else if (t.qos > 0) this.deliverTo(t, message, message.payload, true);
+    }
+    if (online.length > 0) this.throughStage(stage, message, online);
     return targets.length;
   }
 
@@ -173,11 +184,11 @@ export class Broker {
       };
       const stage = this.deliveryStage;
       if (stage && stage.applies(m.topic)) this.throughStage(stage, m, [target]);
-      else this.deliverTo(target, m, m.payload);
+      else this.deliverTo(target, m, m.payload, false);
     }
   }
 
-  private deliverTo(t: Target, message: Message, payload: Buffer): void {
+  private deliverTo(t: Target, message: Message, payload: Buffer, staged: boolean): void {
     const d: Delivery = {
       message,
       payload,
@@ -186,8 +197,42 @@ export class Broker {
       subscriptionIds: t.subscriptionIds,
       packetId: 0,
       state: 'publish',
+      staged,
     };
     t.session.deliver(d);
+  }
+
+  /**
+   * A session resumes with deliveries queued in the publisher's form: run each through the
+   * delivery stage (one call per message) before anything is sent, then drain in order.
+   */
+  resumeSession(session: Session, link: SessionLink): void {
+    const stage = this.deliveryStage;
+    const pending = stage ? [...session.queue].filter((d) => d.staged) : [];
+    if (!stage || pending.length === 0) {
+      session.resume(link);
+      return;
+    }
+    session.preparing = true;
+    session.link = link;
+    void (async () => {
+      const refused = new Set<Delivery>();
+      for (const d of pending) {
+        const target: Target = { session, qos: d.qos, retain: d.retain, subscriptionIds: d.subscriptionIds };
+        try {
+          const [payload] = await stage.transform(d.message, [target]);
+          if (payload) d.payload = payload;
+          else refused.add(d);
+        } catch (err) {
+          this.log.warn({ err, clientId: session.clientId, topic: d.message.topic }, 'delivery stage refused a queued message');
+          refused.add(d);
+        }
+        d.staged = false;
+      }
+      if (refused.size > 0) session.removeQueued(refused);
+      session.preparing = false;
+      if (session.link === link) session.resume(link);
+    })();
   }
 
   private throughStage(stage: DeliveryStage, message: Message, targets: Target[]): void {
@@ -199,7 +244,7 @@ export class Broker {
         (payloads) => {
           for (let i = 0; i < targets.length; i++) {
             const p = payloads[i];
-            if (p) this.deliverTo(targets[i]!, message, p);
+            if (p) this.deliverTo(targets[i]!, message, p, false);
           }
         },
         (err: unknown) => this.log.warn({ err, topic: message.topic, origin: message.origin }, 'delivery stage refused a message'),

@@ -35,6 +35,11 @@ export interface Delivery {
   packetId: number;
   /** 'pubrel' once the subscriber's PUBREC arrived (QoS 2). */
   state: 'publish' | 'pubrel';
+  /**
+   * Queued for an offline session in the publisher's form: the delivery stage runs when the
+   * session resumes, so a late subscriber is served under its key as it is then.
+   */
+  staged: boolean;
 }
 
 export function makeMessage(

@@ -33,6 +33,13 @@ export class Session {
   readonly incomingQoS2 = new Set<number>();
   readonly queue = new Fifo<Delivery>();
   link: SessionLink | null = null;
+  /** Identity of the client that owns the session (what the trusted component knows it by). */
+  identity = '';
+  /**
+   * Set while queued deliveries are being prepared (re-protected) for a resuming client: nothing
+   * is sent before they are, so order is kept.
+   */
+  preparing = false;
   /** Seconds the session outlives its connection; 0xFFFFFFFF = forever. */
   expiryInterval = 0;
   expiryTimer: Deadline | undefined;
@@ -48,7 +55,7 @@ export class Session {
 
   /** Hands a delivery to the client now, or queues it (QoS > 0) for later. */
   deliver(d: Delivery): void {
-    const link = this.link;
+    const link = this.preparing ? null : this.link;
     if (d.qos === 0) {
       if (link) link.sendPublish(d, false);
       return;
@@ -97,13 +104,20 @@ export class Session {
 
   drain(): void {
     const link = this.link;
-    if (!link) return;
+    if (!link || this.preparing) return;
     const now = Date.now();
     while (this.queue.length > 0 && this.inflight.size < link.receiveMaximum) {
       const d = this.queue.shift()!;
       if (remainingExpiry(d.message, now) === 0) continue;
       this.sendNew(link, d);
     }
+  }
+
+  /** Takes the given deliveries out of the queue, keeping the order of the rest. */
+  removeQueued(deliveries: ReadonlySet<Delivery>): void {
+    const kept = [...this.queue].filter((d) => !deliveries.has(d));
+    this.queue.clear();
+    for (const d of kept) this.queue.push(d);
   }
 
   /** Forgets all message state (clean start / session end). */

@@ -1,6 +1,6 @@
 /** `mqt-tz broker`: start the broker with the embedded defaults, a config file, and flag overrides. */
 import type { Command } from 'commander';
-import { ConfigError, defaultConfig, loadConfigFile, type BrokerConfig } from '../config.js';
+import { ConfigError, defaultConfig, loadConfigFile, parseFilters, type BrokerConfig } from '../config.js';
 import { startBroker } from '../server.js';
 
 interface BrokerFlags {
@@ -11,6 +11,9 @@ interface BrokerFlags {
   data?: string;
   config?: string;
   logLevel?: string;
+  protect: string[];
+  teeBackend?: string;
+  openEnrolment?: boolean;
 }
 
 function portFlag(value: string, flag: string): number {
@@ -28,6 +31,16 @@ export function configFromFlags(flags: BrokerFlags): BrokerConfig {
     cfg.tls = { ...(cfg.tls ?? { clientCerts: 'optional', identityFrom: 'cn' }), port: portFlag(flags.tlsPort, '--tls-port') };
   }
   if (flags.wsPort !== undefined) cfg.websocket = { ...(cfg.websocket ?? { path: '/mqtt' }), port: portFlag(flags.wsPort, '--ws-port') };
+  if (flags.protect.length > 0) cfg.protect = [...cfg.protect, ...parseFilters(flags.protect, '--protect')];
+  if (flags.teeBackend !== undefined || flags.openEnrolment) {
+    const tee = { backend: 'process' as const, cacheSize: 1024, openEnrolment: false, ...cfg.tee };
+    if (flags.teeBackend !== undefined) {
+      if (flags.teeBackend !== 'process' && flags.teeBackend !== 'inline') throw new ConfigError('--tee-backend', `must be process or inline, got ${JSON.stringify(flags.teeBackend)}`);
+      tee.backend = flags.teeBackend;
+    }
+    if (flags.openEnrolment) tee.openEnrolment = true;
+    cfg.tee = tee;
+  }
   if (flags.logLevel) cfg.logLevel = flags.logLevel as BrokerConfig['logLevel'];
   return cfg;
 }
@@ -42,6 +55,9 @@ export function registerBrokerCommand(program: Command): void {
     .option('--ws-port <port>', 'MQTT over WebSocket port (path /mqtt)')
     .option('-d, --data <dir>', 'data folder (default ./data)')
     .option('-c, --config <file>', 'JSON config file (see README)')
+    .option('--protect <filter>', 'protect payloads on topics matching this filter end to end (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--tee-backend <backend>', 'trusted component backend: process (default) or inline')
+    .option('--open-enrolment', 'development only: let clients enrol without an operator-signed token')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
     .action(async (flags: BrokerFlags) => {
       let config: BrokerConfig;

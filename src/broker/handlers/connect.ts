@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IConnackPacket, IConnectPacket, QoS } from 'mqtt-packet';
 import type { AuthenticateResult } from '../../auth/hooks.js';
+import type { BrokerConfig } from '../../config.js';
 import { connackCodeV3, Reason } from '../../mqtt/reason-codes.js';
 import { isValidTopicName } from '../../mqtt/topic.js';
 import type { ProtocolVersion } from '../../mqtt/codec.js';
@@ -17,6 +18,12 @@ export function handleConnect(conn: Connection, packet: IConnectPacket): void {
   const broker = conn.broker;
   if (version === 5 && packet.properties?.authenticationMethod !== undefined) {
     refuse(conn, Reason.BadAuthenticationMethod);
+    return;
+  }
+  // MQTT-3.1.2: a Receive Maximum or Maximum Packet Size of 0 is a Protocol Error (0 would also
+  // stall every QoS 1/2 delivery, or every packet, to this client).
+  if (version === 5 && (packet.properties?.receiveMaximum === 0 || packet.properties?.maximumPacketSize === 0)) {
+    refuse(conn, Reason.ProtocolError);
     return;
   }
   let clientId = packet.clientId;
@@ -59,6 +66,24 @@ export function handleConnect(conn: Connection, packet: IConnectPacket): void {
   }
 }
 
+/**
+ * The identity other layers (the trusted component above all) know a client by: its client id by
+ * default, or the authenticated username or certificate identity when configured; '' if absent.
+ */
+function identityOf(
+  from: BrokerConfig['identityFrom'],
+  clientId: string,
+  authenticated: string | undefined,
+  username: string | undefined,
+  certificate: string | undefined,
+): string {
+  switch (from) {
+    case 'client-id': return clientId;
+    case 'username': return authenticated ?? username ?? '';
+    case 'certificate': return certificate ?? '';
+  }
+}
+
 function refuse(conn: Connection, reason: number): void {
   const packet: IConnackPacket =
     conn.version === 5
@@ -85,7 +110,7 @@ function accept(conn: Connection, packet: IConnectPacket, auth: AuthenticateResu
   const v5 = conn.version === 5;
   const props = v5 ? packet.properties : undefined;
   const clientId = conn.clientId;
-  conn.identity = auth.identity ?? conn.certificateIdentity ?? conn.username ?? clientId;
+  conn.identity = identityOf(broker.config.identityFrom, clientId, auth.identity, conn.username, conn.certificateIdentity);
 
   // MQTT-3.1.4-3: a second connection with the same client id takes the session over.
   const previous = broker.clients.get(clientId);
@@ -131,6 +156,7 @@ function accept(conn: Connection, packet: IConnectPacket, auth: AuthenticateResu
     };
   }
 
+  session.identity = conn.identity;
   conn.session = session;
   conn.connected = true;
   broker.clients.set(clientId, conn);
@@ -160,6 +186,6 @@ function accept(conn: Connection, packet: IConnectPacket, auth: AuthenticateResu
     { clientId, identity: conn.identity, version: conn.version, transport: conn.transport.transport, remote: conn.transport.remoteAddress, sessionPresent },
     'client connected',
   );
-  session.resume(conn);
+  broker.resumeSession(session, conn);
   conn.releasePackets();
 }

@@ -9,6 +9,8 @@ import { handleSubscribe } from './subscribe.js';
 import { handleUnsubscribe } from './unsubscribe.js';
 import { handleDisconnect } from './disconnect.js';
 
+const NEEDS_PACKET_ID = new Set<Packet['cmd']>(['publish', 'puback', 'pubrec', 'pubrel', 'pubcomp', 'subscribe', 'unsubscribe']);
+
 export function dispatch(conn: Connection, packet: Packet): void {
   if (!conn.connected) {
     if (packet.cmd !== 'connect' || conn.connecting) {
@@ -16,6 +18,10 @@ export function dispatch(conn: Connection, packet: Packet): void {
     }
     handleConnect(conn, packet);
     return;
+  }
+  // MQTT-2.2.1-3: SUBSCRIBE, UNSUBSCRIBE, PUBLISH with QoS > 0 and their acknowledgements carry a non-zero packet id.
+  if (NEEDS_PACKET_ID.has(packet.cmd) && (packet.cmd !== 'publish' || packet.qos > 0) && !packet.messageId) {
+    throw new ProtocolViolation(Reason.ProtocolError, `${packet.cmd.toUpperCase()} with packet identifier 0`);
   }
   switch (packet.cmd) {
     case 'publish': return handlePublish(conn, packet);

@@ -57,12 +57,16 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void {
       acknowledge(conn, packet, Reason.NotAuthorized);
       return;
     }
+    const message = makeMessage(topic, payload, packet.qos, packet.retain, props && messageProperties(props), conn.clientId);
+    if (broker.interceptor?.(conn, message)) {
+      acknowledge(conn, packet, Reason.Success);
+      return;
+    }
     const gateReason = broker.publishGate?.(conn, topic, payload) ?? Reason.Success;
     if (gateReason !== Reason.Success) {
       acknowledge(conn, packet, gateReason);
       return;
     }
-    const message = makeMessage(topic, payload, packet.qos, packet.retain, props && messageProperties(props), conn.clientId);
     if (packet.retain) broker.retain(message);
     const recipients = broker.route(message);
     acknowledge(conn, packet, recipients === 0 ? Reason.NoMatchingSubscribers : Reason.Success);

@@ -1,11 +1,12 @@
 /** UNSUBSCRIBE (MQTT-3.10). */
 import type { IUnsubscribePacket } from 'mqtt-packet';
 import { Reason } from '../../mqtt/reason-codes.js';
-import type { Connection } from '../connection.js';
+import { ProtocolViolation, type Connection } from '../connection.js';
 
 export function handleUnsubscribe(conn: Connection, packet: IUnsubscribePacket): void {
   const session = conn.session!;
   const broker = conn.broker;
+  if (packet.unsubscriptions.length === 0) throw new ProtocolViolation(Reason.ProtocolError, 'UNSUBSCRIBE without topic filters');
   const granted: number[] = [];
   for (const key of packet.unsubscriptions) {
     const sub = session.subscriptions.get(key);

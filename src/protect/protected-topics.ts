@@ -1,0 +1,133 @@
+/**
+ * Protected topics on the broker side. The broker never opens an envelope: it checks the layout of
+ * a PUBLISH (no crypto), and for each message makes ONE call to the trusted component with every
+ * recipient, then sends each recipient the shared payload ciphertext behind its own header.
+ */
+import type { Logger } from 'pino';
+import type { DeliveryStage, Target } from '../broker/broker.js';
+import type { Message } from '../broker/message.js';
+import { Reason } from '../mqtt/reason-codes.js';
+import { filterCovers, topicMatches } from '../mqtt/topic.js';
+import { KIND_SENDER, joinEnvelope, parseHeader, splitEnvelope } from '../tee/envelope-layout.js';
+import type { TrustedComponent } from '../tee/host.js';
+
+export interface ProtectionCounters {
+  /** Protected PUBLISHes accepted for routing. */
+  accepted: number;
+  /** Refused because the payload is not a sender-wrapped envelope (plaintext, truncated...). */
+  refusedMalformed: number;
+  /** Refused because the envelope names another sender than the connection's identity. */
+  refusedSender: number;
+  /** Calls to the trusted component (one per routed message). */
+  rewrapCalls: number;
+  recipientsWrapped: number;
+  /** Recipients the trusted component refused (no key, revoked, no read grant). */
+  recipientsRefused: number;
+  /** Messages the trusted component refused whole (tampered header, unknown sender...). */
+  messagesRefused: number;
+}
+
+/** What the protection layer needs to know of a publishing client. */
+export interface Publisher {
+  readonly identity: string;
+  readonly clientId: string;
+}
+
+const CACHE_LIMIT = 10_000;
+
+export class ProtectedTopics implements DeliveryStage {
+  readonly counters: ProtectionCounters = {
+    accepted: 0,
+    refusedMalformed: 0,
+    refusedSender: 0,
+    rewrapCalls: 0,
+    recipientsWrapped: 0,
+    recipientsRefused: 0,
+    messagesRefused: 0,
+  };
+  /** topic → protected?, so the filter list is matched once per topic, not once per message. */
+  private readonly cache = new Map<string, boolean>();
+
+  constructor(
+    readonly filters: readonly string[],
+    private readonly tee: TrustedComponent,
+    private readonly log: Logger,
+  ) {}
+
+  applies(topic: string): boolean {
+    let hit = this.cache.get(topic);
+    if (hit === undefined) {
+      hit = this.filters.some((f) => topicMatches(f, topic));
+      if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+      this.cache.set(topic, hit);
+    }
+    return hit;
+  }
+
+  /** Whether every topic a subscription to `filter` can receive is protected. */
+  coversFilter(filter: string): boolean {
+    return this.filters.some((f) => filterCovers(f, filter));
+  }
+
+  /**
+   * PUBLISH check: a protected topic takes only a sender-wrapped envelope from its own sender.
+   * Returns a reason code; >= 0x80 refuses the message (it is never forwarded).
+   */
+  check(publisher: Publisher, topic: string, payload: Buffer): number {
+    if (!this.applies(topic)) return Reason.Success;
+    let sender: string;
+    try {
+      const header = parseHeader(splitEnvelope(payload).header);
+      if (header.kind !== KIND_SENDER) throw new Error('not a sender-wrapped header');
+      sender = header.sender;
+    } catch (err) {
+      this.counters.refusedMalformed++;
+      this.log.warn({ clientId: publisher.clientId, topic, reason: (err as Error).message }, 'refused a PUBLISH to a protected topic: not a protected envelope');
+      return Reason.PayloadFormatInvalid;
+    }
+    if (sender !== publisher.identity) {
+      this.counters.refusedSender++;
+      this.log.warn({ clientId: publisher.clientId, identity: publisher.identity, sender, topic }, 'refused a PUBLISH to a protected topic: envelope names another sender');
+      return Reason.NotAuthorized;
+    }
+    this.counters.accepted++;
+    return Reason.Success;
+  }
+
+  async transform(message: Message, targets: readonly Target[]): Promise<(Buffer | null)[]> {
+    const { header, payload } = splitEnvelope(message.payload);
+    const sender = parseHeader(header).sender;
+    const out: (Buffer | null)[] = new Array<Buffer | null>(targets.length).fill(null);
+    // Sessions without an identity cannot hold a key: they get nothing, without asking.
+    const recipients: string[] = [];
+    const slots: number[] = [];
+    for (let i = 0; i < targets.length; i++) {
+      const identity = targets[i]!.session.identity;
+      if (identity.length > 0) {
+        recipients.push(identity);
+        slots.push(i);
+      } else this.counters.recipientsRefused++;
+    }
+    if (recipients.length === 0) return out;
+    this.counters.rewrapCalls++;
+    let results;
+    try {
+      results = await this.tee.rewrap(header, message.topic, sender, recipients);
+    } catch (err) {
+      this.counters.messagesRefused++;
+      throw err;
+    }
+    for (let k = 0; k < results.length; k++) {
+      const r = results[k]!;
+      if (r.header) {
+        const joined = joinEnvelope(r.header, payload);
+        out[slots[k]!] = Buffer.from(joined.buffer, joined.byteOffset, joined.byteLength);
+        this.counters.recipientsWrapped++;
+      } else {
+        this.counters.recipientsRefused++;
+        this.log.debug({ topic: message.topic, recipient: r.recipient, refusal: r.refusal }, 'trusted component refused a recipient');
+      }
+    }
+    return out;
+  }
+}

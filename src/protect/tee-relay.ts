@@ -1,0 +1,78 @@
+/**
+ * Talks to the trusted component over MQTT itself, on reserved `$tee/...` topics (request/response):
+ *
+ *   $tee/info/request    → public identity (JSON): keys, measurement, fingerprint, endorsement
+ *   $tee/enrol/request   → enrolment (opaque HPKE request bytes → opaque response bytes)
+ *   $tee/rotate/request  → key rotation (likewise)
+ *
+ * The response goes to the request's MQTT 5 Response Topic (with its Correlation Data), or, for
+ * v3.1.1 clients, to `$tee/response/{client id}`. Its payload starts with a status byte: 0x00 and
+ * the response bytes, or 0x01 and a UTF-8 error line. The broker relays bytes it cannot read.
+ */
+import type { Logger } from 'pino';
+import type { TrustedComponent } from '../tee/host.js';
+import { TeeError } from '../tee/host.js';
+
+export const TEE_TOPIC_PREFIX = '$tee/';
+export const TEE_INFO_TOPIC = '$tee/info/request';
+export const TEE_ENROL_TOPIC = '$tee/enrol/request';
+export const TEE_ROTATE_TOPIC = '$tee/rotate/request';
+export const STATUS_OK = 0x00;
+export const STATUS_ERROR = 0x01;
+
+export function v311ResponseTopic(clientId: string): string {
+  return `$tee/response/${clientId}`;
+}
+
+export interface RelayRequest {
+  clientId: string;
+  topic: string;
+  payload: Buffer;
+  responseTopic: string | undefined;
+  correlationData: Buffer | undefined;
+}
+
+export type RelayReply = (topic: string, payload: Buffer, correlationData: Buffer | undefined) => void;
+
+export class TeeRelay {
+  requests = 0;
+  failures = 0;
+
+  constructor(
+    private readonly tee: TrustedComponent,
+    private readonly log: Logger,
+  ) {}
+
+  /** True if the topic is the relay's (the message is consumed, never routed as is). */
+  static owns(topic: string): boolean {
+    return topic.startsWith(TEE_TOPIC_PREFIX) && topic.endsWith('/request');
+  }
+
+  handle(req: RelayRequest, reply: RelayReply): void {
+    this.requests++;
+    const topic = req.responseTopic ?? v311ResponseTopic(req.clientId);
+    this.answer(req).then(
+      (body) => reply(topic, Buffer.concat([Buffer.from([STATUS_OK]), body]), req.correlationData),
+      (err: unknown) => {
+        this.failures++;
+        const line = err instanceof TeeError ? err.message : 'trusted component unavailable';
+        if (!(err instanceof TeeError)) this.log.error({ err, clientId: req.clientId }, 'trusted component call failed');
+        else this.log.info({ clientId: req.clientId, code: err.code }, 'trusted component refused a request');
+        reply(topic, Buffer.concat([Buffer.from([STATUS_ERROR]), Buffer.from(line)]), req.correlationData);
+      },
+    );
+  }
+
+  private async answer(req: RelayRequest): Promise<Buffer> {
+    switch (req.topic) {
+      case TEE_INFO_TOPIC:
+        return Buffer.from(JSON.stringify(await this.tee.info()));
+      case TEE_ENROL_TOPIC:
+        return Buffer.from(await this.tee.enrol(req.payload));
+      case TEE_ROTATE_TOPIC:
+        return Buffer.from(await this.tee.rotate(req.payload));
+      default:
+        throw new TeeError('unknown-command', `no trusted command behind ${req.topic}`);
+    }
+  }
+}

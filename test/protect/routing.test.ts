@@ -1,0 +1,180 @@
+/**
+ * Protected topics through the broker: enrolment over `$tee/...`, one re-wrap per PUBLISH, each
+ * subscriber served under its own key, plaintext publishes refused, late and offline subscribers
+ * served from the publisher's form. Uses the client crypto directly (the SDK has its own tests).
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { MqttClient } from 'mqtt';
+import { connectMqtt, inboxOf, startTestBroker, waitUntil, withTimeout, type TestBroker } from '../helpers/broker.js';
+import {
+  buildEnrolmentRequest, generateClientKeyBytes, openEnvelope, pinTee, ReplayWindow, sealEnvelope, verifyKeyResponse, type ClientKey, type TeeInfoJson,
+} from '../../src/client/crypto/index.js';
+import { issueToken, loadOrCreateOperatorKey } from '../../src/cli/tee-commands.js';
+import { TEE_ENROL_TOPIC, TEE_INFO_TOPIC, v311ResponseTopic } from '../../src/protect/tee-relay.js';
+
+/** The raw payload bytes of a received message. */
+function body(m: { packet: { payload: string | Buffer } }): Buffer {
+  return Buffer.from(m.packet.payload);
+}
+
+interface Party {
+  id: string;
+  key: ClientKey;
+  client: MqttClient;
+}
+
+/** Sends one `$tee/` request and returns the status byte and body of the answer. */
+async function teeRequest(client: MqttClient, topic: string, payload: Uint8Array, version: 4 | 5, clientId: string): Promise<[number, Buffer]> {
+  const responseTopic = version === 5 ? `replies/${clientId}` : v311ResponseTopic(clientId);
+  await client.subscribeAsync(responseTopic, { qos: 1 });
+  const inbox = inboxOf(client);
+  const before = inbox.messages.length;
+  await client.publishAsync(topic, Buffer.from(payload), { qos: 1, properties: version === 5 ? { responseTopic, correlationData: Buffer.from('c1') } : undefined });
+  await waitUntil(() => inbox.messages.slice(before).some((m) => m.topic === responseTopic), `a reply on ${responseTopic}`);
+  const reply = inbox.messages.slice(before).find((m) => m.topic === responseTopic)!;
+  if (version === 5) assert.deepEqual(reply.packet.properties?.correlationData, Buffer.from('c1'));
+  await client.unsubscribeAsync(responseTopic);
+  const bytes = body(reply);
+  return [bytes[0]!, bytes.subarray(1)];
+}
+
+async function enrol(tb: TestBroker, id: string, version: 4 | 5 = 5): Promise<Party> {
+  const client = await connectMqtt(tb.url, { clientId: id, protocolVersion: version });
+  const [infoStatus, infoBody] = await teeRequest(client, TEE_INFO_TOPIC, new Uint8Array(0), version, id);
+  assert.equal(infoStatus, 0);
+  const info = JSON.parse(infoBody.toString()) as TeeInfoJson & { fingerprint: string };
+  const tee = await pinTee(info, (await tb.running.tee!.info()).fingerprint);
+  const token = issueToken(loadOrCreateOperatorKey(tb.dataDir), id, 600);
+  const { request, pending } = await buildEnrolmentRequest({ tee, identity: id, key: generateClientKeyBytes(), token });
+  const [status, body] = await teeRequest(client, TEE_ENROL_TOPIC, request, version, id);
+  assert.equal(status, 0, body.toString());
+  return { id, key: await verifyKeyResponse(pending, body), client };
+}
+
+describe('protected topics through the broker', () => {
+  let tb: TestBroker;
+  let alice: Party;
+  let bob: Party;
+  let carol: Party;
+  let seq = 1;
+  const seal = (p: Party, topic: string, text: string): Promise<Uint8Array> =>
+    sealEnvelope({ key: p.key, sender: p.id, topic, seq: seq++, payload: new TextEncoder().encode(text) });
+
+  before(async () => {
+    tb = await startTestBroker((c) => {
+      c.protect = ['secure/#'];
+      c.tee = { backend: 'process', cacheSize: 64, openEnrolment: false };
+    });
+    alice = await enrol(tb, 'alice');
+    bob = await enrol(tb, 'bob');
+    carol = await enrol(tb, 'carol', 4);
+  });
+  after(async () => {
+    for (const p of [alice, bob, carol]) await p?.client.endAsync(true);
+    await tb?.close();
+  });
+
+  it('delivers a protected message to every enrolled subscriber under its own key with one trusted call', async () => {
+    await bob.client.subscribeAsync('secure/room', { qos: 1 });
+    await carol.client.subscribeAsync('secure/room', { qos: 1 });
+    const bobInbox = inboxOf(bob.client);
+    const carolInbox = inboxOf(carol.client);
+    const [b0, c0] = [bobInbox.messages.length, carolInbox.messages.length];
+    const callsBefore = tb.running.protection!.topics.counters.rewrapCalls;
+    await alice.client.publishAsync('secure/room', Buffer.from(await seal(alice, 'secure/room', 'hello bob and carol')), { qos: 1 });
+    await waitUntil(() => bobInbox.messages.length > b0 && carolInbox.messages.length > c0, 'both subscribers to receive');
+    assert.equal(tb.running.protection!.topics.counters.rewrapCalls - callsBefore, 1);
+    const forBob = body(bobInbox.messages[b0]!);
+    const forCarol = body(carolInbox.messages[c0]!);
+    assert.ok(!forBob.includes(Buffer.from('hello bob')), 'the broker delivered ciphertext');
+    assert.notDeepEqual(forBob, forCarol, 'each subscriber gets its own header');
+    const opened = await openEnvelope({ key: bob.key, identity: 'bob', topic: 'secure/room', envelope: forBob, replay: new ReplayWindow() });
+    assert.equal(new TextDecoder().decode(opened.payload), 'hello bob and carol');
+    assert.equal(opened.sender, 'alice');
+    const openedByCarol = await openEnvelope({ key: carol.key, identity: 'carol', topic: 'secure/room', envelope: forCarol });
+    assert.equal(new TextDecoder().decode(openedByCarol.payload), 'hello bob and carol');
+    await assert.rejects(openEnvelope({ key: carol.key, identity: 'carol', topic: 'secure/room', envelope: forBob }), { code: 'not-for-me' });
+    await bob.client.unsubscribeAsync('secure/room');
+    await carol.client.unsubscribeAsync('secure/room');
+  });
+
+  it('refuses a plaintext PUBLISH to a protected topic with 0x99 and forwards nothing', async () => {
+    await bob.client.subscribeAsync('secure/plain', { qos: 1 });
+    const inbox = inboxOf(bob.client);
+    const n = inbox.messages.length;
+    const refusedBefore = tb.running.protection!.topics.counters.refusedMalformed;
+    await assert.rejects(alice.client.publishAsync('secure/plain', 'not sealed', { qos: 1 }), /Payload format invalid/);
+    assert.equal(tb.running.protection!.topics.counters.refusedMalformed, refusedBefore + 1);
+    await alice.client.publishAsync('secure/plain', Buffer.from(await seal(alice, 'secure/plain', 'sealed')), { qos: 1 });
+    await waitUntil(() => inbox.messages.length > n, 'the sealed message');
+    assert.equal(inbox.messages.length, n + 1, 'only the sealed message arrived');
+    await bob.client.unsubscribeAsync('secure/plain');
+  });
+
+  it('refuses an envelope that names another sender than the publishing connection (0x87)', async () => {
+    await assert.rejects(bob.client.publishAsync('secure/x', Buffer.from(await seal(alice, 'secure/x', 'spoofed')), { qos: 1 }), /Not authorized/);
+  });
+
+  it('refuses a v5 subscription to a protected filter from an identity without a key (0x87)', async () => {
+    const stranger = await connectMqtt(tb.url, { clientId: 'stranger', protocolVersion: 5 });
+    try {
+      // MQTT.js turns SUBACK 0x87 into an error naming the reason
+      await assert.rejects(stranger.subscribeAsync('secure/#', { qos: 1 }), /Not authorized/);
+      const plain = await stranger.subscribeAsync('plain/#', { qos: 1 });
+      assert.equal(plain[0]!.qos, 1);
+    } finally {
+      await stranger.endAsync(true);
+    }
+  });
+
+  it('serves a retained protected message to a subscriber that enrolled after it was published', async () => {
+    await alice.client.publishAsync('secure/retained', Buffer.from(await seal(alice, 'secure/retained', 'kept for later')), { qos: 1, retain: true });
+    const dave = await enrol(tb, 'dave');
+    try {
+      await dave.client.subscribeAsync('secure/retained', { qos: 1 });
+      const inbox = inboxOf(dave.client);
+      await waitUntil(() => inbox.messages.some((m) => m.topic === 'secure/retained'), 'the retained message');
+      const m = inbox.messages.find((x) => x.topic === 'secure/retained')!;
+      assert.equal(m.packet.retain, true);
+      const opened = await openEnvelope({ key: dave.key, identity: 'dave', topic: 'secure/retained', envelope: body(m) });
+      assert.equal(new TextDecoder().decode(opened.payload), 'kept for later');
+    } finally {
+      await dave.client.endAsync(true);
+    }
+  });
+
+  it('queues protected messages for an offline session in the publisher form and re-wraps them when it returns', async () => {
+    const erin = await enrol(tb, 'erin');
+    await erin.client.endAsync(true);
+    const offline = await connectMqtt(tb.url, { clientId: 'erin', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 300 } });
+    await offline.subscribeAsync('secure/mail', { qos: 1 });
+    await offline.endAsync();
+    await alice.client.publishAsync('secure/mail', Buffer.from(await seal(alice, 'secure/mail', 'while you were away')), { qos: 1 });
+    const queued = [...tb.broker.sessions.get('erin')!.queue];
+    assert.equal(queued.length, 1);
+    assert.equal(queued[0]!.staged, true, 'queued in the publisher form');
+    const back = await connectMqtt(tb.url, { clientId: 'erin', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 300 } });
+    try {
+      const inbox = inboxOf(back);
+      await waitUntil(() => inbox.messages.length > 0, 'the queued message');
+      const opened = await openEnvelope({ key: erin.key, identity: 'erin', topic: 'secure/mail', envelope: body(inbox.messages[0]!) });
+      assert.equal(new TextDecoder().decode(opened.payload), 'while you were away');
+    } finally {
+      await back.endAsync(true);
+    }
+  });
+
+  it('answers an enrolment without a token with a signed refusal that names the reason', async () => {
+    const client = await connectMqtt(tb.url, { clientId: 'mallory', protocolVersion: 5 });
+    try {
+      const tee = await pinTee((await tb.running.tee!.info()) as TeeInfoJson, (await tb.running.tee!.info()).fingerprint);
+      const { request, pending } = await buildEnrolmentRequest({ tee, identity: 'mallory', key: generateClientKeyBytes() });
+      const [status, body] = await teeRequest(client, TEE_ENROL_TOPIC, request, 5, 'mallory');
+      assert.equal(status, 0, 'the trusted component answered (with a refusal)');
+      await assert.rejects(withTimeout(verifyKeyResponse(pending, body), 5000, 'verify'), { code: 'refused' });
+    } finally {
+      await client.endAsync(true);
+    }
+  });
+});
