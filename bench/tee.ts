@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { issueToken, openDataTee, type DataTee } from '../src/cli/tee-commands.js';
+import { issueToken, openDataTee, type DataTee } from '../src/protect/operator.js';
 import { buildEnrolmentRequest, generateClientKeyBytes, pinTee, sealEnvelope, verifyKeyResponse, type ClientKey } from '../src/client/crypto/index.js';
 import { joinEnvelope, splitEnvelope, type EnvelopeParts } from '../src/tee/envelope-layout.js';
 

@@ -2,7 +2,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ConfigError, type BrokerConfig, type TlsListenerConfig } from './config.js';
-import { openDataTee, type DataTee } from './cli/tee-commands.js';
+import { openDataTee, type DataTee } from './protect/operator.js';
 import { attachProtection, type Protection } from './protect/attach.js';
 import type { TrustedComponent } from './tee/host.js';
 import { Broker } from './broker/broker.js';

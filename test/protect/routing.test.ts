@@ -10,7 +10,7 @@ import { connectMqtt, inboxOf, startTestBroker, waitUntil, withTimeout, type Tes
 import {
   buildEnrolmentRequest, generateClientKeyBytes, openEnvelope, pinTee, ReplayWindow, sealEnvelope, verifyKeyResponse, type ClientKey, type TeeInfoJson,
 } from '../../src/client/crypto/index.js';
-import { issueToken, loadOrCreateOperatorKey } from '../../src/cli/tee-commands.js';
+import { issueToken, loadOrCreateOperatorKey } from '../../src/protect/operator.js';
 import { TEE_ENROL_TOPIC, TEE_INFO_TOPIC, v311ResponseTopic } from '../../src/protect/tee-relay.js';
 
 /** The raw payload bytes of a received message. */

@@ -7,7 +7,7 @@ import {
   MalformedEnvelopeError, NotForMeError, ProtectedMessageError, ReplayWindow, ReplayedMessageError, TamperedMessageError, WrongTopicError,
   buildEnrolmentRequest, generateClientKeyBytes, openEnvelope,
 } from '../../src/client/crypto/index.js';
-import { signPolicy, signRevocation, signStatement, issueToken, type OperatorKey } from '../../src/cli/tee-commands.js';
+import { signPolicy, signRevocation, signStatement, issueToken, type OperatorKey } from '../../src/protect/operator.js';
 import { joinEnvelope } from '../../src/tee/envelope-layout.js';
 import { codeFromNumber, TeeError } from '../../src/tee/errors.js';
 import { encodeEndorsementBody, parseKeyResponse } from '../../src/tee/messages.js';

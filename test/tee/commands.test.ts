@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   EnrolmentError, ReplayWindow, buildEnrolmentRequest, buildRotationRequest, generateClientKeyBytes, openEnvelope, verifyEndorsement, verifyKeyResponse,
 } from '../../src/client/crypto/index.js';
-import { issueToken, signPolicy, signRevocation } from '../../src/cli/tee-commands.js';
+import { issueToken, signPolicy, signRevocation } from '../../src/protect/operator.js';
 import { Dispatcher } from '../../src/tee/commands.js';
 import { measureTrustedCode } from '../../src/tee/core.js';
 import { joinEnvelope } from '../../src/tee/envelope-layout.js';
@@ -74,7 +74,7 @@ test('enrolment refusals are signed responses naming the reason: missing, expire
 
 test('open enrolment accepts a request without a token and warns at start', async () => {
   const warnings: string[] = [];
-  const { openDataTee } = await import('../../src/cli/tee-commands.js');
+  const { openDataTee } = await import('../../src/protect/operator.js');
   const { mkdtempSync, rmSync } = await import('node:fs');
   const dir = mkdtempSync(join((await import('node:os')).tmpdir(), 'mqt-tz-open-'));
   const d = await openDataTee(dir, { backend: 'inline', openEnrolment: true, onWarning: (m) => warnings.push(m) });

@@ -3,7 +3,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { issueToken, openDataTee, type DataTee } from '../../src/cli/tee-commands.js';
+import { issueToken, openDataTee, type DataTee } from '../../src/protect/operator.js';
 import { buildEnrolmentRequest, importClientKey, pinTee, verifyKeyResponse, type ClientKey, type TeePublicKeys } from '../../src/client/crypto/index.js';
 import type { TeeInfo } from '../../src/tee/host.js';
 import { randomBytes } from 'node:crypto';
