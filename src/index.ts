@@ -4,3 +4,8 @@ export { startBroker, type RunningBroker, type StartOptions } from './server.js'
 export { defaultConfig, parseConfig, loadConfigFile, ConfigError, type BrokerConfig, type AclRule, type Limits } from './config.js';
 export type { AuthHooks, ClientInfo, Credentials, AuthenticateResult } from './auth/hooks.js';
 export { AclAuth } from './auth/acl.js';
+export {
+  connectProtected, ProtectedClient, fileKeyStore, memoryKeyStore, readKeyFile, writeKeyFile, KeyFileError, TeeRequestError,
+  EnrolmentError, ProtectedMessageError, MalformedEnvelopeError, TamperedMessageError, ReplayedMessageError, WrongTopicError, NotForMeError,
+  type NodeProtectedClientOptions, type ProtectedClientOptions, type ProtectedClientEvents, type MessageInfo, type KeyStore, type StoredKey,
+} from './client/index.js';

@@ -1,5 +1,7 @@
 /** The client behind `pub`/`sub`: plain MQTT.js, or the protected SDK when a key file is given. */
-import mqtt, { type MqttClient } from 'mqtt';
+import { existsSync } from 'node:fs';
+import mqtt, { type ISubscriptionGrant, type MqttClient } from 'mqtt';
+import { connectProtected, ProtectedMessageError, type ProtectedClient } from '../client/index.js';
 import { clientOptions, type ClientFlags } from './client-options.js';
 
 export interface CliClient {
@@ -29,15 +31,18 @@ export function connectMqtt(url: string, options: mqtt.IClientOptions): Promise<
   });
 }
 
+function checkGranted(granted: ISubscriptionGrant[]): void {
+  const refused = granted.filter((g) => g.qos >= 0x80);
+  if (refused.length > 0) throw new Error(`subscription refused for ${refused.map((g) => g.topic).join(', ')} (reason 0x${refused[0]!.qos.toString(16)})`);
+}
+
 function wrapPlain(client: MqttClient): CliClient {
   return {
     async publish(topic, payload, opts) {
       await client.publishAsync(topic, payload, opts);
     },
     async subscribe(filters, qos) {
-      const granted = await client.subscribeAsync(filters, { qos });
-      const refused = granted.filter((g) => g.qos >= 0x80);
-      if (refused.length > 0) throw new Error(`subscription refused for ${refused.map((g) => g.topic).join(', ')} (reason 0x${refused[0]!.qos.toString(16)})`);
+      checkGranted(await client.subscribeAsync(filters, { qos }));
     },
     onMessage(listener) {
       client.on('message', (topic, payload, packet) => listener(topic, payload, packet.retain));
@@ -51,7 +56,36 @@ function wrapPlain(client: MqttClient): CliClient {
   };
 }
 
+/** With --key-file every topic given with -t is protected: sealed on publish, opened on receive. */
+function wrapProtected(client: ProtectedClient): CliClient {
+  return {
+    async publish(topic, payload, opts) {
+      if (!client.isProtected(topic)) client.protect(topic);
+      await client.publishAsync(topic, payload, opts);
+    },
+    async subscribe(filters, qos) {
+      client.protect(...filters);
+      checkGranted(await client.subscribeAsync(filters, { qos }));
+    },
+    onMessage(listener) {
+      client.on('message', (topic, payload, packet) => listener(topic, Buffer.from(payload), packet.retain));
+    },
+    onError(listener) {
+      client.on('error', (err, topic) => {
+        const rejected = err instanceof ProtectedMessageError && topic !== undefined;
+        listener(rejected ? new Error(`rejected a message on ${topic}: ${err.code}: ${err.message}`) : err);
+      });
+    },
+    async end() {
+      await client.endAsync();
+    },
+  };
+}
+
 export async function openClient(flags: ClientFlags): Promise<CliClient> {
   const { url, options } = clientOptions(flags);
-  return wrapPlain(await connectMqtt(url, options));
+  if (flags.keyFile === undefined) return wrapPlain(await connectMqtt(url, options));
+  if (!existsSync(flags.keyFile)) throw new Error(`key file ${flags.keyFile} does not exist; enrol first with mqt-tz enroll`);
+  // -i defaults to the identity the key file was enrolled under
+  return wrapProtected(await connectProtected(url, { ...options, identity: flags.id, teeFingerprint: flags.teeFingerprint, keyFile: flags.keyFile }));
 }

@@ -1,4 +1,5 @@
 /** Glue around mqtt-packet: one decoder per connection, encoding per protocol version. */
+import { isUtf8 } from 'node:buffer';
 import mqttPacket from 'mqtt-packet';
 import type { Packet } from 'mqtt-packet';
 
@@ -8,7 +9,9 @@ export type ProtocolVersion = 3 | 4 | 5;
 interface ParserInternals {
   settings: { protocolVersion?: number };
   packet: { length: number };
-  _list: { length: number };
+  _list: { length: number; slice(start: number, end: number): Buffer };
+  _pos: number;
+  _parseString(): string | null;
 }
 
 export interface DecoderEvents {
@@ -22,14 +25,28 @@ export interface DecoderEvents {
 export class Decoder {
   private readonly parser = mqttPacket.parser();
   private failed = false;
+  /** Set while parsing a packet that holds a string which is not well-formed UTF-8 or has U+0000. */
+  private badString = false;
 
   constructor(private readonly maxPacketSize: number, private readonly events: DecoderEvents) {
+    this.checkStrings();
     this.parser.on('packet', (p: Packet) => {
       if (this.failed) return;
       const total = totalPacketSize(p.length ?? 0);
       if (total > this.maxPacketSize) {
         this.failed = true;
         this.events.tooLarge(total);
+        return;
+      }
+      // mqtt-packet decodes strings leniently and lets DUP through on QoS 0; both are malformed.
+      const problem = this.badString
+        ? 'a string is not well-formed UTF-8 or contains U+0000 (MQTT-1.5.4-1/2)'
+        : p.cmd === 'publish' && p.qos === 0 && p.dup
+          ? 'DUP flag set on a QoS 0 PUBLISH (MQTT-3.3.1-2)'
+          : undefined;
+      if (problem !== undefined) {
+        this.failed = true;
+        this.events.malformed(problem);
         return;
       }
       this.events.packet(p);
@@ -39,6 +56,22 @@ export class Decoder {
       this.failed = true;
       this.events.malformed(err.message);
     });
+  }
+
+  /** Wraps the parser's string reader to validate the raw bytes of every UTF-8 string field. */
+  private checkStrings(): void {
+    const internals = this.parser as unknown as ParserInternals;
+    const parseString = internals._parseString;
+    if (typeof parseString !== 'function') throw new Error('mqtt-packet parser has no _parseString: update Decoder.checkStrings');
+    internals._parseString = () => {
+      const start = internals._pos + 2;
+      const result = parseString.call(internals);
+      if (result !== null) {
+        const bytes = internals._list.slice(start, internals._pos);
+        if (!isUtf8(bytes) || bytes.includes(0)) this.badString = true;
+      }
+      return result;
+    };
   }
 
   /** Switches the parser to the version negotiated by CONNECT (v5 packets carry properties). */

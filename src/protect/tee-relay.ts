@@ -4,6 +4,11 @@
  *   $tee/info/request    → public identity (JSON): keys, measurement, fingerprint, endorsement
  *   $tee/enrol/request   → enrolment (opaque HPKE request bytes → opaque response bytes)
  *   $tee/rotate/request  → key rotation (likewise)
+ *   $tee/policy/request  → load an operator-signed policy (answer: the policy serial, as text)
+ *   $tee/revoke/request  → apply an operator-signed revocation (answer: empty)
+ *
+ * Policy and revocation statements are signed by the operator, so relaying them through the
+ * untrusted broker is safe: the trusted component checks the signature, not the broker.
  *
  * The response goes to the request's MQTT 5 Response Topic (with its Correlation Data), or, for
  * v3.1.1 clients, to `$tee/response/{client id}`. Its payload starts with a status byte: 0x00 and
@@ -17,6 +22,8 @@ export const TEE_TOPIC_PREFIX = '$tee/';
 export const TEE_INFO_TOPIC = '$tee/info/request';
 export const TEE_ENROL_TOPIC = '$tee/enrol/request';
 export const TEE_ROTATE_TOPIC = '$tee/rotate/request';
+export const TEE_POLICY_TOPIC = '$tee/policy/request';
+export const TEE_REVOKE_TOPIC = '$tee/revoke/request';
 export const STATUS_OK = 0x00;
 export const STATUS_ERROR = 0x01;
 
@@ -71,6 +78,12 @@ export class TeeRelay {
         return Buffer.from(await this.tee.enrol(req.payload));
       case TEE_ROTATE_TOPIC:
         return Buffer.from(await this.tee.rotate(req.payload));
+      case TEE_POLICY_TOPIC:
+        await this.tee.loadPolicy(req.payload);
+        return Buffer.from(String((await this.tee.info()).policySerial));
+      case TEE_REVOKE_TOPIC:
+        await this.tee.revoke(req.payload);
+        return Buffer.alloc(0);
       default:
         throw new TeeError('unknown-command', `no trusted command behind ${req.topic}`);
     }

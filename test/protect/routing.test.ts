@@ -10,8 +10,8 @@ import { connectMqtt, inboxOf, startTestBroker, waitUntil, withTimeout, type Tes
 import {
   buildEnrolmentRequest, generateClientKeyBytes, openEnvelope, pinTee, ReplayWindow, sealEnvelope, verifyKeyResponse, type ClientKey, type TeeInfoJson,
 } from '../../src/client/crypto/index.js';
-import { issueToken, loadOrCreateOperatorKey } from '../../src/protect/operator.js';
-import { TEE_ENROL_TOPIC, TEE_INFO_TOPIC, v311ResponseTopic } from '../../src/protect/tee-relay.js';
+import { issueToken, loadOrCreateOperatorKey, signPolicy, signRevocation } from '../../src/protect/operator.js';
+import { TEE_ENROL_TOPIC, TEE_INFO_TOPIC, TEE_POLICY_TOPIC, TEE_REVOKE_TOPIC, v311ResponseTopic } from '../../src/protect/tee-relay.js';
 
 /** The raw payload bytes of a received message. */
 function body(m: { packet: { payload: string | Buffer } }): Buffer {
@@ -177,4 +177,48 @@ describe('protected topics through the broker', () => {
       await client.endAsync(true);
     }
   });
+
+  it('revokes an identity through the running broker: its next messages are refused by the trusted component', async () => {
+    const frank = await enrol(tb, 'frank');
+    try {
+      const operator = loadOrCreateOperatorKey(tb.dataDir);
+      const [status, answer] = await teeRequest(alice.client, TEE_REVOKE_TOPIC, signRevocation(operator, 'frank'), 5, 'alice');
+      assert.equal(status, 0, answer.toString());
+      assert.equal(await tb.running.tee!.isEnrolled('frank'), false);
+      await bob.client.subscribeAsync('secure/revoked', { qos: 1 });
+      const inbox = inboxOf(bob.client);
+      const n = inbox.messages.length;
+      const refusedBefore = tb.running.protection!.topics.counters.messagesRefused;
+      await frank.client.publishAsync('secure/revoked', Buffer.from(await seal(frank, 'secure/revoked', 'revoked sender')), { qos: 1 });
+      await waitUntil(() => tb.running.protection!.topics.counters.messagesRefused > refusedBefore, 'the trusted component to refuse the revoked sender');
+      await alice.client.publishAsync('secure/revoked', Buffer.from(await seal(alice, 'secure/revoked', 'still fine')), { qos: 1 });
+      await waitUntil(() => inbox.messages.length > n, "alice's message");
+      const got = await openEnvelope({ key: bob.key, identity: 'bob', topic: 'secure/revoked', envelope: body(inbox.messages[n]!) });
+      assert.equal(got.sender, 'alice', 'nothing from the revoked sender was delivered');
+      await bob.client.unsubscribeAsync('secure/revoked');
+    } finally {
+      await frank.client.endAsync(true);
+    }
+  });
+  it('applies an operator-signed policy sent through the running broker at once, and refuses a forged one', async () => {
+    const operator = loadOrCreateOperatorKey(tb.dataDir);
+    const policy = JSON.stringify({ rules: [{ identity: 'alice', publish: ['secure/#'], read: ['secure/#'] }, { identity: 'bob', publish: [], read: ['secure/public/#'] }] });
+    const [status, answer] = await teeRequest(alice.client, TEE_POLICY_TOPIC, signPolicy(operator, policy), 5, 'alice');
+    assert.equal(status, 0, answer.toString());
+    assert.equal(Number(answer.toString()), (await tb.running.tee!.info()).policySerial);
+    await bob.client.subscribeAsync('secure/#', { qos: 1 });
+    const inbox = inboxOf(bob.client);
+    const n = inbox.messages.length;
+    await alice.client.publishAsync('secure/private', Buffer.from(await seal(alice, 'secure/private', 'not for bob')), { qos: 1 });
+    await alice.client.publishAsync('secure/public/news', Buffer.from(await seal(alice, 'secure/public/news', 'for everyone')), { qos: 1 });
+    await waitUntil(() => inbox.messages.length > n, 'the public message');
+    assert.deepEqual(inbox.messages.slice(n).map((m) => m.topic), ['secure/public/news'], 'bob got only what the policy lets him read');
+    await bob.client.unsubscribeAsync('secure/#');
+
+    const forged = signPolicy({ ...operator, privateKey: (await import('node:crypto')).generateKeyPairSync('ed25519').privateKey }, JSON.stringify({ rules: [] }));
+    const [forgedStatus, forgedBody] = await teeRequest(alice.client, TEE_POLICY_TOPIC, forged, 5, 'alice');
+    assert.equal(forgedStatus, 1);
+    assert.match(forgedBody.toString(), /policy-invalid/);
+  });
+
 });

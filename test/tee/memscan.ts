@@ -32,12 +32,20 @@ export interface ScanReport {
 
 /** Scans every readable mapping of /proc/self/mem (JS heap, Buffers, native allocations, stacks). */
 export function scanOwnMemory(secrets: readonly Uint8Array[]): ScanReport {
+  return scanProcessMemory('self', secrets);
+}
+
+/**
+ * Scans every readable mapping of another process (`/proc/PID/mem`; needs ptrace access, e.g.
+ * root). Stop the process (SIGSTOP) first, so its memory does not move under the scan.
+ */
+export function scanProcessMemory(pid: number | 'self', secrets: readonly Uint8Array[]): ScanReport {
   const report: ScanReport = { found: secrets.map(() => false), regions: 0, bytes: 0, unreadable: 0 };
   const overlap = Math.max(...secrets.map((s) => s.length));
   const chunk = Buffer.allocUnsafe(8 * 1024 * 1024);
-  const fd = openSync('/proc/self/mem', 'r');
+  const fd = openSync(`/proc/${pid}/mem`, 'r');
   try {
-    for (const line of readFileSync('/proc/self/maps', 'utf8').split('\n')) {
+    for (const line of readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n')) {
       const m = /^([0-9a-f]+)-([0-9a-f]+) (\S+)\s+\S+\s+\S+\s+\S+\s*(.*)$/.exec(line);
       if (m === null || !m[3]!.startsWith('r') || /\[(vvar|vsyscall|vvar_vclock)\]/.test(m[4]!)) continue;
       const start = parseInt(m[1]!, 16);

@@ -1,0 +1,106 @@
+/**
+ * The brokers under test, each started as its own OS process on a free port of 127.0.0.1 so that
+ * its CPU time and RSS can be read from /proc apart from the load generator's.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, sleep, waitForPort } from './proc.js';
+
+export type BrokerName = 'mqt-tz' | 'mosquitto' | 'aedes';
+export const BROKER_NAMES: readonly BrokerName[] = ['mqt-tz', 'mosquitto', 'aedes'];
+
+export interface BrokerProcess {
+  name: BrokerName;
+  version: string;
+  port: number;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+export interface StartBrokerOptions {
+  /** Directory for a `node --cpu-prof` profile of our broker, written when it exits. */
+  cpuProfileDir?: string;
+}
+
+const here = (rel: string): string => fileURLToPath(new URL(rel, import.meta.url));
+
+/** The mosquitto binary, or undefined when it is not installed. */
+export function mosquittoVersion(): string | undefined {
+  const r = spawnSync('mosquitto', ['-h'], { encoding: 'utf8' });
+  if (r.error) return undefined;
+  return /mosquitto version (\S+)/.exec(`${r.stdout}${r.stderr}`)?.[1] ?? 'unknown';
+}
+
+function packageVersion(): string {
+  return process.env['npm_package_version'] ?? '0.1.0';
+}
+
+async function launch(name: BrokerName, version: string, port: number, cmd: string, args: string[], cleanup: () => void): Promise<BrokerProcess> {
+  const child: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    if (stderr.length < 4000) stderr += d.toString();
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  try {
+    await Promise.race([
+      waitForPort(port, 10_000),
+      exited.then(() => {
+        throw new Error(`${name} exited at start: ${stderr.trim()}`);
+      }),
+    ]);
+  } catch (err) {
+    child.kill('SIGKILL');
+    cleanup();
+    throw err;
+  }
+  return {
+    name,
+    version,
+    port,
+    pid: child.pid!,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const killed = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
+        if (!killed) {
+          child.kill('SIGKILL');
+          await exited;
+        }
+      }
+      cleanup();
+    },
+  };
+}
+
+export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOptions = {}): Promise<BrokerProcess> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), `bench-${name}-`));
+  const cleanup = (): void => rmSync(dir, { recursive: true, force: true });
+  switch (name) {
+    case 'mqt-tz': {
+      const prof = opts.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfileDir] : [];
+      const args = [...prof, here('../src/cli/main.js'), 'broker', '--host', '127.0.0.1', '--port', String(port), '--data', dir, '--log-level', 'warn'];
+      return launch(name, packageVersion(), port, process.execPath, args, cleanup);
+    }
+    case 'mosquitto': {
+      const version = mosquittoVersion();
+      if (!version) throw new Error('mosquitto is not installed (Debian: apt-get install mosquitto)');
+      const conf = join(dir, 'mosquitto.conf');
+      writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n`);
+      return launch(name, version, port, 'mosquitto', ['-c', conf], cleanup);
+    }
+    case 'aedes': {
+      let version = 'unknown';
+      try {
+        version = (JSON.parse(readFileSync(here('../../node_modules/aedes/package.json'), 'utf8')) as { version: string }).version;
+      } catch {
+        // the version is informational only
+      }
+      return launch(name, version, port, process.execPath, [here('./aedes-server.js'), String(port)], cleanup);
+    }
+  }
+}

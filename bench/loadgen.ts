@@ -1,0 +1,310 @@
+/**
+ * The load generator: broker-independent scenarios over raw MQTT 3.1.1 sockets (see mqtt-raw.ts).
+ * Throughput runs are closed-loop: publishers keep at most a window of messages not yet delivered to
+ * every subscriber, so a broker is measured at the rate it sustains, not at the size of its buffers.
+ */
+import type { QoS } from 'mqtt-packet';
+import type { BrokerProcess } from './brokers.js';
+import { openClients, publishBatch, type RawClient } from './mqtt-raw.js';
+import { Meter, sampleProcess, sleep } from './proc.js';
+import { LatencyRecorder, cdf, percentiles, round, type Percentiles } from './stats.js';
+
+const CONNECT_CONCURRENCY = 64;
+/** Bytes that may be on their way to subscribers at once (window = this / (payload × subscribers)). */
+const WINDOW_BYTES = 8 * 1024 * 1024;
+/** Never more than the brokers' default per-session queue (mosquitto and ours: 1000 messages). */
+const WINDOW_MAX = 1000;
+const DRAIN_MS = 3000;
+
+function closeAll(clients: RawClient[]): void {
+  for (const c of clients) c?.close();
+}
+
+async function until(cond: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  while (!cond()) {
+    if (performance.now() > deadline) return false;
+    await sleep(10);
+  }
+  return true;
+}
+
+export interface ThroughputSpec {
+  publishers: number;
+  subscribers: number;
+  qos: QoS;
+  payload: number;
+  warmupMs: number;
+  measureMs: number;
+}
+
+export interface ThroughputResult {
+  /** Messages delivered to subscribers per second (all subscribers together). */
+  deliveredPerSec: number;
+  publishedPerSec: number;
+  brokerCpuPct: number;
+  loadgenCpuPct: number;
+  otherCpuPct: number;
+  brokerRssMiB: number;
+  /** Deliveries missing once publishing stopped and the broker had time to drain. */
+  missing: number;
+  window: number;
+}
+
+/** P publishers → M subscribers of `bench/TAG/#`, closed loop; fan-in is M = 1, fan-out P = 1. */
+export async function runThroughput(broker: BrokerProcess, tag: string, spec: ThroughputSpec): Promise<ThroughputResult> {
+  const { publishers: P, subscribers: M, qos, payload } = spec;
+  const window = Math.max(16, Math.min(WINDOW_MAX, Math.floor(WINDOW_BYTES / (payload * M))));
+  const batchSize = Math.max(1, Math.min(32, Math.floor(window / (4 * P))));
+  let delivered = 0;
+  /** Per subscriber: the window follows the slowest one, so no broker queue has to overflow. */
+  const perSub = new Float64Array(M);
+  let sent = 0;
+  let writtenOff = 0;
+  let running = false;
+  const blocked = new Uint8Array(P);
+  const unacked = new Int32Array(P);
+  let rr = 0;
+
+  const slowest = (): number => {
+    let min = Infinity;
+    for (let j = 0; j < M; j++) if (perSub[j]! < min) min = perSub[j]!;
+    return min;
+  };
+  const pump = (): void => {
+    if (!running) return;
+    const lag = sent - writtenOff - slowest();
+    for (let pass = 0, queued = 0; pass < P; pass++) {
+      const i = (rr + pass) % P;
+      if (blocked[i] || unacked[i]! + batchSize > 60_000) continue;
+      if (lag + queued + batchSize > window) break;
+      queued += batchSize;
+      const pub = pubs[i]!;
+      let buf = templates[i]!.bytes;
+      if (qos > 0) {
+        // fresh packet ids: copy the template (one allocation per batch) and stamp them
+        const t = templates[i]!;
+        buf = Buffer.allocUnsafe(t.bytes.length);
+        t.bytes.copy(buf);
+        let id = nextId[i]!;
+        for (let j = 0; j < t.count; j++) {
+          buf.writeUInt16BE(id, t.idOffset + j * t.packetLength);
+          id = id === 65535 ? 1 : id + 1;
+        }
+        nextId[i] = id;
+        unacked[i] = unacked[i]! + batchSize;
+      }
+      sent += batchSize;
+      if (!pub.write(buf)) blocked[i] = 1;
+    }
+    rr = (rr + 1) % P;
+  };
+
+  const subs = await openClients(broker.port, ids(tag, 's', M), CONNECT_CONCURRENCY, (j) => ({
+    publish: () => {
+      delivered++;
+      perSub[j]++;
+    },
+    chunk: pump,
+  }));
+  await Promise.all(subs.map((s) => s.subscribe(`bench/${tag}/#`, qos)));
+  const pubs = await openClients(broker.port, ids(tag, 'p', P), CONNECT_CONCURRENCY, (i) => ({
+    pubacks: (n) => {
+      unacked[i] = unacked[i]! - n;
+      pump();
+    },
+  }));
+  const templates = pubs.map((_, i) => publishBatch(`bench/${tag}/p${i}`, payload, qos, batchSize));
+  const nextId = new Int32Array(P).fill(1);
+  pubs.forEach((p, i) =>
+    p.socket.on('drain', () => {
+      blocked[i] = 0;
+      pump();
+    }),
+  );
+
+  // a broker that drops QoS 0 messages would stall the window: write off what is not coming
+  let lastDelivered = -1;
+  let stalledTicks = 0;
+  const watchdog = setInterval(() => {
+    if (delivered === lastDelivered) {
+      if (qos === 0 && ++stalledTicks >= 10) {
+        writtenOff = sent - slowest();
+        stalledTicks = 0;
+      }
+    } else stalledTicks = 0;
+    lastDelivered = delivered;
+    pump();
+  }, 100);
+
+  try {
+    running = true;
+    pump();
+    await sleep(spec.warmupMs);
+    const d0 = delivered;
+    const s0 = sent;
+    const meter = new Meter(broker.pid);
+    await sleep(spec.measureMs);
+    const m = meter.read();
+    const d1 = delivered;
+    const s1 = sent;
+    running = false;
+    await until(() => delivered >= sent * M, DRAIN_MS);
+    return {
+      deliveredPerSec: Math.round((d1 - d0) / m.seconds),
+      publishedPerSec: Math.round((s1 - s0) / m.seconds),
+      brokerCpuPct: m.brokerCpuPct,
+      loadgenCpuPct: m.loadgenCpuPct,
+      otherCpuPct: m.otherCpuPct,
+      brokerRssMiB: m.brokerRssMiB,
+      missing: sent * M - delivered,
+      window,
+    };
+  } finally {
+    running = false;
+    clearInterval(watchdog);
+    closeAll(pubs);
+    closeAll(subs);
+    await sleep(300);
+  }
+}
+
+function ids(tag: string, role: string, n: number): string[] {
+  return Array.from({ length: n }, (_, i) => `${tag}-${role}${i}`);
+}
+
+export interface LatencySpec {
+  subscribers: number;
+  qos: QoS;
+  payload: number;
+  /** Messages per second from the one publisher. */
+  rate: number;
+  warmupMs: number;
+  measureMs: number;
+}
+
+export interface LatencyResult extends Percentiles {
+  samples: number;
+  delivered: number;
+  expected: number;
+  brokerCpuPct: number;
+  loadgenCpuPct: number;
+  otherCpuPct: number;
+  cdf: [number, number][];
+}
+
+/**
+ * Fixed-rate latency: one publisher sends `rate` msg/s (stamped with the send time in the payload)
+ * to M subscribers; every delivery's latency is recorded after the warm-up.
+ */
+export async function runLatency(broker: BrokerProcess, tag: string, spec: LatencySpec): Promise<LatencyResult> {
+  const M = spec.subscribers;
+  const totalMs = spec.warmupMs + spec.measureMs;
+  const rec = new LatencyRecorder(Math.ceil(((spec.rate * spec.measureMs) / 1000) * M) + 1024);
+  let measuring = false;
+  /** Only messages sent from here on are measured (Infinity until the warm-up is over). */
+  let measureFrom = Infinity;
+  let delivered = 0;
+  const subs = await openClients(broker.port, ids(tag, 's', M), CONNECT_CONCURRENCY, () => ({
+    publish: (buf, start) => {
+      const sentAt = buf.readDoubleLE(start);
+      if (sentAt < measureFrom) return;
+      delivered++;
+      rec.add(performance.now() - sentAt);
+    },
+  }));
+  await Promise.all(subs.map((s) => s.subscribe(`bench/${tag}/#`, spec.qos)));
+  const [pub] = await openClients(broker.port, ids(tag, 'p', 1), 1);
+  const maxBatch = Math.max(1, Math.ceil(spec.rate / 100));
+  const t = publishBatch(`bench/${tag}/p0`, Math.max(8, spec.payload), spec.qos, maxBatch);
+  let sent = 0;
+  let measuredSent = 0;
+  let nextId = 1;
+  const t0 = performance.now();
+  let meter: Meter | undefined;
+  try {
+    await new Promise<void>((resolve) => {
+      const tick = setInterval(() => {
+        const now = performance.now();
+        const elapsed = now - t0;
+        if (elapsed >= totalMs) {
+          clearInterval(tick);
+          resolve();
+          return;
+        }
+        if (!measuring && elapsed >= spec.warmupMs) {
+          measuring = true;
+          measureFrom = now;
+          meter = new Meter(broker.pid);
+        }
+        const due = Math.min(maxBatch, Math.floor((elapsed / 1000) * spec.rate) - sent);
+        if (due <= 0) return;
+        const buf = Buffer.allocUnsafe(due * t.packetLength);
+        t.bytes.copy(buf, 0, 0, buf.length);
+        for (let j = 0; j < due; j++) {
+          if (t.idOffset >= 0) {
+            buf.writeUInt16BE(nextId, t.idOffset + j * t.packetLength);
+            nextId = nextId === 65535 ? 1 : nextId + 1;
+          }
+          buf.writeDoubleLE(now, t.payloadOffset + j * t.packetLength);
+        }
+        sent += due;
+        if (measuring) measuredSent += due;
+        pub!.write(buf);
+      }, 1);
+    });
+    const m = meter!.read();
+    const expected = measuredSent * M;
+    await until(() => delivered >= expected, DRAIN_MS);
+    measureFrom = Infinity;
+    const sorted = rec.sorted();
+    return {
+      ...percentiles(sorted),
+      samples: sorted.length,
+      delivered,
+      expected,
+      brokerCpuPct: m.brokerCpuPct,
+      loadgenCpuPct: m.loadgenCpuPct,
+      otherCpuPct: m.otherCpuPct,
+      cdf: cdf(sorted),
+    };
+  } finally {
+    measureFrom = Infinity;
+    pub?.close();
+    closeAll(subs);
+    await sleep(300);
+  }
+}
+
+export interface ConnScaleResult {
+  connections: number;
+  connectPerSec: number;
+  brokerRssMiB: number;
+  rssPerConnKiB: number;
+  brokerCpuPct: number;
+}
+
+/** N idle connections (keep alive 60 s): connect rate, and broker RSS growth per connection. */
+export async function runConnScale(broker: BrokerProcess, tag: string, n: number, concurrency: number): Promise<ConnScaleResult> {
+  const before = sampleProcess(broker.pid);
+  const meter = new Meter(broker.pid);
+  const t0 = performance.now();
+  let clients: RawClient[] = [];
+  try {
+    clients = await openClients(broker.port, ids(tag, 'c', n), concurrency);
+    const seconds = (performance.now() - t0) / 1000;
+    const m = meter.read();
+    await sleep(1000);
+    const after = sampleProcess(broker.pid);
+    return {
+      connections: n,
+      connectPerSec: Math.round(n / seconds),
+      brokerRssMiB: round(after.rssBytes / 1048576),
+      rssPerConnKiB: round((after.rssBytes - before.rssBytes) / 1024 / n, 2),
+      brokerCpuPct: m.brokerCpuPct,
+    };
+  } finally {
+    for (const c of clients) c?.socket.destroy();
+    await sleep(1000);
+  }
+}

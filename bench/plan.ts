@@ -1,0 +1,93 @@
+/** The scenarios of a quick and of a full run, and which metrics their ratios compare. */
+import type { QoS } from 'mqtt-packet';
+import type { BrokerProcess } from './brokers.js';
+import { plainEcgPath, runEcg, type EcgPath } from './ecg.js';
+import { runConnScale, runLatency, runThroughput } from './loadgen.js';
+
+export type Group = 'fan-in' | 'fan-out' | 'latency' | 'connscale' | 'ecg';
+export const GROUPS: readonly Group[] = ['fan-out', 'fan-in', 'latency', 'connscale', 'ecg'];
+
+export interface Scenario {
+  group: Group;
+  /** Unique and selectable: `--only fan-out` or `--only fan-out-m8-q1-1024`. */
+  id: string;
+  params: Record<string, number | string>;
+  /** Metrics the ratio ours/peer is given for; `true` = higher is better. */
+  ratios: Record<string, boolean>;
+  run(broker: BrokerProcess, tag: string): Promise<object>;
+}
+
+export interface PlanOptions {
+  quick: boolean;
+  /** The publish path of the MedTech workload (plain unless a protected one is plugged in). */
+  ecgPath?: EcgPath;
+}
+
+export function plan(o: PlanOptions): Scenario[] {
+  const q = o.quick;
+  const warmupMs = 400;
+  const measureMs = q ? 1500 : 2000;
+  const out: Scenario[] = [];
+  const throughputRatios = { deliveredPerSec: true };
+
+  const fanOut: [number, QoS, number][] = q
+    ? [[1, 0, 64], [8, 1, 4096], [128, 0, 4096]]
+    : [1, 8, 32, 128].flatMap((m) => ([0, 1] as QoS[]).flatMap((qos) => [64, 4096].map((p): [number, QoS, number] => [m, qos, p])));
+  for (const [m, qos, payload] of fanOut) {
+    out.push({
+      group: 'fan-out',
+      id: `fan-out-m${m}-q${qos}-${payload}`,
+      params: { publishers: 1, subscribers: m, qos, payload },
+      ratios: throughputRatios,
+      run: (b, tag) => runThroughput(b, tag, { publishers: 1, subscribers: m, qos, payload, warmupMs, measureMs }),
+    });
+  }
+
+  const P = 16;
+  const fanIn: [QoS, number][] = q ? [[1, 1024]] : ([0, 1] as QoS[]).flatMap((qos) => [64, 1024, 4096].map((p): [QoS, number] => [qos, p]));
+  for (const [qos, payload] of fanIn) {
+    out.push({
+      group: 'fan-in',
+      id: `fan-in-p${P}-q${qos}-${payload}`,
+      params: { publishers: P, subscribers: 1, qos, payload },
+      ratios: throughputRatios,
+      run: (b, tag) => runThroughput(b, tag, { publishers: P, subscribers: 1, qos, payload, warmupMs, measureMs }),
+    });
+  }
+
+  // fixed rate: 1 000 msg/s to one subscriber, 8 000 deliveries/s in all when fanned out
+  const latency: [number, QoS, number][] = q
+    ? [[1, 1, 64], [128, 0, 4096]]
+    : [[1, 0, 64], [1, 1, 64], [1, 0, 4096], [1, 1, 4096], [128, 0, 4096], [128, 1, 4096]];
+  for (const [m, qos, payload] of latency) {
+    const rate = Math.min(1000, Math.floor(8000 / m));
+    out.push({
+      group: 'latency',
+      id: `latency-m${m}-q${qos}-${payload}`,
+      params: { publishers: 1, subscribers: m, qos, payload, rate },
+      ratios: { p50: false, p99: false },
+      run: (b, tag) => runLatency(b, tag, { subscribers: m, qos, payload, rate, warmupMs, measureMs: q ? 2000 : 2500 }),
+    });
+  }
+
+  const n = q ? 2000 : 10_000;
+  out.push({
+    group: 'connscale',
+    id: `connscale-${n}`,
+    params: { connections: n, concurrency: 100 },
+    ratios: { rssPerConnKiB: false, connectPerSec: true },
+    run: (b, tag) => runConnScale(b, tag, n, 100),
+  });
+
+  const path = o.ecgPath ?? plainEcgPath();
+  for (const patients of q ? [50, 500] : [50, 500, 5000]) {
+    out.push({
+      group: 'ecg',
+      id: `ecg-${path.name}-${patients}`,
+      params: { path: path.name, patients, clinicians: 2, qos: 1 },
+      ratios: { brokerCpuPct: false, p99: false },
+      run: (b, tag) => runEcg(b, path, tag, { patients, clinicians: 2, measureMs: q ? 4000 : 8000 }),
+    });
+  }
+  return out;
+}

@@ -1,0 +1,103 @@
+/** Process accounting from /proc (CPU ticks, RSS), free ports, and waiting for a listener. */
+import { readFileSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { round } from './stats.js';
+
+/** Linux USER_HZ: /proc/PID/stat counts CPU time in these ticks. */
+const TICKS_PER_SECOND = 100;
+
+export interface ProcSample {
+  /** CPU seconds (user + system) used so far. */
+  cpuSeconds: number;
+  rssBytes: number;
+  /** Wall clock, ms (performance.now()). */
+  at: number;
+}
+
+export function sampleProcess(pid: number): ProcSample {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  // the command name may contain spaces: fields start after the last ')'
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  const status = readFileSync(`/proc/${pid}/status`, 'latin1');
+  const m = /VmRSS:\s+(\d+) kB/.exec(status);
+  return { cpuSeconds: (utime + stime) / TICKS_PER_SECOND, rssBytes: m ? Number(m[1]) * 1024 : 0, at: performance.now() };
+}
+
+/** CPU use between two samples, in % of one core. */
+export function cpuPercent(a: ProcSample, b: ProcSample): number {
+  const wall = (b.at - a.at) / 1000;
+  return wall > 0 ? ((b.cpuSeconds - a.cpuSeconds) / wall) * 100 : 0;
+}
+
+/** CPU seconds all cores spent busy since boot (/proc/stat: everything but idle and iowait). */
+export function hostBusySeconds(): number {
+  const line = readFileSync('/proc/stat', 'latin1').slice(0, 200).split('\n')[0]!;
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  const busy = f.reduce((a, b) => a + b, 0) - (f[3] ?? 0) - (f[4] ?? 0) - (f[8] ?? 0) - (f[9] ?? 0);
+  return busy / TICKS_PER_SECOND;
+}
+
+/** CPU and memory of the broker process and of this process over one measured interval. */
+export class Meter {
+  private b0: ProcSample;
+  private host0 = hostBusySeconds();
+  private self0 = process.cpuUsage();
+  private t0 = performance.now();
+
+  constructor(private readonly pid: number) {
+    this.b0 = sampleProcess(pid);
+  }
+
+  read(): { brokerCpuPct: number; loadgenCpuPct: number; otherCpuPct: number; brokerRssMiB: number; seconds: number } {
+    const b1 = sampleProcess(this.pid);
+    const self = process.cpuUsage(this.self0);
+    const seconds = (performance.now() - this.t0) / 1000;
+    const brokerCpuPct = cpuPercent(this.b0, b1);
+    const loadgenCpuPct = ((self.user + self.system) / 1e6 / seconds) * 100;
+    const hostPct = ((hostBusySeconds() - this.host0) / seconds) * 100;
+    return {
+      brokerCpuPct: round(brokerCpuPct, 2),
+      loadgenCpuPct: round(loadgenCpuPct),
+      // everything else the machine did meanwhile (other users' work makes a run noisy)
+      otherCpuPct: round(Math.max(0, hostPct - brokerCpuPct - loadgenCpuPct)),
+      brokerRssMiB: round(b1.rssBytes / 1048576),
+      seconds,
+    };
+  }
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once something accepts TCP connections on 127.0.0.1:port; rejects after `timeoutMs`. */
+export async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await sleep(50);
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

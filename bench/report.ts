@@ -1,0 +1,146 @@
+/** Turns a run's JSON lines into docs/bench/: results.json, the markdown table, and SVG charts. */
+import { readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { lineChart, type Series } from './svg.js';
+
+export interface ScenarioLine {
+  bench: 'broker';
+  group: string;
+  id: string;
+  params: Record<string, number | string>;
+  results: Record<string, Record<string, unknown>>;
+  /** `mqt-tz/<peer>` → metric → ours / peer. */
+  ratios: Record<string, Record<string, number>>;
+  skipped?: Record<string, string>;
+}
+
+export type Line = ScenarioLine | ({ bench: string } & Record<string, unknown>);
+
+const num = (v: unknown): number => (typeof v === 'number' ? v : NaN);
+const cell = (v: unknown): string => (typeof v === 'number' && Number.isFinite(v) ? String(v) : '–');
+
+/** The headline metric of each group, as shown in the table. */
+const HEADLINE: Record<string, { key: string; unit: string }> = {
+  'fan-out': { key: 'deliveredPerSec', unit: 'msg/s delivered' },
+  'fan-in': { key: 'deliveredPerSec', unit: 'msg/s delivered' },
+  latency: { key: 'p50', unit: 'ms p50 (p99)' },
+  connscale: { key: 'rssPerConnKiB', unit: 'KiB RSS/conn (conn/s)' },
+  ecg: { key: 'brokerCpuPct', unit: '% CPU (p99 ms, delivered/expected)' },
+};
+
+function shown(group: string, r: Record<string, unknown> | undefined): string {
+  if (!r) return 'skipped';
+  if ('error' in r) return 'failed';
+  const h = HEADLINE[group]!;
+  const v = cell(r[h.key]);
+  if (group === 'latency') return `${v} (${cell(r['p99'])})`;
+  if (group === 'connscale') return `${v} (${cell(r['connectPerSec'])})`;
+  if (group === 'ecg') return `${v} (${cell(r['p99'])}, ${cell(r['delivered'])}/${cell(r['expected'])})`;
+  return v;
+}
+
+export function markdownTable(lines: Line[], peers: string[]): string {
+  const rows = lines.filter((l): l is ScenarioLine => l.bench === 'broker');
+  const head = ['scenario', 'metric', 'mqt-tz', ...peers, ...peers.map((p) => `mqt-tz/${p}`), 'broker CPU % (ours/peers)', 'load-gen CPU %'];
+  const out = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
+  for (const l of rows) {
+    const h = HEADLINE[l.group]!;
+    const ratios = peers.map((p) => cell(l.ratios[`mqt-tz/${p}`]?.[h.key]));
+    const cpu = ['mqt-tz', ...peers].map((b) => cell(l.results[b]?.['brokerCpuPct'])).join(' / ');
+    const gen = ['mqt-tz', ...peers].map((b) => cell(l.results[b]?.['loadgenCpuPct'])).join(' / ');
+    out.push(`| ${l.id} | ${h.unit} | ${shown(l.group, l.results['mqt-tz'])} | ${peers.map((p) => shown(l.group, l.results[p])).join(' | ')} | ${ratios.join(' | ')} | ${cpu} | ${gen} |`);
+  }
+  return `${out.join('\n')}\n`;
+}
+
+function teeTable(lines: Line[]): string {
+  const rows = lines.filter((l) => l.bench === 'tee');
+  if (rows.length === 0) return '';
+  const out = ['| trusted-component measurement | figures |', '|---|---|'];
+  for (const r of rows) {
+    const { bench: _b, op, ...rest } = r as Record<string, unknown>;
+    out.push(`| ${String(op)} | ${Object.entries(rest).map(([k, v]) => `${k}=${String(v)}`).join(', ')} |`);
+  }
+  return `\n${out.join('\n')}\n`;
+}
+
+function charts(lines: Line[], dir: string, brokers: string[]): string[] {
+  const written: string[] = [];
+  const rows = lines.filter((l): l is ScenarioLine => l.bench === 'broker');
+  const write = (name: string, svg: string): void => {
+    writeFileSync(join(dir, name), svg);
+    written.push(name);
+  };
+
+  // throughput vs subscribers, one chart per payload size
+  const fanOut = rows.filter((l) => l.group === 'fan-out');
+  for (const payload of [...new Set(fanOut.map((l) => num(l.params['payload'])))]) {
+    const series: Series[] = [];
+    for (const b of brokers) {
+      for (const qos of [0, 1]) {
+        const pts = fanOut
+          .filter((l) => l.params['payload'] === payload && l.params['qos'] === qos && l.results[b])
+          .map((l): [number, number] => [num(l.params['subscribers']), num(l.results[b]!['deliveredPerSec'])])
+          .filter((p) => Number.isFinite(p[1]))
+          .sort((a, c) => a[0] - c[0]);
+        if (pts.length > 0) series.push({ name: `${b} QoS ${qos}`, points: pts });
+      }
+    }
+    if (series.length > 0) {
+      write(`fanout-${payload}B.svg`, lineChart(series, { title: `Fan-out: 1 publisher → M subscribers, ${payload} B payload`, xLabel: 'subscribers (M)', yLabel: 'messages delivered per second', logX: true }));
+    }
+  }
+
+  // latency CDFs
+  for (const l of rows.filter((x) => x.group === 'latency')) {
+    const series: Series[] = brokers
+      .filter((b) => Array.isArray(l.results[b]?.['cdf']))
+      .map((b) => ({ name: b, points: l.results[b]!['cdf'] as [number, number][] }));
+    if (series.length === 0) continue;
+    const p = l.params;
+    write(`latency-cdf-${l.id.replace(/^latency-/, '')}.svg`, lineChart(series, { title: `Latency CDF: 1 → ${p['subscribers']}, QoS ${p['qos']}, ${p['payload']} B at ${p['rate']} msg/s`, xLabel: 'end-to-end latency (ms)', yLabel: 'fraction of deliveries', yMax: 1 }));
+  }
+
+  // protected / plain throughput ratio by subscribers, once protected runs exist
+  const prot = rows.filter((l) => l.params['path'] === 'protected' && l.group === 'fan-out');
+  if (prot.length > 0) {
+    const pts = prot
+      .map((l): [number, number] => [num(l.params['subscribers']), num(l.ratios['protected/plain']?.['deliveredPerSec'])])
+      .filter((x) => Number.isFinite(x[1]))
+      .sort((a, c) => a[0] - c[0]);
+    write('protected-plain-ratio.svg', lineChart([{ name: 'protected / plain', points: pts }], { title: 'Protected / plain throughput (mqt-tz)', xLabel: 'subscribers (M)', yLabel: 'ratio', logX: true, reference: { y: 0.8, label: 'target 0.8' } }));
+  }
+
+  // trusted-component cost by payload size: re-wrap vs paper-mode re-encryption
+  const tee = lines.filter((l) => l.bench === 'tee' && (l as Record<string, unknown>)['op'] === 'payload') as Record<string, unknown>[];
+  if (tee.length > 0) {
+    const series: Series[] = [];
+    for (const backend of ['inline', 'process']) {
+      for (const [key, label] of [['rewrapUsPerCall', 're-wrap'], ['paperUsPerCall', 'paper mode']] as const) {
+        const pts = tee.filter((r) => r['backend'] === backend).map((r): [number, number] => [num(r['payloadBytes']), num(r[key])]).sort((a, c) => a[0] - c[0]);
+        if (pts.length > 0) series.push({ name: `${label}, ${backend}`, points: pts });
+      }
+    }
+    write('tee-payload.svg', lineChart(series, { title: 'Trusted component: µs per call (8 recipients) by payload', xLabel: 'payload bytes', yLabel: 'µs per call', logX: true }));
+  }
+  return written;
+}
+
+const TABLE_START = '<!-- bench:latest:start -->';
+const TABLE_END = '<!-- bench:latest:end -->';
+
+/** Writes docs/bench/{results.json,latest.md,*.svg} and splices the table into docs/benchmarks.md. */
+export function writeReport(lines: Line[], outDir: string, docFile: string, peers: string[], header: string): string[] {
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(join(outDir, 'results.json'), `${JSON.stringify(lines, null, 1)}\n`);
+  const svgs = charts(lines, outDir, ['mqt-tz', ...peers]);
+  const table = `${header}\n\n${markdownTable(lines, peers)}${teeTable(lines)}`;
+  writeFileSync(join(outDir, 'latest.md'), table);
+  if (existsSync(docFile)) {
+    const doc = readFileSync(docFile, 'utf8');
+    const a = doc.indexOf(TABLE_START);
+    const b = doc.indexOf(TABLE_END);
+    if (a >= 0 && b > a) writeFileSync(docFile, `${doc.slice(0, a + TABLE_START.length)}\n${table}${doc.slice(b)}`);
+  }
+  return ['results.json', 'latest.md', ...svgs];
+}

@@ -1,0 +1,194 @@
+/**
+ * `npm run bench [-- --quick] [--only NAME[,NAME…]] [--brokers mqt-tz,mosquitto,aedes]
+ *                [--write | --no-write] [--profile DIR]`
+ *
+ * Runs every selected scenario against our broker and the peers (each its own process on a free
+ * port of 127.0.0.1, one after another, so the same machine state is shared), prints one JSON line
+ * per scenario with ratios ours/peer, runs the trusted-component benchmark (bench/tee.ts) when it
+ * exists, and on a full run (or with --write) writes docs/bench/ and the table in docs/benchmarks.md.
+ * Quick: under 2 minutes; full: under 10. A hard time limit stops the run in any case.
+ */
+import { cpus, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { BROKER_NAMES, mosquittoVersion, startBrokerProcess, type BrokerName, type BrokerProcess } from './brokers.js';
+import { GROUPS, plan, type Scenario } from './plan.js';
+import { writeReport, type Line, type ScenarioLine } from './report.js';
+import { round } from './stats.js';
+
+interface Args {
+  quick: boolean;
+  only: string[];
+  brokers: BrokerName[];
+  write: boolean;
+  profileDir: string | undefined;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { quick: false, only: [], brokers: [...BROKER_NAMES], write: false, profileDir: undefined };
+  let write: boolean | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const x = argv[i]!;
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${x} needs a value`);
+      return v;
+    };
+    if (x === '--quick') a.quick = true;
+    else if (x === '--only') a.only.push(...value().split(','));
+    else if (x === '--brokers') a.brokers = value().split(',') as BrokerName[];
+    else if (x === '--write') write = true;
+    else if (x === '--no-write') write = false;
+    else if (x === '--profile') a.profileDir = value();
+    else throw new Error(`unknown argument ${x} (known: --quick, --only NAME, --brokers LIST, --write, --no-write, --profile DIR)`);
+  }
+  for (const b of a.brokers) if (!BROKER_NAMES.includes(b)) throw new Error(`unknown broker ${b} (known: ${BROKER_NAMES.join(', ')})`);
+  if (!a.brokers.includes('mqt-tz')) a.brokers.unshift('mqt-tz');
+  a.write = write ?? (!a.quick && a.only.length === 0);
+  return a;
+}
+
+const selected = (only: string[], id: string, group: string): boolean => only.length === 0 || only.some((o) => o === group || o === id || id.startsWith(o));
+
+/** One JSON line; CDF point lists stay in results.json (they feed the charts). */
+function emit(line: Line): void {
+  process.stdout.write(`${JSON.stringify(line, (k, v: unknown) => (k === 'cdf' ? undefined : v))}\n`);
+}
+
+function ratiosOf(s: Scenario, results: Record<string, Record<string, unknown>>): ScenarioLine['ratios'] {
+  const ours = results['mqt-tz'];
+  const out: ScenarioLine['ratios'] = {};
+  for (const [peer, r] of Object.entries(results)) {
+    if (peer === 'mqt-tz' || !ours) continue;
+    const m: Record<string, number> = {};
+    for (const key of Object.keys(s.ratios)) {
+      const a = ours[key];
+      const b = r[key];
+      if (typeof a === 'number' && typeof b === 'number' && b !== 0) m[key] = round(a / b, 2);
+    }
+    out[`mqt-tz/${peer}`] = m;
+  }
+  return out;
+}
+
+/** Runs bench/tee.ts when it exists, passing its lines through and keeping them for the report. */
+async function runTee(quick: boolean, lines: Line[]): Promise<void> {
+  const specifier = './tee.js';
+  let mod: { runTeeBench?: (o: { quick: boolean }) => Promise<void> };
+  try {
+    mod = (await import(specifier)) as typeof mod;
+  } catch (err) {
+    emit({ bench: 'tee', skipped: `bench/tee.ts not available: ${(err as Error).message.split('\n')[0]}` });
+    return;
+  }
+  if (typeof mod.runTeeBench !== 'function') {
+    emit({ bench: 'tee', skipped: 'bench/tee.ts exports no runTeeBench' });
+    return;
+  }
+  const write = process.stdout.write.bind(process.stdout);
+  let partial = '';
+  process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+    partial += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
+    let nl: number;
+    while ((nl = partial.indexOf('\n')) >= 0) {
+      const text = partial.slice(0, nl);
+      partial = partial.slice(nl + 1);
+      try {
+        lines.push(JSON.parse(text) as Line);
+      } catch {
+        // not a JSON line: passed through only
+      }
+    }
+    return (write as (c: string | Uint8Array, ...r: unknown[]) => boolean)(chunk, ...rest);
+  }) as typeof process.stdout.write;
+  try {
+    await mod.runTeeBench({ quick });
+  } catch (err) {
+    emit({ bench: 'tee', error: (err as Error).message });
+  } finally {
+    process.stdout.write = write;
+  }
+}
+
+function machineHeader(quick: boolean, brokers: BrokerProcess[], skipped: Record<string, string>): string {
+  const cpu = cpus();
+  const versions = brokers.map((b) => `${b.name} ${b.version}`).join(', ');
+  const skip = Object.entries(skipped).map(([b, why]) => `; ${b} skipped: ${why}`).join('');
+  return (
+    `Run of ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC (${quick ? 'quick' : 'full'}): ` +
+    `${cpu.length} × ${cpu[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${process.platform}; ` +
+    `brokers: ${versions}${skip}.`
+  );
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const limitMs = args.quick ? 150_000 : 660_000;
+  const guard = setTimeout(() => {
+    process.stderr.write(`bench: stopped after the ${limitMs / 1000} s limit\n`);
+    process.exit(1);
+  }, limitMs);
+  guard.unref();
+
+  const scenarios = plan({ quick: args.quick }).filter((s) => selected(args.only, s.id, s.group));
+  const wantTee = selected(args.only, 'tee', 'tee');
+  if (args.only.length > 0 && scenarios.length === 0 && !wantTee) {
+    throw new Error(`--only ${args.only.join(',')} selects nothing (groups: ${GROUPS.join(', ')}, tee; or a scenario id prefix)`);
+  }
+
+  const skipped: Record<string, string> = {};
+  const brokers: BrokerProcess[] = [];
+  const lines: Line[] = [];
+  try {
+    if (scenarios.length > 0) {
+      for (const name of args.brokers) {
+        if (name === 'mosquitto' && !mosquittoVersion()) {
+          skipped[name] = 'mosquitto binary not found (Debian: apt-get install mosquitto)';
+          continue;
+        }
+        try {
+          brokers.push(await startBrokerProcess(name, { cpuProfileDir: name === 'mqt-tz' ? args.profileDir : undefined }));
+        } catch (err) {
+          skipped[name] = (err as Error).message;
+        }
+      }
+      if (Object.keys(skipped).length > 0) emit({ bench: 'note', skipped });
+      if (!brokers.some((b) => b.name === 'mqt-tz')) throw new Error(`our broker did not start: ${skipped['mqt-tz']}`);
+    }
+    let k = 0;
+    for (const s of scenarios) {
+      const results: Record<string, Record<string, unknown>> = {};
+      // rotate the order so that no broker always runs first (or right after a heavy run)
+      const order = brokers.map((_, i) => brokers[(i + k) % brokers.length]!);
+      k++;
+      for (const b of order) {
+        try {
+          results[b.name] = { ...(await s.run(b, `${s.id}-${b.name}`)) };
+        } catch (err) {
+          results[b.name] = { error: (err as Error).message };
+        }
+      }
+      const line: ScenarioLine = { bench: 'broker', group: s.group, id: s.id, params: s.params, results, ratios: ratiosOf(s, results) };
+      if (Object.keys(skipped).length > 0) line.skipped = skipped;
+      lines.push(line);
+      emit(line);
+    }
+  } finally {
+    await Promise.all(brokers.map((b) => b.stop()));
+  }
+  if (wantTee) await runTee(args.quick, lines);
+
+  if (args.write) {
+    const root = (rel: string): string => fileURLToPath(new URL(`../../${rel}`, import.meta.url));
+    const peers = args.brokers.filter((b) => b !== 'mqt-tz');
+    const files = writeReport(lines, root('docs/bench'), root('docs/benchmarks.md'), peers, machineHeader(args.quick, brokers, skipped));
+    emit({ bench: 'report', wrote: files.map((f) => `docs/bench/${f}`) });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,64 @@
+// Enrolment and rotation over MQTT: fetch the trusted component's keys, accept them only if they
+// hash to the pinned fingerprint, send the HPKE-sealed key, and accept the key only once the
+// signed answer carries a valid key confirmation. The caller stores the key after that, not before.
+import type { MqttClient } from 'mqtt';
+import { fromUtf8 } from '../tee/bytes.js';
+import { buildEnrolmentRequest, buildRotationRequest, pinTee, verifyKeyResponse, type TeeInfoJson, type TeePublicKeys } from './crypto/enrol.js';
+import { generateClientKeyBytes, type ClientKey } from './crypto/keys.js';
+import { bs } from './crypto/webcrypto.js';
+import { TeeRequestError, withTeeRequests, type TeeRequest } from './tee-requests.js';
+
+export interface TeeContact {
+  client: MqttClient;
+  identity: string;
+  teeFingerprint: string;
+  timeoutMs: number;
+}
+
+async function pinnedTee(request: TeeRequest, fingerprint: string): Promise<TeePublicKeys> {
+  let info: TeeInfoJson;
+  try {
+    info = JSON.parse(fromUtf8(await request('info', new Uint8Array(0)))) as TeeInfoJson;
+  } catch (err) {
+    if (err instanceof TeeRequestError) throw err;
+    throw new TeeRequestError('the trusted component info is not JSON');
+  }
+  const tee = await pinTee(info, fingerprint);
+  await requireCurves(tee);
+  return tee;
+}
+
+/**
+ * Without WebCrypto X25519 and Ed25519 (Chromium 137+, Firefox 130+, Safari 17+) a signed answer
+ * would only fail as 'bad-signature'; say what is missing instead.
+ */
+async function requireCurves(tee: TeePublicKeys): Promise<void> {
+  for (const [name, raw, usages] of [['X25519', tee.x25519, []], ['Ed25519', tee.ed25519, ['verify']]] as const) {
+    try {
+      await globalThis.crypto.subtle.importKey('raw', bs(raw), { name }, false, [...usages]);
+    } catch (err) {
+      throw new TeeRequestError(`this runtime's WebCrypto lacks ${name} (${(err as Error).name}); enrolment needs Chromium 137+, Firefox 130+, Safari 17+ or Node 20`);
+    }
+  }
+}
+
+/** Enrols a fresh key for `identity`; resolves with its raw bytes once confirmed. */
+export function enrolOverMqtt(c: TeeContact, token: string | Uint8Array | undefined): Promise<Uint8Array> {
+  return withTeeRequests(c.client, c.timeoutMs, async (request) => {
+    const tee = await pinnedTee(request, c.teeFingerprint);
+    const raw = generateClientKeyBytes();
+    const { request: body, pending } = await buildEnrolmentRequest({ tee, identity: c.identity, key: raw, token });
+    await verifyKeyResponse(pending, await request('enrol', body));
+    return raw;
+  });
+}
+
+/** Replaces the enrolled key; resolves with the new raw key and its derived subkeys once confirmed. */
+export function rotateOverMqtt(c: TeeContact, currentKey: ClientKey): Promise<{ raw: Uint8Array; key: ClientKey }> {
+  return withTeeRequests(c.client, c.timeoutMs, async (request) => {
+    const tee = await pinnedTee(request, c.teeFingerprint);
+    const raw = generateClientKeyBytes();
+    const { request: body, pending } = await buildRotationRequest({ tee, identity: c.identity, currentKey, newKey: raw });
+    return { raw, key: await verifyKeyResponse(pending, await request('rotate', body)) };
+  });
+}

@@ -1,0 +1,69 @@
+// Where an enrolled key lives. Browser-safe: the file-backed store is in key-file.ts (Node only).
+// The serialised form is JSON; parse errors never echo the text, since it holds the key.
+import { fromBase64Url, toBase64Url } from '../tee/bytes.js';
+
+export interface StoredKey {
+  /** Identity the key is enrolled under (the MQTT client id by default). */
+  identity: string;
+  /** The raw 256-bit client key K_c. */
+  key: Uint8Array;
+  /** Fingerprint of the trusted component it was enrolled with (lowercase hex). */
+  teeFingerprint: string;
+}
+
+export interface KeyStore {
+  /** undefined when no key has been stored yet. */
+  load(): Promise<StoredKey | undefined>;
+  /** Called only after the trusted component confirmed the key; `replace` on rotation. */
+  save(key: StoredKey, opts?: { replace?: boolean }): Promise<void>;
+  /** Optional check, before enrolling, that save() will be able to write (an enrolment cannot be undone). */
+  prepare?(): Promise<void>;
+}
+
+export class KeyFileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'KeyFileError';
+  }
+}
+
+const FORMAT = 'mqt-tz client key';
+
+export function encodeStoredKey(k: StoredKey): string {
+  return `${JSON.stringify({ format: FORMAT, version: 1, identity: k.identity, teeFingerprint: k.teeFingerprint, key: toBase64Url(k.key) }, null, 2)}\n`;
+}
+
+/** `where` names the source in errors (a path); the text itself is never quoted. */
+export function decodeStoredKey(text: string, where: string): StoredKey {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new KeyFileError(`${where} is not an mqt-tz key file (not JSON)`);
+  }
+  const o = (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>;
+  if (o.format !== FORMAT || o.version !== 1) throw new KeyFileError(`${where} is not an mqt-tz key file (version 1)`);
+  if (typeof o.identity !== 'string' || o.identity.length === 0) throw new KeyFileError(`${where} has no identity`);
+  if (typeof o.teeFingerprint !== 'string' || !/^[0-9a-f]{64}$/.test(o.teeFingerprint)) throw new KeyFileError(`${where} has no valid teeFingerprint`);
+  let key: Uint8Array;
+  try {
+    key = typeof o.key === 'string' ? fromBase64Url(o.key) : new Uint8Array(0);
+  } catch {
+    key = new Uint8Array(0);
+  }
+  if (key.length !== 32) throw new KeyFileError(`${where} does not hold a 32-byte key`);
+  return { identity: o.identity, key, teeFingerprint: o.teeFingerprint };
+}
+
+/** Keeps the key in memory only (browsers, tests); `initial` is what load() returns first. */
+export function memoryKeyStore(initial?: StoredKey): KeyStore & { current: StoredKey | undefined } {
+  const store = {
+    current: initial,
+    load: () => Promise.resolve(store.current),
+    save: (k: StoredKey) => {
+      store.current = k;
+      return Promise.resolve();
+    },
+  };
+  return store;
+}

@@ -1,0 +1,51 @@
+/** Config validation: every error names the offending key; valid input overlays the defaults. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ConfigError, defaultConfig, parseConfig } from '../../src/config.js';
+
+const invalid: [string, unknown, string][] = [
+  ['an unknown top-level key', { prot: 1883 }, 'prot'],
+  ['a port that is not a number', { port: '1883' }, 'port'],
+  ['a port out of range', { port: 70000 }, 'port'],
+  ['a limit below its minimum', { limits: { maxPacketSize: 10 } }, 'limits.maxPacketSize'],
+  ['an unknown limit', { limits: { maxPackets: 1 } }, 'limits.maxPackets'],
+  ['a fractional limit', { limits: { maxConnections: 1.5 } }, 'limits.maxConnections'],
+  ['an unknown clientCerts mode', { tls: { port: 8883, clientCerts: 'sometimes' } }, 'tls.clientCerts'],
+  ['a TLS cert without its key', { tls: { port: 8883, cert: 'server.crt' } }, 'tls.cert'],
+  ['an invalid ACL topic filter', { acl: [{ permission: 'allow', topic: 'a/#/b' }] }, 'acl[0].topic'],
+  ['an unknown ACL permission', { acl: [{ permission: 'allow', topic: 'a' }, { permission: 'maybe', topic: 'b' }] }, 'acl[1].permission'],
+  ['a subscribeDeniedReason other than 0x80/0x87', { subscribeDeniedReason: 0x8f }, 'subscribeDeniedReason'],
+  ['an unknown log level', { logLevel: 'loud' }, 'logLevel'],
+  ['a WebSocket path that is empty', { websocket: { port: 0, path: '' } }, 'websocket.path'],
+];
+
+for (const [what, raw, key] of invalid) {
+  test(`parseConfig rejects ${what}, naming ${key}`, () => {
+    assert.throws(
+      () => parseConfig(raw),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError, String(err));
+        assert.equal(err.key, key);
+        assert.ok(err.message.includes(key), err.message);
+        return true;
+      },
+    );
+  });
+}
+
+test('parseConfig rejects a document that is not an object', () => {
+  assert.throws(() => parseConfig([1, 2]), ConfigError);
+});
+
+test('parseConfig overlays the given keys on the defaults and keeps the rest', () => {
+  const cfg = parseConfig({ port: 0, limits: { maxConnections: 5 }, tls: { port: 8884, clientCerts: 'required' }, websocket: { port: 0 } });
+  const defaults = defaultConfig();
+  assert.equal(cfg.port, 0);
+  assert.equal(cfg.limits.maxConnections, 5);
+  assert.equal(cfg.limits.maxPacketSize, defaults.limits.maxPacketSize);
+  assert.deepEqual(cfg.tls, { port: 8884, clientCerts: 'required', identityFrom: 'cn' });
+  assert.deepEqual(cfg.websocket, { port: 0, path: '/mqtt' });
+  assert.equal(cfg.allowAnonymous, defaults.allowAnonymous);
+  // the defaults object itself is not modified
+  assert.equal(defaultConfig().limits.maxConnections, defaults.limits.maxConnections);
+});

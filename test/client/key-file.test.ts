@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { checkKeyFileWritable, fileKeyStore, KeyFileError, readKeyFile, writeKeyFile } from '../../src/client/index.js';
+import { memoryKeyStore, type StoredKey } from '../../src/client/key-store.js';
+import { toBase64Url } from '../../src/tee/bytes.js';
+
+const FP = 'ab'.repeat(32);
+
+function withDir(work: (dir: string) => Promise<void> | void): () => Promise<void> {
+  return async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mqt-tz-keyfile-'));
+    try {
+      await work(dir);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+}
+
+const sample = (fill: number): StoredKey => ({ identity: 'alice', key: new Uint8Array(32).fill(fill), teeFingerprint: FP });
+
+test('a key file is written 0600 without temp files left behind, read back, and never silently replaced', withDir(async (dir) => {
+  const path = join(dir, 'alice.key');
+  assert.equal(readKeyFile(path), undefined);
+  checkKeyFileWritable(path);
+  writeKeyFile(path, sample(1));
+  assert.equal(statSync(path).mode & 0o777, 0o600);
+  assert.deepEqual(readdirSync(dir), ['alice.key']);
+  assert.deepEqual(readKeyFile(path), sample(1));
+  assert.throws(() => writeKeyFile(path, sample(2)), /already exists/);
+  assert.throws(() => checkKeyFileWritable(path), /already exists/);
+  assert.deepEqual(readKeyFile(path), sample(1), 'the enrolled key survives');
+
+  const store = fileKeyStore(path);
+  await store.save(sample(3), { replace: true });
+  assert.deepEqual(await store.load(), sample(3));
+  assert.equal(statSync(path).mode & 0o777, 0o600);
+  assert.deepEqual(readdirSync(dir), ['alice.key']);
+}));
+
+test('a key file readable by others is refused, and no read error quotes the key', withDir((dir) => {
+  const path = join(dir, 'k.key');
+  writeKeyFile(path, sample(9));
+  chmodSync(path, 0o644);
+  assert.throws(() => readKeyFile(path), /readable by others.*chmod 600/);
+
+  const secret = toBase64Url(new Uint8Array(32).fill(0x5a));
+  for (const text of [`{"key":"${secret}" oops`, JSON.stringify({ format: 'mqt-tz client key', version: 1, identity: 'a', teeFingerprint: FP, key: `${secret}xx` })]) {
+    writeFileSync(path, text, { mode: 0o600 });
+    chmodSync(path, 0o600);
+    assert.throws(() => readKeyFile(path), (err: unknown) => err instanceof KeyFileError && !err.message.includes(secret.slice(0, 12)));
+  }
+}));
+
+test('the memory key store returns what was saved', async () => {
+  const store = memoryKeyStore();
+  assert.equal(await store.load(), undefined);
+  await store.save(sample(4));
+  assert.deepEqual(await store.load(), sample(4));
+});
