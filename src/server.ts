@@ -69,7 +69,7 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
     });
     const info = await dataTee.tee.info();
     protection = attachProtection(broker, dataTee.tee, config.protect, log);
-    log.info({ backend: config.tee.backend, pid: dataTee.tee.pid, fingerprint: info.fingerprint, protect: config.protect }, 'trusted component ready');
+    log.info({ backend: config.tee.backend, teePid: dataTee.tee.pid, fingerprint: info.fingerprint, protect: config.protect }, 'trusted component ready');
     if (info.policySerial === 0 && config.protect.length > 0) {
       log.warn('no operator-signed policy loaded: every enrolled identity may publish and read every protected topic');
     }

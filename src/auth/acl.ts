@@ -26,7 +26,8 @@ export class AclAuth implements AuthHooks {
 
   private decide(client: ClientInfo, action: 'publish' | 'subscribe', applies: (ruleTopic: string) => boolean): boolean {
     if (this.rules.length === 0) return true;
-    const user = client.username;
+    // A verified certificate identity is a proven user name; a plain username is a claim.
+    const user = client.certificateIdentity ?? client.username;
     for (const rule of this.rules) {
       if (rule.action !== 'all' && rule.action !== action) continue;
       if (rule.user !== undefined && rule.user !== '*') {

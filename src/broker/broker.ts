@@ -56,7 +56,7 @@ export class Broker {
   readonly retained: RetainedStore;
   deliveryStage: DeliveryStage | undefined;
   /** Checks a PUBLISH before routing; a reason code >= 0x80 refuses it (e.g. a protected topic without an envelope). */
-  publishGate: ((client: Connection, topic: string, payload: Buffer) => number) | undefined;
+  publishGate: ((client: Connection, message: Message) => number) | undefined;
   /** Consumes PUBLISHes to topics the broker itself answers (e.g. `$tee/...` requests); true = consumed. */
   interceptor: ((client: Connection, message: Message) => boolean) | undefined;
   private readonly sweeper: NodeJS.Timeout;
@@ -153,14 +153,20 @@ export class Broker {
     this.retained.set(message.topic, message.payload.length === 0 ? null : message);
   }
 
-  /** Routes a message to every matching session; returns the number of recipients. */
-  route(message: Message): number {
+  /**
+   * Routes a message to every matching session (or, with `only`, to that client's session alone);
+   * returns the number of recipients.
+   */
+  route(message: Message, only?: string): number {
     this.counters.messagesRouted++;
-    const targets = this.collectTargets(message);
+    const targets = this.collectTargets(message, only);
     if (targets.length === 0) return 0;
     const stage = this.deliveryStage;
     if (!stage || !stage.applies(message.topic)) {
-      for (const t of targets) this.deliverTo(t, message, message.payload, false);
+      // Behind a protected message of the same publisher still in the stage: wait for it, so
+      // each subscriber sees the publisher's messages in order.
+      if (this.chains.has(message.origin)) this.inOrder(message.origin, async () => this.deliverAll(targets, message));
+      else this.deliverAll(targets, message);
       return targets.length;
     }
     // Offline sessions keep the publisher's form until they resume (see prepareQueued).
@@ -186,6 +192,10 @@ export class Broker {
       if (stage && stage.applies(m.topic)) this.throughStage(stage, m, [target]);
       else this.deliverTo(target, m, m.payload, false);
     }
+  }
+
+  private deliverAll(targets: readonly Target[], message: Message): void {
+    for (const t of targets) this.deliverTo(t, message, message.payload, false);
   }
 
   private deliverTo(t: Target, message: Message, payload: Buffer, staged: boolean): void {
@@ -236,11 +246,11 @@ export class Broker {
   }
 
   private throughStage(stage: DeliveryStage, message: Message, targets: Target[]): void {
-    const key = message.origin;
-    const previous = this.chains.get(key) ?? Promise.resolve();
-    const next = previous
-      .then(() => stage.transform(message, targets))
-      .then(
+    // The trusted call starts now (calls pipeline); only the delivery waits for its turn.
+    const transformed = stage.transform(message, targets);
+    transformed.catch(() => undefined); // handled in turn below
+    this.inOrder(message.origin, () =>
+      transformed.then(
         (payloads) => {
           for (let i = 0; i < targets.length; i++) {
             const p = payloads[i];
@@ -248,16 +258,24 @@ export class Broker {
           }
         },
         (err: unknown) => this.log.warn({ err, topic: message.topic, origin: message.origin }, 'delivery stage refused a message'),
-      );
-    this.chains.set(key, next);
+      ),
+    );
+  }
+
+  /** Runs `work` after the earlier queued work of the same publisher. */
+  private inOrder(origin: string, work: () => Promise<void>): void {
+    const previous = this.chains.get(origin) ?? Promise.resolve();
+    const next = previous.then(work);
+    this.chains.set(origin, next);
     void next.then(() => {
-      if (this.chains.get(key) === next) this.chains.delete(key);
+      if (this.chains.get(origin) === next) this.chains.delete(origin);
     });
   }
 
-  private collectTargets(message: Message): Target[] {
+  private collectTargets(message: Message, only: string | undefined): Target[] {
     const byClient = new Map<string, Target>();
     const add = (clientId: string, o: SubscriptionOptions): void => {
+      if (only !== undefined && clientId !== only) return;
       const session = this.sessions.get(clientId);
       if (!session) return;
       const qos = (o.qos < message.qos ? o.qos : message.qos) as QoS;

@@ -5,7 +5,7 @@ import type { IClientOptions, IClientPublishOptions, IClientSubscribeOptions, IC
 import { topicMatches } from '../mqtt/topic.js';
 import { utf8 } from '../tee/bytes.js';
 import { openEnvelope, sealEnvelope } from './crypto/envelope.js';
-import { EnrolmentError } from './crypto/errors.js';
+import { EnrolmentError, ReplayedMessageError } from './crypto/errors.js';
 import { importClientKey, type ClientKey } from './crypto/keys.js';
 import { ReplayWindow, SequenceCounter } from './crypto/replay.js';
 import { TypedEmitter } from './emitter.js';
@@ -192,7 +192,12 @@ export class ProtectedClient extends TypedEmitter<ProtectedClientEvents> {
           this.emit('message', topic, plaintext, { ...packet, payload: plaintext }, { protected: true, sender: m.sender, seq: m.seq });
         }
       },
-      (err: Error) => this.emit('error', err, topic),
+      (err: Error) => {
+        // QoS 1/2 is at-least-once: a retransmission (DUP) of a message already delivered is
+        // dropped quietly; a replay without DUP is an attack and reported.
+        if (packet.dup && err instanceof ReplayedMessageError) return;
+        this.emit('error', err, topic);
+      },
     );
   }
 }

@@ -44,7 +44,7 @@ export function attachProtection(broker: Broker, tee: TrustedComponent, filters:
   const topics = new ProtectedTopics(filters, tee, log);
   const relay = new TeeRelay(tee, log);
   broker.deliveryStage = topics;
-  broker.publishGate = (client, topic, payload) => topics.check(client, topic, payload);
+  broker.publishGate = (client, message) => topics.check(client, message);
   broker.auth = new EnrolledSubscribers(broker.auth, topics, tee);
   broker.interceptor = (client, message) => {
     if (!message.topic.startsWith(TEE_TOPIC_PREFIX)) return false;
@@ -63,7 +63,8 @@ export function attachProtection(broker: Broker, tee: TrustedComponent, filters:
       },
       (topic, payload, correlationData) => {
         const reply = makeMessage(topic, payload, 1, false, correlationData ? { correlationData } : undefined, '');
-        broker.route(reply);
+        // Only the requester gets the answer, whatever response topic it named.
+        broker.route(reply, client.clientId);
       },
     );
     return true;

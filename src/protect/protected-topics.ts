@@ -73,8 +73,11 @@ export class ProtectedTopics implements DeliveryStage {
    * PUBLISH check: a protected topic takes only a sender-wrapped envelope from its own sender.
    * Returns a reason code; >= 0x80 refuses the message (it is never forwarded).
    */
-  check(publisher: Publisher, topic: string, payload: Buffer): number {
+  check(publisher: Publisher, message: Pick<Message, 'topic' | 'payload' | 'retain'>): number {
+    const { topic, payload } = message;
     if (!this.applies(topic)) return Reason.Success;
+    // An empty retained PUBLISH clears the topic's retained message; it carries nothing to protect.
+    if (payload.length === 0 && message.retain) return Reason.Success;
     let sender: string;
     try {
       const header = parseHeader(splitEnvelope(payload).header);
@@ -95,9 +98,10 @@ export class ProtectedTopics implements DeliveryStage {
   }
 
   async transform(message: Message, targets: readonly Target[]): Promise<(Buffer | null)[]> {
+    const out: (Buffer | null)[] = new Array<Buffer | null>(targets.length).fill(null);
+    if (message.payload.length === 0) return out; // a retained-message clear: nothing to deliver
     const { header, payload } = splitEnvelope(message.payload);
     const sender = parseHeader(header).sender;
-    const out: (Buffer | null)[] = new Array<Buffer | null>(targets.length).fill(null);
     // Sessions without an identity cannot hold a key: they get nothing, without asking.
     const recipients: string[] = [];
     const slots: number[] = [];

@@ -144,6 +144,29 @@ describe('protected topics through the broker', () => {
     }
   });
 
+  it('clears a retained protected message with an empty retained PUBLISH', async () => {
+    await alice.client.publishAsync('secure/clear', Buffer.from(await seal(alice, 'secure/clear', 'soon gone')), { qos: 1, retain: true });
+    assert.equal(tb.broker.retained.match('secure/clear').length, 1);
+    await alice.client.publishAsync('secure/clear', Buffer.alloc(0), { qos: 1, retain: true });
+    assert.equal(tb.broker.retained.match('secure/clear').length, 0);
+  });
+
+  it('answers a $tee/ request only to the requester, whatever response topic it names', async () => {
+    const eve = await connectMqtt(tb.url, { clientId: 'eve', protocolVersion: 5 });
+    try {
+      await eve.subscribeAsync('replies/#', { qos: 1 });
+      const [status] = await teeRequest(alice.client, TEE_INFO_TOPIC, new Uint8Array(0), 5, 'alice');
+      assert.equal(status, 0);
+      // a plain message on the same topic tree proves eve's subscription works
+      await alice.client.publishAsync('replies/marker', 'marker', { qos: 1 });
+      const inbox = inboxOf(eve);
+      await waitUntil(() => inbox.messages.length > 0, 'the marker');
+      assert.deepEqual(inbox.messages.map((m) => m.topic), ['replies/marker']);
+    } finally {
+      await eve.endAsync(true);
+    }
+  });
+
   it('queues protected messages for an offline session in the publisher form and re-wraps them when it returns', async () => {
     const erin = await enrol(tb, 'erin');
     await erin.client.endAsync(true);

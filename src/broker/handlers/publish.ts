@@ -62,7 +62,7 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void {
       acknowledge(conn, packet, Reason.Success);
       return;
     }
-    const gateReason = broker.publishGate?.(conn, topic, payload) ?? Reason.Success;
+    const gateReason = broker.publishGate?.(conn, message) ?? Reason.Success;
     if (gateReason !== Reason.Success) {
       acknowledge(conn, packet, gateReason);
       return;
