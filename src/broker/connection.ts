@@ -2,6 +2,7 @@
 import type { Duplex } from 'node:stream';
 import type { IPublishPacket, Packet } from 'mqtt-packet';
 import { Decoder, encode, type ProtocolVersion } from '../mqtt/codec.js';
+import { publishHeader } from '../mqtt/publish-header.js';
 import { Reason } from '../mqtt/reason-codes.js';
 import type { TransportInfo } from '../transport/types.js';
 import type { ClientInfo } from '../auth/hooks.js';
@@ -154,12 +155,29 @@ export class Connection implements SessionLink, ClientInfo {
   }
 
   write(buf: Buffer): void {
-    if (!this.closed) this.stream.write(buf);
+    if (this.closed) return;
+    // Everything written in one turn of the event loop leaves in one system call.
+    if (!this.corked) {
+      this.corked = true;
+      this.stream.cork();
+      process.nextTick(this.uncork);
+    }
+    this.stream.write(buf);
   }
+
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.stream.uncork();
+  };
 
   sendPublish(d: Delivery, dup: boolean): boolean {
     if (this.closed) return false;
     const m = d.message;
+    const v5 = this.version === 5;
+    if (!v5 || (m.properties === undefined && m.expiresAt === 0 && d.subscriptionIds === undefined && this.topicAliasMaximum === 0)) {
+      return this.sendPlainPublish(d, dup, v5);
+    }
     const packet: IPublishPacket = {
       cmd: 'publish',
       topic: m.topic,
@@ -195,6 +213,17 @@ export class Connection implements SessionLink, ClientInfo {
     // Only an alias the client has actually been told about may be used later.
     if (newAlias !== 0) this.outboundAliases.set(m.topic, newAlias);
     this.write(buf);
+    return true;
+  }
+
+  /** PUBLISH without properties: hand-encoded header, payload written as is (no copy). */
+  private sendPlainPublish(d: Delivery, dup: boolean, v5: boolean): boolean {
+    const m = d.message;
+    const topic = (m.topicBytes ??= Buffer.from(m.topic));
+    const header = publishHeader(topic, d.payload.length, d.qos, d.retain, dup, d.packetId, v5);
+    if (header.length + d.payload.length > this.maxPacketSize) return false;
+    this.write(header);
+    if (d.payload.length > 0) this.write(d.payload);
     return true;
   }
 

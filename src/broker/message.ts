@@ -22,6 +22,8 @@ export interface Message {
   readonly expiresAt: number;
   /** Client id of the publisher ('' for messages the broker makes itself). */
   readonly origin: string;
+  /** UTF-8 topic, encoded once for all recipients on first send. */
+  topicBytes?: Buffer;
 }
 
 /** One message on its way to one session: queued, in flight, or waiting for PUBCOMP. */
