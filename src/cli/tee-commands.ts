@@ -2,6 +2,8 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { fromBase64Url, toBase64Url } from '../tee/bytes.js';
+import { withTeeRequests } from '../client/tee-requests.js';
+import { connectMqtt } from './open-client.js';
 export * from '../protect/operator.js';
 import { DEFAULT_DATA_DIR, openDataTee, issueToken, signPolicy, signRevocation, loadOrCreateOperatorKey, type DataTee } from '../protect/operator.js';
 
@@ -20,6 +22,19 @@ async function withTee<T>(dataDir: string, keyFile: string | undefined, work: (d
   }
 }
 
+/**
+ * A running broker's trusted component holds the keys in its cache: operator statements for it go
+ * through the broker's `$tee/` relay (safe: they are signed), not through a second instance.
+ */
+async function viaBroker(url: string, kind: 'policy' | 'revoke', signed: Uint8Array): Promise<Uint8Array> {
+  const client = await connectMqtt(url, { protocolVersion: 5, reconnectPeriod: 0, clientId: `mqt-tz-operator-${process.pid}` });
+  try {
+    return await withTeeRequests(client, 10_000, (request) => request(kind, signed));
+  } finally {
+    await client.endAsync();
+  }
+}
+
 function readSignedArg(value: string): Uint8Array {
   const text = value.startsWith('@') ? readFileSync(value.slice(1), 'utf8') : value;
   const lines = text.trim().split('\n');
@@ -29,6 +44,7 @@ function readSignedArg(value: string): Uint8Array {
 export function registerTeeCommands(program: Command, io: CliOutput = stdoutOutput): void {
   const dataOpt = ['--data <dir>', 'data folder', DEFAULT_DATA_DIR] as const;
   const keyOpt = ['--operator-key <file>', 'operator Ed25519 private key (PKCS#8 PEM); default <data>/operator.key'] as const;
+  const brokerOpt = ['--broker <url>', 'send the signed statement to the trusted component of this running broker (e.g. mqtt://localhost:1883) instead of opening the data folder'] as const;
 
   const tee = program.command('tee').description('trusted component tools');
   tee
@@ -62,11 +78,16 @@ export function registerTeeCommands(program: Command, io: CliOutput = stdoutOutp
     .requiredOption('--signed <base64url|@file>', 'output of `tee policy sign`')
     .option(...dataOpt)
     .option(...keyOpt)
-    .action(async (o: { signed: string; data: string; operatorKey?: string }) => {
-      const serial = await withTee(o.data, o.operatorKey, async (d) => {
-        await d.tee.loadPolicy(readSignedArg(o.signed));
-        return (await d.tee.info()).policySerial;
-      });
+    .option(...brokerOpt)
+    .action(async (o: { signed: string; data: string; operatorKey?: string; broker?: string }) => {
+      const signed = readSignedArg(o.signed);
+      const serial =
+        o.broker !== undefined
+          ? new TextDecoder().decode(await viaBroker(o.broker, 'policy', signed))
+          : await withTee(o.data, o.operatorKey, async (d) => {
+              await d.tee.loadPolicy(signed);
+              return (await d.tee.info()).policySerial;
+            });
       io.out(`policy serial ${serial} loaded`);
     });
 
@@ -90,12 +111,19 @@ export function registerTeeCommands(program: Command, io: CliOutput = stdoutOutp
     .requiredOption('--id <identity>', 'identity to revoke')
     .option(...dataOpt)
     .option(...keyOpt)
-    .action(async (o: { id: string; data: string; operatorKey?: string }) => {
-      const signed = await withTee(o.data, o.operatorKey, async (d) => {
-        const revocation = signRevocation(d.operator, o.id);
-        await d.tee.revoke(revocation);
-        return revocation;
-      });
+    .option(...brokerOpt)
+    .action(async (o: { id: string; data: string; operatorKey?: string; broker?: string }) => {
+      let signed: Uint8Array;
+      if (o.broker !== undefined) {
+        signed = signRevocation(loadOrCreateOperatorKey(o.data, o.operatorKey), o.id);
+        await viaBroker(o.broker, 'revoke', signed);
+      } else {
+        signed = await withTee(o.data, o.operatorKey, async (d) => {
+          const revocation = signRevocation(d.operator, o.id);
+          await d.tee.revoke(revocation);
+          return revocation;
+        });
+      }
       io.out(`revoked ${JSON.stringify(o.id)}; signed revocation:`);
       io.out(toBase64Url(signed));
     });

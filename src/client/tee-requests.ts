@@ -10,6 +10,8 @@ export const TEE_REQUEST_TOPICS = {
   info: '$tee/info/request',
   enrol: '$tee/enrol/request',
   rotate: '$tee/rotate/request',
+  policy: '$tee/policy/request',
+  revoke: '$tee/revoke/request',
 } as const;
 export type TeeRequestKind = keyof typeof TEE_REQUEST_TOPICS;
 

@@ -6,6 +6,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { MqttClient } from 'mqtt';
+import { Command } from 'commander';
+import { registerTeeCommands } from '../../src/cli/tee-commands.js';
 import { connectMqtt, inboxOf, startTestBroker, waitUntil, withTimeout, type TestBroker } from '../helpers/broker.js';
 import {
   buildEnrolmentRequest, generateClientKeyBytes, openEnvelope, pinTee, ReplayWindow, sealEnvelope, verifyKeyResponse, type ClientKey, type TeeInfoJson,
@@ -244,4 +246,16 @@ describe('protected topics through the broker', () => {
     assert.match(forgedBody.toString(), /policy-invalid/);
   });
 
+
+  it('mqt-tz revoke --broker revokes through the running broker, whose trusted component drops the key at once', async () => {
+    const gina = await enrol(tb, 'gina');
+    await gina.client.endAsync(true);
+    assert.equal(await tb.running.tee!.isEnrolled('gina'), true);
+    const lines: string[] = [];
+    const program = new Command().exitOverride();
+    registerTeeCommands(program, { out: (line) => lines.push(line) });
+    await program.parseAsync(['revoke', '--id', 'gina', '--data', tb.dataDir, '--broker', tb.url], { from: 'user' });
+    assert.match(lines[0]!, /revoked "gina"/);
+    assert.equal(await tb.running.tee!.isEnrolled('gina'), false);
+  });
 });
