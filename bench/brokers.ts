@@ -23,6 +23,8 @@ export interface BrokerProcess {
 export interface StartBrokerOptions {
   /** Directory for a `node --cpu-prof` profile of our broker, written when it exits. */
   cpuProfileDir?: string;
+  /** Our broker only: protect this topic filter, with this trusted backend and open enrolment. */
+  protect?: { filter: string; backend: 'process' | 'inline' };
 }
 
 const here = (rel: string): string => fileURLToPath(new URL(rel, import.meta.url));
@@ -83,7 +85,8 @@ export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOpti
   switch (name) {
     case 'mqt-tz': {
       const prof = opts.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfileDir] : [];
-      const args = [...prof, here('../src/cli/main.js'), 'broker', '--host', '127.0.0.1', '--port', String(port), '--data', dir, '--log-level', 'warn'];
+      const protect = opts.protect ? ['--protect', opts.protect.filter, '--tee-backend', opts.protect.backend, '--open-enrolment'] : [];
+      const args = [...prof, here('../src/cli/main.js'), 'broker', '--host', '127.0.0.1', '--port', String(port), '--data', dir, '--log-level', 'warn', ...protect];
       return launch(name, packageVersion(), port, process.execPath, args, cleanup);
     }
     case 'mosquitto': {

@@ -134,6 +134,8 @@ export interface EcgResult {
   bytesPerSecPerPatient: number;
   fleetBytesPerSec: number;
   brokerCpuPct: number;
+  /** Of brokerCpuPct, what the broker's child processes used (the trusted component, `process` backend). */
+  brokerChildCpuPct: number;
   loadgenCpuPct: number;
   otherCpuPct: number;
   brokerRssMiB: number;
@@ -216,6 +218,7 @@ export async function runEcg(broker: BrokerProcess, path: EcgPath, tag: string, 
       bytesPerSecPerPatient: Math.round(bytes / m.seconds / P),
       fleetBytesPerSec: Math.round(bytes / m.seconds),
       brokerCpuPct: m.brokerCpuPct,
+      brokerChildCpuPct: m.brokerChildCpuPct,
       loadgenCpuPct: m.loadgenCpuPct,
       otherCpuPct: m.otherCpuPct,
       brokerRssMiB: m.brokerRssMiB,

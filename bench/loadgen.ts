@@ -43,25 +43,88 @@ export interface ThroughputResult {
   deliveredPerSec: number;
   publishedPerSec: number;
   brokerCpuPct: number;
+  /** Of brokerCpuPct, what the broker's child processes used (the trusted component, `process` backend). */
+  brokerChildCpuPct: number;
   loadgenCpuPct: number;
   otherCpuPct: number;
   brokerRssMiB: number;
   /** Deliveries missing once publishing stopped and the broker had time to drain. */
   missing: number;
   window: number;
+  /** Custom traffic only: the publishers ran out of packets before the end (the figure is then a floor). */
+  exhausted?: boolean;
 }
 
-/** P publishers → M subscribers of `bench/TAG/#`, closed loop; fan-in is M = 1, fan-out P = 1. */
-export async function runThroughput(broker: BrokerProcess, tag: string, spec: ThroughputSpec): Promise<ThroughputResult> {
+/**
+ * What a throughput or latency run sends and who takes part. Without one, a run sends copies of a
+ * fixed payload on `bench/TAG/…` from clients named after TAG; the protected runs (bench/protected.ts)
+ * send pre-sealed envelopes from enrolled identities.
+ */
+export interface Traffic {
+  publisherIds: string[];
+  subscriberIds: string[];
+  filter: string;
+  /** Length of every packet, and where the packet id sits in the first one (QoS > 0). */
+  packetLength: number;
+  idOffset: number;
+  /**
+   * Publisher i's next `count` PUBLISH packets, back to back; the caller stamps fresh packet ids
+   * into them. Undefined when there is nothing more to send.
+   */
+  next(i: number, count: number, now: number): Buffer | undefined;
+  /** Send time (performance.now()) of a delivered payload `buf[start, end)`. */
+  sentAt(buf: Buffer, start: number, end: number): number;
+  /** Sees every delivery after it was counted (e.g. to keep a sample to open). */
+  onDelivery?(subscriber: number, buf: Buffer, start: number, end: number): void;
+}
+
+/** The default traffic: the same PUBLISH again and again, the send time stamped in the payload when asked. */
+function templateTraffic(tag: string, P: number, M: number, qos: QoS, payload: number, batch: number, stamp: boolean): Traffic {
+  const templates = Array.from({ length: P }, (_, i) => publishBatch(`bench/${tag}/p${i}`, stamp ? Math.max(8, payload) : payload, qos, batch));
+  const t0 = templates[0]!;
+  return {
+    publisherIds: ids(tag, 'p', P),
+    subscriberIds: ids(tag, 's', M),
+    filter: `bench/${tag}/#`,
+    packetLength: t0.packetLength,
+    idOffset: t0.idOffset,
+    next(i, count, now) {
+      const t = templates[i]!;
+      if (qos === 0 && !stamp && count === t.count) return t.bytes;
+      // packet ids or time stamps differ per packet: copy the template (one allocation per batch)
+      const buf = Buffer.allocUnsafe(count * t.packetLength);
+      t.bytes.copy(buf, 0, 0, buf.length);
+      if (stamp) for (let j = 0; j < count; j++) buf.writeDoubleLE(now, t.payloadOffset + j * t.packetLength);
+      return buf;
+    },
+    sentAt: (buf, start) => buf.readDoubleLE(start),
+  };
+}
+
+/** Writes fresh packet ids (1…65535, wrapping) into `count` packets of `buf`; returns the next id. */
+function stampIds(buf: Buffer, count: number, t: Traffic, first: number): number {
+  let id = first;
+  for (let j = 0; j < count; j++) {
+    buf.writeUInt16BE(id, t.idOffset + j * t.packetLength);
+    id = id === 65535 ? 1 : id + 1;
+  }
+  return id;
+}
+
+/** P publishers → M subscribers, closed loop; fan-in is M = 1, fan-out P = 1. */
+export async function runThroughput(broker: BrokerProcess, tag: string, spec: ThroughputSpec, custom?: Traffic): Promise<ThroughputResult> {
   const { publishers: P, subscribers: M, qos, payload } = spec;
   const window = Math.max(16, Math.min(WINDOW_MAX, Math.floor(WINDOW_BYTES / (payload * M))));
   const batchSize = Math.max(1, Math.min(32, Math.floor(window / (4 * P))));
+  const traffic = custom ?? templateTraffic(tag, P, M, qos, payload, batchSize, false);
+  const onDelivery = traffic.onDelivery;
   let delivered = 0;
   /** Per subscriber: the window follows the slowest one, so no broker queue has to overflow. */
   const perSub = new Float64Array(M);
   let sent = 0;
   let writtenOff = 0;
   let running = false;
+  /** 1: socket buffer full (until 'drain'); 2: nothing more to send. */
   const blocked = new Uint8Array(P);
   const unacked = new Int32Array(P);
   let rr = 0;
@@ -78,47 +141,41 @@ export async function runThroughput(broker: BrokerProcess, tag: string, spec: Th
       const i = (rr + pass) % P;
       if (blocked[i] || unacked[i]! + batchSize > 60_000) continue;
       if (lag + queued + batchSize > window) break;
+      const buf = traffic.next(i, batchSize, 0);
+      if (buf === undefined) {
+        blocked[i] = 2;
+        continue;
+      }
       queued += batchSize;
-      const pub = pubs[i]!;
-      let buf = templates[i]!.bytes;
       if (qos > 0) {
-        // fresh packet ids: copy the template (one allocation per batch) and stamp them
-        const t = templates[i]!;
-        buf = Buffer.allocUnsafe(t.bytes.length);
-        t.bytes.copy(buf);
-        let id = nextId[i]!;
-        for (let j = 0; j < t.count; j++) {
-          buf.writeUInt16BE(id, t.idOffset + j * t.packetLength);
-          id = id === 65535 ? 1 : id + 1;
-        }
-        nextId[i] = id;
+        nextId[i] = stampIds(buf, batchSize, traffic, nextId[i]!);
         unacked[i] = unacked[i]! + batchSize;
       }
       sent += batchSize;
-      if (!pub.write(buf)) blocked[i] = 1;
+      if (!pubs[i]!.write(buf)) blocked[i] = 1;
     }
     rr = (rr + 1) % P;
   };
 
-  const subs = await openClients(broker.port, ids(tag, 's', M), CONNECT_CONCURRENCY, (j) => ({
-    publish: () => {
+  const subs = await openClients(broker.port, traffic.subscriberIds, CONNECT_CONCURRENCY, (j) => ({
+    publish: (buf, start, end) => {
       delivered++;
       perSub[j]++;
+      onDelivery?.(j, buf, start, end);
     },
     chunk: pump,
   }));
-  await Promise.all(subs.map((s) => s.subscribe(`bench/${tag}/#`, qos)));
-  const pubs = await openClients(broker.port, ids(tag, 'p', P), CONNECT_CONCURRENCY, (i) => ({
+  await Promise.all(subs.map((s) => s.subscribe(traffic.filter, qos)));
+  const pubs = await openClients(broker.port, traffic.publisherIds, CONNECT_CONCURRENCY, (i) => ({
     pubacks: (n) => {
       unacked[i] = unacked[i]! - n;
       pump();
     },
   }));
-  const templates = pubs.map((_, i) => publishBatch(`bench/${tag}/p${i}`, payload, qos, batchSize));
   const nextId = new Int32Array(P).fill(1);
   pubs.forEach((p, i) =>
     p.socket.on('drain', () => {
-      blocked[i] = 0;
+      if (blocked[i] === 1) blocked[i] = 0;
       pump();
     }),
   );
@@ -148,17 +205,20 @@ export async function runThroughput(broker: BrokerProcess, tag: string, spec: Th
     const m = meter.read();
     const d1 = delivered;
     const s1 = sent;
+    const exhausted = blocked.includes(2);
     running = false;
     await until(() => delivered >= sent * M, DRAIN_MS);
     return {
       deliveredPerSec: Math.round((d1 - d0) / m.seconds),
       publishedPerSec: Math.round((s1 - s0) / m.seconds),
       brokerCpuPct: m.brokerCpuPct,
+      brokerChildCpuPct: m.brokerChildCpuPct,
       loadgenCpuPct: m.loadgenCpuPct,
       otherCpuPct: m.otherCpuPct,
       brokerRssMiB: m.brokerRssMiB,
       missing: sent * M - delivered,
       window,
+      ...(custom ? { exhausted } : {}),
     };
   } finally {
     running = false;
@@ -188,35 +248,39 @@ export interface LatencyResult extends Percentiles {
   delivered: number;
   expected: number;
   brokerCpuPct: number;
+  /** Of brokerCpuPct, what the broker's child processes used (the trusted component, `process` backend). */
+  brokerChildCpuPct: number;
   loadgenCpuPct: number;
   otherCpuPct: number;
   cdf: [number, number][];
 }
 
 /**
- * Fixed-rate latency: one publisher sends `rate` msg/s (stamped with the send time in the payload)
- * to M subscribers; every delivery's latency is recorded after the warm-up.
+ * Fixed-rate latency: one publisher sends `rate` msg/s (the send time stamped in the payload, or
+ * known to custom traffic) to M subscribers; every delivery's latency is recorded after the warm-up.
  */
-export async function runLatency(broker: BrokerProcess, tag: string, spec: LatencySpec): Promise<LatencyResult> {
+export async function runLatency(broker: BrokerProcess, tag: string, spec: LatencySpec, custom?: Traffic): Promise<LatencyResult> {
   const M = spec.subscribers;
   const totalMs = spec.warmupMs + spec.measureMs;
+  const maxBatch = Math.max(1, Math.ceil(spec.rate / 100));
+  const traffic = custom ?? templateTraffic(tag, 1, M, spec.qos, spec.payload, maxBatch, true);
+  const { sentAt, onDelivery } = traffic;
   const rec = new LatencyRecorder(Math.ceil(((spec.rate * spec.measureMs) / 1000) * M) + 1024);
   let measuring = false;
   /** Only messages sent from here on are measured (Infinity until the warm-up is over). */
   let measureFrom = Infinity;
   let delivered = 0;
-  const subs = await openClients(broker.port, ids(tag, 's', M), CONNECT_CONCURRENCY, () => ({
-    publish: (buf, start) => {
-      const sentAt = buf.readDoubleLE(start);
-      if (sentAt < measureFrom) return;
+  const subs = await openClients(broker.port, traffic.subscriberIds, CONNECT_CONCURRENCY, (j) => ({
+    publish: (buf, start, end) => {
+      const at = sentAt(buf, start, end);
+      if (at < measureFrom) return;
       delivered++;
-      rec.add(performance.now() - sentAt);
+      rec.add(performance.now() - at);
+      onDelivery?.(j, buf, start, end);
     },
   }));
-  await Promise.all(subs.map((s) => s.subscribe(`bench/${tag}/#`, spec.qos)));
-  const [pub] = await openClients(broker.port, ids(tag, 'p', 1), 1);
-  const maxBatch = Math.max(1, Math.ceil(spec.rate / 100));
-  const t = publishBatch(`bench/${tag}/p0`, Math.max(8, spec.payload), spec.qos, maxBatch);
+  await Promise.all(subs.map((s) => s.subscribe(traffic.filter, spec.qos)));
+  const [pub] = await openClients(broker.port, traffic.publisherIds.slice(0, 1), 1);
   let sent = 0;
   let measuredSent = 0;
   let nextId = 1;
@@ -239,15 +303,9 @@ export async function runLatency(broker: BrokerProcess, tag: string, spec: Laten
         }
         const due = Math.min(maxBatch, Math.floor((elapsed / 1000) * spec.rate) - sent);
         if (due <= 0) return;
-        const buf = Buffer.allocUnsafe(due * t.packetLength);
-        t.bytes.copy(buf, 0, 0, buf.length);
-        for (let j = 0; j < due; j++) {
-          if (t.idOffset >= 0) {
-            buf.writeUInt16BE(nextId, t.idOffset + j * t.packetLength);
-            nextId = nextId === 65535 ? 1 : nextId + 1;
-          }
-          buf.writeDoubleLE(now, t.payloadOffset + j * t.packetLength);
-        }
+        const buf = traffic.next(0, due, now);
+        if (buf === undefined) return;
+        if (spec.qos > 0) nextId = stampIds(buf, due, traffic, nextId);
         sent += due;
         if (measuring) measuredSent += due;
         pub!.write(buf);
@@ -264,6 +322,7 @@ export async function runLatency(broker: BrokerProcess, tag: string, spec: Laten
       delivered,
       expected,
       brokerCpuPct: m.brokerCpuPct,
+      brokerChildCpuPct: m.brokerChildCpuPct,
       loadgenCpuPct: m.loadgenCpuPct,
       otherCpuPct: m.otherCpuPct,
       cdf: cdf(sorted),

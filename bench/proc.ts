@@ -7,22 +7,46 @@ import { round } from './stats.js';
 const TICKS_PER_SECOND = 100;
 
 export interface ProcSample {
-  /** CPU seconds (user + system) used so far. */
+  /** CPU seconds (user + system) used so far, the process's children included. */
   cpuSeconds: number;
+  /** The part of cpuSeconds its child processes used (e.g. the trusted component's process). */
+  childCpuSeconds: number;
   rssBytes: number;
   /** Wall clock, ms (performance.now()). */
   at: number;
 }
 
-export function sampleProcess(pid: number): ProcSample {
+function cpuSecondsOf(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
   // the command name may contain spaces: fields start after the last ')'
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const utime = Number(fields[11]);
-  const stime = Number(fields[12]);
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
+/** CPU seconds of the process's living children (a child that exited in between is not counted). */
+function childCpuSeconds(pid: number): number {
+  let children: string;
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'latin1').trim();
+  } catch {
+    return 0;
+  }
+  let sum = 0;
+  for (const c of children.length > 0 ? children.split(' ') : []) {
+    try {
+      sum += cpuSecondsOf(Number(c));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return sum;
+}
+
+export function sampleProcess(pid: number): ProcSample {
+  const children = childCpuSeconds(pid);
   const status = readFileSync(`/proc/${pid}/status`, 'latin1');
   const m = /VmRSS:\s+(\d+) kB/.exec(status);
-  return { cpuSeconds: (utime + stime) / TICKS_PER_SECOND, rssBytes: m ? Number(m[1]) * 1024 : 0, at: performance.now() };
+  return { cpuSeconds: cpuSecondsOf(pid) + children, childCpuSeconds: children, rssBytes: m ? Number(m[1]) * 1024 : 0, at: performance.now() };
 }
 
 /** CPU use between two samples, in % of one core. */
@@ -50,15 +74,18 @@ export class Meter {
     this.b0 = sampleProcess(pid);
   }
 
-  read(): { brokerCpuPct: number; loadgenCpuPct: number; otherCpuPct: number; brokerRssMiB: number; seconds: number } {
+  read(): { brokerCpuPct: number; brokerChildCpuPct: number; loadgenCpuPct: number; otherCpuPct: number; brokerRssMiB: number; seconds: number } {
     const b1 = sampleProcess(this.pid);
     const self = process.cpuUsage(this.self0);
     const seconds = (performance.now() - this.t0) / 1000;
     const brokerCpuPct = cpuPercent(this.b0, b1);
     const loadgenCpuPct = ((self.user + self.system) / 1e6 / seconds) * 100;
     const hostPct = ((hostBusySeconds() - this.host0) / seconds) * 100;
+    const wall = (b1.at - this.b0.at) / 1000;
     return {
       brokerCpuPct: round(brokerCpuPct, 2),
+      // of which its child processes (the trusted component of the `process` backend)
+      brokerChildCpuPct: round(wall > 0 ? ((b1.childCpuSeconds - this.b0.childCpuSeconds) / wall) * 100 : 0, 2),
       loadgenCpuPct: round(loadgenCpuPct),
       // everything else the machine did meanwhile (other users' work makes a run noisy)
       otherCpuPct: round(Math.max(0, hostPct - brokerCpuPct - loadgenCpuPct)),

@@ -93,17 +93,21 @@ export class Broker {
 
   /** Ends a session: its subscriptions and messages are gone; a will still waiting is published. */
   endSession(session: Session): void {
-    session.expiryTimer?.cancel();
-    if (session.pendingWill) {
-      session.pendingWill.timer.cancel();
-      const will = session.pendingWill.message;
-      session.pendingWill = undefined;
-      this.publishWill(will);
-    }
+    this.flushWill(session);
     for (const [, sub] of session.subscriptions) this.subscriptions.remove(session.clientId, sub.filter, sub.group);
     session.subscriptions.clear();
     session.clearMessages();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
+  }
+
+  /** Stops the session's timers and publishes a will still waiting for its delay. */
+  private flushWill(session: Session): void {
+    session.expiryTimer?.cancel();
+    const pending = session.pendingWill;
+    if (!pending) return;
+    pending.timer.cancel();
+    session.pendingWill = undefined;
+    this.publishWill(pending.message);
   }
 
   /** A new connection takes the session over: cancel its expiry and any delayed will. */
@@ -319,15 +323,7 @@ export class Broker {
     this.closing = true;
     clearInterval(this.sweeper);
     for (const conn of [...this.connections]) conn.close(Reason.ServerShuttingDown, 'server shutting down');
-    for (const session of [...this.sessions.values()]) {
-      session.expiryTimer?.cancel();
-      if (session.pendingWill) {
-        session.pendingWill.timer.cancel();
-        const will = session.pendingWill.message;
-        session.pendingWill = undefined;
-        this.publishWill(will);
-      }
-    }
+    for (const session of [...this.sessions.values()]) this.flushWill(session);
     await Promise.allSettled([...this.chains.values()]);
   }
 }

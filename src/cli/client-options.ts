@@ -87,3 +87,14 @@ export function fail(message: string, code = 1): never {
   process.stderr.write(`mqt-tz: ${message}\n`);
   process.exit(code);
 }
+
+/** A command action whose every failure becomes one line on stderr and exit code 1. */
+export function failingClearly<T>(action: (flags: T) => Promise<void>): (flags: T) => Promise<void> {
+  return async (flags) => {
+    try {
+      await action(flags);
+    } catch (err) {
+      fail(err instanceof Error ? err.message : String(err));
+    }
+  };
+}

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { checkKeyFileWritable, connectProtected } from '../client/index.js';
-import { addClientOptions, clientOptions, fail, UsageError, type ClientFlags } from './client-options.js';
+import { addClientOptions, clientOptions, failingClearly, UsageError, type ClientFlags } from './client-options.js';
 
 interface EnrollFlags extends ClientFlags {
   token?: string;
@@ -11,13 +11,7 @@ interface EnrollFlags extends ClientFlags {
 export function registerEnrollCommand(program: Command): void {
   addClientOptions(program.command('enroll').description('enrol a fresh key with the trusted component of the broker and write it to --key-file (mode 0600)'))
     .option('--token <token>', 'enrolment token from `mqt-tz token`, or @FILE to read its last line; omit only with an open-enrolment broker')
-    .action(async (flags: EnrollFlags) => {
-      try {
-        await enroll(flags);
-      } catch (err) {
-        fail(err instanceof Error ? err.message : String(err));
-      }
-    });
+    .action(failingClearly(enroll));
 }
 
 /** A token argument: the token itself, or @FILE whose last non-empty line is the token. */

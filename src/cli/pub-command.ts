@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
-import { addClientOptions, fail, parseQos, UsageError, type ClientFlags } from './client-options.js';
+import { addClientOptions, failingClearly, parseQos, UsageError, type ClientFlags } from './client-options.js';
 import { openClient } from './open-client.js';
 
 interface PubFlags extends ClientFlags {
@@ -26,13 +26,7 @@ export function registerPubCommand(program: Command): void {
     .option('-n, --null-message', 'send a zero-length message')
     .option('-q, --qos <qos>', 'quality of service 0, 1 or 2', '0')
     .option('-r, --retain', 'retain the message')
-    .action(async (flags: PubFlags) => {
-      try {
-        await publish(flags);
-      } catch (err) {
-        fail(err instanceof Error ? err.message : String(err));
-      }
-    });
+    .action(failingClearly(publish));
 }
 
 async function publish(flags: PubFlags): Promise<void> {

@@ -1,6 +1,6 @@
 /** `mqt-tz sub`: subscribe like mosquitto_sub; protected payloads are opened with --key-file. */
 import type { Command } from 'commander';
-import { addClientOptions, fail, parseCount, parseQos, UsageError, type ClientFlags } from './client-options.js';
+import { addClientOptions, failingClearly, parseCount, parseQos, UsageError, type ClientFlags } from './client-options.js';
 import { openClient } from './open-client.js';
 
 interface SubFlags extends ClientFlags {
@@ -21,13 +21,7 @@ export function registerSubCommand(program: Command): void {
     .option('-W, --timeout <seconds>', 'exit after this many seconds')
     .option('-v, --verbose', 'print the topic before each payload')
     .option('-R, --no-retained', 'do not print retained messages')
-    .action(async (flags: SubFlags) => {
-      try {
-        await subscribe(flags);
-      } catch (err) {
-        fail(err instanceof Error ? err.message : String(err));
-      }
-    });
+    .action(failingClearly(subscribe));
 }
 
 async function subscribe(flags: SubFlags): Promise<void> {

@@ -1,0 +1,272 @@
+/**
+ * The protected path under load: our broker started with `--protect 'secure/#'`, identities enrolled
+ * over `$tee/...` with the raw load generator, and publishers that send envelopes sealed beforehand
+ * with the client crypto (`sealEnvelope`), so the publisher is never what limits a run.
+ *
+ * - Enrolment: open enrolment (`--open-enrolment`), the trusted component's keys pinned on first use
+ *   (the fingerprint comes in the same `$tee/info` answer; a real client pins it out of band). Every
+ *   identity gets the same key bytes on every broker of a run, so one pool serves both backends.
+ * - The pool: envelopes of one publisher on one topic, each with its own sequence number, kept as
+ *   pre-encoded QoS 1 PUBLISHes of equal length in one Buffer. Each broker reads the pool from its own
+ *   cursor forward, so its subscribers see strictly rising sequence numbers; sealing happens between
+ *   runs (`PoolCursor.reserve`), never inside a timed loop.
+ * - Latency: the publisher records when it wrote each envelope (by pool index); a subscriber reads the
+ *   sequence number from the re-wrapped header (in clear, authenticated by the AEADs) and looks the
+ *   send time up. No per-delivery crypto or allocation. An opened sample (`Sampler`) proves that the
+ *   deliveries are genuine: every one must open under the subscriber's key, pass the replay window,
+ *   and carry the pool index that its sequence number names.
+ */
+import type { BrokerProcess } from './brokers.js';
+import { encodeConnect, encodePublish, RawClient } from './mqtt-raw.js';
+import { sleep } from './proc.js';
+import {
+  buildEnrolmentRequest, generateClientKeyBytes, importClientKey, openEnvelope, pinTee, ReplayWindow, sealEnvelope, verifyKeyResponse,
+  type ClientKey, type TeeInfoJson, type TeePublicKeys,
+} from '../src/client/crypto/index.js';
+
+export const PROTECTED_FILTER = 'secure/#';
+export const STREAM_TOPIC = 'secure/bench/stream';
+export const STREAM_FILTER = 'secure/bench/#';
+export const PUBLISHER_ID = 'bench-pub';
+export const subscriberIds = (n: number): string[] => Array.from({ length: n }, (_, j) => `bench-sub-${j}`);
+
+const ENROL_CONCURRENCY = 16;
+const REPLY_TIMEOUT_MS = 10_000;
+const SEAL_CONCURRENCY = 64;
+/** Offset of the u64 sequence number in an envelope: u16 header length, version, kind. */
+const SEQ_OFFSET = 4;
+
+/** Key bytes per identity, created once per run and shared by every broker. */
+const keyBytes = new Map<string, Uint8Array>();
+const keys = new Map<string, Promise<ClientKey>>();
+
+export function clientKey(id: string): Promise<ClientKey> {
+  let k = keys.get(id);
+  if (!k) {
+    let raw = keyBytes.get(id);
+    if (!raw) keyBytes.set(id, (raw = generateClientKeyBytes()));
+    k = importClientKey(raw);
+    keys.set(id, k);
+  }
+  return k;
+}
+
+/** What the bench knows of one protected broker: its pinned keys, who is enrolled, how far its pool cursor went. */
+interface BrokerState {
+  tee: Promise<TeePublicKeys>;
+  enrolled: Set<string>;
+  cursor: number;
+}
+const states = new WeakMap<BrokerProcess, BrokerState>();
+
+function stateOf(broker: BrokerProcess): BrokerState {
+  let s = states.get(broker);
+  if (!s) {
+    s = { tee: fetchTee(broker.port), enrolled: new Set(), cursor: 0 };
+    states.set(broker, s);
+  }
+  return s;
+}
+
+/** One `$tee/...` request from a raw v3.1.1 client; resolves to the answer's body (status 0) or throws. */
+class TeeRequester {
+  private waiting: ((payload: Buffer) => void) | undefined;
+  readonly client: RawClient;
+
+  constructor(port: number, readonly id: string) {
+    this.client = new RawClient(port, encodeConnect(id), {
+      publish: (buf, start, end) => {
+        const w = this.waiting;
+        this.waiting = undefined;
+        w?.(Buffer.from(buf.subarray(start, end)));
+      },
+    });
+  }
+
+  async open(): Promise<this> {
+    await this.client.ready;
+    await this.client.subscribe(`$tee/response/${this.id}`, 0);
+    return this;
+  }
+
+  async request(topic: string, body: Uint8Array): Promise<Buffer> {
+    const answer = new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no answer on $tee/response/${this.id} after ${REPLY_TIMEOUT_MS} ms`)), REPLY_TIMEOUT_MS);
+      this.waiting = (payload) => {
+        clearTimeout(timer);
+        resolve(payload);
+      };
+    });
+    this.client.write(encodePublish(topic, Buffer.from(body), 0));
+    const payload = await answer;
+    if (payload[0] !== 0) throw new Error(`${topic} for ${this.id} failed: ${payload.subarray(1).toString()}`);
+    return payload.subarray(1);
+  }
+}
+
+async function fetchTee(port: number): Promise<TeePublicKeys> {
+  const r = await new TeeRequester(port, 'bench-tee-info').open();
+  try {
+    const info = JSON.parse((await r.request('$tee/info/request', new Uint8Array(0))).toString()) as TeeInfoJson & { fingerprint: string };
+    return await pinTee(info, info.fingerprint);
+  } finally {
+    r.client.close();
+  }
+}
+
+/** Enrols every identity of `ids` this broker does not know yet (outside any timed loop). */
+export async function ensureEnrolled(broker: BrokerProcess, ids: readonly string[]): Promise<void> {
+  const s = stateOf(broker);
+  const tee = await s.tee;
+  const todo = ids.filter((id) => !s.enrolled.has(id));
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < todo.length) {
+      const id = todo[next++]!;
+      const r = await new TeeRequester(broker.port, id).open();
+      try {
+        await clientKey(id);
+        const { request, pending } = await buildEnrolmentRequest({ tee, identity: id, key: keyBytes.get(id)! });
+        await verifyKeyResponse(pending, await r.request('$tee/enrol/request', request));
+        s.enrolled.add(id);
+      } finally {
+        r.client.close();
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(ENROL_CONCURRENCY, todo.length) }, worker));
+  if (todo.length > 0) await sleep(250); // let the enrolment connections go before their ids connect again
+}
+
+/** The sequence number in an envelope's header (publisher's or re-wrapped), read without allocating. */
+export function envelopeSeq(buf: Buffer, start: number): number {
+  return buf.readUInt32BE(start + SEQ_OFFSET) * 4294967296 + buf.readUInt32BE(start + SEQ_OFFSET + 4);
+}
+
+/**
+ * Envelopes of PUBLISHER_ID on STREAM_TOPIC, `payloadBytes` of plaintext each (its first 4 bytes:
+ * the pool index), as QoS 1 PUBLISH packets of one length, back to back. Sequence number = seqBase + index.
+ */
+export class EnvelopePool {
+  readonly seqBase = Date.now() * 1024;
+  packetLength = 0;
+  idOffset = 0;
+  private bytes = Buffer.alloc(0);
+  private sealed = 0;
+
+  constructor(readonly payloadBytes: number) {}
+
+  get size(): number {
+    return this.sealed;
+  }
+
+  /** Seals until the pool holds at least `n` envelopes. */
+  async fill(n: number): Promise<void> {
+    if (n <= this.sealed) return;
+    const key = await clientKey(PUBLISHER_ID);
+    const from = this.sealed;
+    const packets: Buffer[] = new Array<Buffer>(n - from);
+    let envelopeBytes = 0;
+    let next = from;
+    const worker = async (): Promise<void> => {
+      while (next < n) {
+        const k = next++;
+        const plaintext = new Uint8Array(this.payloadBytes).fill(0x61);
+        new DataView(plaintext.buffer).setUint32(0, k);
+        const env = await sealEnvelope({ key, sender: PUBLISHER_ID, topic: STREAM_TOPIC, seq: this.seqBase + k, payload: plaintext });
+        packets[k - from] = encodePublish(STREAM_TOPIC, Buffer.from(env.buffer, env.byteOffset, env.byteLength), 1, 1);
+        envelopeBytes = env.byteLength;
+      }
+    };
+    await Promise.all(Array.from({ length: SEAL_CONCURRENCY }, worker));
+    const len = packets[0]!.length;
+    if (this.packetLength === 0) {
+      this.packetLength = len;
+      this.idOffset = len - envelopeBytes - 2; // the packet id sits right before the payload
+    }
+    for (const p of packets) if (p.length !== this.packetLength) throw new Error('pool packets differ in length');
+    const grown = Buffer.allocUnsafe(n * this.packetLength);
+    this.bytes.copy(grown, 0, 0, from * this.packetLength);
+    for (let i = 0; i < packets.length; i++) packets[i]!.copy(grown, (from + i) * this.packetLength);
+    this.bytes = grown;
+    this.sealed = n;
+  }
+
+  /** `count` packets from index `from`: a view into the pool (ids are stamped in place by the sender). */
+  view(from: number, count: number): Buffer {
+    return this.bytes.subarray(from * this.packetLength, (from + count) * this.packetLength);
+  }
+}
+
+/** Hands a broker's stretch of the pool to one run; the cursor moves on so nothing is sent twice. */
+export class PoolCursor {
+  private at: number;
+  private end: number;
+
+  constructor(
+    readonly pool: EnvelopePool,
+    private readonly broker: BrokerProcess,
+    /** Envelopes the run may send at most (sealed before it starts). */
+    budget: number,
+  ) {
+    this.at = stateOf(broker).cursor;
+    this.end = this.at + budget;
+  }
+
+  /** Seals what the run may need; call before the timed loop. */
+  reserve(): Promise<void> {
+    return this.pool.fill(this.end);
+  }
+
+  /** Index in the pool of the next envelope to send. */
+  get position(): number {
+    return this.at;
+  }
+
+  /** The next `count` packets, or undefined when the run's budget is spent. */
+  take(count: number): Buffer | undefined {
+    if (this.at + count > this.end) return undefined;
+    const v = this.pool.view(this.at, count);
+    this.at += count;
+    stateOf(this.broker).cursor = this.at;
+    return v;
+  }
+}
+
+/**
+ * Copies every `every`-th delivery of one subscriber (at most `max`), to open after the run.
+ * Opening checks the key, the replay window and that the plaintext's pool index matches the header's
+ * sequence number.
+ */
+export class Sampler {
+  private readonly copies: Buffer[] = [];
+  private seen = 0;
+
+  constructor(
+    private readonly every = 100,
+    private readonly max = 200,
+  ) {}
+
+  offer(buf: Buffer, start: number, end: number): void {
+    if (this.seen++ % this.every !== 0 || this.copies.length >= this.max) return;
+    this.copies.push(Buffer.from(buf.subarray(start, end)));
+  }
+
+  async verify(identity: string, pool: EnvelopePool): Promise<{ opened: number; openFailures: number }> {
+    const key = await clientKey(identity);
+    const replay = new ReplayWindow();
+    let opened = 0;
+    let openFailures = 0;
+    for (const c of this.copies) {
+      try {
+        const m = await openEnvelope({ key, identity, topic: STREAM_TOPIC, envelope: c, replay });
+        const index = new DataView(m.payload.buffer, m.payload.byteOffset).getUint32(0);
+        if (m.sender !== PUBLISHER_ID || m.seq - pool.seqBase !== index || m.payload.length !== pool.payloadBytes) throw new Error('wrong content');
+        opened++;
+      } catch {
+        openFailures++;
+      }
+    }
+    return { opened, openFailures };
+  }
+}
