@@ -94,6 +94,8 @@ export interface EcgPath {
   openPatients(port: number, patients: number, tag: string): Promise<{ publish: PublishSampleBatch; close(): void }>;
   /** Connects clinicians subscribed to `ward/ecg/#`; `onBatch` gets each delivered payload (valid during the call). */
   openClinicians(port: number, clinicians: number, tag: string, onBatch: (buf: Buffer, start: number, end: number) => void): Promise<{ close(): void }>;
+  /** Counters of the path itself (e.g. deliveries that failed to open), added to the result. */
+  stats?(): Record<string, number>;
 }
 
 const topicOf = (tag: string, patient: number): string => `ward/${tag}/ecg/p${patient}`;

@@ -3,6 +3,7 @@ import type { QoS } from 'mqtt-packet';
 import type { BrokerProcess } from './brokers.js';
 import { plainEcgPath, runEcg, type EcgPath } from './ecg.js';
 import { runConnScale, runLatency, runThroughput } from './loadgen.js';
+import { EnvelopePool, withPool } from './protected.js';
 
 export type Group = 'fan-in' | 'fan-out' | 'latency' | 'connscale' | 'ecg';
 export const GROUPS: readonly Group[] = ['fan-out', 'fan-in', 'latency', 'connscale', 'ecg'];
@@ -87,6 +88,88 @@ export function plan(o: PlanOptions): Scenario[] {
       params: { path: path.name, patients, clinicians: 2, qos: 1 },
       ratios: { brokerCpuPct: false, p99: false },
       run: (b, tag) => runEcg(b, path, tag, { patients, clinicians: 2, measureMs: q ? 4000 : 8000 }),
+    });
+  }
+  return out;
+}
+
+/** Our broker in plain mode, and protected with either trusted backend. */
+export type Variant = 'plain' | 'process' | 'inline';
+
+/**
+ * A protected-path scenario: run on our broker only, plain and protected side by side; ratios are
+ * variant / plain. The plain figure is a `plain` variant of the same scenario, or (`baseline`) our
+ * broker's result in that plain scenario of the same run.
+ */
+export interface ProtectedScenario {
+  group: 'protected';
+  id: string;
+  params: Record<string, number | string>;
+  ratios: Record<string, boolean>;
+  variants: Variant[];
+  baseline?: string;
+  /** `plain` is the plain variant's result when it ran first (e.g. to size the envelope pool). */
+  run(broker: BrokerProcess, variant: Variant, tag: string, plain: Record<string, unknown> | undefined): Promise<object>;
+}
+
+/** Most envelopes one protected throughput run may send (all sealed before it starts). */
+const POOL_CAP = 20_000;
+
+export function protectedPlan(o: { quick: boolean; ecgPath: (broker: BrokerProcess) => EcgPath }): ProtectedScenario[] {
+  const q = o.quick;
+  const warmupMs = 400;
+  const measureMs = q ? 1500 : 2000;
+  const payload = 4096;
+  const qos: QoS = 1;
+  const pool = new EnvelopePool(payload);
+  const out: ProtectedScenario[] = [];
+  const variants: Variant[] = ['plain', 'process', 'inline'];
+  for (const m of q ? [128] : [1, 8, 32, 128]) {
+    out.push({
+      group: 'protected',
+      id: `protected-fan-out-m${m}`,
+      params: { path: 'protected', publishers: 1, subscribers: m, qos, payload },
+      ratios: { deliveredPerSec: true },
+      variants,
+      run: (b, v, tag, plain) => {
+        const spec = { publishers: 1, subscribers: m, qos, payload, warmupMs, measureMs };
+        if (v === 'plain') return runThroughput(b, tag, spec);
+        // room for 1.2× the plain rate over warm-up and measurement, plus the window
+        const plainRate = typeof plain?.['publishedPerSec'] === 'number' ? plain['publishedPerSec'] : POOL_CAP;
+        const budget = Math.round(Math.min(POOL_CAP, Math.max(1000, (plainRate * 1.2 * (warmupMs + measureMs)) / 1000 + 1000)));
+        return withPool(b, pool, m, budget, (traffic) => runThroughput(b, tag, spec, traffic));
+      },
+    });
+  }
+  for (const m of q ? [] : [1, 128]) {
+    const rate = Math.min(1000, Math.floor(8000 / m));
+    const ms = 2500;
+    out.push({
+      group: 'protected',
+      id: `protected-latency-m${m}`,
+      params: { path: 'protected', publishers: 1, subscribers: m, qos, payload, rate },
+      ratios: { p50: false, p99: false },
+      variants,
+      run: (b, v, tag) => {
+        const spec = { subscribers: m, qos, payload, rate, warmupMs, measureMs: ms };
+        if (v === 'plain') return runLatency(b, tag, spec);
+        return withPool(b, pool, m, Math.ceil((rate * (warmupMs + ms)) / 1000) + 100, (traffic) => runLatency(b, tag, spec, traffic));
+      },
+    });
+  }
+  for (const patients of q ? [50] : [50, 500]) {
+    out.push({
+      group: 'protected',
+      id: `protected-ecg-${patients}`,
+      params: { path: 'protected', patients, clinicians: 2, qos: 1 },
+      ratios: { brokerCpuPct: false, p99: false },
+      variants: ['process'],
+      baseline: `ecg-plain-${patients}`,
+      run: async (b, _v, tag) => {
+        const path = o.ecgPath(b);
+        const r = await runEcg(b, path, tag, { patients, clinicians: 2, measureMs: q ? 4000 : 8000 });
+        return { ...r, ...path.stats?.() };
+      },
     });
   }
   return out;

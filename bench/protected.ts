@@ -17,7 +17,9 @@
  *   and carry the pool index that its sequence number names.
  */
 import type { BrokerProcess } from './brokers.js';
-import { encodeConnect, encodePublish, RawClient } from './mqtt-raw.js';
+import type { EcgPath } from './ecg.js';
+import type { Traffic } from './loadgen.js';
+import { encodeConnect, encodePublish, openClients, RawClient } from './mqtt-raw.js';
 import { sleep } from './proc.js';
 import {
   buildEnrolmentRequest, generateClientKeyBytes, importClientKey, openEnvelope, pinTee, ReplayWindow, sealEnvelope, verifyKeyResponse,
@@ -269,4 +271,107 @@ export class Sampler {
     }
     return { opened, openFailures };
   }
+}
+
+/**
+ * Traffic of the protected runs: envelopes from the pool (PUBLISHER_ID → enrolled subscribers on
+ * STREAM_FILTER), send times by pool index, every delivery of subscriber 0 offered to the sampler.
+ */
+export function poolTraffic(cursor: PoolCursor, subscribers: number, budget: number, sampler: Sampler): Traffic {
+  const pool = cursor.pool;
+  const first = cursor.position;
+  const sendAt = new Float64Array(budget).fill(Infinity);
+  return {
+    publisherIds: [PUBLISHER_ID],
+    subscriberIds: subscriberIds(subscribers),
+    filter: STREAM_FILTER,
+    packetLength: pool.packetLength,
+    idOffset: pool.idOffset,
+    next(_i, count, now) {
+      const at = cursor.position - first;
+      const v = cursor.take(count);
+      if (v !== undefined) sendAt.fill(now, at, at + count);
+      return v;
+    },
+    sentAt: (buf, start) => sendAt[envelopeSeq(buf, start) - pool.seqBase - first] ?? Infinity,
+    onDelivery: (j, buf, start, end) => {
+      if (j === 0) sampler.offer(buf, start, end);
+    },
+  };
+}
+
+/** Seals and enrols what a run needs (outside its timed loop); runs it; opens the sample. */
+export async function withPool<R extends object>(
+  broker: BrokerProcess,
+  pool: EnvelopePool,
+  subscribers: number,
+  budget: number,
+  run: (traffic: Traffic) => Promise<R>,
+): Promise<R & { budget: number; opened: number; openFailures: number }> {
+  await ensureEnrolled(broker, [PUBLISHER_ID, ...subscriberIds(subscribers)]);
+  const cursor = new PoolCursor(pool, broker, budget);
+  await cursor.reserve();
+  const sampler = new Sampler();
+  const r = await run(poolTraffic(cursor, subscribers, budget, sampler));
+  return { ...r, budget, ...(await sampler.verify(subscriberIds(1)[0]!, pool)) };
+}
+
+/**
+ * The MedTech workload through the protected path: each patient is an enrolled identity that seals
+ * every sample batch as it is sent (send time inside the plaintext); clinicians open every delivery
+ * with their replay window, so the latency runs from the patient's seal to the clinician's plaintext
+ * and `delivered` counts only batches that opened.
+ */
+export function protectedEcgPath(broker: BrokerProcess): EcgPath {
+  let seq = Date.now() * 1024;
+  let openFailures = 0;
+  const topic = (tag: string, p: number): string => `secure/ward/${tag}/ecg/p${p}`;
+  const patientId = (p: number): string => `ecg-patient-${p}`;
+  return {
+    name: 'protected',
+    stats: () => ({ openFailures }),
+    async openPatients(port, patients, tag) {
+      const ids = Array.from({ length: patients }, (_, p) => patientId(p));
+      await ensureEnrolled(broker, ids);
+      const keysOf = await Promise.all(ids.map((id) => clientKey(id)));
+      const clients = await openClients(port, ids, 64);
+      const packetIds = new Uint16Array(patients).fill(1);
+      return {
+        publish: (p, payload) => {
+          const id = packetIds[p]!;
+          packetIds[p] = id === 65535 ? 1 : id + 1;
+          void sealEnvelope({ key: keysOf[p]!, sender: ids[p]!, topic: topic(tag, p), seq: seq++, payload }).then((env) =>
+            clients[p]!.write(encodePublish(topic(tag, p), Buffer.from(env.buffer, env.byteOffset, env.byteLength), 1, id)),
+          );
+        },
+        close: () => clients.forEach((c) => c.close()),
+      };
+    },
+    async openClinicians(port, clinicians, tag, onBatch) {
+      const ids = Array.from({ length: clinicians }, (_, c) => `ecg-clinician-${c}`);
+      await ensureEnrolled(broker, ids);
+      const keysOf = await Promise.all(ids.map((id) => clientKey(id)));
+      const replay = ids.map(() => new ReplayWindow());
+      const prefix = `secure/ward/${tag}/ecg/`;
+      const clients = await openClients(port, ids, 8, (c) => ({
+        publish: (buf, start, end) => {
+          // the topic is not passed on by the raw client: the sender names the patient
+          const envelope = Buffer.from(buf.subarray(start, end));
+          const sender = senderOf(envelope);
+          void openEnvelope({ key: keysOf[c]!, identity: ids[c]!, topic: `${prefix}p${sender.slice('ecg-patient-'.length)}`, envelope, replay: replay[c] }).then(
+            (m) => onBatch(Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength), 0, m.payload.byteLength),
+            () => openFailures++,
+          );
+        },
+      }));
+      await Promise.all(clients.map((c) => c.subscribe(`${prefix}#`, 1)));
+      return { close: () => clients.forEach((c) => c.close()) };
+    },
+  };
+}
+
+/** The sender identity of an envelope header (str8 at offset 2 + 18). */
+function senderOf(envelope: Buffer): string {
+  const at = 2 + 18;
+  return envelope.toString('utf8', at + 1, at + 1 + envelope[at]!);
 }

@@ -14,7 +14,21 @@ export interface ScenarioLine {
   skipped?: Record<string, string>;
 }
 
-export type Line = ScenarioLine | ({ bench: string } & Record<string, unknown>);
+/** A protected-path scenario: our broker plain and protected (`process`, `inline` backends). */
+export interface ProtectedLine {
+  bench: 'protected';
+  group: string;
+  id: string;
+  params: Record<string, number | string>;
+  /** variant (plain, process, inline) → its result. */
+  results: Record<string, Record<string, unknown>>;
+  /** `<variant>/plain` → metric → variant / plain. */
+  ratios: Record<string, Record<string, number>>;
+  /** The plain figure was taken from this plain scenario of the same run. */
+  plainFrom?: string;
+}
+
+export type Line = ScenarioLine | ProtectedLine | ({ bench: string } & Record<string, unknown>);
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : NaN);
 const cell = (v: unknown): string => (typeof v === 'number' && Number.isFinite(v) ? String(v) : '–');
@@ -51,6 +65,41 @@ export function markdownTable(lines: Line[], peers: string[]): string {
     out.push(`| ${l.id} | ${h.unit} | ${shown(l.group, l.results['mqt-tz'])} | ${peers.map((p) => shown(l.group, l.results[p])).join(' | ')} | ${ratios.join(' | ')} | ${cpu} | ${gen} |`);
   }
   return `${out.join('\n')}\n`;
+}
+
+const PROTECTED_VARIANTS = ['plain', 'process', 'inline'];
+
+/** What kind of scenario a protected line is, by the group of plain scenario it mirrors. */
+function mirrors(l: ProtectedLine): string {
+  return l.params['patients'] !== undefined ? 'ecg' : l.params['rate'] !== undefined ? 'latency' : 'fan-out';
+}
+
+function protectedTable(lines: Line[]): string {
+  const rows = lines.filter((l): l is ProtectedLine => l.bench === 'protected');
+  if (rows.length === 0) return '';
+  const head = ['protected scenario', 'metric', ...PROTECTED_VARIANTS, 'process/plain', 'inline/plain', 'broker CPU % (of it trusted process)', 'load-gen CPU %', 'opened sample'];
+  const out = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
+  for (const l of rows) {
+    const g = mirrors(l);
+    const h = HEADLINE[g]!;
+    const value = (v: string): string => (l.results[v] ? shown(g, l.results[v]) : '–');
+    const ratio = (v: string): string => cell(l.ratios[`${v}/plain`]?.[h.key]);
+    const cpu = PROTECTED_VARIANTS.map((v) => {
+      const r = l.results[v];
+      if (!r) return '–';
+      const child = num(r['brokerChildCpuPct']);
+      return child > 0 ? `${cell(r['brokerCpuPct'])} (${cell(child)})` : cell(r['brokerCpuPct']);
+    }).join(' / ');
+    const gen = PROTECTED_VARIANTS.map((v) => cell(l.results[v]?.['loadgenCpuPct'])).join(' / ');
+    const sample = ['process', 'inline']
+      .map((v) => l.results[v])
+      .filter((r): r is Record<string, unknown> => r !== undefined && typeof r['opened'] === 'number')
+      .map((r) => `${cell(r['opened'])} ok, ${cell(r['openFailures'])} failed`)
+      .join(' / ');
+    const plainNote = l.plainFrom ? ` (plain: ${l.plainFrom})` : '';
+    out.push(`| ${l.id}${plainNote} | ${h.unit} | ${PROTECTED_VARIANTS.map(value).join(' | ')} | ${ratio('process')} | ${ratio('inline')} | ${cpu} | ${gen} | ${sample || '–'} |`);
+  }
+  return `\n${out.join('\n')}\n`;
 }
 
 function teeTable(lines: Line[]): string {
@@ -101,14 +150,18 @@ function charts(lines: Line[], dir: string, brokers: string[]): string[] {
     write(`latency-cdf-${l.id.replace(/^latency-/, '')}.svg`, lineChart(series, { title: `Latency CDF: 1 → ${p['subscribers']}, QoS ${p['qos']}, ${p['payload']} B at ${p['rate']} msg/s`, xLabel: 'end-to-end latency (ms)', yLabel: 'fraction of deliveries', yMax: 1 }));
   }
 
-  // protected / plain throughput ratio by subscribers, once protected runs exist
-  const prot = rows.filter((l) => l.params['path'] === 'protected' && l.group === 'fan-out');
+  // protected / plain throughput ratio by subscribers, one line per trusted backend
+  const prot = lines.filter((l): l is ProtectedLine => l.bench === 'protected').filter((l) => mirrors(l) === 'fan-out');
   if (prot.length > 0) {
-    const pts = prot
-      .map((l): [number, number] => [num(l.params['subscribers']), num(l.ratios['protected/plain']?.['deliveredPerSec'])])
-      .filter((x) => Number.isFinite(x[1]))
-      .sort((a, c) => a[0] - c[0]);
-    write('protected-plain-ratio.svg', lineChart([{ name: 'protected / plain', points: pts }], { title: 'Protected / plain throughput (mqt-tz)', xLabel: 'subscribers (M)', yLabel: 'ratio', logX: true, reference: { y: 0.8, label: 'target 0.8' } }));
+    const series: Series[] = ['process', 'inline'].map((v) => ({
+      name: `${v} backend / plain`,
+      points: prot
+        .map((l): [number, number] => [num(l.params['subscribers']), num(l.ratios[`${v}/plain`]?.['deliveredPerSec'])])
+        .filter((x) => Number.isFinite(x[1]))
+        .sort((a, c) => a[0] - c[0]),
+    }));
+    const p0 = prot[0]!.params;
+    write('protected-plain-ratio.svg', lineChart(series, { title: `Protected / plain delivered msg/s (mqt-tz), ${p0['payload']} B, QoS ${p0['qos']}`, xLabel: 'subscribers (M)', yLabel: 'protected / plain', logX: true, reference: { y: 0.8, label: 'target 0.8' } }));
   }
 
   // trusted-component cost by payload size: re-wrap vs paper-mode re-encryption
@@ -134,7 +187,7 @@ export function writeReport(lines: Line[], outDir: string, docFile: string, peer
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, 'results.json'), `${JSON.stringify(lines, null, 1)}\n`);
   const svgs = charts(lines, outDir, ['mqt-tz', ...peers]);
-  const table = `${header}\n\n${markdownTable(lines, peers)}${teeTable(lines)}`;
+  const table = `${header}\n\n${markdownTable(lines, peers)}${protectedTable(lines)}${teeTable(lines)}`;
   writeFileSync(join(outDir, 'latest.md'), table);
   if (existsSync(docFile)) {
     const doc = readFileSync(docFile, 'utf8');

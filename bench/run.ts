@@ -11,8 +11,9 @@
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { BROKER_NAMES, mosquittoVersion, startBrokerProcess, type BrokerName, type BrokerProcess } from './brokers.js';
-import { GROUPS, plan, type Scenario } from './plan.js';
-import { writeReport, type Line, type ScenarioLine } from './report.js';
+import { GROUPS, plan, protectedPlan, type ProtectedScenario, type Variant } from './plan.js';
+import { PROTECTED_FILTER, protectedEcgPath } from './protected.js';
+import { writeReport, type Line, type ProtectedLine, type ScenarioLine } from './report.js';
 import { round } from './stats.js';
 
 interface Args {
@@ -54,7 +55,7 @@ function emit(line: Line): void {
   process.stdout.write(`${JSON.stringify(line, (k, v: unknown) => (k === 'cdf' ? undefined : v))}\n`);
 }
 
-function ratiosOf(s: Scenario, results: Record<string, Record<string, unknown>>): ScenarioLine['ratios'] {
+function ratiosOf(s: { ratios: Record<string, boolean> }, results: Record<string, Record<string, unknown>>): ScenarioLine['ratios'] {
   const ours = results['mqt-tz'];
   const out: ScenarioLine['ratios'] = {};
   for (const [peer, r] of Object.entries(results)) {
@@ -68,6 +69,43 @@ function ratiosOf(s: Scenario, results: Record<string, Record<string, unknown>>)
     out[`mqt-tz/${peer}`] = m;
   }
   return out;
+}
+
+/**
+ * Protected-path scenarios on our broker only: plain first (its rate sizes the envelope pool), then
+ * the two trusted backends in an order that alternates; ratios are variant / plain.
+ */
+async function runProtected(scenarios: ProtectedScenario[], brokers: Record<Variant, BrokerProcess>, lines: Line[]): Promise<void> {
+  let k = 0;
+  for (const s of scenarios) {
+    const results: Record<string, Record<string, unknown>> = {};
+    const protectedOrder = s.variants.filter((v) => v !== 'plain');
+    if (k++ % 2 === 1) protectedOrder.reverse();
+    for (const v of [...s.variants.filter((x) => x === 'plain'), ...protectedOrder]) {
+      try {
+        results[v] = { ...(await s.run(brokers[v], v, `${s.id}-${v}`, results['plain'])) };
+      } catch (err) {
+        results[v] = { error: (err as Error).message };
+      }
+    }
+    let plainFrom: string | undefined;
+    if (!results['plain'] && s.baseline) {
+      const base = lines.find((l): l is ScenarioLine => l.bench === 'broker' && (l as ScenarioLine).id === s.baseline);
+      const ours = base?.results['mqt-tz'];
+      if (ours) {
+        results['plain'] = ours;
+        plainFrom = s.baseline;
+      }
+    }
+    const ratios: ProtectedLine['ratios'] = {};
+    for (const v of protectedOrder) {
+      const r = ratiosOf(s, { 'mqt-tz': results[v] ?? {}, plain: results['plain'] ?? {} })['mqt-tz/plain'];
+      if (r) ratios[`${v}/plain`] = r;
+    }
+    const line: ProtectedLine = { bench: 'protected', group: s.group, id: s.id, params: s.params, results, ratios, ...(plainFrom ? { plainFrom } : {}) };
+    lines.push(line);
+    emit(line);
+  }
 }
 
 /** Runs bench/tee.ts when it exists, passing its lines through and keeping them for the report. */
@@ -130,16 +168,19 @@ async function main(): Promise<void> {
   guard.unref();
 
   const scenarios = plan({ quick: args.quick }).filter((s) => selected(args.only, s.id, s.group));
+  const protectedScenarios = protectedPlan({ quick: args.quick, ecgPath: protectedEcgPath }).filter((s) => selected(args.only, s.id, s.group));
   const wantTee = selected(args.only, 'tee', 'tee');
-  if (args.only.length > 0 && scenarios.length === 0 && !wantTee) {
-    throw new Error(`--only ${args.only.join(',')} selects nothing (groups: ${GROUPS.join(', ')}, tee; or a scenario id prefix)`);
+  if (args.only.length > 0 && scenarios.length === 0 && protectedScenarios.length === 0 && !wantTee) {
+    throw new Error(`--only ${args.only.join(',')} selects nothing (groups: ${GROUPS.join(', ')}, protected, tee; or a scenario id prefix)`);
   }
 
   const skipped: Record<string, string> = {};
   const brokers: BrokerProcess[] = [];
+  /** Our broker with protected topics, one per trusted backend (not in the peer comparison). */
+  const protectedBrokers: BrokerProcess[] = [];
   const lines: Line[] = [];
   try {
-    if (scenarios.length > 0) {
+    if (scenarios.length > 0 || protectedScenarios.length > 0) {
       for (const name of args.brokers) {
         if (name === 'mosquitto' && !mosquittoVersion()) {
           skipped[name] = 'mosquitto binary not found (Debian: apt-get install mosquitto)';
@@ -172,8 +213,18 @@ async function main(): Promise<void> {
       lines.push(line);
       emit(line);
     }
+    if (protectedScenarios.length > 0) {
+      const plain = brokers.find((b) => b.name === 'mqt-tz')!;
+      const start = (backend: 'process' | 'inline'): Promise<BrokerProcess> =>
+        startBrokerProcess('mqt-tz', { cpuProfileDir: args.profileDir, protect: { filter: PROTECTED_FILTER, backend } });
+      const processBroker = await start('process');
+      protectedBrokers.push(processBroker);
+      const inlineBroker = await start('inline');
+      protectedBrokers.push(inlineBroker);
+      await runProtected(protectedScenarios, { plain, process: processBroker, inline: inlineBroker }, lines);
+    }
   } finally {
-    await Promise.all(brokers.map((b) => b.stop()));
+    await Promise.all([...brokers, ...protectedBrokers].map((b) => b.stop()));
   }
   if (wantTee) await runTee(args.quick, lines);
 
