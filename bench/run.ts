@@ -83,7 +83,12 @@ async function runProtected(scenarios: ProtectedScenario[], brokers: Record<Vari
     if (k++ % 2 === 1) protectedOrder.reverse();
     for (const v of [...s.variants.filter((x) => x === 'plain'), ...protectedOrder]) {
       try {
-        results[v] = { ...(await s.run(brokers[v], v, `${s.id}-${v}`, results['plain'])) };
+        const r: Record<string, unknown> = { ...(await s.run(brokers[v], v, `${s.id}-${v}`, results['plain'])) };
+        // CPU (broker + trusted process) per delivery: what the protection costs, whatever else the machine did
+        if (typeof r['deliveredPerSec'] === 'number' && typeof r['brokerCpuPct'] === 'number' && r['deliveredPerSec'] > 0) {
+          r['cpuUsPerDelivery'] = round((r['brokerCpuPct'] * 1e4) / r['deliveredPerSec'], 1);
+        }
+        results[v] = r;
       } catch (err) {
         results[v] = { error: (err as Error).message };
       }

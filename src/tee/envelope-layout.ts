@@ -128,6 +128,24 @@ export function wrapAd(kind: number, seq: number, topic: string, sender: string,
   return new Writer().raw(WRAP_LABEL).u8(ENVELOPE_VERSION).u8(kind).u64(seq).str16(topic).str8(sender).str8(recipient).raw(payloadNonce).finish();
 }
 
+/**
+ * `wrapAd(KIND_RECIPIENT, ...)` for the many recipients of one message: the part they share is
+ * built once, each recipient costs one small allocation (the re-wrap hot path).
+ */
+export function recipientWrapAd(seq: number, topic: string, sender: string, payloadNonce: Uint8Array): (recipient: string) => Bytes {
+  const prefix = new Writer().raw(WRAP_LABEL).u8(ENVELOPE_VERSION).u8(KIND_RECIPIENT).u64(seq).str16(topic).str8(sender).finish();
+  return (recipient) => {
+    const r = utf8(recipient);
+    if (r.length > MAX_IDENTITY_BYTES) throw new EnvelopeFormatError('bad-identity', 'identity longer than 255 bytes');
+    const out = new Uint8Array(prefix.length + 1 + r.length + payloadNonce.length);
+    out.set(prefix);
+    out[prefix.length] = r.length;
+    out.set(r, prefix.length + 1);
+    out.set(payloadNonce, prefix.length + 1 + r.length);
+    return out;
+  };
+}
+
 /** Input of the topic tag hash (the caller hashes it with its own SHA-256). */
 export function topicTagInput(topic: string): Bytes {
   return concat(TOPIC_TAG_LABEL, utf8(topic));

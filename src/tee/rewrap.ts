@@ -5,7 +5,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import {
   ENVELOPE_VERSION, KEY_BYTES, KIND_RECIPIENT, KIND_SENDER, NONCE_BYTES, TAG_BYTES, TOPIC_TAG_LABEL, EnvelopeFormatError,
-  checkIdentity, encodeHeader, joinEnvelope, parseHeader, payloadAd, splitEnvelope, wrapAd, type EnvelopeHeader,
+  checkIdentity, encodeHeader, joinEnvelope, parseHeader, payloadAd, recipientWrapAd, splitEnvelope, wrapAd, type EnvelopeHeader,
 } from './envelope-layout.js';
 import { TEE_ERRORS, TeeError, type TeeErrorCode } from './errors.js';
 import type { ClientKeys } from './keys.js';
@@ -100,10 +100,11 @@ export async function rewrap(state: TeeState, headerBytes: Uint8Array, topic: st
   state.counters.rewrapCalls++;
   const { h, dek } = await openSenderHeader(state, headerBytes, topic, sender);
   const nonces = randomBytes(NONCE_BYTES * recipients.length);
+  const adFor = recipientWrapAd(h.seq, topic, sender, h.payloadNonce);
   try {
     const out = await forEachRecipient(state, topic, recipients, (recipient, keys, i) => {
       const wrapNonce = nonces.subarray(i * NONCE_BYTES, (i + 1) * NONCE_BYTES);
-      const wrappedKey = gcmSeal(keys.wrap, wrapNonce, dek, wrapAd(KIND_RECIPIENT, h.seq, topic, sender, recipient, h.payloadNonce));
+      const wrappedKey = gcmSeal(keys.wrap, wrapNonce, dek, adFor(recipient));
       return encodeHeader({ ...h, kind: KIND_RECIPIENT, recipient, wrapNonce, wrappedKey });
     });
     for (const o of out) if (typeof o !== 'number') state.counters.rewrapped++;

@@ -122,3 +122,13 @@ test('frames decode across arbitrary chunk boundaries and pipelined ids are kept
   bad[4] = 9;
   assert.throws(() => new FrameDecoder(() => undefined).push(bad), /wire version 9/);
 });
+
+test('the per-message recipient AD builder yields exactly wrapAd of a recipient header', async () => {
+  const { recipientWrapAd, wrapAd, KIND_RECIPIENT } = await import('../../src/tee/envelope-layout.js');
+  const nonce = new Uint8Array(12).map((_, i) => i * 7);
+  const adFor = recipientWrapAd(2 ** 40 + 5, 'patients/42/ecg', 'alice', nonce);
+  for (const r of ['bob', 'ärzte-7', 'x'.repeat(255)]) {
+    assert.deepEqual(adFor(r), wrapAd(KIND_RECIPIENT, 2 ** 40 + 5, 'patients/42/ecg', 'alice', r, nonce));
+  }
+  assert.throws(() => adFor('y'.repeat(256)), /255 bytes/);
+});
