@@ -105,7 +105,7 @@ async function runProtected(scenarios: ProtectedScenario[], brokers: Record<Vari
     const ratios: ProtectedLine['ratios'] = {};
     for (const v of protectedOrder) {
       const r = ratiosOf(s, { 'mqt-tz': results[v] ?? {}, plain: results['plain'] ?? {} })['mqt-tz/plain'];
-      if (r) ratios[`${v}/plain`] = r;
+      if (r && Object.keys(r).length > 0) ratios[`${v}/plain`] = r;
     }
     const line: ProtectedLine = { bench: 'protected', group: s.group, id: s.id, params: s.params, results, ratios, ...(plainFrom ? { plainFrom } : {}) };
     lines.push(line);

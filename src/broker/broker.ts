@@ -12,15 +12,10 @@ import { Connection, type Will } from './connection.js';
 import type { Delivery, Message } from './message.js';
 import { Session, type SessionLink } from './session.js';
 import { Deadline } from './deadline.js';
-import { SubscriptionTree, type SharedGroup, type SubscriptionOptions } from './subscriptions.js';
+import { SubscriptionTree, type SubscriptionOptions } from './subscriptions.js';
+import { TargetCollector, type Target } from './targets.js';
 
-/** One recipient of a routed message, after overlapping subscriptions were merged. */
-export interface Target {
-  session: Session;
-  qos: QoS;
-  retain: boolean;
-  subscriptionIds: number[] | undefined;
-}
+export type { Target } from './targets.js';
 
 /**
  * A stage between routing and delivery that may replace the payload per recipient, asynchronously
@@ -61,6 +56,7 @@ export class Broker {
   interceptor: ((client: Connection, message: Message) => boolean) | undefined;
   private readonly sweeper: NodeJS.Timeout;
   private readonly chains = new Map<string, Promise<void>>();
+  private readonly targets = new TargetCollector(this.subscriptions, this.sessions, this.clients);
   private closing = false;
 
   constructor(
@@ -163,7 +159,7 @@ export class Broker {
    */
   route(message: Message, only?: string): number {
     this.counters.messagesRouted++;
-    const targets = this.collectTargets(message, only);
+    const targets = this.targets.collect(message, only);
     if (targets.length === 0) return 0;
     const stage = this.deliveryStage;
     if (!stage || !stage.applies(message.topic)) {
@@ -274,36 +270,6 @@ export class Broker {
     void next.then(() => {
       if (this.chains.get(origin) === next) this.chains.delete(origin);
     });
-  }
-
-  private collectTargets(message: Message, only: string | undefined): Target[] {
-    const byClient = new Map<string, Target>();
-    const add = (clientId: string, o: SubscriptionOptions): void => {
-      if (only !== undefined && clientId !== only) return;
-      const session = this.sessions.get(clientId);
-      if (!session) return;
-      const qos = (o.qos < message.qos ? o.qos : message.qos) as QoS;
-      const retain = o.retainAsPublished && message.retain;
-      const t = byClient.get(clientId);
-      if (!t) {
-        byClient.set(clientId, { session, qos, retain, subscriptionIds: o.subscriptionId !== undefined ? [o.subscriptionId] : undefined });
-        return;
-      }
-      // overlapping subscriptions: one copy at the highest QoS carrying every identifier
-      if (qos > t.qos) t.qos = qos;
-      if (retain) t.retain = true;
-      if (o.subscriptionId !== undefined) (t.subscriptionIds ??= []).push(o.subscriptionId);
-    };
-    this.subscriptions.match(message.topic, {
-      subscriber: (clientId, o) => {
-        if (!(o.noLocal && clientId === message.origin)) add(clientId, o);
-      },
-      group: (g: SharedGroup) => {
-        const picked = g.pick((id) => this.clients.has(id)) ?? g.pick((id) => this.sessions.has(id));
-        if (picked) add(picked[0], picked[1]);
-      },
-    });
-    return [...byClient.values()];
   }
 
   private sweep(): void {
