@@ -12,6 +12,9 @@ import type { Session, SessionLink } from './session.js';
 import type { Broker } from './broker.js';
 import { dispatch } from './handlers/dispatch.js';
 
+/** First byte of PUBACK, PUBREC, PUBREL (flags 0b0010) and PUBCOMP. */
+const ACK_TYPES: Partial<Record<Packet['cmd'], number>> = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70 };
+
 export interface Will {
   message: Message;
   /** Seconds after the connection is lost before the will is published (v5 Will Delay Interval). */
@@ -142,6 +145,19 @@ export class Connection implements SessionLink, ClientInfo {
 
   send(packet: Packet): void {
     if (this.closed) return;
+    // The acknowledgements of every QoS 1/2 message: four bytes, no encoder needed when they
+    // carry no reason code or properties (any version; v5 omits a success reason, MQTT-3.4.2.1).
+    const ackType = ACK_TYPES[packet.cmd];
+    if (ackType !== undefined && !(packet as { reasonCode?: number }).reasonCode && !(packet as { properties?: object }).properties) {
+      const id = packet.messageId ?? 0;
+      const buf = Buffer.allocUnsafe(4);
+      buf[0] = ackType;
+      buf[1] = 2;
+      buf[2] = id >> 8;
+      buf[3] = id & 0xff;
+      this.write(buf);
+      return;
+    }
     let buf = encode(packet, this.version);
     if (buf.length > this.maxPacketSize && 'properties' in packet && packet.properties && packet.cmd !== 'publish') {
       // MQTT-3.1.2-25: drop the optional reason string and user properties before giving up.
