@@ -87,7 +87,7 @@ export function plan(o: PlanOptions): Scenario[] {
       id: `ecg-${path.name}-${patients}`,
       params: { path: path.name, patients, clinicians: 2, qos: 1 },
       ratios: { brokerCpuPct: false, p99: false },
-      run: (b, tag) => runEcg(b, path, tag, { patients, clinicians: 2, measureMs: q ? 4000 : 8000 }),
+      run: (b, tag) => runEcg(b, path, tag, { patients, clinicians: 2, measureMs: q ? 3000 : 8000 }),
     });
   }
   return out;
@@ -167,7 +167,7 @@ export function protectedPlan(o: { quick: boolean; ecgPath: (broker: BrokerProce
       baseline: `ecg-plain-${patients}`,
       run: async (b, _v, tag) => {
         const path = o.ecgPath(b);
-        const r = await runEcg(b, path, tag, { patients, clinicians: 2, measureMs: q ? 4000 : 8000 });
+        const r = await runEcg(b, path, tag, { patients, clinicians: 2, measureMs: q ? 3000 : 8000 });
         return { ...r, ...path.stats?.() };
       },
     });
