@@ -4,7 +4,6 @@ import type { Command } from 'commander';
 import { fromBase64Url, toBase64Url } from '../tee/bytes.js';
 import { withTeeRequests } from '../client/tee-requests.js';
 import { connectMqtt } from './open-client.js';
-export * from '../protect/operator.js';
 import { DEFAULT_DATA_DIR, openDataTee, issueToken, signPolicy, signRevocation, loadOrCreateOperatorKey, type DataTee } from '../protect/operator.js';
 
 export interface CliOutput {
