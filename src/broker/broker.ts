@@ -17,6 +17,12 @@ import { TargetCollector, type Target } from './targets.js';
 
 export type { Target } from './targets.js';
 
+/** Per-target payloads that share one body: target i gets `prefixes[i]` followed by `body`. */
+export interface StagedPayloads {
+  body: Buffer;
+  prefixes: (Buffer | null)[];
+}
+
 /**
  * A stage between routing and delivery that may replace the payload per recipient, asynchronously
  * (the trusted component re-protects protected topics here). Messages from one publisher leave the
@@ -24,8 +30,8 @@ export type { Target } from './targets.js';
  */
 export interface DeliveryStage {
   applies(topic: string): boolean;
-  /** One payload per target, in order; null = do not deliver to that target. */
-  transform(message: Message, targets: readonly Target[]): Promise<(Buffer | null)[]>;
+  /** What each target gets, in order: its prefix before the shared body; null = nothing. */
+  transform(message: Message, targets: readonly Target[]): Promise<StagedPayloads>;
 }
 
 export interface BrokerCounters {
@@ -173,7 +179,7 @@ export class Broker {
     const online: Target[] = [];
     for (const t of targets) {
       if (t.session.link && !t.session.preparing) online.push(t);
-      else if (t.qos > 0) this.deliverTo(t, message, message.payload, true);
+      else if (t.qos > 0) this.deliverTo(t, message, undefined, message.payload, true);
     }
     if (online.length > 0) this.throughStage(stage, message, online);
     return targets.length;
@@ -190,17 +196,18 @@ export class Broker {
       };
       const stage = this.deliveryStage;
       if (stage && stage.applies(m.topic)) this.throughStage(stage, m, [target]);
-      else this.deliverTo(target, m, m.payload, false);
+      else this.deliverTo(target, m, undefined, m.payload, false);
     }
   }
 
   private deliverAll(targets: readonly Target[], message: Message): void {
-    for (const t of targets) this.deliverTo(t, message, message.payload, false);
+    for (const t of targets) this.deliverTo(t, message, undefined, message.payload, false);
   }
 
-  private deliverTo(t: Target, message: Message, payload: Buffer, staged: boolean): void {
+  private deliverTo(t: Target, message: Message, prefix: Buffer | undefined, payload: Buffer, staged: boolean): void {
     const d: Delivery = {
       message,
+      prefix,
       payload,
       qos: t.qos,
       retain: t.retain,
@@ -230,9 +237,11 @@ export class Broker {
       for (const d of pending) {
         const target: Target = { session, qos: d.qos, retain: d.retain, subscriptionIds: d.subscriptionIds };
         try {
-          const [payload] = await stage.transform(d.message, [target]);
-          if (payload) d.payload = payload;
-          else refused.add(d);
+          const { body, prefixes } = await stage.transform(d.message, [target]);
+          if (prefixes[0]) {
+            d.prefix = prefixes[0];
+            d.payload = body;
+          } else refused.add(d);
         } catch (err) {
           this.log.warn({ err, clientId: session.clientId, topic: d.message.topic }, 'delivery stage refused a queued message');
           refused.add(d);
@@ -251,10 +260,10 @@ export class Broker {
     transformed.catch(() => undefined); // handled in turn below
     this.inOrder(message.origin, () =>
       transformed.then(
-        (payloads) => {
+        ({ body, prefixes }) => {
           for (let i = 0; i < targets.length; i++) {
-            const p = payloads[i];
-            if (p) this.deliverTo(targets[i]!, message, p, false);
+            const p = prefixes[i];
+            if (p) this.deliverTo(targets[i]!, message, p, body, false);
           }
         },
         (err: unknown) => this.log.warn({ err, topic: message.topic, origin: message.origin }, 'delivery stage refused a message'),

@@ -197,7 +197,7 @@ export class Connection implements SessionLink, ClientInfo {
     const packet: IPublishPacket = {
       cmd: 'publish',
       topic: m.topic,
-      payload: d.payload,
+      payload: d.prefix ? Buffer.concat([d.prefix, d.payload]) : d.payload,
       qos: d.qos,
       retain: d.retain,
       dup,
@@ -236,9 +236,12 @@ export class Connection implements SessionLink, ClientInfo {
   private sendPlainPublish(d: Delivery, dup: boolean, v5: boolean): boolean {
     const m = d.message;
     const topic = (m.topicBytes ??= Buffer.from(m.topic));
-    const header = publishHeader(topic, d.payload.length, d.qos, d.retain, dup, d.packetId, v5);
-    if (header.length + d.payload.length > this.maxPacketSize) return false;
+    const prefix = d.prefix;
+    const length = (prefix ? prefix.length : 0) + d.payload.length;
+    const header = publishHeader(topic, length, d.qos, d.retain, dup, d.packetId, v5);
+    if (header.length + length > this.maxPacketSize) return false;
     this.write(header);
+    if (prefix) this.write(prefix);
     if (d.payload.length > 0) this.write(d.payload);
     return true;
   }

@@ -29,8 +29,12 @@ export interface Message {
 /** One message on its way to one session: queued, in flight, or waiting for PUBCOMP. */
 export interface Delivery {
   message: Message;
-  /** Payload for this recipient when a delivery stage re-protected it; else the message's. */
+  /**
+   * Payload for this recipient: the message's, or — when a delivery stage re-protected it —
+   * `prefix` (this recipient's part) followed by `payload` (shared by every recipient, not copied).
+   */
   payload: Buffer;
+  prefix: Buffer | undefined;
   qos: QoS;
   retain: boolean;
   subscriptionIds: number[] | undefined;

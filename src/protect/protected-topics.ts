@@ -4,11 +4,11 @@
  * recipient, then sends each recipient the shared payload ciphertext behind its own header.
  */
 import type { Logger } from 'pino';
-import type { DeliveryStage, Target } from '../broker/broker.js';
+import type { DeliveryStage, StagedPayloads, Target } from '../broker/broker.js';
 import type { Message } from '../broker/message.js';
 import { Reason } from '../mqtt/reason-codes.js';
 import { filterCovers, topicMatches } from '../mqtt/topic.js';
-import { KIND_SENDER, joinEnvelope, parseHeader, splitEnvelope } from '../tee/envelope-layout.js';
+import { KIND_SENDER, parseHeader, splitEnvelope } from '../tee/envelope-layout.js';
 import type { TrustedComponent } from '../tee/host.js';
 
 export interface ProtectionCounters {
@@ -97,10 +97,14 @@ export class ProtectedTopics implements DeliveryStage {
     return Reason.Success;
   }
 
-  async transform(message: Message, targets: readonly Target[]): Promise<(Buffer | null)[]> {
+  async transform(message: Message, targets: readonly Target[]): Promise<StagedPayloads> {
     const out: (Buffer | null)[] = new Array<Buffer | null>(targets.length).fill(null);
-    if (message.payload.length === 0) return out; // a retained-message clear: nothing to deliver
+    // a retained-message clear: nothing to deliver
+    if (message.payload.length === 0) return { body: message.payload, prefixes: out };
     const { header, payload } = splitEnvelope(message.payload);
+    // Every recipient's envelope is `u16 length || its header || the shared ciphertext`: only the
+    // first two parts are per recipient; the ciphertext is written to each socket as is.
+    const body = message.payload.subarray(message.payload.length - payload.length);
     const sender = parseHeader(header).sender;
     // Sessions without an identity cannot hold a key: they get nothing, without asking.
     const recipients: string[] = [];
@@ -112,7 +116,7 @@ export class ProtectedTopics implements DeliveryStage {
         slots.push(i);
       } else this.counters.recipientsRefused++;
     }
-    if (recipients.length === 0) return out;
+    if (recipients.length === 0) return { body, prefixes: out };
     this.counters.rewrapCalls++;
     let results;
     try {
@@ -124,14 +128,16 @@ export class ProtectedTopics implements DeliveryStage {
     for (let k = 0; k < results.length; k++) {
       const r = results[k]!;
       if (r.header) {
-        const joined = joinEnvelope(r.header, payload);
-        out[slots[k]!] = Buffer.from(joined.buffer, joined.byteOffset, joined.byteLength);
+        const prefix = Buffer.allocUnsafe(2 + r.header.length);
+        prefix.writeUInt16BE(r.header.length, 0);
+        prefix.set(r.header, 2);
+        out[slots[k]!] = prefix;
         this.counters.recipientsWrapped++;
       } else {
         this.counters.recipientsRefused++;
         this.log.debug({ topic: message.topic, recipient: r.recipient, refusal: r.refusal }, 'trusted component refused a recipient');
       }
     }
-    return out;
+    return { body, prefixes: out };
   }
 }

@@ -96,6 +96,22 @@ const TEE_DIR = dirname(fileURLToPath(import.meta.url));
 
 class ProcessTransport implements Transport {
   private readonly child: ChildProcess;
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.child.stdin!.uncork();
+  };
+
+  /** Frames written in one turn of the event loop cross the pipe in one system call. */
+  private send(frame: Uint8Array): void {
+    const stdin = this.child.stdin!;
+    if (!this.corked) {
+      this.corked = true;
+      stdin.cork();
+      process.nextTick(this.uncork);
+    }
+    stdin.write(frame);
+  }
   private readonly pending = new Map<number, { resolve: (r: Uint8Array) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private exited: Promise<void>;
@@ -124,7 +140,7 @@ class ProcessTransport implements Transport {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     const id = this.nextId;
     this.nextId = (this.nextId + 1) >>> 0 || 1;
-    this.child.stdin!.write(encodeFrame(FRAME_COMMAND, id, command, params));
+    this.send(encodeFrame(FRAME_COMMAND, id, command, params));
     return new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }));
   }
 
@@ -156,7 +172,7 @@ class ProcessTransport implements Transport {
     } catch (err) {
       reply = encodeFrame(FRAME_STORE_REPLY, f.id, STORE_FAILED, Buffer.from((err as Error).message));
     }
-    if (this.failure === undefined) this.child.stdin!.write(reply);
+    if (this.failure === undefined) this.send(reply);
   }
 
   async close(): Promise<void> {

@@ -38,6 +38,20 @@ const storage: SealedStorage = {
   },
 };
 
+/** Results finished in one turn of the event loop go back to the host in one write. */
+let corked = false;
+function reply(frame: Uint8Array): void {
+  if (!corked) {
+    corked = true;
+    process.stdout.cork();
+    process.nextTick(() => {
+      corked = false;
+      process.stdout.uncork();
+    });
+  }
+  process.stdout.write(frame);
+}
+
 const dispatcher = new Dispatcher(storage, dirname(fileURLToPath(import.meta.url)));
 
 const decoder = new FrameDecoder((frame) => {
@@ -48,10 +62,10 @@ const decoder = new FrameDecoder((frame) => {
   }
   if (frame.type !== FRAME_COMMAND) return;
   dispatcher.handle(frame.code, frame.payload).then(
-    (result) => process.stdout.write(encodeFrame(FRAME_RESULT, frame.id, 0, result)),
+    (result) => reply(encodeFrame(FRAME_RESULT, frame.id, 0, result)),
     (err: unknown) => {
       const e = err instanceof TeeError ? err : new TeeError('internal', String(err));
-      process.stdout.write(encodeFrame(FRAME_RESULT, frame.id, TEE_ERRORS[e.code], Buffer.from(e.detail)));
+      reply(encodeFrame(FRAME_RESULT, frame.id, TEE_ERRORS[e.code], Buffer.from(e.detail)));
     },
   );
 });
