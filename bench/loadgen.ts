@@ -64,9 +64,9 @@ export interface Traffic {
   publisherIds: string[];
   subscriberIds: string[];
   filter: string;
-  /** Length of every packet, and where the packet id sits in the first one (QoS > 0). */
-  packetLength: number;
-  idOffset: number;
+  /** Per publisher: the length of each of its packets, and where the packet id sits in the first (QoS > 0). */
+  packetLength: number[];
+  idOffset: number[];
   /**
    * Publisher i's next `count` PUBLISH packets, back to back; the caller stamps fresh packet ids
    * into them. Undefined when there is nothing more to send.
@@ -81,13 +81,13 @@ export interface Traffic {
 /** The default traffic: the same PUBLISH again and again, the send time stamped in the payload when asked. */
 function templateTraffic(tag: string, P: number, M: number, qos: QoS, payload: number, batch: number, stamp: boolean): Traffic {
   const templates = Array.from({ length: P }, (_, i) => publishBatch(`bench/${tag}/p${i}`, stamp ? Math.max(8, payload) : payload, qos, batch));
-  const t0 = templates[0]!;
   return {
     publisherIds: ids(tag, 'p', P),
     subscriberIds: ids(tag, 's', M),
     filter: `bench/${tag}/#`,
-    packetLength: t0.packetLength,
-    idOffset: t0.idOffset,
+    // topics differ in length from publisher to publisher (p9, p10), so do their packets
+    packetLength: templates.map((t) => t.packetLength),
+    idOffset: templates.map((t) => t.idOffset),
     next(i, count, now) {
       const t = templates[i]!;
       if (qos === 0 && !stamp && count === t.count) return t.bytes;
@@ -101,11 +101,13 @@ function templateTraffic(tag: string, P: number, M: number, qos: QoS, payload: n
   };
 }
 
-/** Writes fresh packet ids (1…65535, wrapping) into `count` packets of `buf`; returns the next id. */
-function stampIds(buf: Buffer, count: number, t: Traffic, first: number): number {
+/** Writes fresh packet ids (1…65535, wrapping) into `count` packets of publisher i; returns the next id. */
+function stampIds(buf: Buffer, count: number, t: Traffic, i: number, first: number): number {
+  const offset = t.idOffset[i]!;
+  const length = t.packetLength[i]!;
   let id = first;
   for (let j = 0; j < count; j++) {
-    buf.writeUInt16BE(id, t.idOffset + j * t.packetLength);
+    buf.writeUInt16BE(id, offset + j * length);
     id = id === 65535 ? 1 : id + 1;
   }
   return id;
@@ -148,7 +150,7 @@ export async function runThroughput(broker: BrokerProcess, tag: string, spec: Th
       }
       queued += batchSize;
       if (qos > 0) {
-        nextId[i] = stampIds(buf, batchSize, traffic, nextId[i]!);
+        nextId[i] = stampIds(buf, batchSize, traffic, i, nextId[i]!);
         unacked[i] = unacked[i]! + batchSize;
       }
       sent += batchSize;
@@ -244,6 +246,8 @@ export interface LatencySpec {
 }
 
 export interface LatencyResult extends Percentiles {
+  /** Messages the publisher actually sent per second while measuring (below `rate`: the load generator was starved). */
+  sentPerSec: number;
   samples: number;
   delivered: number;
   expected: number;
@@ -305,7 +309,7 @@ export async function runLatency(broker: BrokerProcess, tag: string, spec: Laten
         if (due <= 0) return;
         const buf = traffic.next(0, due, now);
         if (buf === undefined) return;
-        if (spec.qos > 0) nextId = stampIds(buf, due, traffic, nextId);
+        if (spec.qos > 0) nextId = stampIds(buf, due, traffic, 0, nextId);
         sent += due;
         if (measuring) measuredSent += due;
         pub!.write(buf);
@@ -318,6 +322,7 @@ export async function runLatency(broker: BrokerProcess, tag: string, spec: Laten
     const sorted = rec.sorted();
     return {
       ...percentiles(sorted),
+      sentPerSec: Math.round(measuredSent / m.seconds),
       samples: sorted.length,
       delivered,
       expected,

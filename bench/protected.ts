@@ -285,8 +285,8 @@ export function poolTraffic(cursor: PoolCursor, subscribers: number, budget: num
     publisherIds: [PUBLISHER_ID],
     subscriberIds: subscriberIds(subscribers),
     filter: STREAM_FILTER,
-    packetLength: pool.packetLength,
-    idOffset: pool.idOffset,
+    packetLength: [pool.packetLength],
+    idOffset: [pool.idOffset],
     next(_i, count, now) {
       const at = cursor.position - first;
       const v = cursor.take(count);

@@ -3,27 +3,25 @@ import { readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { lineChart, type Series } from './svg.js';
 
-export interface ScenarioLine {
-  bench: 'broker';
+/** One scenario's results and ratios, as printed and kept in results.json. */
+interface ResultLine {
   group: string;
   id: string;
   params: Record<string, number | string>;
+  /** Peer broker (`broker` lines) or variant: plain, process, inline (`protected` lines) → its result. */
   results: Record<string, Record<string, unknown>>;
-  /** `mqt-tz/<peer>` → metric → ours / peer. */
+  /** `mqt-tz/<peer>` or `<variant>/plain` → metric → ratio. */
   ratios: Record<string, Record<string, number>>;
+}
+
+export interface ScenarioLine extends ResultLine {
+  bench: 'broker';
   skipped?: Record<string, string>;
 }
 
 /** A protected-path scenario: our broker plain and protected (`process`, `inline` backends). */
-export interface ProtectedLine {
+export interface ProtectedLine extends ResultLine {
   bench: 'protected';
-  group: string;
-  id: string;
-  params: Record<string, number | string>;
-  /** variant (plain, process, inline) → its result. */
-  results: Record<string, Record<string, unknown>>;
-  /** `<variant>/plain` → metric → variant / plain. */
-  ratios: Record<string, Record<string, number>>;
   /** The plain figure was taken from this plain scenario of the same run. */
   plainFrom?: string;
 }
