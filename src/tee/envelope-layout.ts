@@ -83,6 +83,29 @@ export function encodeHeader(h: EnvelopeHeader): Bytes {
   return out;
 }
 
+/**
+ * `encodeHeader` of the kind-2 headers of one message, for many recipients: the fields they share
+ * (version, sequence number, topic tag, sender, payload nonce) are laid out once.
+ */
+export function recipientHeaderEncoder(h: EnvelopeHeader): (recipient: Uint8Array, wrapNonce: Uint8Array, wrappedKey: Uint8Array) => Bytes {
+  const shared = encodeHeader({ ...h, kind: KIND_RECIPIENT, recipient: 'x', wrapNonce: new Uint8Array(NONCE_BYTES), wrappedKey: new Uint8Array(WRAPPED_KEY_BYTES) });
+  const head = shared.subarray(0, shared.length - (1 + 1 + 2 * NONCE_BYTES + WRAPPED_KEY_BYTES)); // up to the recipient field
+  const payloadNonce = h.payloadNonce;
+  return (recipient, wrapNonce, wrappedKey) => {
+    if (recipient.length === 0 || recipient.length > MAX_IDENTITY_BYTES) throw new EnvelopeFormatError('bad-identity', 'recipient identity must be 1 to 255 bytes');
+    const out = new Uint8Array(head.length + 1 + recipient.length + 2 * NONCE_BYTES + WRAPPED_KEY_BYTES);
+    out.set(head);
+    let at = head.length;
+    out[at++] = recipient.length;
+    out.set(recipient, at);
+    at += recipient.length;
+    out.set(payloadNonce, at);
+    out.set(wrapNonce, at + NONCE_BYTES);
+    out.set(wrappedKey, at + 2 * NONCE_BYTES);
+    return out;
+  };
+}
+
 export function parseHeader(bytes: Uint8Array): EnvelopeHeader {
   const r = new Reader(bytes);
   try {
@@ -132,10 +155,10 @@ export function wrapAd(kind: number, seq: number, topic: string, sender: string,
  * `wrapAd(KIND_RECIPIENT, ...)` for the many recipients of one message: the part they share is
  * built once, each recipient costs one small allocation (the re-wrap hot path).
  */
-export function recipientWrapAd(seq: number, topic: string, sender: string, payloadNonce: Uint8Array): (recipient: string) => Bytes {
+export function recipientWrapAd(seq: number, topic: string, sender: string, payloadNonce: Uint8Array): (recipient: string | Uint8Array) => Bytes {
   const prefix = new Writer().raw(WRAP_LABEL).u8(ENVELOPE_VERSION).u8(KIND_RECIPIENT).u64(seq).str16(topic).str8(sender).finish();
   return (recipient) => {
-    const r = utf8(recipient);
+    const r = typeof recipient === 'string' ? utf8(recipient) : recipient;
     if (r.length > MAX_IDENTITY_BYTES) throw new EnvelopeFormatError('bad-identity', 'identity longer than 255 bytes');
     const out = new Uint8Array(prefix.length + 1 + r.length + payloadNonce.length);
     out.set(prefix);

@@ -5,7 +5,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import {
   ENVELOPE_VERSION, KEY_BYTES, KIND_RECIPIENT, KIND_SENDER, NONCE_BYTES, TAG_BYTES, TOPIC_TAG_LABEL, EnvelopeFormatError,
-  checkIdentity, encodeHeader, joinEnvelope, parseHeader, payloadAd, recipientWrapAd, splitEnvelope, wrapAd, type EnvelopeHeader,
+  MAX_IDENTITY_BYTES, encodeHeader, joinEnvelope, parseHeader, payloadAd, recipientHeaderEncoder, recipientWrapAd, splitEnvelope, wrapAd, type EnvelopeHeader,
 } from './envelope-layout.js';
 import { TEE_ERRORS, TeeError, type TeeErrorCode } from './errors.js';
 import type { ClientKeys } from './keys.js';
@@ -75,20 +75,21 @@ async function forEachRecipient(
   state: TeeState,
   topic: string,
   recipients: readonly string[],
-  make: (recipient: string, keys: ClientKeys, index: number) => Uint8Array,
+  make: (recipient: string, recipientBytes: Uint8Array, keys: ClientKeys, index: number) => Uint8Array,
 ): Promise<RecipientOutput[]> {
   const out: RecipientOutput[] = new Array<RecipientOutput>(recipients.length);
   const waits: Promise<void>[] = [];
   for (let i = 0; i < recipients.length; i++) {
     const r = recipients[i]!;
-    if (!checkIdentity(r)) out[i] = TEE_ERRORS['recipient-bad-identity'];
+    const rb = Buffer.from(r); // UTF-8 once: checked here, then used in the AD and the header
+    if (rb.length === 0 || rb.length > MAX_IDENTITY_BYTES) out[i] = TEE_ERRORS['recipient-bad-identity'];
     else if (state.revoked.has(r)) out[i] = TEE_ERRORS['recipient-revoked'];
     else if (!state.policy.mayRead(r, topic)) out[i] = TEE_ERRORS['read-denied'];
     else {
       const k = state.keysOf(r);
       if (k instanceof Promise) {
-        waits.push(k.then((keys) => { out[i] = keys === undefined ? TEE_ERRORS['recipient-unknown'] : make(r, keys, i); }, () => { out[i] = TEE_ERRORS['recipient-sealed-invalid']; }));
-      } else out[i] = k === undefined ? TEE_ERRORS['recipient-unknown'] : make(r, k, i);
+        waits.push(k.then((keys) => { out[i] = keys === undefined ? TEE_ERRORS['recipient-unknown'] : make(r, rb, keys, i); }, () => { out[i] = TEE_ERRORS['recipient-sealed-invalid']; }));
+      } else out[i] = k === undefined ? TEE_ERRORS['recipient-unknown'] : make(r, rb, k, i);
     }
   }
   if (waits.length > 0) await Promise.all(waits);
@@ -101,11 +102,11 @@ export async function rewrap(state: TeeState, headerBytes: Uint8Array, topic: st
   const { h, dek } = await openSenderHeader(state, headerBytes, topic, sender);
   const nonces = randomBytes(NONCE_BYTES * recipients.length);
   const adFor = recipientWrapAd(h.seq, topic, sender, h.payloadNonce);
+  const headerFor = recipientHeaderEncoder(h);
   try {
-    const out = await forEachRecipient(state, topic, recipients, (recipient, keys, i) => {
+    const out = await forEachRecipient(state, topic, recipients, (_recipient, rb, keys, i) => {
       const wrapNonce = nonces.subarray(i * NONCE_BYTES, (i + 1) * NONCE_BYTES);
-      const wrappedKey = gcmSeal(keys.wrap, wrapNonce, dek, adFor(recipient));
-      return encodeHeader({ ...h, kind: KIND_RECIPIENT, recipient, wrapNonce, wrappedKey });
+      return headerFor(rb, wrapNonce, gcmSeal(keys.wrap, wrapNonce, dek, adFor(rb)));
     });
     for (const o of out) if (typeof o !== 'number') state.counters.rewrapped++;
     return out;
@@ -129,7 +130,7 @@ export async function reencrypt(state: TeeState, envelope: Uint8Array, topic: st
   dek.fill(0);
   if (plaintext === undefined) reject(state, 'header-auth-failed', 'payload fails authentication under its data key');
   try {
-    return await forEachRecipient(state, topic, recipients, (recipient, keys) => {
+    return await forEachRecipient(state, topic, recipients, (recipient, _rb, keys) => {
       const freshKey = randomBytes(KEY_BYTES);
       const payloadNonce = randomBytes(NONCE_BYTES);
       const wrapNonce = randomBytes(NONCE_BYTES);

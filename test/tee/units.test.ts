@@ -132,3 +132,16 @@ test('the per-message recipient AD builder yields exactly wrapAd of a recipient 
   }
   assert.throws(() => adFor('y'.repeat(256)), /255 bytes/);
 });
+
+test('the per-message recipient header encoder yields exactly encodeHeader of a kind-2 header', async () => {
+  const { recipientHeaderEncoder, encodeHeader, KIND_SENDER, KIND_RECIPIENT } = await import('../../src/tee/envelope-layout.js');
+  const bytes = (n: number, seed: number): Uint8Array => new Uint8Array(n).map((_, i) => (i * 31 + seed) & 0xff);
+  const h = { version: 1, kind: KIND_SENDER, seq: 2 ** 41 + 9, topicTag: bytes(8, 1), sender: 'alice', recipient: '', payloadNonce: bytes(12, 2), wrapNonce: bytes(12, 3), wrappedKey: bytes(48, 4) };
+  const headerFor = recipientHeaderEncoder(h);
+  for (const r of ['bob', 'ärzte-7', 'z'.repeat(255)]) {
+    const wrapNonce = bytes(12, r.length);
+    const wrappedKey = bytes(48, r.length + 1);
+    assert.deepEqual(headerFor(Buffer.from(r), wrapNonce, wrappedKey), encodeHeader({ ...h, kind: KIND_RECIPIENT, recipient: r, wrapNonce, wrappedKey }));
+  }
+  assert.throws(() => headerFor(new Uint8Array(0), bytes(12, 0), bytes(48, 0)), /1 to 255 bytes/);
+});
