@@ -14,13 +14,25 @@ export const STATS_FIELDS = [
 
 const EMPTY = new Uint8Array(0);
 
+/** `u16 n | n x (u8 0 | bytes32 header  or  u8 refusal)`, written into one exactly sized buffer. */
 function encodeOutputs(outputs: readonly RecipientOutput[]): Uint8Array {
-  const w = new Writer().u16(outputs.length);
+  let size = 2;
+  for (const o of outputs) size += typeof o === 'number' ? 1 : 5 + o.length;
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  view.setUint16(0, outputs.length);
+  let at = 2;
   for (const o of outputs) {
-    if (typeof o === 'number') w.u8(o);
-    else w.u8(0).bytes32(o);
+    if (typeof o === 'number') {
+      out[at++] = o;
+      continue;
+    }
+    out[at] = 0;
+    view.setUint32(at + 1, o.length);
+    out.set(o, at + 5);
+    at += 5 + o.length;
   }
-  return w.finish();
+  return out;
 }
 
 /** `str16 topic | str8 sender | u16 n | n x str8 recipient | header or envelope (rest)`. */
