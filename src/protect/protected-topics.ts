@@ -106,12 +106,13 @@ export class ProtectedTopics implements DeliveryStage {
     // first two parts are per recipient; the ciphertext is written to each socket as is.
     const body = message.payload.subarray(message.payload.length - payload.length);
     const sender = parseHeader(header).sender;
-    // Sessions without an identity cannot hold a key: they get nothing, without asking.
+    // Sessions without a usable identity (none, or over the 255 bytes an envelope can name) cannot
+    // hold a key: they get nothing, without asking — and cannot spoil the batch for the others.
     const recipients: string[] = [];
     const slots: number[] = [];
     for (let i = 0; i < targets.length; i++) {
       const identity = targets[i]!.session.identity;
-      if (identity.length > 0) {
+      if (identity.length > 0 && (identity.length <= 85 || Buffer.byteLength(identity) <= 255)) {
         recipients.push(identity);
         slots.push(i);
       } else this.counters.recipientsRefused++;

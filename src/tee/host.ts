@@ -186,10 +186,24 @@ function inlineTransport(store: BlobStore): Transport {
   return { pid: undefined, call: (command, params) => dispatcher.handle(command, params), close: async () => undefined };
 }
 
+/** `str16 topic | str8 sender | u16 n | n x str8 recipient | data`, in one exactly sized buffer. */
 function encodeBatch(topic: string, sender: string, recipients: readonly string[], data: Uint8Array): Uint8Array {
-  const w = new Writer().str16(topic).str8(sender).u16(recipients.length);
-  for (const r of recipients) w.str8(r);
-  return w.raw(data).finish();
+  let size = 2 + Buffer.byteLength(topic) + 1 + Buffer.byteLength(sender) + 2 + data.length;
+  for (const r of recipients) size += 1 + Buffer.byteLength(r);
+  const out = Buffer.allocUnsafe(size);
+  let at = out.writeUInt16BE(Buffer.byteLength(topic), 0);
+  at += out.write(topic, at);
+  const str8 = (text: string): void => {
+    const n = Buffer.byteLength(text);
+    if (n > 255) throw new TeeError('bad-identity', `identity longer than 255 bytes: ${JSON.stringify(text.slice(0, 40))}`);
+    out[at++] = n;
+    at += out.write(text, at);
+  };
+  str8(sender);
+  at = out.writeUInt16BE(recipients.length, at);
+  for (const r of recipients) str8(r);
+  out.set(data, at);
+  return out;
 }
 
 function decodeResults(bytes: Uint8Array, recipients: readonly string[]): RewrapResult {

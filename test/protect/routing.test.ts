@@ -101,6 +101,24 @@ describe('protected topics through the broker', () => {
     await carol.client.unsubscribeAsync('secure/room');
   });
 
+  it('a subscriber whose identity is too long for an envelope gets nothing and does not spoil delivery to the others', async () => {
+    const long = await connectMqtt(tb.url, { clientId: 'L'.repeat(300), protocolVersion: 5 });
+    try {
+      await long.subscribeAsync('#', { qos: 1 });
+      await bob.client.subscribeAsync('secure/long', { qos: 1 });
+      const inbox = inboxOf(bob.client);
+      const n = inbox.messages.length;
+      await alice.client.publishAsync('secure/long', Buffer.from(await seal(alice, 'secure/long', 'still delivered')), { qos: 1 });
+      await waitUntil(() => inbox.messages.length > n, "bob's copy");
+      const opened = await openEnvelope({ key: bob.key, identity: 'bob', topic: 'secure/long', envelope: body(inbox.messages[n]!) });
+      assert.equal(new TextDecoder().decode(opened.payload), 'still delivered');
+      assert.equal(inboxOf(long).messages.filter((m) => m.topic === 'secure/long').length, 0);
+      await bob.client.unsubscribeAsync('secure/long');
+    } finally {
+      await long.endAsync(true);
+    }
+  });
+
   it('refuses a plaintext PUBLISH to a protected topic with 0x99 and forwards nothing', async () => {
     await bob.client.subscribeAsync('secure/plain', { qos: 1 });
     const inbox = inboxOf(bob.client);
