@@ -133,6 +133,7 @@ export class Connection implements SessionLink, ClientInfo {
   }
 
   private onMalformed(message: string): void {
+    this.broker.counters.malformedPackets++;
     this.broker.log.debug({ clientId: this.clientId, remote: this.transport.remoteAddress }, `malformed packet: ${message}`);
     if (!this.connected && message === 'Invalid protocol version') {
       // MQTT-3.1.2-2: answer an unknown protocol level with CONNACK 0x01 (v3.1.1 layout) and close.

@@ -49,11 +49,6 @@ export interface MatchVisitor {
 
 export class SubscriptionTree {
   private readonly root = new TrieNode();
-  private count = 0;
-
-  get size(): number {
-    return this.count;
-  }
 
   add(clientId: string, filter: string, options: SubscriptionOptions, group?: string): void {
     let node = this.root;
@@ -77,7 +72,6 @@ export class SubscriptionTree {
       }
       target = g.members;
     }
-    if (!target.has(clientId)) this.count++;
     target.set(clientId, options);
   }
 
@@ -100,7 +94,6 @@ export class SubscriptionTree {
       if (g && g.members.size === 0) node.shared!.delete(group);
     }
     if (!removed) return false;
-    this.count--;
     // prune empty branches so a churn of unique topics does not grow the trie forever
     for (let i = levels.length; i > 0 && path[i]!.isEmpty(); i--) {
       path[i - 1]!.children.delete(levels[i - 1]!);

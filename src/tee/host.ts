@@ -8,7 +8,7 @@ import { Reader, Writer, toBase64Url, toHex } from './bytes.js';
 import { Dispatcher, STATS_FIELDS } from './commands.js';
 import type { SealedStorage, TeeStatsCounters } from './core.js';
 import { TeeError, codeFromNumber, type RefusalCode } from './errors.js';
-import { CMD, FRAME_COMMAND, FRAME_RESULT, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FrameDecoder, STORE_ABSENT, STORE_DELETE, STORE_FAILED, STORE_GET, STORE_OK, encodeFrame, type Frame } from './wire.js';
+import { CMD, FRAME_COMMAND, FRAME_RESULT, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FrameDecoder, STORE_ABSENT, STORE_DELETE, STORE_FAILED, STORE_GET, STORE_OK, corkedWriter, encodeFrame, type Frame } from './wire.js';
 
 export { TeeError, type RefusalCode, type TeeErrorCode } from './errors.js';
 
@@ -96,22 +96,8 @@ const TEE_DIR = dirname(fileURLToPath(import.meta.url));
 
 class ProcessTransport implements Transport {
   private readonly child: ChildProcess;
-  private corked = false;
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.child.stdin!.uncork();
-  };
-
-  /** Frames written in one turn of the event loop cross the pipe in one system call. */
-  private send(frame: Uint8Array): void {
-    const stdin = this.child.stdin!;
-    if (!this.corked) {
-      this.corked = true;
-      stdin.cork();
-      process.nextTick(this.uncork);
-    }
-    stdin.write(frame);
-  }
+  /** Calls made in one turn of the event loop cross the pipe in one system call. */
+  private readonly send: (frame: Uint8Array) => void;
   private readonly pending = new Map<number, { resolve: (r: Uint8Array) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private exited: Promise<void>;
@@ -123,6 +109,7 @@ class ProcessTransport implements Transport {
 
   constructor(private readonly store: BlobStore) {
     this.child = spawn(process.execPath, [`${TEE_DIR}/main.js`], { stdio: ['pipe', 'pipe', 'inherit'], env: {} });
+    this.send = corkedWriter(this.child.stdin!);
     const decoder = new FrameDecoder((f) => this.onFrame(f));
     this.child.stdout!.on('data', (chunk: Buffer) => decoder.push(chunk));
     this.child.stdin!.on('error', () => undefined); // surfaced through 'exit'

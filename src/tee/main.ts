@@ -6,7 +6,7 @@ import { Writer } from './bytes.js';
 import { Dispatcher } from './commands.js';
 import type { SealedStorage } from './core.js';
 import { TEE_ERRORS, TeeError } from './errors.js';
-import { FRAME_COMMAND, FRAME_RESULT, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FrameDecoder, STORE_ABSENT, STORE_DELETE, STORE_GET, STORE_OK, STORE_PUT, encodeFrame, type Frame } from './wire.js';
+import { FRAME_COMMAND, FRAME_RESULT, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FrameDecoder, STORE_ABSENT, STORE_DELETE, STORE_GET, STORE_OK, STORE_PUT, corkedWriter, encodeFrame, type Frame } from './wire.js';
 
 const waiting = new Map<number, { resolve: (f: Frame) => void }>();
 let nextId = 1;
@@ -39,18 +39,7 @@ const storage: SealedStorage = {
 };
 
 /** Results finished in one turn of the event loop go back to the host in one write. */
-let corked = false;
-function reply(frame: Uint8Array): void {
-  if (!corked) {
-    corked = true;
-    process.stdout.cork();
-    process.nextTick(() => {
-      corked = false;
-      process.stdout.uncork();
-    });
-  }
-  process.stdout.write(frame);
-}
+const reply = corkedWriter(process.stdout);
 
 const dispatcher = new Dispatcher(storage, dirname(fileURLToPath(import.meta.url)));
 

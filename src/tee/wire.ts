@@ -40,6 +40,26 @@ export interface Frame {
 }
 
 /** One allocation per frame: header and payload written into a single buffer. */
+/**
+ * Writes frames so that everything written in one turn of the event loop leaves in one system
+ * call (pipelined calls and their results cross the pipe together).
+ */
+export function corkedWriter(stream: NodeJS.WritableStream & { cork(): void; uncork(): void }): (frame: Uint8Array) => void {
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    stream.uncork();
+  };
+  return (frame) => {
+    if (!corked) {
+      corked = true;
+      stream.cork();
+      process.nextTick(uncork);
+    }
+    stream.write(frame);
+  };
+}
+
 export function encodeFrame(type: number, id: number, code: number, ...payload: readonly Uint8Array[]): Buffer {
   let size = HEADER_BYTES + 1; // + code byte
   for (const p of payload) size += p.length;

@@ -41,8 +41,10 @@ describe('malformed input', () => {
         const stillServed = await bystander();
         const raw = await tb.raw(protocolVersion);
         await raw.connect({ clientId: unique('malformed') });
+        const malformedBefore = tb.broker.counters.malformedPackets;
         raw.write(Buffer.from(bytes(protocolVersion)));
         const rest = await raw.closedByBroker();
+        assert.equal(tb.broker.counters.malformedPackets, malformedBefore + 1, 'counted');
         if (protocolVersion === 5) {
           assert.deepEqual(codes(rest), [['disconnect', 0x81]], 'DISCONNECT Malformed Packet');
         }
