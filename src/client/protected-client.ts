@@ -11,7 +11,7 @@ import { ReplayWindow, SequenceCounter } from './crypto/replay.js';
 import { TypedEmitter } from './emitter.js';
 import { enrolOverMqtt, rotateOverMqtt } from './enrolment.js';
 import { KeyFileError, type KeyStore } from './key-store.js';
-import { TEE_RESPONSE_PREFIX } from './tee-requests.js';
+import { TEE_RESPONSE_PREFIX } from '../mqtt/tee-topics.js';
 import { wire } from './wire.js';
 
 export interface ProtectedClientOptions extends IClientOptions {

@@ -5,18 +5,9 @@ import type { IPublishPacket, MqttClient } from 'mqtt';
 import { equalBytes, fromUtf8 } from '../tee/bytes.js';
 import { randomBytes } from './crypto/webcrypto.js';
 import { wire } from './wire.js';
+import { TEE_REQUEST_TOPICS, TEE_STATUS_OK, v311ResponseTopic, type TeeRequestKind } from '../mqtt/tee-topics.js';
 
-export const TEE_REQUEST_TOPICS = {
-  info: '$tee/info/request',
-  enrol: '$tee/enrol/request',
-  rotate: '$tee/rotate/request',
-  policy: '$tee/policy/request',
-  revoke: '$tee/revoke/request',
-} as const;
-export type TeeRequestKind = keyof typeof TEE_REQUEST_TOPICS;
 
-/** Topics the SDK handles itself; never shown to the application. */
-export const TEE_RESPONSE_PREFIX = '$tee/response/';
 
 /** The relay or the trusted component failed to answer (not a signed refusal: those are EnrolmentErrors). */
 export class TeeRequestError extends Error {
@@ -34,7 +25,7 @@ export type TeeRequest = (kind: TeeRequestKind, body: Uint8Array) => Promise<Uin
  */
 export async function withTeeRequests<T>(client: MqttClient, timeoutMs: number, work: (request: TeeRequest) => Promise<T>): Promise<T> {
   const clientId = client.options.clientId ?? '';
-  const topic = `${TEE_RESPONSE_PREFIX}${clientId}`;
+  const topic = v311ResponseTopic(clientId);
   const granted = await client.subscribeAsync(topic, { qos: 1 });
   if (granted.some((g) => g.qos >= 0x80)) throw new TeeRequestError(`the broker refused the subscription to ${topic}`);
   try {
@@ -60,7 +51,7 @@ function ask(client: MqttClient, topic: string, kind: TeeRequestKind, body: Uint
       const cd = packet.properties?.correlationData;
       if (v5 && (cd === undefined || !equalBytes(cd, correlation))) return; // someone else's answer
       if (payload.length === 0) return done(new TeeRequestError('empty answer from the trusted component relay'));
-      if (payload[0] === 0x00) return done(undefined, payload.subarray(1));
+      if (payload[0] === TEE_STATUS_OK) return done(undefined, payload.subarray(1));
       let line: string;
       try {
         line = fromUtf8(payload.subarray(1));

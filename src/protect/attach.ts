@@ -5,7 +5,8 @@ import type { Broker } from '../broker/broker.js';
 import { makeMessage } from '../broker/message.js';
 import type { TrustedComponent } from '../tee/host.js';
 import { ProtectedTopics } from './protected-topics.js';
-import { TEE_TOPIC_PREFIX, TeeRelay } from './tee-relay.js';
+import { TeeRelay } from './tee-relay.js';
+import { TEE_TOPIC_PREFIX } from '../mqtt/tee-topics.js';
 
 export interface Protection {
   readonly topics: ProtectedTopics;

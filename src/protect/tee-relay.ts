@@ -17,19 +17,7 @@
 import type { Logger } from 'pino';
 import type { TrustedComponent } from '../tee/host.js';
 import { TeeError } from '../tee/host.js';
-
-export const TEE_TOPIC_PREFIX = '$tee/';
-export const TEE_INFO_TOPIC = '$tee/info/request';
-export const TEE_ENROL_TOPIC = '$tee/enrol/request';
-export const TEE_ROTATE_TOPIC = '$tee/rotate/request';
-export const TEE_POLICY_TOPIC = '$tee/policy/request';
-export const TEE_REVOKE_TOPIC = '$tee/revoke/request';
-export const STATUS_OK = 0x00;
-export const STATUS_ERROR = 0x01;
-
-export function v311ResponseTopic(clientId: string): string {
-  return `$tee/response/${clientId}`;
-}
+import { TEE_REQUEST_TOPICS, TEE_STATUS_ERROR, TEE_STATUS_OK, TEE_TOPIC_PREFIX, v311ResponseTopic } from '../mqtt/tee-topics.js';
 
 export interface RelayRequest {
   clientId: string;
@@ -59,29 +47,29 @@ export class TeeRelay {
     this.requests++;
     const topic = req.responseTopic ?? v311ResponseTopic(req.clientId);
     this.answer(req).then(
-      (body) => reply(topic, Buffer.concat([Buffer.from([STATUS_OK]), body]), req.correlationData),
+      (body) => reply(topic, Buffer.concat([Buffer.from([TEE_STATUS_OK]), body]), req.correlationData),
       (err: unknown) => {
         this.failures++;
         const line = err instanceof TeeError ? err.message : 'trusted component unavailable';
         if (!(err instanceof TeeError)) this.log.error({ err, clientId: req.clientId }, 'trusted component call failed');
         else this.log.info({ clientId: req.clientId, code: err.code }, 'trusted component refused a request');
-        reply(topic, Buffer.concat([Buffer.from([STATUS_ERROR]), Buffer.from(line)]), req.correlationData);
+        reply(topic, Buffer.concat([Buffer.from([TEE_STATUS_ERROR]), Buffer.from(line)]), req.correlationData);
       },
     );
   }
 
   private async answer(req: RelayRequest): Promise<Buffer> {
     switch (req.topic) {
-      case TEE_INFO_TOPIC:
+      case TEE_REQUEST_TOPICS.info:
         return Buffer.from(JSON.stringify(await this.tee.info()));
-      case TEE_ENROL_TOPIC:
+      case TEE_REQUEST_TOPICS.enrol:
         return Buffer.from(await this.tee.enrol(req.payload));
-      case TEE_ROTATE_TOPIC:
+      case TEE_REQUEST_TOPICS.rotate:
         return Buffer.from(await this.tee.rotate(req.payload));
-      case TEE_POLICY_TOPIC:
+      case TEE_REQUEST_TOPICS.policy:
         await this.tee.loadPolicy(req.payload);
         return Buffer.from(String((await this.tee.info()).policySerial));
-      case TEE_REVOKE_TOPIC:
+      case TEE_REQUEST_TOPICS.revoke:
         await this.tee.revoke(req.payload);
         return Buffer.alloc(0);
       default:

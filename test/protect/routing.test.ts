@@ -13,7 +13,9 @@ import {
   buildEnrolmentRequest, generateClientKeyBytes, openEnvelope, pinTee, ReplayWindow, sealEnvelope, verifyKeyResponse, type ClientKey, type TeeInfoJson,
 } from '../../src/client/crypto/index.js';
 import { issueToken, loadOrCreateOperatorKey, signPolicy, signRevocation } from '../../src/protect/operator.js';
-import { TEE_ENROL_TOPIC, TEE_INFO_TOPIC, TEE_POLICY_TOPIC, TEE_REVOKE_TOPIC, v311ResponseTopic } from '../../src/protect/tee-relay.js';
+import { TEE_REQUEST_TOPICS, v311ResponseTopic } from '../../src/mqtt/tee-topics.js';
+
+const { info: TEE_INFO_TOPIC, enrol: TEE_ENROL_TOPIC, policy: TEE_POLICY_TOPIC, revoke: TEE_REVOKE_TOPIC } = TEE_REQUEST_TOPICS;
 
 /** The raw payload bytes of a received message. */
 function body(m: { packet: { payload: string | Buffer } }): Buffer {
