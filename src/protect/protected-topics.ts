@@ -112,7 +112,7 @@ export class ProtectedTopics implements DeliveryStage {
     const slots: number[] = [];
     for (let i = 0; i < targets.length; i++) {
       const identity = targets[i]!.session.identity;
-      if (identity.length > 0 && (identity.length <= 85 || Buffer.byteLength(identity) <= 255)) {
+      if (identity.length > 0 && Buffer.byteLength(identity) <= 255) {
         recipients.push(identity);
         slots.push(i);
       } else this.counters.recipientsRefused++;
