@@ -1,7 +1,12 @@
 /**
  * Protected topics on the broker side. The broker never opens an envelope: it checks the layout of
- * a PUBLISH (no crypto), and for each message makes ONE call to the trusted component with every
- * recipient, then sends each recipient the shared payload ciphertext behind its own header.
+ * a PUBLISH (no crypto), and for each message makes ONE call to the trusted component, then sends
+ * each recipient the shared payload ciphertext behind its own header.
+ *
+ * The call names a recipient group (src/tee/groups.ts) rather than listing every recipient: the
+ * trusted component wraps the message's data key once, under the group's key, and each recipient's
+ * header is that shared part followed by its own member part, formed once per group. Groups are per
+ * topic; a message whose recipients the topic's group does not cover forms a new one.
  */
 import type { Logger } from 'pino';
 import type { DeliveryStage, StagedPayloads, Target } from '../broker/broker.js';
@@ -9,7 +14,7 @@ import type { Message } from '../broker/message.js';
 import { Reason } from '../mqtt/reason-codes.js';
 import { filterCovers, topicMatches } from '../mqtt/topic.js';
 import { KIND_SENDER, parseHeader, splitEnvelope } from '../tee/envelope-layout.js';
-import type { TrustedComponent } from '../tee/host.js';
+import { TeeError, type FormedGroup, type TrustedComponent } from '../tee/host.js';
 
 export interface ProtectionCounters {
   /** Protected PUBLISHes accepted for routing. */
@@ -18,8 +23,10 @@ export interface ProtectionCounters {
   refusedMalformed: number;
   /** Refused because the envelope names another sender than the connection's identity. */
   refusedSender: number;
-  /** Calls to the trusted component (one per routed message). */
+  /** Re-wrap calls to the trusted component (one per routed message, a second one when its group had to be formed again). */
   rewrapCalls: number;
+  /** Recipient groups formed (a new topic, new subscribers, or a stale group). */
+  groupsFormed: number;
   recipientsWrapped: number;
   /** Recipients the trusted component refused (no key, revoked, no read grant). */
   recipientsRefused: number;
@@ -35,18 +42,51 @@ export interface Publisher {
 
 const CACHE_LIMIT = 10_000;
 
+/** A topic's recipient group as the broker knows it. */
+interface HostGroup {
+  readonly handle: number;
+  readonly members: readonly string[];
+  /** member identity -> index in `members` */
+  readonly index: ReadonlyMap<string, number>;
+  /** Resolves once the trusted component answered the formation. */
+  readonly formed: Promise<FormedGroup>;
+}
+
+interface Wrapped {
+  /** The part of the header every recipient shares (ends with the group id). */
+  part: Uint8Array;
+  group: HostGroup;
+  formed: FormedGroup;
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function covers(g: HostGroup, recipients: readonly string[]): boolean {
+  if (sameList(g.members, recipients)) return true;
+  for (const r of recipients) if (!g.index.has(r)) return false;
+  return true;
+}
+
 export class ProtectedTopics implements DeliveryStage {
   readonly counters: ProtectionCounters = {
     accepted: 0,
     refusedMalformed: 0,
     refusedSender: 0,
     rewrapCalls: 0,
+    groupsFormed: 0,
     recipientsWrapped: 0,
     recipientsRefused: 0,
     messagesRefused: 0,
   };
   /** topic → protected?, so the filter list is matched once per topic, not once per message. */
   private readonly cache = new Map<string, boolean>();
+  /** topic → its current recipient group. */
+  private readonly groups = new Map<string, HostGroup>();
+  private nextHandle = 1;
 
   constructor(
     readonly filters: readonly string[],
@@ -97,6 +137,49 @@ export class ProtectedTopics implements DeliveryStage {
     return Reason.Success;
   }
 
+  /**
+   * The shared header part of one message for a group covering `recipients`. A group the trusted
+   * component no longer knows or holds stale (policy change, revocation, key rotation) is formed
+   * again once.
+   */
+  private async wrap(topic: string, header: Uint8Array, sender: string, recipients: readonly string[]): Promise<Wrapped> {
+    for (let attempt = 0; ; attempt++) {
+      const group = this.groupFor(topic, recipients);
+      this.counters.rewrapCalls++;
+      try {
+        const [part, formed] = await Promise.all([this.tee.groupRewrap(group.handle, header, topic, sender), group.formed]);
+        return { part, group, formed };
+      } catch (err) {
+        const retry = attempt === 0 && err instanceof TeeError && (err.code === 'group-unknown' || err.code === 'group-stale');
+        if (!retry) throw err;
+        if (this.groups.get(topic) === group) this.groups.delete(topic);
+      }
+    }
+  }
+
+  /**
+   * The topic's group if it covers every recipient, else a new one. A new group keeps the old
+   * members too while that at most doubles it, so recipients that take turns (shared subscriptions,
+   * clients coming and going) do not form a group per message.
+   */
+  private groupFor(topic: string, recipients: readonly string[]): HostGroup {
+    const old = this.groups.get(topic);
+    if (old !== undefined && covers(old, recipients)) return old;
+    const members = new Set(recipients);
+    if (old !== undefined && old.members.length + members.size <= 2 * members.size + 16) for (const m of old.members) members.add(m);
+    const list = [...members];
+    const handle = this.nextHandle;
+    this.nextHandle = (this.nextHandle + 1) >>> 0 || 1;
+    const group: HostGroup = { handle, members: list, index: new Map(list.map((m, i) => [m, i])), formed: this.tee.formGroup(handle, topic, list) };
+    this.counters.groupsFormed++;
+    group.formed.catch(() => {
+      if (this.groups.get(topic) === group) this.groups.delete(topic);
+    });
+    if (this.groups.size >= CACHE_LIMIT && old === undefined) this.groups.clear();
+    this.groups.set(topic, group);
+    return group;
+  }
+
   async transform(message: Message, targets: readonly Target[]): Promise<StagedPayloads> {
     const out: (Buffer | null)[] = new Array<Buffer | null>(targets.length).fill(null);
     // a retained-message clear: nothing to deliver
@@ -118,25 +201,28 @@ export class ProtectedTopics implements DeliveryStage {
       } else this.counters.recipientsRefused++;
     }
     if (recipients.length === 0) return { body, prefixes: out };
-    this.counters.rewrapCalls++;
-    let results;
+    let wrapped: Wrapped;
     try {
-      results = await this.tee.rewrap(header, message.topic, sender, recipients);
+      wrapped = await this.wrap(message.topic, header, sender, recipients);
     } catch (err) {
       this.counters.messagesRefused++;
       throw err;
     }
-    for (let k = 0; k < results.length; k++) {
-      const r = results[k]!;
-      if (r.header) {
-        const prefix = Buffer.allocUnsafe(2 + r.header.length);
-        prefix.writeUInt16BE(r.header.length, 0);
-        prefix.set(r.header, 2);
+    const { part, group, formed } = wrapped;
+    for (let k = 0; k < recipients.length; k++) {
+      const at = group.index.get(recipients[k]!);
+      const r = at === undefined ? undefined : formed.members[at];
+      if (r?.header !== undefined) {
+        const member = r.header;
+        const prefix = Buffer.allocUnsafe(2 + part.length + member.length);
+        prefix.writeUInt16BE(part.length + member.length, 0);
+        prefix.set(part, 2);
+        prefix.set(member, 2 + part.length);
         out[slots[k]!] = prefix;
         this.counters.recipientsWrapped++;
       } else {
         this.counters.recipientsRefused++;
-        this.log.debug({ topic: message.topic, recipient: r.recipient, refusal: r.refusal }, 'trusted component refused a recipient');
+        this.log.debug({ topic: message.topic, recipient: recipients[k], refusal: r?.refusal ?? 'not-in-group' }, 'trusted component refused a recipient');
       }
     }
     return { body, prefixes: out };

@@ -152,11 +152,15 @@ export class Reader {
   }
 }
 
-/** Growable big-endian writer; one final copy in finish(). */
+/** Growable big-endian writer; one final copy in finish(), none when the size given was exact. */
 export class Writer {
-  private buf = new Uint8Array(64);
-  private view = new DataView(this.buf.buffer);
+  private buf: Bytes;
+  private view: DataView;
   private at = 0;
+  constructor(capacity = 64) {
+    this.buf = new Uint8Array(capacity);
+    this.view = new DataView(this.buf.buffer);
+  }
   private room(n: number): void {
     if (this.at + n <= this.buf.length) return;
     let size = this.buf.length * 2;
@@ -208,13 +212,19 @@ export class Writer {
     const b = utf8(text);
     return this.u16(b.length).raw(b);
   }
+  /** Already UTF-8 encoded string with a u8 length. */
+  bytes8(bytes: Uint8Array): this {
+    if (bytes.length > 0xff) throw new RangeError('string longer than 255 bytes');
+    return this.u8(bytes.length).raw(bytes);
+  }
   bytes16(bytes: Uint8Array): this {
     return this.u16(bytes.length).raw(bytes);
   }
   bytes32(bytes: Uint8Array): this {
     return this.u32(bytes.length).raw(bytes);
   }
+  /** The bytes written; the Writer must not be used afterwards. */
   finish(): Bytes {
-    return this.buf.slice(0, this.at);
+    return this.at === this.buf.length ? this.buf : this.buf.slice(0, this.at);
   }
 }

@@ -4,11 +4,12 @@ import { Reader, Writer } from './bytes.js';
 import { TeeError } from './errors.js';
 import { TeeState, measureTrustedCode, type SealedStorage } from './core.js';
 import { enrol, rotate } from './enrol.js';
+import { formGroup, groupRewrap } from './groups.js';
 import { reencrypt, rewrap, type RecipientOutput } from './rewrap.js';
 import { CMD } from './wire.js';
 
 export const STATS_FIELDS = [
-  'calls', 'rewrapCalls', 'rewrapped', 'refusals', 'rejectedMessages', 'reencryptCalls', 'enrolments', 'rotations',
+  'calls', 'rewrapCalls', 'rewrapped', 'groupsFormed', 'refusals', 'rejectedMessages', 'reencryptCalls', 'enrolments', 'rotations',
   'revocations', 'cacheHits', 'cacheMisses', 'storeReads', 'storeWrites', 'cacheSize',
 ] as const;
 
@@ -108,6 +109,31 @@ export class Dispatcher {
         const s = this.ready();
         const b = decodeBatch(params);
         return encodeOutputs(await reencrypt(s, b.data, b.topic, b.sender, b.recipients));
+      }
+      case CMD.formGroup: {
+        // `u32 handle | str16 topic | u16 n | n x str8 member` -> `group id (16) | outputs`
+        const s = this.ready();
+        const r = new Reader(params);
+        const handle = r.u32('group handle');
+        const topic = r.str16('topic');
+        const members = new Array<string>(r.u16('member count'));
+        for (let i = 0; i < members.length; i++) members[i] = r.str8('member');
+        r.end('form-group parameters');
+        const g = await formGroup(s, handle, topic, members);
+        const outputs = encodeOutputs(g.outputs);
+        const out = new Uint8Array(g.id.length + outputs.length);
+        out.set(g.id);
+        out.set(outputs, g.id.length);
+        return out;
+      }
+      case CMD.groupRewrap: {
+        // `u32 handle | str16 topic | str8 sender | sender-wrapped header (rest)` -> the shared header part
+        const s = this.ready();
+        const r = new Reader(params);
+        const handle = r.u32('group handle');
+        const topic = r.str16('topic');
+        const sender = r.str8('sender');
+        return groupRewrap(s, handle, r.rest(), topic, sender);
       }
       case CMD.isEnrolled: {
         const s = this.ready();

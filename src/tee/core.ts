@@ -9,6 +9,7 @@ import { TeeError, orRefuse, type TeeErrorCode } from './errors.js';
 import { generateX25519, rawPrivateKey, rawPublicKey, x25519PrivateKey } from './hpke.js';
 import { KeyCache, deriveClientKeys, type ClientKeys } from './keys.js';
 import { fingerprintInput, operatorSignedInput, parseEndorsementBody, parsePolicyBody, parseRevocationBody, splitSigned, STATEMENT_ENDORSEMENT, STATEMENT_POLICY, STATEMENT_REVOCATION } from './messages.js';
+import { GroupTable } from './groups.js';
 import { Policy } from './policy.js';
 import { Sealer, readDeviceSecret } from './seal.js';
 
@@ -32,6 +33,8 @@ export interface TeeStatsCounters {
   calls: number;
   rewrapCalls: number;
   rewrapped: number;
+  /** Recipient groups formed (src/tee/groups.ts). */
+  groupsFormed: number;
   refusals: number;
   rejectedMessages: number;
   reencryptCalls: number;
@@ -69,6 +72,9 @@ export function measureTrustedCode(dir: string): Buffer {
   return h.digest();
 }
 
+/** Recipient groups kept at once; a forgotten group is formed again by the host on its next use. */
+const GROUP_TABLE_SIZE = 16_384;
+
 export const OBJ = {
   identity: 'tee/identity',
   operator: 'tee/operator',
@@ -82,7 +88,7 @@ export const OBJ = {
 export class TeeState {
   readonly cache: KeyCache;
   readonly counters: Omit<TeeStatsCounters, 'cacheHits' | 'cacheMisses' | 'cacheSize'> = {
-    calls: 0, rewrapCalls: 0, rewrapped: 0, refusals: 0, rejectedMessages: 0, reencryptCalls: 0,
+    calls: 0, rewrapCalls: 0, rewrapped: 0, groupsFormed: 0, refusals: 0, rejectedMessages: 0, reencryptCalls: 0,
     enrolments: 0, rotations: 0, revocations: 0, storeReads: 0, storeWrites: 0,
   };
   policy = Policy.open();
@@ -91,6 +97,9 @@ export class TeeState {
   /** token id (hex) -> expiry (ms): single use until they expire anyway. */
   readonly usedTokens = new Map<string, number>();
   endorsement: Uint8Array = new Uint8Array(0);
+  /** Moves on with every policy load, revocation and key rotation: older recipient groups are stale. */
+  epoch = 0;
+  readonly groups: GroupTable;
   private readonly pending = new Map<string, Promise<ClientKeys | undefined>>();
 
   private constructor(
@@ -105,6 +114,7 @@ export class TeeState {
     readonly measurement: Buffer,
   ) {
     this.cache = new KeyCache(config.cacheSize);
+    this.groups = new GroupTable(GROUP_TABLE_SIZE);
   }
 
   static async open(config: CoreConfig, storage: SealedStorage, measurement: Buffer): Promise<TeeState> {
@@ -170,6 +180,7 @@ export class TeeState {
     const p = this.verifyPolicy(bytes, this.policy.serial);
     await this.put(OBJ.policy, bytes);
     this.policy = p;
+    this.epoch++;
   }
 
   async revoke(bytes: Uint8Array): Promise<void> {
@@ -179,6 +190,7 @@ export class TeeState {
     const previous = this.revoked.get(v.identity);
     if (previous !== undefined && previous >= v.revokedAt) return; // an older or repeated revocation changes nothing
     this.revoked.set(v.identity, v.revokedAt);
+    this.epoch++;
     this.cache.delete(v.identity);
     await this.storage.delete(OBJ.key(v.identity));
     this.counters.storeWrites++;
@@ -237,6 +249,7 @@ export class TeeState {
     plain.fill(0);
     const keys = deriveClientKeys(raw, generation);
     this.cache.set(identity, keys);
+    if (generation > 1) this.epoch++; // a rotation: group keys wrapped under the old key are stale
     return keys;
   }
 

@@ -5,12 +5,22 @@ import { Reader, TruncatedError, Writer, concat, utf8, type Bytes } from './byte
 export const ENVELOPE_VERSION = 1;
 export const KIND_SENDER = 1; // data key wrapped under the publisher's key
 export const KIND_RECIPIENT = 2; // data key re-wrapped by the trusted component for one subscriber
+export const KIND_GROUP = 3; // data key wrapped under a recipient group's key, that key wrapped for one subscriber
 export const NONCE_BYTES = 12;
 export const TAG_BYTES = 16;
 export const KEY_BYTES = 32;
 export const WRAPPED_KEY_BYTES = KEY_BYTES + TAG_BYTES;
 export const TOPIC_TAG_BYTES = 8;
 export const MAX_IDENTITY_BYTES = 255;
+export const GROUP_ID_BYTES = 16;
+
+/** The per-subscriber part of a kind-3 header: the group key wrapped under the subscriber's key. */
+export interface GroupMember {
+  /** Random id the trusted component gave the group; bound into both AEADs. */
+  id: Uint8Array;
+  memberNonce: Uint8Array;
+  wrappedGroupKey: Uint8Array;
+}
 
 export interface EnvelopeHeader {
   version: number;
@@ -23,7 +33,10 @@ export interface EnvelopeHeader {
   recipient: string;
   payloadNonce: Uint8Array;
   wrapNonce: Uint8Array;
+  /** Kinds 1 and 2: under the sender's or recipient's key; kind 3: under the group key. */
   wrappedKey: Uint8Array;
+  /** Kind 3 only. */
+  group?: GroupMember;
 }
 
 export type EnvelopeFormatCode = 'truncated' | 'bad-length' | 'unsupported-version' | 'bad-kind' | 'bad-identity';
@@ -65,6 +78,10 @@ export function joinEnvelope(header: Uint8Array, payload: Uint8Array): Bytes {
 
 /** Exact-size encoding (one allocation): the trusted component builds one per recipient. */
 export function encodeHeader(h: EnvelopeHeader): Bytes {
+  if (h.kind === KIND_GROUP) {
+    if (h.group === undefined) throw new EnvelopeFormatError('bad-kind', 'a kind-3 header needs its group part');
+    return concat(encodeGroupMessagePart(h, h.wrapNonce, h.wrappedKey, h.group.id), encodeGroupMemberPart(utf8(h.recipient), h.group.memberNonce, h.group.wrappedGroupKey));
+  }
   if (!Number.isSafeInteger(h.seq) || h.seq < 0) throw new EnvelopeFormatError('bad-length', `sequence number ${h.seq} is not an unsigned safe integer`);
   const sender = utf8(h.sender);
   const recipient = utf8(h.recipient);
@@ -106,12 +123,51 @@ export function recipientHeaderEncoder(h: EnvelopeHeader): (recipient: Uint8Arra
   };
 }
 
+/**
+ * Kind 3, the part every recipient of one message shares (the trusted component returns it once per
+ * message): `u8 version | u8 3 | u64 seq | topic tag | str8 sender | payload nonce | wrap nonce |
+ * data key wrapped under the group key | group id`.
+ */
+export function encodeGroupMessagePart(h: Pick<EnvelopeHeader, 'seq' | 'topicTag' | 'sender' | 'payloadNonce'>, wrapNonce: Uint8Array, wrappedKey: Uint8Array, groupId: Uint8Array): Bytes {
+  const sender = utf8(h.sender);
+  if (sender.length === 0 || sender.length > MAX_IDENTITY_BYTES) throw new EnvelopeFormatError('bad-identity', 'sender identity must be 1 to 255 bytes');
+  const w = new Writer(2 + 8 + h.topicTag.length + 1 + sender.length + h.payloadNonce.length + wrapNonce.length + wrappedKey.length + groupId.length);
+  return w.u8(ENVELOPE_VERSION).u8(KIND_GROUP).u64(h.seq).raw(h.topicTag).bytes8(sender).raw(h.payloadNonce).raw(wrapNonce).raw(wrappedKey).raw(groupId).finish();
+}
+
+/** Kind 3, the part of one member (formed once per group): `str8 recipient | member nonce | wrapped group key`. */
+export function encodeGroupMemberPart(recipient: Uint8Array, memberNonce: Uint8Array, wrappedGroupKey: Uint8Array): Bytes {
+  if (recipient.length === 0 || recipient.length > MAX_IDENTITY_BYTES) throw new EnvelopeFormatError('bad-identity', 'recipient identity must be 1 to 255 bytes');
+  const out = new Uint8Array(1 + recipient.length + NONCE_BYTES + WRAPPED_KEY_BYTES);
+  out[0] = recipient.length;
+  out.set(recipient, 1);
+  out.set(memberNonce, 1 + recipient.length);
+  out.set(wrappedGroupKey, 1 + recipient.length + NONCE_BYTES);
+  return out;
+}
+
+function parseGroupHeader(r: Reader, version: number): EnvelopeHeader {
+  const seq = r.u64('sequence number');
+  const topicTag = r.take(TOPIC_TAG_BYTES, 'topic tag');
+  const sender = r.str8('sender identity');
+  const payloadNonce = r.take(NONCE_BYTES, 'payload nonce');
+  const wrapNonce = r.take(NONCE_BYTES, 'wrap nonce');
+  const wrappedKey = r.take(WRAPPED_KEY_BYTES, 'wrapped data key');
+  const id = r.take(GROUP_ID_BYTES, 'group id');
+  const recipient = r.str8('recipient identity');
+  const group = { id, memberNonce: r.take(NONCE_BYTES, 'member nonce'), wrappedGroupKey: r.take(WRAPPED_KEY_BYTES, 'wrapped group key') };
+  r.end('envelope header');
+  if (sender.length === 0 || recipient.length === 0) throw new EnvelopeFormatError('bad-identity', 'group header without sender or recipient');
+  return { version, kind: KIND_GROUP, seq, topicTag, sender, recipient, payloadNonce, wrapNonce, wrappedKey, group };
+}
+
 export function parseHeader(bytes: Uint8Array): EnvelopeHeader {
   const r = new Reader(bytes);
   try {
     const version = r.u8('version');
     if (version !== ENVELOPE_VERSION) throw new EnvelopeFormatError('unsupported-version', `envelope version ${version} is not supported (expected ${ENVELOPE_VERSION})`);
     const kind = r.u8('kind');
+    if (kind === KIND_GROUP) return parseGroupHeader(r, version);
     if (kind !== KIND_SENDER && kind !== KIND_RECIPIENT) throw new EnvelopeFormatError('bad-kind', `unknown header kind ${kind}`);
     const h: EnvelopeHeader = {
       version,
@@ -141,14 +197,43 @@ const PAYLOAD_LABEL = utf8('mqt-tz/1 payload');
 const WRAP_LABEL = utf8('mqt-tz/1 wrap');
 export const TOPIC_TAG_LABEL = utf8('mqt-tz/1 topic');
 
+// The associated data below are built on every message by the trusted component and the clients:
+// each string is encoded once and the buffer is allocated at its exact size.
+
 /** Associated data of the payload AEAD: version, sequence number, topic and sender. */
 export function payloadAd(seq: number, topic: string, sender: string): Bytes {
-  return new Writer().raw(PAYLOAD_LABEL).u8(ENVELOPE_VERSION).u64(seq).str16(topic).str8(sender).finish();
+  const t = utf8(topic);
+  const s = utf8(sender);
+  return new Writer(PAYLOAD_LABEL.length + 1 + 8 + 2 + t.length + 1 + s.length).raw(PAYLOAD_LABEL).u8(ENVELOPE_VERSION).u64(seq).u16(t.length).raw(t).bytes8(s).finish();
 }
 
 /** Associated data of a data-key wrap; the recipient form also names the recipient. */
 export function wrapAd(kind: number, seq: number, topic: string, sender: string, recipient: string, payloadNonce: Uint8Array): Bytes {
-  return new Writer().raw(WRAP_LABEL).u8(ENVELOPE_VERSION).u8(kind).u64(seq).str16(topic).str8(sender).str8(recipient).raw(payloadNonce).finish();
+  const t = utf8(topic);
+  const s = utf8(sender);
+  const r = utf8(recipient);
+  return new Writer(WRAP_LABEL.length + 2 + 8 + 2 + t.length + 2 + s.length + r.length + payloadNonce.length)
+    .raw(WRAP_LABEL).u8(ENVELOPE_VERSION).u8(kind).u64(seq).u16(t.length).raw(t).bytes8(s).bytes8(r).raw(payloadNonce).finish();
+}
+
+const GROUP_WRAP_LABEL = utf8('mqt-tz/1 group wrap');
+const GROUP_KEY_LABEL = utf8('mqt-tz/1 group key');
+
+/** Associated data of a data key wrapped under a group key (kind 3). */
+export function groupWrapAd(seq: number, topic: string, sender: string, payloadNonce: Uint8Array, groupId: Uint8Array): Bytes {
+  const t = utf8(topic);
+  const s = utf8(sender);
+  return new Writer(GROUP_WRAP_LABEL.length + 1 + 8 + 2 + t.length + 1 + s.length + payloadNonce.length + groupId.length)
+    .raw(GROUP_WRAP_LABEL).u8(ENVELOPE_VERSION).u64(seq).u16(t.length).raw(t).bytes8(s).raw(payloadNonce).raw(groupId).finish();
+}
+
+/** Associated data of a group key wrapped for one member: the group is bound to one topic. */
+export function groupKeyAd(topic: string, recipient: string | Uint8Array, groupId: Uint8Array): Bytes {
+  const t = utf8(topic);
+  const r = typeof recipient === 'string' ? utf8(recipient) : recipient;
+  if (r.length > MAX_IDENTITY_BYTES) throw new EnvelopeFormatError('bad-identity', 'identity longer than 255 bytes');
+  return new Writer(GROUP_KEY_LABEL.length + 1 + 2 + t.length + 1 + r.length + groupId.length)
+    .raw(GROUP_KEY_LABEL).u8(ENVELOPE_VERSION).u16(t.length).raw(t).bytes8(r).raw(groupId).finish();
 }
 
 /**

@@ -14,6 +14,8 @@ export const TEE_ERRORS = {
   'revoked-sender': 15,
   'publish-denied': 16,
   'sealed-invalid': 17,
+  'group-unknown': 18,
+  'group-stale': 19,
   'enrol-malformed': 20,
   'enrol-decrypt-failed': 21,
   'token-missing': 22,

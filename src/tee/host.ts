@@ -6,6 +6,7 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Reader, Writer, toBase64Url, toHex } from './bytes.js';
 import { Dispatcher, STATS_FIELDS } from './commands.js';
+import { GROUP_ID_BYTES } from './envelope-layout.js';
 import type { SealedStorage, TeeStatsCounters } from './core.js';
 import { TeeError, codeFromNumber, type RefusalCode } from './errors.js';
 import { CMD, FRAME_COMMAND, FRAME_RESULT, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FrameDecoder, STORE_ABSENT, STORE_DELETE, STORE_FAILED, STORE_GET, STORE_OK, corkedWriter, encodeFrame, type Frame } from './wire.js';
@@ -44,6 +45,13 @@ export type RecipientResult =
 /** One entry per recipient, in the order given. */
 export type RewrapResult = RecipientResult[];
 
+export interface FormedGroup {
+  /** The group's random id: the last 16 bytes of every message part wrapped for it. */
+  id: Uint8Array;
+  /** One entry per member, in the order given: its member part (the end of its header) or a refusal. */
+  members: RewrapResult;
+}
+
 export interface TrustedComponent {
   /** OS process id of the trusted component (`process` backend); undefined when inline. */
   readonly pid: number | undefined;
@@ -56,6 +64,19 @@ export interface TrustedComponent {
   setEndorsement(signedEndorsement: Uint8Array): Promise<void>;
   /** One call per PUBLISH: re-wrap the message's data key for every recipient in one batch. */
   rewrap(header: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult>;
+  /**
+   * Forms (or re-forms) the recipient group `handle` for `topic`: checks each member like a re-wrap
+   * recipient and wraps a fresh group key for each. A groupRewrap issued right after, without
+   * waiting, already finds the group.
+   */
+  formGroup(handle: number, topic: string, members: readonly string[]): Promise<FormedGroup>;
+  /**
+   * One call per PUBLISH, whatever the number of recipients: the part of the recipients' headers
+   * they all share, the data key wrapped under the group's key. Each recipient's header is this
+   * part followed by its member part. Refused with `group-unknown` or `group-stale` when the group
+   * must be formed again.
+   */
+  groupRewrap(handle: number, header: Uint8Array, topic: string, sender: string): Promise<Uint8Array>;
   /** Paper mode (benchmark baseline): whole envelope in, one re-encrypted envelope per recipient out. */
   reencrypt(envelope: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult>;
   isEnrolled(identity: string): Promise<boolean>;
@@ -194,7 +215,10 @@ function encodeBatch(topic: string, sender: string, recipients: readonly string[
 }
 
 function decodeResults(bytes: Uint8Array, recipients: readonly string[]): RewrapResult {
-  const r = new Reader(bytes);
+  return readResults(new Reader(bytes), recipients);
+}
+
+function readResults(r: Reader, recipients: readonly string[]): RewrapResult {
   const n = r.u16();
   if (n !== recipients.length) throw new TeeError('internal', `re-wrap returned ${n} results for ${recipients.length} recipients`);
   const out: RewrapResult = new Array<RecipientResult>(n);
@@ -236,6 +260,26 @@ class Handle implements TrustedComponent {
   }
   async rewrap(header: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult> {
     return decodeResults(await this.t.call(CMD.rewrap, encodeBatch(topic, sender, recipients, header)), recipients);
+  }
+  async formGroup(handle: number, topic: string, members: readonly string[]): Promise<FormedGroup> {
+    const w = new Writer().u32(handle).str16(topic).u16(members.length);
+    for (const m of members) w.str8(m);
+    const r = new Reader(await this.t.call(CMD.formGroup, w.finish()));
+    const id = r.take(GROUP_ID_BYTES);
+    return { id, members: readResults(r, members) };
+  }
+  groupRewrap(handle: number, header: Uint8Array, topic: string, sender: string): Promise<Uint8Array> {
+    const topicBytes = Buffer.byteLength(topic);
+    const senderBytes = Buffer.byteLength(sender);
+    if (senderBytes > 255) return Promise.reject(new TeeError('bad-identity', 'sender identity longer than 255 bytes'));
+    const params = Buffer.allocUnsafe(4 + 2 + topicBytes + 1 + senderBytes + header.length);
+    let at = params.writeUInt32BE(handle, 0);
+    at = params.writeUInt16BE(topicBytes, at);
+    at += params.write(topic, at);
+    params[at++] = senderBytes;
+    at += params.write(sender, at);
+    params.set(header, at);
+    return this.t.call(CMD.groupRewrap, params);
   }
   async reencrypt(envelope: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult> {
     return decodeResults(await this.t.call(CMD.reencrypt, encodeBatch(topic, sender, recipients, envelope)), recipients);

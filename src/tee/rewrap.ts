@@ -3,6 +3,7 @@
 // payload size: only the 32-byte data key is handled. Paper mode (benchmark baseline) instead
 // decrypts and re-encrypts the whole payload per recipient, as the original MQT-TZ did.
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { randomNonce } from './nonces.js';
 import {
   ENVELOPE_VERSION, KEY_BYTES, KIND_RECIPIENT, KIND_SENDER, NONCE_BYTES, TAG_BYTES, TOPIC_TAG_LABEL, EnvelopeFormatError,
   MAX_IDENTITY_BYTES, encodeHeader, joinEnvelope, parseHeader, payloadAd, recipientHeaderEncoder, recipientWrapAd, splitEnvelope, wrapAd, type EnvelopeHeader,
@@ -14,7 +15,7 @@ import { TeeState, sha256 } from './core.js';
 /** Per recipient: its new header, or the wire number of a refusal code. */
 export type RecipientOutput = Uint8Array | number;
 
-function gcmSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Buffer {
+export function gcmSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Buffer {
   const c = createCipheriv('aes-256-gcm', key, nonce);
   c.setAAD(ad);
   return Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
@@ -32,8 +33,18 @@ function gcmOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, ad: Uin
   }
 }
 
+const topicTags = new Map<string, Buffer>();
+const TOPIC_TAGS_KEPT = 4096;
+
+/** Topic tags of recent topics are kept: a stream repeats its topic, and SHA-256 costs a few µs a call. */
 export function topicTag(topic: string): Buffer {
-  return sha256(TOPIC_TAG_LABEL, Buffer.from(topic)).subarray(0, 8);
+  let tag = topicTags.get(topic);
+  if (tag === undefined) {
+    tag = sha256(TOPIC_TAG_LABEL, Buffer.from(topic)).subarray(0, 8);
+    if (topicTags.size >= TOPIC_TAGS_KEPT) topicTags.clear();
+    topicTags.set(topic, tag);
+  }
+  return tag;
 }
 
 function reject(state: TeeState, code: TeeErrorCode, message: string): never {
@@ -42,7 +53,7 @@ function reject(state: TeeState, code: TeeErrorCode, message: string): never {
 }
 
 /** Authenticates a sender-wrapped header for (topic, sender) and returns it with the clear data key. */
-async function openSenderHeader(state: TeeState, headerBytes: Uint8Array, topic: string, sender: string): Promise<{ h: EnvelopeHeader; dek: Buffer }> {
+export async function openSenderHeader(state: TeeState, headerBytes: Uint8Array, topic: string, sender: string): Promise<{ h: EnvelopeHeader; dek: Buffer }> {
   if (topic.length === 0 || topic.includes('+') || topic.includes('#')) reject(state, 'bad-request', `invalid topic name ${JSON.stringify(topic)}`);
   let h: EnvelopeHeader;
   try {
@@ -71,7 +82,7 @@ async function openSenderHeader(state: TeeState, headerBytes: Uint8Array, topic:
  * For each recipient: a synchronous refusal, a header, or (cache miss) a pending key load.
  * Loads run concurrently, so N misses cost N sealed-store reads but one round of latency.
  */
-async function forEachRecipient(
+export async function forEachRecipient(
   state: TeeState,
   topic: string,
   recipients: readonly string[],
@@ -100,7 +111,7 @@ async function forEachRecipient(
 export async function rewrap(state: TeeState, headerBytes: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RecipientOutput[]> {
   state.counters.rewrapCalls++;
   const { h, dek } = await openSenderHeader(state, headerBytes, topic, sender);
-  const nonces = randomBytes(NONCE_BYTES * recipients.length);
+  const nonces = randomNonce(NONCE_BYTES * recipients.length);
   const adFor = recipientWrapAd(h.seq, topic, sender, h.payloadNonce);
   const headerFor = recipientHeaderEncoder(h);
   try {

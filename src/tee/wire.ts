@@ -22,6 +22,8 @@ export const CMD = {
   reencrypt: 0x09,
   isEnrolled: 0x0a,
   stats: 0x0b,
+  formGroup: 0x0c,
+  groupRewrap: 0x0d,
 } as const;
 
 export const STORE_GET = 1;

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { importClientKey, openEnvelope, readKeyFile, splitEnvelope } from '../../src/client/index.js';
-import { parseHeader } from '../../src/tee/envelope-layout.js';
+import { KIND_GROUP, parseHeader } from '../../src/tee/envelope-layout.js';
 import { waitUntil, withTimeout, WAIT_MS } from '../helpers/broker.js';
 import { startProtectedBroker, type ProtectedBroker } from '../client/protected-broker.js';
 import { MAIN } from './cli-broker.js';
@@ -64,7 +64,7 @@ test('bob\'s mqt-tz sub prints alice\'s plaintext, while mosquitto_sub as enroll
 
   // What mosquitto_sub saw is the real message: an envelope re-wrapped for carol that only her key opens.
   const header = parseHeader(splitEnvelope(seen).header);
-  assert.deepEqual([header.kind, header.sender, header.recipient], [2, 'alice', 'carol']);
+  assert.deepEqual([header.kind, header.sender, header.recipient], [KIND_GROUP, 'alice', 'carol']);
   const opened = await openEnvelope({ key: await importClientKey(readKeyFile(b.keyFile('carol'))!.key), identity: 'carol', topic, envelope: seen });
   assert.equal(Buffer.from(opened.payload).toString(), plaintext);
   assert.equal(bobRun.code, 0, bobRun.stderr);

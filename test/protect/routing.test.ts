@@ -245,6 +245,51 @@ describe('protected topics through the broker', () => {
       await frank.client.endAsync(true);
     }
   });
+  it('a subscriber revoked while its topic is in use stops receiving at once, while the others keep receiving', async () => {
+    const gina = await enrol(tb, 'gina');
+    try {
+      const topic = 'secure/ward';
+      await bob.client.subscribeAsync(topic, { qos: 1 });
+      await gina.client.subscribeAsync(topic, { qos: 1 });
+      const [bobInbox, ginaInbox] = [inboxOf(bob.client), inboxOf(gina.client)];
+      const counters = tb.running.protection!.topics.counters;
+      const [b0, g0, formed0] = [bobInbox.messages.length, ginaInbox.messages.length, counters.groupsFormed];
+      for (const text of ['one', 'two']) await alice.client.publishAsync(topic, Buffer.from(await seal(alice, topic, text)), { qos: 1 });
+      await waitUntil(() => bobInbox.messages.length >= b0 + 2 && ginaInbox.messages.length >= g0 + 2, 'both to receive two messages');
+      assert.equal(counters.groupsFormed - formed0, 1, 'one group serves the topic');
+      const [status] = await teeRequest(alice.client, TEE_REVOKE_TOPIC, signRevocation(loadOrCreateOperatorKey(tb.dataDir), 'gina'), 5, 'alice');
+      assert.equal(status, 0);
+      await alice.client.publishAsync(topic, Buffer.from(await seal(alice, topic, 'after revocation')), { qos: 1 });
+      await waitUntil(() => bobInbox.messages.length >= b0 + 3, 'bob to receive the third message');
+      const third = await openEnvelope({ key: bob.key, identity: 'bob', topic, envelope: body(bobInbox.messages[b0 + 2]!) });
+      assert.equal(new TextDecoder().decode(third.payload), 'after revocation');
+      assert.equal(counters.groupsFormed - formed0, 2, 'the stale group was formed again');
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(ginaInbox.messages.length, g0 + 2, 'the revoked subscriber got nothing more');
+      await bob.client.unsubscribeAsync(topic);
+    } finally {
+      await gina.client.endAsync(true);
+    }
+  });
+
+  it('subscribers that take turns on a shared subscription do not form a group per message', async () => {
+    const topic = 'secure/shared';
+    await bob.client.subscribeAsync(`$share/g/${topic}`, { qos: 1 });
+    await carol.client.subscribeAsync(`$share/g/${topic}`, { qos: 1 });
+    const [bobInbox, carolInbox] = [inboxOf(bob.client), inboxOf(carol.client)];
+    const counters = tb.running.protection!.topics.counters;
+    const [b0, c0, formed0] = [bobInbox.messages.length, carolInbox.messages.length, counters.groupsFormed];
+    for (let i = 0; i < 10; i++) await alice.client.publishAsync(topic, Buffer.from(await seal(alice, topic, `turn ${i}`)), { qos: 1 });
+    await waitUntil(() => bobInbox.messages.length + carolInbox.messages.length >= b0 + c0 + 10, 'ten deliveries');
+    assert.ok(bobInbox.messages.length > b0 && carolInbox.messages.length > c0, 'both took turns');
+    assert.ok(counters.groupsFormed - formed0 <= 2, `formed ${counters.groupsFormed - formed0} groups for 10 messages`);
+    for (const [p, inbox, from] of [[bob, bobInbox, b0], [carol, carolInbox, c0]] as const) {
+      for (const m of inbox.messages.slice(from)) await openEnvelope({ key: p.key, identity: p.id, topic, envelope: body(m) });
+    }
+    await bob.client.unsubscribeAsync(`$share/g/${topic}`);
+    await carol.client.unsubscribeAsync(`$share/g/${topic}`);
+  });
+
   it('applies an operator-signed policy sent through the running broker at once, and refuses a forged one', async () => {
     const operator = loadOrCreateOperatorKey(tb.dataDir);
     const policy = JSON.stringify({ rules: [{ identity: 'alice', publish: ['secure/#'], read: ['secure/#'] }, { identity: 'bob', publish: [], read: ['secure/public/#'] }] });

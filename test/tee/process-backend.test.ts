@@ -30,6 +30,29 @@ test('the process backend runs enrolment and pipelined re-wraps end to end, answ
   }
 });
 
+test('the process backend forms groups and re-wraps for them pipelined: calls sent in one turn, cold key cache, each answered in order of need', async () => {
+  const f = await makeFixture('process', { cacheSize: 2 });
+  try {
+    const alice = await f.enrol('alice');
+    const subs = await Promise.all(['g1', 'g2', 'g3', 'g4'].map((id) => f.enrol(id)));
+    const messages = await Promise.all(Array.from({ length: 30 }, (_, i) => publish(alice, `t/${i % 2}`, `message ${i}`, i + 1)));
+    // Both formations and all 30 re-wraps leave in the same turn; formation needs sealed-store reads.
+    const forms = [0, 1].map((t) => f.tee.formGroup(t + 1, `t/${t}`, subs.map((s) => s.identity)));
+    const parts = await Promise.all(messages.map((m, i) => f.tee.groupRewrap((i % 2) + 1, m.header, `t/${i % 2}`, 'alice')));
+    const groups = await Promise.all(forms);
+    for (let i = 0; i < messages.length; i += 5) {
+      const k = i % subs.length;
+      const envelope = joinEnvelope(Buffer.concat([parts[i]!, groups[i % 2]!.members[k]!.header!]), messages[i]!.payload);
+      const opened = await openEnvelope({ key: subs[k]!.key, identity: subs[k]!.identity, topic: `t/${i % 2}`, envelope });
+      assert.equal(new TextDecoder().decode(opened.payload), `message ${i}`);
+    }
+    const stats = await f.tee.stats();
+    assert.deepEqual([stats.groupsFormed, stats.rewrapped, stats.rewrapCalls], [2, 8, 30]);
+  } finally {
+    await f.dispose();
+  }
+});
+
 test('when the trusted process dies, pending and later calls fail with a clear error', async () => {
   const f = await makeFixture('process');
   try {

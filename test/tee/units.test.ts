@@ -25,6 +25,22 @@ test('envelope layout splits header from payload without keys and round-trips he
   assert.deepEqual({ ...parseHeader(parts.header) }, { ...header, topicTag: parts.header.subarray(10, 18), payloadNonce: header.payloadNonce, wrapNonce: header.wrapNonce, wrappedKey: header.wrappedKey });
 });
 
+test('a kind-3 header is the shared part followed by the member part, and round-trips', async () => {
+  const { KIND_GROUP, encodeGroupMessagePart, encodeGroupMemberPart } = await import('../../src/tee/envelope-layout.js');
+  const group = { id: new Uint8Array(16).fill(5), memberNonce: new Uint8Array(12).fill(6), wrappedGroupKey: new Uint8Array(48).fill(7) };
+  const g = { ...header, kind: KIND_GROUP, recipient: 'bob', group };
+  const shared = encodeGroupMessagePart(g, g.wrapNonce, g.wrappedKey, group.id);
+  const member = encodeGroupMemberPart(new TextEncoder().encode('bob'), group.memberNonce, group.wrappedGroupKey);
+  const bytes = encodeHeader(g);
+  assert.deepEqual(bytes, Uint8Array.from([...shared, ...member]));
+  assert.equal(bytes.length, 168 + 'alice'.length + 'bob'.length);
+  const parsed = parseHeader(bytes);
+  assert.deepEqual([parsed.kind, parsed.seq, parsed.sender, parsed.recipient], [KIND_GROUP, g.seq, 'alice', 'bob']);
+  assert.deepEqual([parsed.group?.id, parsed.group?.memberNonce, parsed.group?.wrappedGroupKey, parsed.wrappedKey], [group.id, group.memberNonce, group.wrappedGroupKey, g.wrappedKey]);
+  assert.throws(() => parseHeader(bytes.subarray(0, bytes.length - 1)), (e: EnvelopeFormatError) => e.code === 'truncated');
+  assert.throws(() => parseHeader(Uint8Array.from([...shared, 0, ...member.subarray(4)])), EnvelopeFormatError, 'a member part without a recipient');
+});
+
 test('envelope layout names each malformation', () => {
   const code = (fn: () => unknown): string => {
     try {

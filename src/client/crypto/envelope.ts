@@ -1,10 +1,10 @@
 // Envelope seal (publisher) and open (subscriber). Layout and associated data come from
 // src/tee/envelope-layout.ts, shared with the trusted component and the broker.
 import {
-  ENVELOPE_VERSION, EnvelopeFormatError, KIND_RECIPIENT, KIND_SENDER, TOPIC_TAG_BYTES, encodeHeader, joinEnvelope, parseHeader, payloadAd,
-  splitEnvelope, topicTagInput, wrapAd, type EnvelopeHeader,
+  ENVELOPE_VERSION, EnvelopeFormatError, KIND_GROUP, KIND_RECIPIENT, KIND_SENDER, TOPIC_TAG_BYTES, encodeHeader, groupKeyAd, groupWrapAd, joinEnvelope,
+  parseHeader, payloadAd, splitEnvelope, topicTagInput, wrapAd, type EnvelopeHeader, type GroupMember,
 } from '../../tee/envelope-layout.js';
-import { equalBytes, type Bytes } from '../../tee/bytes.js';
+import { equalBytes, toHex, type Bytes } from '../../tee/bytes.js';
 import { MalformedEnvelopeError, NotForMeError, ReplayedMessageError, TamperedMessageError, WrongTopicError } from './errors.js';
 import type { ClientKey } from './keys.js';
 import type { ReplayWindow } from './replay.js';
@@ -53,6 +53,42 @@ export interface OpenedMessage {
   payload: Bytes;
 }
 
+interface KnownGroup {
+  topic: string;
+  nonce: Uint8Array;
+  wrapped: Uint8Array;
+  key: CryptoKey;
+}
+
+/** Group keys already opened, per client key: a group's member part repeats in every message. */
+const groupKeys = new WeakMap<ClientKey, Map<string, KnownGroup>>();
+const GROUP_KEYS_KEPT = 256;
+
+/** The group key of a kind-3 header, opened once per (client key, group, topic) and then remembered. */
+async function groupKeyFor(key: ClientKey, topic: string, identity: string, g: GroupMember): Promise<CryptoKey> {
+  let known = groupKeys.get(key);
+  if (known === undefined) groupKeys.set(key, (known = new Map()));
+  const id = toHex(g.id);
+  const hit = known.get(id);
+  if (hit !== undefined && hit.topic === topic && equalBytes(hit.nonce, g.memberNonce) && equalBytes(hit.wrapped, g.wrappedGroupKey)) return hit.key;
+  const raw = await aesOpen(key.wrap, g.memberNonce, g.wrappedGroupKey, groupKeyAd(topic, identity, g.id));
+  if (raw === undefined) throw new TamperedMessageError('wrapped group key fails authentication');
+  const groupKey = await aesKey(raw);
+  raw.fill(0);
+  if (known.size >= GROUP_KEYS_KEPT) known.delete(known.keys().next().value as string);
+  known.set(id, { topic, nonce: Uint8Array.from(g.memberNonce), wrapped: Uint8Array.from(g.wrappedGroupKey), key: groupKey });
+  return groupKey;
+}
+
+/** The clear data key of a kind-2 or kind-3 header addressed to `o.identity`. */
+async function dataKeyOf(o: OpenOptions, h: EnvelopeHeader): Promise<Bytes> {
+  const dek = h.group === undefined
+    ? await aesOpen(o.key.wrap, h.wrapNonce, h.wrappedKey, wrapAd(KIND_RECIPIENT, h.seq, o.topic, h.sender, o.identity, h.payloadNonce))
+    : await aesOpen(await groupKeyFor(o.key, o.topic, o.identity, h.group), h.wrapNonce, h.wrappedKey, groupWrapAd(h.seq, o.topic, h.sender, h.payloadNonce, h.group.id));
+  if (dek === undefined) throw new TamperedMessageError('wrapped data key fails authentication');
+  return dek;
+}
+
 /** Subscriber side; every failure is a ProtectedMessageError subclass with its own code. */
 export async function openEnvelope(o: OpenOptions): Promise<OpenedMessage> {
   let h: EnvelopeHeader;
@@ -64,11 +100,10 @@ export async function openEnvelope(o: OpenOptions): Promise<OpenedMessage> {
   } catch (err) {
     throw new MalformedEnvelopeError((err as EnvelopeFormatError).message);
   }
-  if (h.kind !== KIND_RECIPIENT) throw new NotForMeError('header is still wrapped for its sender; the trusted component did not re-wrap it');
+  if (h.kind !== KIND_RECIPIENT && h.kind !== KIND_GROUP) throw new NotForMeError('header is still wrapped for its sender; the trusted component did not re-wrap it');
   if (h.recipient !== o.identity) throw new NotForMeError(`header was re-wrapped for ${JSON.stringify(h.recipient)}, not ${JSON.stringify(o.identity)}`);
   if (!equalBytes(h.topicTag, await topicTag(o.topic))) throw new WrongTopicError(`message was not published to ${JSON.stringify(o.topic)}`);
-  const dek = await aesOpen(o.key.wrap, h.wrapNonce, h.wrappedKey, wrapAd(KIND_RECIPIENT, h.seq, o.topic, h.sender, o.identity, h.payloadNonce));
-  if (dek === undefined) throw new TamperedMessageError('wrapped data key fails authentication');
+  const dek = await dataKeyOf(o, h);
   const plaintext = await aesOpen(await aesKey(dek), h.payloadNonce, payload, payloadAd(h.seq, o.topic, h.sender));
   dek.fill(0);
   if (plaintext === undefined) throw new TamperedMessageError('payload fails authentication');

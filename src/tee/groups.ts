@@ -1,0 +1,113 @@
+// Recipient groups: trusted work per message that does not grow with the number of subscribers.
+// A group is a list of readers of ONE topic that this component checked (enrolled, not revoked,
+// the policy lets them read the topic) and gave a fresh random group key, wrapped once for each
+// of them: the member parts, which the host keeps and reuses. A message's data key is then wrapped
+// once, under the group key, into the part of the header all its recipients share.
+//
+// The host names groups by handles of its choosing. A handle only ever maps to a group formed
+// here, for one topic, under the current policy, revocations and keys (the epoch): a hostile host
+// can misuse handles only to get refusals. Any change of policy, a revocation or a key rotation
+// moves the epoch on, and every older group is refused as stale until the host forms it again.
+import { randomBytes } from 'node:crypto';
+import { GROUP_ID_BYTES, KEY_BYTES, NONCE_BYTES, encodeGroupMemberPart, encodeGroupMessagePart, groupKeyAd, groupWrapAd } from './envelope-layout.js';
+import { TeeError } from './errors.js';
+import type { TeeState } from './core.js';
+import { randomNonce } from './nonces.js';
+import { forEachRecipient, gcmSeal, openSenderHeader, type RecipientOutput } from './rewrap.js';
+
+interface FormedGroup {
+  readonly id: Buffer;
+  readonly key: Buffer;
+  /** Per member, in the host's order: its member part, or the wire number of a refusal. */
+  readonly outputs: RecipientOutput[];
+}
+
+interface GroupEntry {
+  readonly topic: string;
+  readonly epoch: number;
+  readonly formed: Promise<FormedGroup>;
+}
+
+/** Bounded LRU of groups by host handle. Evicted or replaced groups are simply forgotten. */
+export class GroupTable {
+  private readonly entries = new Map<number, GroupEntry>();
+
+  constructor(readonly capacity: number) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get(handle: number): GroupEntry | undefined {
+    const e = this.entries.get(handle);
+    if (e !== undefined) {
+      this.entries.delete(handle);
+      this.entries.set(handle, e);
+    }
+    return e;
+  }
+
+  set(handle: number, entry: GroupEntry): void {
+    this.entries.delete(handle);
+    this.entries.set(handle, entry);
+    if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value as number);
+  }
+
+  delete(handle: number, entry: GroupEntry): void {
+    if (this.entries.get(handle) === entry) this.entries.delete(handle);
+  }
+}
+
+function checkTopic(topic: string): void {
+  if (topic.length === 0 || topic.includes('+') || topic.includes('#')) throw new TeeError('bad-request', `invalid topic name ${JSON.stringify(topic)}`);
+}
+
+/**
+ * Forms the group `handle` for `topic` (replacing what the handle named before). Registered before
+ * the first await, so a re-wrap pipelined right behind this call finds the group.
+ */
+export function formGroup(state: TeeState, handle: number, topic: string, members: readonly string[]): Promise<{ id: Uint8Array; outputs: RecipientOutput[] }> {
+  checkTopic(topic);
+  const formed = (async (): Promise<FormedGroup> => {
+    const id = randomBytes(GROUP_ID_BYTES);
+    const key = randomBytes(KEY_BYTES);
+    const nonces = randomNonce(NONCE_BYTES * members.length);
+    const outputs = await forEachRecipient(state, topic, members, (_r, rb, keys, i) => {
+      const memberNonce = nonces.subarray(i * NONCE_BYTES, (i + 1) * NONCE_BYTES);
+      return encodeGroupMemberPart(rb, memberNonce, gcmSeal(keys.wrap, memberNonce, key, groupKeyAd(topic, rb, id)));
+    });
+    state.counters.groupsFormed++;
+    for (const o of outputs) if (typeof o !== 'number') state.counters.rewrapped++;
+    return { id, key, outputs };
+  })();
+  const entry: GroupEntry = { topic, epoch: state.epoch, formed };
+  state.groups.set(handle, entry);
+  formed.catch(() => state.groups.delete(handle, entry));
+  return formed.then((g) => ({ id: g.id, outputs: g.outputs }));
+}
+
+/** The shared part of the recipients' headers of one message, for the group `handle`. */
+export function groupRewrap(state: TeeState, handle: number, headerBytes: Uint8Array, topic: string, sender: string): Promise<Uint8Array> {
+  state.counters.rewrapCalls++;
+  const entry = state.groups.get(handle);
+  if (entry === undefined || entry.topic !== topic) {
+    state.counters.rejectedMessages++;
+    return Promise.reject(new TeeError('group-unknown', entry === undefined ? `no group ${handle} (never formed, or forgotten)` : `group ${handle} was formed for another topic`));
+  }
+  if (entry.epoch !== state.epoch) {
+    state.counters.rejectedMessages++;
+    return Promise.reject(new TeeError('group-stale', `group ${handle} predates a policy change, revocation or key rotation; form it again`));
+  }
+  return wrapForGroup(state, entry, headerBytes, topic, sender);
+}
+
+async function wrapForGroup(state: TeeState, entry: GroupEntry, headerBytes: Uint8Array, topic: string, sender: string): Promise<Uint8Array> {
+  const { h, dek } = await openSenderHeader(state, headerBytes, topic, sender);
+  try {
+    const g = await entry.formed;
+    const wrapNonce = randomNonce(NONCE_BYTES);
+    return encodeGroupMessagePart(h, wrapNonce, gcmSeal(g.key, wrapNonce, dek, groupWrapAd(h.seq, topic, sender, h.payloadNonce, g.id)), g.id);
+  } finally {
+    dek.fill(0);
+  }
+}

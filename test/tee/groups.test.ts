@@ -1,0 +1,171 @@
+// Recipient groups: one trusted wrap per message whatever the number of subscribers, with the
+// same guarantees as a per-recipient re-wrap (policy checked inside, every byte authenticated).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  NotForMeError, ProtectedMessageError, ReplayWindow, ReplayedMessageError, TamperedMessageError, WrongTopicError, buildRotationRequest,
+  generateClientKeyBytes, openEnvelope, verifyKeyResponse, type ClientKey,
+} from '../../src/client/crypto/index.js';
+import { signPolicy, signRevocation } from '../../src/protect/operator.js';
+import { GROUP_ID_BYTES, KIND_GROUP, joinEnvelope, parseHeader, type EnvelopeParts } from '../../src/tee/envelope-layout.js';
+import type { FormedGroup } from '../../src/tee/host.js';
+import { makeFixture, type Enrolled, type Fixture } from './fixture.js';
+import { publish, refusedUnchanged } from './publishing.js';
+
+let f: Fixture;
+let alice: Enrolled;
+let bob: Enrolled;
+let carol: Enrolled;
+let dave: Enrolled;
+const T = 'home/door';
+let nextHandle = 1;
+
+before(async () => {
+  f = await makeFixture('inline');
+  alice = await f.enrol('alice');
+  bob = await f.enrol('bob');
+  carol = await f.enrol('carol');
+  dave = await f.enrol('dave');
+  await f.tee.loadPolicy(signPolicy(f.operator, JSON.stringify({ rules: [{ identity: '*', publish: ['#'], read: ['home/#'] }, { identity: 'carol', read: ['secret/#'] }] }), 1));
+});
+after(() => f.dispose());
+
+/** The envelope the broker sends `member` (index in the group's member list). */
+function envelopeFor(part: Uint8Array, group: FormedGroup, member: number, m: EnvelopeParts): Uint8Array {
+  const own = group.members[member]!.header;
+  assert.ok(own, `member ${member} refused: ${group.members[member]!.refusal}`);
+  return joinEnvelope(Buffer.concat([part, own]), m.payload);
+}
+
+function open(who: { identity: string; key: ClientKey }, envelope: Uint8Array, topic = T, replay?: ReplayWindow) {
+  return openEnvelope({ key: who.key, identity: who.identity, topic, envelope, replay });
+}
+
+test('every member of a group opens a message wrapped once for the group; the trusted work per message does not grow with the members', async () => {
+  const handle = nextHandle++;
+  const group = await f.tee.formGroup(handle, T, ['bob', 'carol', 'dave']);
+  assert.equal(group.id.length, GROUP_ID_BYTES);
+  const before = await f.tee.stats();
+  for (let seq = 1; seq <= 5; seq++) {
+    const m = await publish(alice, T, `open ${seq}`, seq);
+    const part = await f.tee.groupRewrap(handle, m.header, T, 'alice');
+    assert.deepEqual(part.subarray(part.length - GROUP_ID_BYTES), group.id, 'the shared part ends with the group id');
+    for (const [i, who] of [bob, carol, dave].entries()) {
+      const env = envelopeFor(part, group, i, m);
+      assert.equal(parseHeader(Buffer.from(env.subarray(2, 2 + ((env[0]! << 8) | env[1]!)))).kind, KIND_GROUP);
+      const opened = await open(who, env);
+      assert.deepEqual([opened.sender, opened.seq, new TextDecoder().decode(opened.payload)], ['alice', seq, `open ${seq}`]);
+    }
+  }
+  const after = await f.tee.stats();
+  assert.equal(after.rewrapCalls - before.rewrapCalls, 5, 'one trusted call per message');
+  assert.equal(after.rewrapped - before.rewrapped, 0, 'no per-recipient wrap per message: the members were wrapped at formation');
+  assert.equal(after.groupsFormed - before.groupsFormed, 0);
+});
+
+test('members the policy does not let read the topic, revoked or unknown ones get no member part, and the others still do', async () => {
+  await f.enrol('rita');
+  await f.tee.revoke(signRevocation(f.operator, 'rita'));
+  const secret = await f.tee.formGroup(nextHandle++, 'secret/plan', ['bob', 'carol']);
+  assert.deepEqual(secret.members.map((r) => r.refusal ?? 'ok'), ['read-denied', 'ok']);
+  const home = await f.tee.formGroup(nextHandle++, T, ['rita', 'mallory', '', 'bob']);
+  assert.deepEqual(home.members.map((r) => r.refusal ?? 'ok'), ['recipient-revoked', 'recipient-unknown', 'recipient-bad-identity', 'ok']);
+});
+
+test('a re-wrap pipelined right behind the formation of its group, without waiting for it, finds the group', async () => {
+  const handle = nextHandle++;
+  const m = await publish(alice, T, 'pipelined', 100);
+  const [group, part] = await Promise.all([f.tee.formGroup(handle, T, ['bob']), f.tee.groupRewrap(handle, m.header, T, 'alice')]);
+  assert.equal(new TextDecoder().decode((await open(bob, envelopeFor(part, group, 0, m))).payload), 'pipelined');
+});
+
+test('an unknown handle or a group formed for another topic is refused as group-unknown, changing nothing', async () => {
+  const m = await publish(alice, T, 'x', 200);
+  await refusedUnchanged(f, 'group-unknown', () => f.tee.groupRewrap(999_999, m.header, T, 'alice'));
+  const other = nextHandle++;
+  await f.tee.formGroup(other, 'home/window', ['bob']);
+  await refusedUnchanged(f, 'group-unknown', () => f.tee.groupRewrap(other, m.header, T, 'alice'));
+});
+
+test('a group does not bypass the sender checks of a re-wrap', async () => {
+  const handle = nextHandle++;
+  await f.tee.formGroup(handle, T, ['bob']);
+  const m = await publish(alice, T, 'x', 300);
+  await refusedUnchanged(f, 'wrong-topic', async () => {
+    await f.tee.formGroup(handle + 1000, 'home/window', ['bob']);
+    return f.tee.groupRewrap(handle + 1000, m.header, 'home/window', 'alice');
+  });
+  await refusedUnchanged(f, 'sender-mismatch', () => f.tee.groupRewrap(handle, m.header, T, 'bob'));
+  const flipped = Buffer.from(m.header);
+  flipped[flipped.length - 1]! ^= 1;
+  await refusedUnchanged(f, 'header-auth-failed', () => f.tee.groupRewrap(handle, flipped, T, 'alice'));
+});
+
+test('after a revocation, a policy change or a key rotation every older group is stale until formed again, and the new group leaves out who lost access', async () => {
+  const g = nextHandle++;
+  const m = await publish(alice, T, 'x', 400);
+  await f.tee.formGroup(g, T, ['bob', 'carol']);
+  await f.tee.groupRewrap(g, m.header, T, 'alice');
+
+  await f.enrol('eve');
+  const withEve = nextHandle++;
+  await f.tee.formGroup(withEve, T, ['bob', 'eve']);
+  await f.tee.revoke(signRevocation(f.operator, 'eve'));
+  await refusedUnchanged(f, 'group-stale', () => f.tee.groupRewrap(g, m.header, T, 'alice'));
+  const again = await f.tee.formGroup(withEve, T, ['bob', 'eve']);
+  assert.deepEqual(again.members.map((r) => r.refusal ?? 'ok'), ['ok', 'recipient-revoked']);
+  await f.tee.groupRewrap(withEve, m.header, T, 'alice');
+
+  await f.tee.loadPolicy(signPolicy(f.operator, JSON.stringify({ rules: [{ identity: '*', publish: ['#'], read: ['home/#'] }, { identity: 'carol', read: ['secret/#'] }] }), 2));
+  await refusedUnchanged(f, 'group-stale', () => f.tee.groupRewrap(withEve, m.header, T, 'alice'));
+
+  const h = nextHandle++;
+  await f.tee.formGroup(h, T, ['dave']);
+  const { request, pending } = await buildRotationRequest({ tee: f.teeKeys, identity: 'dave', currentKey: dave.key, newKey: generateClientKeyBytes() });
+  const newKey = await verifyKeyResponse(pending, await f.tee.rotate(request));
+  await assert.rejects(f.tee.groupRewrap(h, m.header, T, 'alice'), (e: Error & { code?: string }) => e.code === 'group-stale');
+  const reformed = await f.tee.formGroup(h, T, ['dave']);
+  const m2 = await publish(alice, T, 'after rotation', 401);
+  const env = envelopeFor(await f.tee.groupRewrap(h, m2.header, T, 'alice'), reformed, 0, m2);
+  assert.equal(new TextDecoder().decode((await open({ identity: 'dave', key: newKey }, env)).payload), 'after rotation');
+  await assert.rejects(open(dave, env), TamperedMessageError, 'the old key no longer opens the group key');
+  dave = { ...dave, key: newKey };
+});
+
+test('a bit flipped anywhere in a delivered group envelope is detected by the subscriber, even with the group key remembered', async () => {
+  const handle = nextHandle++;
+  const group = await f.tee.formGroup(handle, T, ['bob']);
+  const m = await publish(alice, T, 'twenty bytes payload', 500);
+  const env = envelopeFor(await f.tee.groupRewrap(handle, m.header, T, 'alice'), group, 0, m);
+  await open(bob, env); // bob now remembers this group's key
+  const seen = new Set<string>();
+  for (let i = 0; i < env.length; i++) {
+    const e = Buffer.from(env);
+    e[i]! ^= 0x80 >> (i % 8);
+    await assert.rejects(open(bob, e), (err: unknown) => err instanceof ProtectedMessageError && (seen.add(err.code), true), `byte ${i}`);
+  }
+  assert.deepEqual([...seen].sort(), ['malformed', 'not-for-me', 'tampered', 'wrong-topic']);
+});
+
+test('member parts and shared parts cannot be mixed across members, groups, messages or topics', async () => {
+  const g1 = nextHandle++;
+  const g2 = nextHandle++;
+  const group1 = await f.tee.formGroup(g1, T, ['bob', 'carol']);
+  const group2 = await f.tee.formGroup(g2, T, ['bob']);
+  const m1 = await publish(alice, T, 'first', 600);
+  const m2 = await publish(alice, T, 'second', 601);
+  const p1 = await f.tee.groupRewrap(g1, m1.header, T, 'alice');
+  const p2 = await f.tee.groupRewrap(g2, m2.header, T, 'alice');
+  // carol's member part delivered to bob
+  await assert.rejects(open(bob, envelopeFor(p1, group1, 1, m1)), NotForMeError);
+  // bob's member part of group 2 behind the shared part of group 1
+  await assert.rejects(open(bob, joinEnvelope(Buffer.concat([p1, group2.members[0]!.header!]), m1.payload)), TamperedMessageError);
+  // the shared part of one message on the payload of another
+  await assert.rejects(open(bob, envelopeFor(p1, group1, 0, m2)), TamperedMessageError);
+  // the right envelope on another topic
+  await assert.rejects(open(bob, envelopeFor(p2, group2, 0, m2), 'home/window'), WrongTopicError);
+  // and the genuine ones open, once each
+  const window = new ReplayWindow();
+  await open(bob, envelopeFor(p1, group1, 0, m1), T, window);
+  await assert.rejects(open(bob, envelopeFor(p1, group1, 0, m1), T, window), ReplayedMessageError);
+});
