@@ -112,8 +112,8 @@ export interface ProtectedScenario {
   run(broker: BrokerProcess, variant: Variant, tag: string, plain: Record<string, unknown> | undefined): Promise<object>;
 }
 
-/** Most envelopes one protected throughput run may send (all sealed before it starts). */
-const POOL_CAP = 20_000;
+/** Most envelopes one protected throughput run may send (all sealed before it starts; 4 KiB each: ~0.35 GB). */
+const POOL_CAP = 80_000;
 
 export function protectedPlan(o: { quick: boolean; ecgPath: (broker: BrokerProcess) => EcgPath }): ProtectedScenario[] {
   const q = o.quick;

@@ -45,8 +45,13 @@ export interface Limits {
   receiveMaximum: number;
   /** Outgoing QoS 1/2 messages in flight per session when the client does not say less. */
   maxInflight: number;
-  /** QoS 1/2 messages kept per session while offline or beyond the in-flight window. */
+  /**
+   * QoS 1/2 messages kept per session while offline or beyond the in-flight window (as mosquitto's
+   * max_queued_messages: in-flight messages do not count); 0 = no limit.
+   */
   maxQueuedMessages: number;
+  /** Payload bytes of the messages kept that way per session (mosquitto's max_queued_bytes); 0 = no limit. */
+  maxQueuedBytes: number;
   maxTopicLevels: number;
   maxConnections: number;
   /** Largest keep alive the broker allows, seconds (sent as Server Keep Alive to v5 clients asking for more). */
@@ -82,7 +87,8 @@ export const defaultLimits: Limits = {
   maxPacketSize: 1024 * 1024,
   receiveMaximum: 32,
   maxInflight: 32,
-  maxQueuedMessages: 1000,
+  maxQueuedMessages: 20_000,
+  maxQueuedBytes: 16 * 1024 * 1024,
   maxTopicLevels: 128,
   maxConnections: 100_000,
   maxKeepalive: 60,
@@ -212,6 +218,7 @@ const limitRanges: Record<keyof Limits, [number, number]> = {
   receiveMaximum: [1, 65535],
   maxInflight: [1, 65535],
   maxQueuedMessages: [0, 10_000_000],
+  maxQueuedBytes: [0, 2 ** 40],
   maxTopicLevels: [1, 65535],
   maxConnections: [1, 10_000_000],
   maxKeepalive: [1, 65535],

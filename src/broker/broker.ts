@@ -88,7 +88,7 @@ export class Broker {
   }
 
   newSession(clientId: string): Session {
-    const session = new Session(clientId, this.config.limits.maxQueuedMessages, this.counters);
+    const session = new Session(clientId, this.config.limits, this.counters, this.log);
     this.sessions.set(clientId, session);
     return session;
   }

@@ -4,6 +4,7 @@ import type { SubscriptionOptions } from './subscriptions.js';
 import { remainingExpiry } from './message.js';
 import { Fifo } from './queue.js';
 import type { Deadline } from './deadline.js';
+import type { Logger } from '../log.js';
 
 /** What a session needs from the connection that currently carries it. */
 export interface SessionLink {
@@ -21,7 +22,18 @@ export interface StoredSubscription {
 }
 
 export interface SessionCounters {
+  /** QoS 1/2 deliveries dropped because a session's queue was full. */
   dropped: number;
+}
+
+/**
+ * Bounds on what waits in a session's queue, i.e. beyond the in-flight window (as mosquitto's
+ * max_queued_messages / max_queued_bytes): a delivery is dropped when the queue already holds
+ * `maxQueuedMessages` messages or `maxQueuedBytes` payload bytes. 0 = no such bound.
+ */
+export interface QueueLimits {
+  readonly maxQueuedMessages: number;
+  readonly maxQueuedBytes: number;
 }
 
 export class Session {
@@ -32,6 +44,15 @@ export class Session {
   /** Incoming QoS 2 packet ids acknowledged with PUBREC and awaiting PUBREL. */
   readonly incomingQoS2 = new Set<number>();
   readonly queue = new Fifo<Delivery>();
+  /** Payload bytes of the messages in `queue` (each counted by its message's payload as published). */
+  queuedBytes = 0;
+  /**
+   * Packet ids of in-flight deliveries not yet resent on the current connection, oldest first:
+   * a client that resumes with a smaller Receive Maximum gets them as acknowledgements free slots.
+   */
+  private readonly held = new Set<number>();
+  /** Set at the first drop of a burst (logged once), cleared when the queue has drained. */
+  private dropping = false;
   link: SessionLink | null = null;
   /** Identity of the client that owns the session (what the trusted component knows it by). */
   identity = '';
@@ -49,8 +70,9 @@ export class Session {
 
   constructor(
     readonly clientId: string,
-    private readonly maxQueued: number,
+    private readonly limits: QueueLimits,
     private readonly counters: SessionCounters,
+    private readonly log?: Pick<Logger, 'warn'>,
   ) {}
 
   /** Hands a delivery to the client now, or queues it (QoS > 0) for later. */
@@ -60,20 +82,23 @@ export class Session {
       if (link) link.sendPublish(d, false);
       return;
     }
-    if (link && this.queue.length === 0 && this.inflight.size < link.receiveMaximum) {
+    if (link && this.queue.length === 0 && this.held.size === 0 && this.inflight.size < link.receiveMaximum) {
       this.sendNew(link, d);
       return;
     }
-    if (this.queue.length >= this.maxQueued) {
-      this.counters.dropped++;
+    const { maxQueuedMessages, maxQueuedBytes } = this.limits;
+    if ((maxQueuedMessages !== 0 && this.queue.length >= maxQueuedMessages) || (maxQueuedBytes !== 0 && this.queuedBytes >= maxQueuedBytes)) {
+      this.drop();
       return;
     }
     this.queue.push(d);
+    this.queuedBytes += d.message.payload.length;
   }
 
   /** PUBACK, PUBCOMP, or an error PUBREC: the outgoing flow of `packetId` is over. */
   complete(packetId: number): boolean {
     if (!this.inflight.delete(packetId)) return false;
+    this.held.delete(packetId);
     this.drain();
     return true;
   }
@@ -83,19 +108,32 @@ export class Session {
     const d = this.inflight.get(packetId);
     if (!d || d.qos !== 2) return false;
     d.state = 'pubrel';
+    this.held.delete(packetId);
     return true;
   }
 
-  /** A (re)connected client takes over: resend what was in flight, then drain the queue. */
+  /**
+   * A (re)connected client takes over: resend what was in flight, oldest first and with the original
+   * packet ids (PUBREL for flows past PUBREC, PUBLISH with DUP otherwise), then drain the queue. At
+   * most the client's Receive Maximum of flows are unacknowledged at once (MQTT-4.9), those awaiting
+   * PUBCOMP included: further PUBLISHes are held and resent as acknowledgements free slots.
+   */
   resume(link: SessionLink): void {
     this.link = link;
+    this.held.clear();
     const now = Date.now();
+    let unacknowledged = 0;
+    for (const d of this.inflight.values()) if (d.state === 'pubrel') unacknowledged++;
     for (const [id, d] of this.inflight) {
       if (d.state === 'pubrel') {
         link.sendPubrel(id);
       } else if (remainingExpiry(d.message, now) === 0) {
         this.inflight.delete(id);
-      } else if (!link.sendPublish(d, true)) {
+      } else if (unacknowledged >= link.receiveMaximum) {
+        this.held.add(id);
+      } else if (link.sendPublish(d, true)) {
+        unacknowledged++;
+      } else {
         this.inflight.delete(id);
       }
     }
@@ -106,25 +144,68 @@ export class Session {
     const link = this.link;
     if (!link || this.preparing) return;
     const now = Date.now();
+    if (this.held.size > 0) {
+      this.resendHeld(link, now);
+      // queued messages go out behind the held ones, never before
+      if (this.held.size > 0) return;
+    }
     while (this.queue.length > 0 && this.inflight.size < link.receiveMaximum) {
       const d = this.queue.shift()!;
+      this.queuedBytes -= d.message.payload.length;
       if (remainingExpiry(d.message, now) === 0) continue;
       this.sendNew(link, d);
     }
+    if (this.queue.length === 0) this.dropping = false;
   }
 
   /** Takes the given deliveries out of the queue, keeping the order of the rest. */
   removeQueued(deliveries: ReadonlySet<Delivery>): void {
     const kept = [...this.queue].filter((d) => !deliveries.has(d));
     this.queue.clear();
-    for (const d of kept) this.queue.push(d);
+    this.queuedBytes = 0;
+    for (const d of kept) {
+      this.queue.push(d);
+      this.queuedBytes += d.message.payload.length;
+    }
   }
 
   /** Forgets all message state (clean start / session end). */
   clearMessages(): void {
     this.inflight.clear();
+    this.held.clear();
     this.incomingQoS2.clear();
     this.queue.clear();
+    this.queuedBytes = 0;
+    this.dropping = false;
+  }
+
+  /** Sends held in-flight deliveries (DUP, original packet ids, oldest first) while slots are free. */
+  private resendHeld(link: SessionLink, now: number): void {
+    for (const id of this.held) {
+      if (this.inflight.size - this.held.size >= link.receiveMaximum) return;
+      this.held.delete(id);
+      const d = this.inflight.get(id);
+      if (!d) continue;
+      if (remainingExpiry(d.message, now) === 0 || !link.sendPublish(d, true)) this.inflight.delete(id);
+    }
+  }
+
+  /** A full queue: count every dropped delivery, log once per burst (until the queue drains). */
+  private drop(): void {
+    this.counters.dropped++;
+    if (this.dropping) return;
+    this.dropping = true;
+    this.log?.warn(
+      {
+        clientId: this.clientId,
+        queued: this.queue.length,
+        queuedBytes: this.queuedBytes,
+        maxQueuedMessages: this.limits.maxQueuedMessages,
+        maxQueuedBytes: this.limits.maxQueuedBytes,
+        online: this.link !== null,
+      },
+      'session queue full: dropping QoS 1/2 messages for this client until its queue drains',
+    );
   }
 
   private sendNew(link: SessionLink, d: Delivery): void {

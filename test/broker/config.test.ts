@@ -10,6 +10,9 @@ const invalid: [string, unknown, string][] = [
   ['a limit below its minimum', { limits: { maxPacketSize: 10 } }, 'limits.maxPacketSize'],
   ['an unknown limit', { limits: { maxPackets: 1 } }, 'limits.maxPackets'],
   ['a fractional limit', { limits: { maxConnections: 1.5 } }, 'limits.maxConnections'],
+  ['a negative queue byte limit', { limits: { maxQueuedBytes: -1 } }, 'limits.maxQueuedBytes'],
+  ['a queue byte limit given as text', { limits: { maxQueuedBytes: '16MiB' } }, 'limits.maxQueuedBytes'],
+  ['a negative queue message limit', { limits: { maxQueuedMessages: -5 } }, 'limits.maxQueuedMessages'],
   ['an unknown clientCerts mode', { tls: { port: 8883, clientCerts: 'sometimes' } }, 'tls.clientCerts'],
   ['a TLS cert without its key', { tls: { port: 8883, cert: 'server.crt' } }, 'tls.cert'],
   ['an invalid ACL topic filter', { acl: [{ permission: 'allow', topic: 'a/#/b' }] }, 'acl[0].topic'],
@@ -48,4 +51,12 @@ test('parseConfig overlays the given keys on the defaults and keeps the rest', (
   assert.equal(cfg.allowAnonymous, defaults.allowAnonymous);
   // the defaults object itself is not modified
   assert.equal(defaultConfig().limits.maxConnections, defaults.limits.maxConnections);
+});
+
+test('parseConfig takes maxQueuedMessages and maxQueuedBytes, 0 meaning no limit, and the defaults bound both', () => {
+  const cfg = parseConfig({ limits: { maxQueuedMessages: 0, maxQueuedBytes: 1024 } });
+  assert.equal(cfg.limits.maxQueuedMessages, 0);
+  assert.equal(cfg.limits.maxQueuedBytes, 1024);
+  const defaults = defaultConfig().limits;
+  assert.ok(defaults.maxQueuedMessages > 0 && defaults.maxQueuedBytes > 0, 'by default a stuck client cannot queue without bound');
 });

@@ -1,9 +1,9 @@
 /** MQTT 5 flow control and size limits: topic aliases, Receive Maximum and Maximum Packet Size, both ways. */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { IPublishPacket } from 'mqtt-packet';
+import type { IPublishPacket, Packet } from 'mqtt-packet';
 import { totalPacketSize } from '../../src/mqtt/codec.js';
-import { codes, inboxOf, startTestBroker, unique, type TestBroker } from '../helpers/broker.js';
+import { codes, inboxOf, startTestBroker, unique, waitUntil, type TestBroker } from '../helpers/broker.js';
 
 const MAX_PACKET = 2048;
 let tb: TestBroker;
@@ -98,6 +98,91 @@ describe('Receive Maximum', () => {
     assert.deepEqual(first.map((p) => String(p.payload)), ['m1', 'm2', 'q0'], 'm3 waits for an acknowledgement');
     raw.send({ cmd: 'puback', messageId: first[0]!.messageId });
     assert.equal(String((await raw.expect('publish')).payload), 'm3');
+  });
+
+  test('a session resumed with a smaller Receive Maximum gets at most that many unacknowledged QoS 1 messages, then the rest in order as it acknowledges', async () => {
+    const topic = unique('recvmax/resume');
+    const clientId = unique('recvmax-resume');
+    const first = await tb.raw(5);
+    await first.connect({ clientId, clean: true, properties: { receiveMaximum: 10, sessionExpiryInterval: 60 } });
+    await first.subscribe(topic, 1);
+    const pub = await tb.mqtt({ protocolVersion: 5 });
+    const sent = Array.from({ length: 10 }, (_, i) => `m${i}`);
+    for (const m of sent) await pub.publishAsync(topic, m, { qos: 1 });
+    const ids = new Map<string, number>();
+    for (const m of sent) {
+      const p = await first.expect('publish');
+      assert.equal(String(p.payload), m);
+      ids.set(m, p.messageId!);
+    }
+    // all 10 stay unacknowledged; the connection drops
+    first.destroy();
+    await waitUntil(() => !tb.broker.clients.has(clientId), 'the first connection is gone');
+
+    const back = await tb.raw(5);
+    const connack = await back.connect({ clientId, clean: false, properties: { receiveMaximum: 2, sessionExpiryInterval: 60 } });
+    assert.equal(connack.sessionPresent, true);
+    /** Every packet the broker sends before it answers a PINGREQ sent now (a barrier, no sleep). */
+    const untilPong = async (): Promise<Packet[]> => {
+      back.send({ cmd: 'pingreq' });
+      const got: Packet[] = [];
+      for (let p = await back.next(); p.cmd !== 'pingresp'; p = await back.next()) got.push(p);
+      return got;
+    };
+    const summary = (packets: Packet[]): [string, string, boolean, number | undefined][] =>
+      packets.map((p) => (p.cmd === 'publish' ? [p.cmd, String(p.payload), p.dup, p.messageId] : [p.cmd, '', false, undefined]));
+    const resent = (m: string): [string, string, boolean, number | undefined] => ['publish', m, true, ids.get(m)];
+
+    assert.deepEqual(summary(await untilPong()), [resent('m0'), resent('m1')], 'only Receive Maximum (2) resent at once');
+    // a message published now waits behind the ones still to be resent
+    await pub.publishAsync(topic, 'm10', { qos: 1 });
+    assert.deepEqual(await untilPong(), [], 'nothing more before an acknowledgement');
+
+    const received = ['m0', 'm1'];
+    for (let i = 0; i < 9; i++) {
+      back.send({ cmd: 'puback', messageId: ids.get(received[i]!)! });
+      const got = await untilPong();
+      assert.equal(got.length, 1, `one PUBLISH per acknowledgement (after ${received[i]}): ${JSON.stringify(summary(got))}`);
+      const p = got[0]!;
+      assert.equal(p.cmd, 'publish');
+      received.push(String(p.payload));
+      if (i < 8) assert.deepEqual(summary(got), [resent(`m${i + 2}`)]);
+      else assert.deepEqual(summary(got).map(([cmd, m, dup]) => [cmd, m, dup]), [['publish', 'm10', false]], 'the new message comes last, as a first delivery');
+    }
+    assert.deepEqual(received, [...sent, 'm10']);
+  });
+
+  test('on resume, QoS 2 flows awaiting PUBCOMP count against the new Receive Maximum: PUBRELs first, the held PUBLISH after a PUBCOMP', async () => {
+    const topic = unique('recvmax/resume2');
+    const clientId = unique('recvmax-resume2');
+    const first = await tb.raw(5);
+    await first.connect({ clientId, clean: true, properties: { receiveMaximum: 10, sessionExpiryInterval: 60 } });
+    await first.subscribe(topic, 2);
+    const pub = await tb.mqtt({ protocolVersion: 5 });
+    for (const m of ['q0', 'q1', 'q2']) await pub.publishAsync(topic, m, { qos: 2 });
+    const got = [await first.expect('publish'), await first.expect('publish'), await first.expect('publish')];
+    assert.deepEqual(got.map((p) => String(p.payload)), ['q0', 'q1', 'q2']);
+    const [id0, id1, id2] = got.map((p) => p.messageId!);
+    for (const id of [id0, id1]) {
+      first.send({ cmd: 'pubrec', messageId: id });
+      assert.equal((await first.expect('pubrel')).messageId, id);
+    }
+    first.destroy();
+    await waitUntil(() => !tb.broker.clients.has(clientId), 'the first connection is gone');
+
+    const back = await tb.raw(5);
+    assert.equal((await back.connect({ clientId, clean: false, properties: { receiveMaximum: 2, sessionExpiryInterval: 60 } })).sessionPresent, true);
+    const untilPong = async (): Promise<Packet[]> => {
+      back.send({ cmd: 'pingreq' });
+      const out: Packet[] = [];
+      for (let p = await back.next(); p.cmd !== 'pingresp'; p = await back.next()) out.push(p);
+      return out;
+    };
+    const summary = (packets: Packet[]): [string, number | undefined, string][] =>
+      packets.map((p) => [p.cmd, p.messageId, p.cmd === 'publish' ? `${String(p.payload)} dup=${p.dup}` : '']);
+    assert.deepEqual(summary(await untilPong()), [['pubrel', id0, ''], ['pubrel', id1, '']], 'two flows awaiting PUBCOMP fill Receive Maximum 2');
+    back.send({ cmd: 'pubcomp', messageId: id0 });
+    assert.deepEqual(summary(await untilPong()), [['publish', id2, 'q2 dup=true']]);
   });
 
   test('a client exceeding the broker\'s Receive Maximum with QoS 2 gets DISCONNECT 0x93', async () => {
