@@ -81,6 +81,17 @@ export async function runTeeBench(opts: { quick: boolean }): Promise<void> {
       emit({ op: 'rewrap', backend: 'process', recipients: n, iterations: b.iterations, usPerCall: round(b.usPerCall), usPerRecipient: round(b.usPerCall / n), ratioToInline: round(b.usPerCall / a.usPerCall) });
     }
 
+    // 1b. Group re-wrap (what the broker uses): one wrap per message under the group key, whatever
+    // the number of members; forming the group costs one wrap per member, once.
+    for (const n of RECIPIENT_COUNTS) {
+      for (const [backend, s, msg] of [['inline', inline, m], ['process', proc, mp]] as const) {
+        const handle = n;
+        const form = await measure(ms, () => s.d.tee.formGroup(handle, TOPIC, s.subscribers.slice(0, n)));
+        const g = await measure(ms, () => s.d.tee.groupRewrap(handle, msg.header, TOPIC, 'publisher'));
+        emit({ op: 'group-rewrap', backend, recipients: n, usPerCall: round(g.usPerCall), usPerRecipient: round(g.usPerCall / n), formUsPerCall: round(form.usPerCall) });
+      }
+    }
+
     // 2. Pipelined throughput over the process boundary: 32 calls in flight, 8 recipients each.
     {
       const recipients = proc.subscribers.slice(0, 8);

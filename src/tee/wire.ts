@@ -41,7 +41,6 @@ export interface Frame {
   payload: Buffer;
 }
 
-/** One allocation per frame: header and payload written into a single buffer. */
 /**
  * Writes frames so that everything written in one turn of the event loop leaves in one system
  * call (pipelined calls and their results cross the pipe together).
@@ -62,6 +61,7 @@ export function corkedWriter(stream: NodeJS.WritableStream & { cork(): void; unc
   };
 }
 
+/** One allocation per frame: header and payload written into a single buffer. */
 export function encodeFrame(type: number, id: number, code: number, ...payload: readonly Uint8Array[]): Buffer {
   let size = HEADER_BYTES + 1; // + code byte
   for (const p of payload) size += p.length;
