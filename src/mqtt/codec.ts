@@ -1,7 +1,7 @@
 /** Glue around mqtt-packet: one decoder per connection, encoding per protocol version. */
 import { isUtf8 } from 'node:buffer';
 import mqttPacket from 'mqtt-packet';
-import type { Packet } from 'mqtt-packet';
+import type { IPubackPacket, IPublishPacket, Packet } from 'mqtt-packet';
 
 export type ProtocolVersion = 3 | 4 | 5;
 
@@ -11,6 +11,7 @@ interface ParserInternals {
   packet: { length: number };
   _list: { length: number; slice(start: number, end: number): Buffer };
   _pos: number;
+  _stateCounter: number;
   _parseString(): string | null;
 }
 
@@ -77,20 +78,89 @@ export class Decoder {
   /** Switches the parser to the version negotiated by CONNECT (v5 packets carry properties). */
   setProtocolVersion(version: ProtocolVersion): void {
     (this.parser as unknown as ParserInternals).settings.protocolVersion = version;
+    this.v5 = version === 5;
   }
+
+  private v5 = false;
 
   push(chunk: Buffer): void {
     if (this.failed) return;
+    const internals = this.parser as unknown as ParserInternals;
+    if (internals._list.length === 0 && internals._stateCounter === 0) {
+      const at = this.fastPath(chunk);
+      if (at === chunk.length || this.failed) return;
+      if (at > 0) chunk = chunk.subarray(at);
+    }
     this.parser.parse(chunk);
     if (this.failed) return;
     // A packet still being assembled whose announced length is over the limit: refuse it now
     // instead of buffering up to 256 MB of it.
-    const internals = this.parser as unknown as ParserInternals;
     const length = internals.packet.length;
     if (length >= 0 && totalPacketSize(length) > this.maxPacketSize && internals._list.length > 0) {
       this.failed = true;
       this.events.tooLarge(length);
     }
+  }
+
+  /**
+   * The hot packets, decoded by hand while whole ones lie in the chunk and the parser holds nothing:
+   * a PUBLISH without v5 properties and a 2-byte PUBACK. The payload is a view of the chunk, as
+   * mqtt-packet's own is. Anything else, incomplete, unusual or malformed stops the fast path and
+   * goes to mqtt-packet from that byte on, so errors are still named by one parser.
+   * Returns how many bytes were consumed.
+   */
+  private fastPath(chunk: Buffer): number {
+    let at = 0;
+    while (chunk.length - at >= 2 && !this.failed) {
+      const b0 = chunk[at]!;
+      const type = b0 >> 4;
+      if (type !== 3 && b0 !== 0x40) return at;
+      // remaining length, at most 4 bytes (longer is malformed: leave it to the parser)
+      let remaining = 0;
+      let i = at + 1;
+      for (let shift = 0; ; shift += 7) {
+        if (i >= chunk.length || shift > 21) return at;
+        const b = chunk[i++]!;
+        remaining += (b & 0x7f) * 2 ** shift;
+        if (b < 0x80) break;
+      }
+      const end = i + remaining;
+      if (end > chunk.length || totalPacketSize(remaining) > this.maxPacketSize) return at;
+      if (type === 4) {
+        if (remaining !== 2) return at;
+        // the same fields mqtt-packet's Packet carries
+        const ack = { cmd: 'puback', retain: false, qos: 0, dup: false, length: 2, messageId: chunk.readUInt16BE(i) } as IPubackPacket;
+        if (this.v5) ack.reasonCode = 0;
+        at = end;
+        this.events.packet(ack);
+        continue;
+      }
+      const qos = (b0 >> 1) & 3;
+      const dup = (b0 & 8) !== 0;
+      if (qos === 3 || (qos === 0 && dup) || remaining < 2) return at;
+      const topicEnd = i + 2 + chunk.readUInt16BE(i);
+      let pos = topicEnd + (qos > 0 ? 2 : 0);
+      if (pos > end) return at;
+      const topicBytes = chunk.subarray(i + 2, topicEnd);
+      if (!isUtf8(topicBytes) || topicBytes.includes(0)) return at;
+      if (this.v5) {
+        if (pos >= end || chunk[pos] !== 0) return at; // properties present: the parser reads them
+        pos++;
+      }
+      const packet: IPublishPacket = {
+        cmd: 'publish',
+        retain: (b0 & 1) !== 0,
+        qos: qos as 0 | 1 | 2,
+        dup,
+        length: remaining,
+        topic: topicBytes.toString(),
+        payload: chunk.subarray(pos, end),
+      };
+      if (qos > 0) packet.messageId = chunk.readUInt16BE(topicEnd);
+      at = end;
+      this.events.packet(packet);
+    }
+    return at;
   }
 }
 

@@ -1,0 +1,101 @@
+// The decoder's hand-written fast path (whole PUBLISH and PUBACK packets) must decode exactly what
+// mqtt-packet decodes, whatever the chunking, and hand everything else to mqtt-packet unchanged.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import mqttPacket, { type Packet } from 'mqtt-packet';
+import { Decoder, type ProtocolVersion } from '../../src/mqtt/codec.js';
+
+/** A deterministic pseudo-random sequence, so a failure can be replayed. */
+function rng(seed: number): () => number {
+  let x = seed;
+  return () => {
+    x = (x * 1103515245 + 12345) & 0x7fffffff;
+    return x / 0x7fffffff;
+  };
+}
+
+function packets(version: ProtocolVersion, n: number, next: () => number): Packet[] {
+  const out: Packet[] = [];
+  for (let k = 0; k < n; k++) {
+    const r = next();
+    const qos = Math.floor(next() * 3) as 0 | 1 | 2;
+    if (r < 0.45) {
+      const size = [0, 1, 100, 127, 128, 16_383, 16_384, 70_000][Math.floor(next() * 8)]!;
+      const p: Packet = {
+        cmd: 'publish', qos, dup: qos > 0 && next() < 0.3, retain: next() < 0.3,
+        topic: ['a', 'sensors/ü/température', 'x/'.repeat(40), ''][Math.floor(next() * (version === 5 ? 4 : 3))]!,
+        payload: Buffer.alloc(size, k & 0xff),
+      };
+      if (qos > 0) p.messageId = 1 + Math.floor(next() * 65_534);
+      if (version === 5 && (p.topic === '' || next() < 0.3)) p.properties = { topicAlias: 1 + Math.floor(next() * 9), ...(next() < 0.5 ? { contentType: 'text/plain' } : {}) };
+      out.push(p);
+    } else if (r < 0.75) {
+      const p: Packet = { cmd: 'puback', messageId: 1 + Math.floor(next() * 65_534) };
+      if (version === 5 && next() < 0.3) p.reasonCode = 0x10;
+      out.push(p);
+    } else if (r < 0.85) out.push({ cmd: 'pingreq' });
+    else if (r < 0.95) out.push({ cmd: 'pubrec', messageId: 7 });
+    else out.push({ cmd: 'subscribe', messageId: 9, subscriptions: [{ topic: 'a/#', qos: 1 }] });
+  }
+  return out;
+}
+
+/** Decodes `stream` in chunks with `decode`: the packets seen, as plain comparable objects. */
+function decodeAll(stream: Buffer, cuts: number[], version: ProtocolVersion, fast: boolean): unknown[] {
+  const seen: unknown[] = [];
+  const onPacket = (p: Packet): void => {
+    const { payload, ...rest } = p as Packet & { payload?: Buffer | string | null };
+    seen.push({ ...Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined && v !== null)), payload: payload == null ? null : Buffer.from(payload).toString('hex') });
+  };
+  let decode: (b: Buffer) => void;
+  if (fast) {
+    const d = new Decoder(1 << 20, { packet: onPacket, malformed: (m) => assert.fail(`malformed: ${m}`), tooLarge: () => assert.fail('too large') });
+    d.setProtocolVersion(version);
+    decode = (b) => d.push(b);
+  } else {
+    const parser = mqttPacket.parser({ protocolVersion: version });
+    parser.on('packet', onPacket);
+    decode = (b) => void parser.parse(b);
+  }
+  let from = 0;
+  for (const c of [...cuts, stream.length]) {
+    decode(stream.subarray(from, c));
+    from = c;
+  }
+  return seen;
+}
+
+for (const version of [4, 5] as const) {
+  test(`v${version}: the decoder yields what mqtt-packet yields for mixed packet streams cut anywhere`, () => {
+    const next = rng(version * 7919);
+    for (let round = 0; round < 40; round++) {
+      const list = packets(version, 30, next);
+      const stream = Buffer.concat(list.map((p) => mqttPacket.generate(p, { protocolVersion: version })));
+      const cuts = round % 4 === 0 ? [] : Array.from({ length: 1 + Math.floor(next() * 12) }, () => Math.floor(next() * stream.length)).sort((a, b) => a - b);
+      const expected = decodeAll(stream, cuts, version, false);
+      assert.equal(expected.length, list.length);
+      assert.deepEqual(decodeAll(stream, cuts, version, true), expected, `round ${round}, cuts ${cuts.join(',')}`);
+    }
+  });
+}
+
+test('a malformed PUBLISH after good ones in the same chunk is still refused, and the good ones arrive first', () => {
+  const good = mqttPacket.generate({ cmd: 'publish', topic: 't', payload: Buffer.from('ok'), qos: 1, messageId: 1, dup: false, retain: false });
+  const badUtf8 = Buffer.from([0x30, 0x05, 0x00, 0x01, 0xff, 0x61, 0x62]); // topic is not UTF-8
+  const dupQos0 = Buffer.from([0x38, 0x04, 0x00, 0x01, 0x74, 0x61]); // DUP on QoS 0
+  for (const bad of [badUtf8, dupQos0]) {
+    const seen: string[] = [];
+    const d = new Decoder(1 << 20, { packet: (p) => seen.push(p.cmd), malformed: () => seen.push('malformed'), tooLarge: () => seen.push('too large') });
+    d.setProtocolVersion(4);
+    d.push(Buffer.concat([good, good, bad, good]));
+    assert.deepEqual(seen, ['publish', 'publish', 'malformed']);
+  }
+});
+
+test('a PUBLISH over the maximum packet size is refused as too large, also when whole in the chunk', () => {
+  const seen: string[] = [];
+  const d = new Decoder(100, { packet: (p) => seen.push(p.cmd), malformed: () => seen.push('malformed'), tooLarge: () => seen.push('too large') });
+  d.setProtocolVersion(4);
+  d.push(mqttPacket.generate({ cmd: 'publish', topic: 't', payload: Buffer.alloc(200), qos: 0, dup: false, retain: false }));
+  assert.deepEqual(seen, ['too large']);
+});
