@@ -86,6 +86,17 @@ export class Decoder {
   push(chunk: Buffer): void {
     if (this.failed) return;
     const internals = this.parser as unknown as ParserInternals;
+    // mqtt-packet holds the start of a packet whose length it has read (state 2: payload pending):
+    // give it just the rest of that packet, so the fast path takes over again at the next one
+    // (with large payloads almost every chunk ends inside a packet).
+    if (internals._stateCounter === 2 && internals.packet.length >= 0 && totalPacketSize(internals.packet.length) <= this.maxPacketSize) {
+      const need = internals.packet.length - internals._list.length;
+      if (need > 0 && need < chunk.length) {
+        this.parser.parse(chunk.subarray(0, need));
+        if (this.failed) return;
+        chunk = chunk.subarray(need);
+      }
+    }
     if (internals._list.length === 0 && internals._stateCounter === 0) {
       const at = this.fastPath(chunk);
       if (at === chunk.length || this.failed) return;

@@ -99,3 +99,22 @@ test('a PUBLISH over the maximum packet size is refused as too large, also when 
   d.push(mqttPacket.generate({ cmd: 'publish', topic: 't', payload: Buffer.alloc(200), qos: 0, dup: false, retain: false }));
   assert.deepEqual(seen, ['too large']);
 });
+
+test('after a packet split across chunks the fast path takes over again: mqtt-packet only finishes the split packet', () => {
+  const one = mqttPacket.generate({ cmd: 'publish', topic: 'secure/stream', payload: Buffer.alloc(4096, 7), qos: 1, messageId: 1, dup: false, retain: false });
+  const stream = Buffer.concat(Array.from({ length: 160 }, () => one)); // ~650 kB, cut into 64 KiB chunks below
+  let seen = 0;
+  const d = new Decoder(1 << 20, { packet: () => seen++, malformed: (m) => assert.fail(m), tooLarge: () => assert.fail('too large') });
+  d.setProtocolVersion(4);
+  const parser = (d as unknown as { parser: { parse(b: Buffer): number } }).parser;
+  const parse = parser.parse.bind(parser);
+  let fedToParser = 0;
+  parser.parse = (b: Buffer): number => {
+    fedToParser += b.length;
+    return parse(b);
+  };
+  for (let at = 0; at < stream.length; at += 65_536) d.push(stream.subarray(at, at + 65_536));
+  assert.equal(seen, 160);
+  // each of the 10 chunk boundaries splits one packet: at most ~2 packets' worth per boundary
+  assert.ok(fedToParser <= 10 * 2 * one.length, `${fedToParser} of ${stream.length} bytes went through mqtt-packet`);
+});
