@@ -13,7 +13,7 @@ import type { DeliveryStage, StagedPayloads, Target } from '../broker/broker.js'
 import type { Message } from '../broker/message.js';
 import { Reason } from '../mqtt/reason-codes.js';
 import { filterCovers, topicMatches } from '../mqtt/topic.js';
-import { KIND_SENDER, parseHeader, splitEnvelope } from '../tee/envelope-layout.js';
+import { KIND_SENDER, parseHeader, senderOf, splitEnvelope } from '../tee/envelope-layout.js';
 import { TeeError, type FormedGroup, type TrustedComponent } from '../tee/host.js';
 
 export interface ProtectionCounters {
@@ -147,8 +147,9 @@ export class ProtectedTopics implements DeliveryStage {
       const group = this.groupFor(topic, recipients);
       this.counters.rewrapCalls++;
       try {
-        const [part, formed] = await Promise.all([this.tee.groupRewrap(group.handle, header, topic, sender), group.formed]);
-        return { part, group, formed };
+        // (group.formed has its own rejection handler, so waiting for it second loses nothing)
+        const part = await this.tee.groupRewrap(group.handle, header, topic, sender);
+        return { part, group, formed: await group.formed };
       } catch (err) {
         const retry = attempt === 0 && err instanceof TeeError && (err.code === 'group-unknown' || err.code === 'group-stale');
         if (!retry) throw err;
@@ -188,7 +189,7 @@ export class ProtectedTopics implements DeliveryStage {
     // Every recipient's envelope is `u16 length || its header || the shared ciphertext`: only the
     // first two parts are per recipient; the ciphertext is written to each socket as is.
     const body = message.payload.subarray(message.payload.length - payload.length);
-    const sender = parseHeader(header).sender;
+    const sender = senderOf(header); // check() parsed and validated this header on arrival
     // Sessions without a usable identity (none, or over the 255 bytes an envelope can name) cannot
     // hold a key: they get nothing, without asking — and cannot spoil the batch for the others.
     const recipients: string[] = [];

@@ -1,6 +1,6 @@
 // Envelope layout (docs/protocol.md §3). Pure: no keys, no crypto, no `node:` imports, so the
 // broker, the trusted component and the browser client all split and parse envelopes the same way.
-import { Reader, TruncatedError, Writer, concat, utf8, type Bytes } from './bytes.js';
+import { Reader, TruncatedError, Writer, concat, fromUtf8, utf8, type Bytes } from './bytes.js';
 
 export const ENVELOPE_VERSION = 1;
 export const KIND_SENDER = 1; // data key wrapped under the publisher's key
@@ -144,6 +144,11 @@ export function encodeGroupMemberPart(recipient: Uint8Array, memberNonce: Uint8A
   out.set(memberNonce, 1 + recipient.length);
   out.set(wrappedGroupKey, 1 + recipient.length + NONCE_BYTES);
   return out;
+}
+
+/** The sender field of a header that parseHeader already accepted, without parsing the rest. */
+export function senderOf(header: Uint8Array): string {
+  return fromUtf8(header.subarray(2 + 8 + TOPIC_TAG_BYTES + 1, 2 + 8 + TOPIC_TAG_BYTES + 1 + header[2 + 8 + TOPIC_TAG_BYTES]!));
 }
 
 function parseGroupHeader(r: Reader, version: number): EnvelopeHeader {

@@ -41,6 +41,16 @@ test('a kind-3 header is the shared part followed by the member part, and round-
   assert.throws(() => parseHeader(Uint8Array.from([...shared, 0, ...member.subarray(4)])), EnvelopeFormatError, 'a member part without a recipient');
 });
 
+test('senderOf reads the sender of every header kind as parseHeader does', async () => {
+  const { senderOf, KIND_GROUP, KIND_RECIPIENT } = await import('../../src/tee/envelope-layout.js');
+  const group = { id: new Uint8Array(16), memberNonce: new Uint8Array(12), wrappedGroupKey: new Uint8Array(48) };
+  for (const h of [header, { ...header, sender: 'ünïcode-sender', kind: KIND_RECIPIENT, recipient: 'bob' }, { ...header, kind: KIND_GROUP, recipient: 'bob', group }]) {
+    const bytes = encodeHeader(h);
+    assert.equal(senderOf(bytes), parseHeader(bytes).sender);
+    assert.equal(senderOf(bytes), h.sender);
+  }
+});
+
 test('envelope layout names each malformation', () => {
   const code = (fn: () => unknown): string => {
     try {
