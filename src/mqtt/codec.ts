@@ -28,6 +28,8 @@ export class Decoder {
   private failed = false;
   /** Set while parsing a packet that holds a string which is not well-formed UTF-8 or has U+0000. */
   private badString = false;
+  /** MQTT 5 PUBLISHes carry a properties length the fast path must read. */
+  private v5 = false;
 
   constructor(private readonly maxPacketSize: number, private readonly events: DecoderEvents) {
     this.checkStrings();
@@ -80,8 +82,6 @@ export class Decoder {
     (this.parser as unknown as ParserInternals).settings.protocolVersion = version;
     this.v5 = version === 5;
   }
-
-  private v5 = false;
 
   push(chunk: Buffer): void {
     if (this.failed) return;

@@ -36,13 +36,19 @@ function encodeOutputs(outputs: readonly RecipientOutput[]): Uint8Array {
   return out;
 }
 
+/** `u16 n | n x str8 identity`. */
+function readIdentities(r: Reader): string[] {
+  const ids = new Array<string>(r.u16('identity count'));
+  for (let i = 0; i < ids.length; i++) ids[i] = r.str8('identity');
+  return ids;
+}
+
 /** `str16 topic | str8 sender | u16 n | n x str8 recipient | header or envelope (rest)`. */
 function decodeBatch(params: Uint8Array): { topic: string; sender: string; recipients: string[]; data: Uint8Array } {
   const r = new Reader(params);
   const topic = r.str16('topic');
   const sender = r.str8('sender');
-  const recipients = new Array<string>(r.u16('recipient count'));
-  for (let i = 0; i < recipients.length; i++) recipients[i] = r.str8('recipient');
+  const recipients = readIdentities(r);
   return { topic, sender, recipients, data: r.rest() };
 }
 
@@ -116,8 +122,7 @@ export class Dispatcher {
         const r = new Reader(params);
         const handle = r.u32('group handle');
         const topic = r.str16('topic');
-        const members = new Array<string>(r.u16('member count'));
-        for (let i = 0; i < members.length; i++) members[i] = r.str8('member');
+        const members = readIdentities(r);
         r.end('form-group parameters');
         const g = await formGroup(s, handle, topic, members);
         const outputs = encodeOutputs(g.outputs);

@@ -9,7 +9,8 @@ import { TeeError, orRefuse, type TeeErrorCode } from './errors.js';
 import { generateX25519, rawPrivateKey, rawPublicKey, x25519PrivateKey } from './hpke.js';
 import { KeyCache, deriveClientKeys, type ClientKeys } from './keys.js';
 import { fingerprintInput, operatorSignedInput, parseEndorsementBody, parsePolicyBody, parseRevocationBody, splitSigned, STATEMENT_ENDORSEMENT, STATEMENT_POLICY, STATEMENT_REVOCATION } from './messages.js';
-import { GroupTable } from './groups.js';
+import type { GroupTable } from './groups.js';
+import { Lru } from './lru.js';
 import { Policy } from './policy.js';
 import { Sealer, readDeviceSecret } from './seal.js';
 
@@ -114,7 +115,7 @@ export class TeeState {
     readonly measurement: Buffer,
   ) {
     this.cache = new KeyCache(config.cacheSize);
-    this.groups = new GroupTable(GROUP_TABLE_SIZE);
+    this.groups = new Lru(GROUP_TABLE_SIZE);
   }
 
   static async open(config: CoreConfig, storage: SealedStorage, measurement: Buffer): Promise<TeeState> {

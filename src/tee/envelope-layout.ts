@@ -148,7 +148,8 @@ export function encodeGroupMemberPart(recipient: Uint8Array, memberNonce: Uint8A
 
 /** The sender field of a header that parseHeader already accepted, without parsing the rest. */
 export function senderOf(header: Uint8Array): string {
-  return fromUtf8(header.subarray(2 + 8 + TOPIC_TAG_BYTES + 1, 2 + 8 + TOPIC_TAG_BYTES + 1 + header[2 + 8 + TOPIC_TAG_BYTES]!));
+  const at = 2 + 8 + TOPIC_TAG_BYTES; // version, kind, seq, topic tag: then str8 sender in every kind
+  return fromUtf8(header.subarray(at + 1, at + 1 + header[at]!));
 }
 
 function parseGroupHeader(r: Reader, version: number): EnvelopeHeader {

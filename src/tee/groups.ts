@@ -12,8 +12,9 @@ import { randomBytes } from 'node:crypto';
 import { GROUP_ID_BYTES, KEY_BYTES, NONCE_BYTES, encodeGroupMemberPart, encodeGroupMessagePart, groupKeyAd, groupWrapAd } from './envelope-layout.js';
 import { TeeError } from './errors.js';
 import type { TeeState } from './core.js';
+import type { Lru } from './lru.js';
 import { randomNonce } from './nonces.js';
-import { forEachRecipient, gcmSeal, openSenderHeader, type RecipientOutput } from './rewrap.js';
+import { forEachRecipient, gcmSeal, isTopicName, openSenderHeader, type RecipientOutput } from './rewrap.js';
 
 interface FormedGroup {
   readonly id: Buffer;
@@ -22,52 +23,21 @@ interface FormedGroup {
   readonly outputs: RecipientOutput[];
 }
 
-interface GroupEntry {
+export interface GroupEntry {
   readonly topic: string;
   readonly epoch: number;
   readonly formed: Promise<FormedGroup>;
 }
 
-/** Bounded LRU of groups by host handle. Evicted or replaced groups are simply forgotten. */
-export class GroupTable {
-  private readonly entries = new Map<number, GroupEntry>();
-
-  constructor(readonly capacity: number) {}
-
-  get size(): number {
-    return this.entries.size;
-  }
-
-  get(handle: number): GroupEntry | undefined {
-    const e = this.entries.get(handle);
-    if (e !== undefined) {
-      this.entries.delete(handle);
-      this.entries.set(handle, e);
-    }
-    return e;
-  }
-
-  set(handle: number, entry: GroupEntry): void {
-    this.entries.delete(handle);
-    this.entries.set(handle, entry);
-    if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value as number);
-  }
-
-  delete(handle: number, entry: GroupEntry): void {
-    if (this.entries.get(handle) === entry) this.entries.delete(handle);
-  }
-}
-
-function checkTopic(topic: string): void {
-  if (topic.length === 0 || topic.includes('+') || topic.includes('#')) throw new TeeError('bad-request', `invalid topic name ${JSON.stringify(topic)}`);
-}
+/** Groups by host handle; an evicted or replaced group is simply forgotten. */
+export type GroupTable = Lru<number, GroupEntry>;
 
 /**
  * Forms the group `handle` for `topic` (replacing what the handle named before). Registered before
  * the first await, so a re-wrap pipelined right behind this call finds the group.
  */
 export function formGroup(state: TeeState, handle: number, topic: string, members: readonly string[]): Promise<{ id: Uint8Array; outputs: RecipientOutput[] }> {
-  checkTopic(topic);
+  if (!isTopicName(topic)) throw new TeeError('bad-request', `invalid topic name ${JSON.stringify(topic)}`);
   const formed = (async (): Promise<FormedGroup> => {
     const id = randomBytes(GROUP_ID_BYTES);
     const key = randomBytes(KEY_BYTES);
@@ -82,7 +52,9 @@ export function formGroup(state: TeeState, handle: number, topic: string, member
   })();
   const entry: GroupEntry = { topic, epoch: state.epoch, formed };
   state.groups.set(handle, entry);
-  formed.catch(() => state.groups.delete(handle, entry));
+  formed.catch(() => {
+    if (state.groups.peek(handle) === entry) state.groups.delete(handle);
+  });
   return formed.then((g) => ({ id: g.id, outputs: g.outputs }));
 }
 

@@ -52,9 +52,14 @@ function reject(state: TeeState, code: TeeErrorCode, message: string): never {
   throw new TeeError(code, message);
 }
 
+/** A topic name the trusted component accepts: non-empty, without wildcards. */
+export function isTopicName(topic: string): boolean {
+  return topic.length > 0 && !topic.includes('+') && !topic.includes('#');
+}
+
 /** Authenticates a sender-wrapped header for (topic, sender) and returns it with the clear data key. */
 export async function openSenderHeader(state: TeeState, headerBytes: Uint8Array, topic: string, sender: string): Promise<{ h: EnvelopeHeader; dek: Buffer }> {
-  if (topic.length === 0 || topic.includes('+') || topic.includes('#')) reject(state, 'bad-request', `invalid topic name ${JSON.stringify(topic)}`);
+  if (!isTopicName(topic)) reject(state, 'bad-request', `invalid topic name ${JSON.stringify(topic)}`);
   let h: EnvelopeHeader;
   try {
     h = parseHeader(headerBytes);

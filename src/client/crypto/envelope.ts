@@ -5,6 +5,7 @@ import {
   parseHeader, payloadAd, splitEnvelope, topicTagInput, wrapAd, type EnvelopeHeader, type GroupMember,
 } from '../../tee/envelope-layout.js';
 import { equalBytes, toHex, type Bytes } from '../../tee/bytes.js';
+import { Lru } from '../../tee/lru.js';
 import { MalformedEnvelopeError, NotForMeError, ReplayedMessageError, TamperedMessageError, WrongTopicError } from './errors.js';
 import type { ClientKey } from './keys.js';
 import type { ReplayWindow } from './replay.js';
@@ -61,13 +62,13 @@ interface KnownGroup {
 }
 
 /** Group keys already opened, per client key: a group's member part repeats in every message. */
-const groupKeys = new WeakMap<ClientKey, Map<string, KnownGroup>>();
+const groupKeys = new WeakMap<ClientKey, Lru<string, KnownGroup>>();
 const GROUP_KEYS_KEPT = 256;
 
 /** The group key of a kind-3 header, opened once per (client key, group, topic) and then remembered. */
 async function groupKeyFor(key: ClientKey, topic: string, identity: string, g: GroupMember): Promise<CryptoKey> {
   let known = groupKeys.get(key);
-  if (known === undefined) groupKeys.set(key, (known = new Map()));
+  if (known === undefined) groupKeys.set(key, (known = new Lru(GROUP_KEYS_KEPT)));
   const id = toHex(g.id);
   const hit = known.get(id);
   if (hit !== undefined && hit.topic === topic && equalBytes(hit.nonce, g.memberNonce) && equalBytes(hit.wrapped, g.wrappedGroupKey)) return hit.key;
@@ -75,7 +76,6 @@ async function groupKeyFor(key: ClientKey, topic: string, identity: string, g: G
   if (raw === undefined) throw new TamperedMessageError('wrapped group key fails authentication');
   const groupKey = await aesKey(raw);
   raw.fill(0);
-  if (known.size >= GROUP_KEYS_KEPT) known.delete(known.keys().next().value as string);
   known.set(id, { topic, nonce: Uint8Array.from(g.memberNonce), wrapped: Uint8Array.from(g.wrappedGroupKey), key: groupKey });
   return groupKey;
 }
