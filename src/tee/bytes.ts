@@ -10,6 +10,24 @@ export function utf8(text: string): Bytes {
   return utf8Encoder.encode(text) as Bytes;
 }
 
+const NAMES_KEPT = 1024;
+const names = new Map<string, Bytes>();
+
+/**
+ * `utf8` of a topic or identity, remembered: the associated data of every message repeats the
+ * same few names, and each encoding is a native call and an allocation. The bytes are shared:
+ * callers copy them and never write to them.
+ */
+export function utf8Name(text: string): Bytes {
+  let b = names.get(text);
+  if (b === undefined) {
+    b = utf8(text);
+    if (names.size >= NAMES_KEPT) names.clear();
+    names.set(text, b);
+  }
+  return b;
+}
+
 export function fromUtf8(bytes: Uint8Array): string {
   return utf8Decoder.decode(bytes);
 }

@@ -52,6 +52,13 @@ function decodeBatch(params: Uint8Array): { topic: string; sender: string; recip
   return { topic, sender, recipients, data: r.rest() };
 }
 
+function asTeeError(err: unknown): never {
+  if (err instanceof TeeError) throw err;
+  // Truncated or malformed parameters surface as reader errors: name them as such.
+  if (err instanceof RangeError || (err as Error).name === 'TruncatedError') throw new TeeError('bad-request', (err as Error).message);
+  throw new TeeError('internal', (err as Error).message);
+}
+
 export class Dispatcher {
   private state: TeeState | undefined;
 
@@ -63,15 +70,28 @@ export class Dispatcher {
     return this.state;
   }
 
-  async handle(command: number, params: Uint8Array): Promise<Uint8Array> {
+  /**
+   * Runs one command. The per-message command (group re-wrap) answers synchronously when it can, so
+   * a batch of them arriving in one read is answered in the same turn, without a Promise each;
+   * errors are thrown (or rejected) as TeeErrors.
+   */
+  handle(command: number, params: Uint8Array): Uint8Array | Promise<Uint8Array> {
     try {
-      return await this.run(command, params);
+      const r = command === CMD.groupRewrap ? this.groupRewrap(params) : this.run(command, params);
+      return r instanceof Promise ? r.catch(asTeeError) : r;
     } catch (err) {
-      if (err instanceof TeeError) throw err;
-      // Truncated or malformed parameters surface as reader errors: name them as such.
-      if (err instanceof RangeError || (err as Error).name === 'TruncatedError') throw new TeeError('bad-request', (err as Error).message);
-      throw new TeeError('internal', (err as Error).message);
+      return asTeeError(err);
     }
+  }
+
+  private groupRewrap(params: Uint8Array): Uint8Array | Promise<Uint8Array> {
+    // `u32 handle | str16 topic | str8 sender | sender-wrapped header (rest)` -> the shared header part
+    const s = this.ready();
+    const r = new Reader(params);
+    const handle = r.u32('group handle');
+    const topic = r.str16('topic');
+    const sender = r.str8('sender');
+    return groupRewrap(s, handle, r.rest(), topic, sender);
   }
 
   private async run(command: number, params: Uint8Array): Promise<Uint8Array> {
@@ -130,15 +150,6 @@ export class Dispatcher {
         out.set(g.id);
         out.set(outputs, g.id.length);
         return out;
-      }
-      case CMD.groupRewrap: {
-        // `u32 handle | str16 topic | str8 sender | sender-wrapped header (rest)` -> the shared header part
-        const s = this.ready();
-        const r = new Reader(params);
-        const handle = r.u32('group handle');
-        const topic = r.str16('topic');
-        const sender = r.str8('sender');
-        return groupRewrap(s, handle, r.rest(), topic, sender);
       }
       case CMD.isEnrolled: {
         const s = this.ready();

@@ -1,6 +1,6 @@
 // Envelope layout (docs/protocol.md §3). Pure: no keys, no crypto, no `node:` imports, so the
 // broker, the trusted component and the browser client all split and parse envelopes the same way.
-import { Reader, TruncatedError, Writer, concat, fromUtf8, utf8, type Bytes } from './bytes.js';
+import { Reader, TruncatedError, Writer, concat, fromUtf8, utf8, utf8Name, type Bytes } from './bytes.js';
 
 export const ENVELOPE_VERSION = 1;
 export const KIND_SENDER = 1; // data key wrapped under the publisher's key
@@ -129,7 +129,7 @@ export function recipientHeaderEncoder(h: EnvelopeHeader): (recipient: Uint8Arra
  * data key wrapped under the group key | group id`.
  */
 export function encodeGroupMessagePart(h: Pick<EnvelopeHeader, 'seq' | 'topicTag' | 'sender' | 'payloadNonce'>, wrapNonce: Uint8Array, wrappedKey: Uint8Array, groupId: Uint8Array): Bytes {
-  const sender = utf8(h.sender);
+  const sender = utf8Name(h.sender);
   if (sender.length === 0 || sender.length > MAX_IDENTITY_BYTES) throw new EnvelopeFormatError('bad-identity', 'sender identity must be 1 to 255 bytes');
   const w = new Writer(2 + 8 + h.topicTag.length + 1 + sender.length + h.payloadNonce.length + wrapNonce.length + wrappedKey.length + groupId.length);
   return w.u8(ENVELOPE_VERSION).u8(KIND_GROUP).u64(h.seq).raw(h.topicTag).bytes8(sender).raw(h.payloadNonce).raw(wrapNonce).raw(wrappedKey).raw(groupId).finish();
@@ -208,16 +208,16 @@ export const TOPIC_TAG_LABEL = utf8('mqt-tz/1 topic');
 
 /** Associated data of the payload AEAD: version, sequence number, topic and sender. */
 export function payloadAd(seq: number, topic: string, sender: string): Bytes {
-  const t = utf8(topic);
-  const s = utf8(sender);
+  const t = utf8Name(topic);
+  const s = utf8Name(sender);
   return new Writer(PAYLOAD_LABEL.length + 1 + 8 + 2 + t.length + 1 + s.length).raw(PAYLOAD_LABEL).u8(ENVELOPE_VERSION).u64(seq).u16(t.length).raw(t).bytes8(s).finish();
 }
 
 /** Associated data of a data-key wrap; the recipient form also names the recipient. */
 export function wrapAd(kind: number, seq: number, topic: string, sender: string, recipient: string, payloadNonce: Uint8Array): Bytes {
-  const t = utf8(topic);
-  const s = utf8(sender);
-  const r = utf8(recipient);
+  const t = utf8Name(topic);
+  const s = utf8Name(sender);
+  const r = utf8Name(recipient);
   return new Writer(WRAP_LABEL.length + 2 + 8 + 2 + t.length + 2 + s.length + r.length + payloadNonce.length)
     .raw(WRAP_LABEL).u8(ENVELOPE_VERSION).u8(kind).u64(seq).u16(t.length).raw(t).bytes8(s).bytes8(r).raw(payloadNonce).finish();
 }
@@ -227,16 +227,16 @@ const GROUP_KEY_LABEL = utf8('mqt-tz/1 group key');
 
 /** Associated data of a data key wrapped under a group key (kind 3). */
 export function groupWrapAd(seq: number, topic: string, sender: string, payloadNonce: Uint8Array, groupId: Uint8Array): Bytes {
-  const t = utf8(topic);
-  const s = utf8(sender);
+  const t = utf8Name(topic);
+  const s = utf8Name(sender);
   return new Writer(GROUP_WRAP_LABEL.length + 1 + 8 + 2 + t.length + 1 + s.length + payloadNonce.length + groupId.length)
     .raw(GROUP_WRAP_LABEL).u8(ENVELOPE_VERSION).u64(seq).u16(t.length).raw(t).bytes8(s).raw(payloadNonce).raw(groupId).finish();
 }
 
 /** Associated data of a group key wrapped for one member: the group is bound to one topic. */
 export function groupKeyAd(topic: string, recipient: string | Uint8Array, groupId: Uint8Array): Bytes {
-  const t = utf8(topic);
-  const r = typeof recipient === 'string' ? utf8(recipient) : recipient;
+  const t = utf8Name(topic);
+  const r = typeof recipient === 'string' ? utf8Name(recipient) : recipient;
   if (r.length > MAX_IDENTITY_BYTES) throw new EnvelopeFormatError('bad-identity', 'identity longer than 255 bytes');
   return new Writer(GROUP_KEY_LABEL.length + 1 + 2 + t.length + 1 + r.length + groupId.length)
     .raw(GROUP_KEY_LABEL).u8(ENVELOPE_VERSION).u16(t.length).raw(t).bytes8(r).raw(groupId).finish();
@@ -249,7 +249,7 @@ export function groupKeyAd(topic: string, recipient: string | Uint8Array, groupI
 export function recipientWrapAd(seq: number, topic: string, sender: string, payloadNonce: Uint8Array): (recipient: string | Uint8Array) => Bytes {
   const prefix = new Writer().raw(WRAP_LABEL).u8(ENVELOPE_VERSION).u8(KIND_RECIPIENT).u64(seq).str16(topic).str8(sender).finish();
   return (recipient) => {
-    const r = typeof recipient === 'string' ? utf8(recipient) : recipient;
+    const r = typeof recipient === 'string' ? utf8Name(recipient) : recipient;
     if (r.length > MAX_IDENTITY_BYTES) throw new EnvelopeFormatError('bad-identity', 'identity longer than 255 bytes');
     const out = new Uint8Array(prefix.length + 1 + r.length + payloadNonce.length);
     out.set(prefix);

@@ -14,7 +14,7 @@ import { TeeError } from './errors.js';
 import type { TeeState } from './core.js';
 import type { Lru } from './lru.js';
 import { randomNonce } from './nonces.js';
-import { forEachRecipient, gcmSeal, isTopicName, openSenderHeader, type RecipientOutput } from './rewrap.js';
+import { forEachRecipient, gcmSeal, isTopicName, openSenderHeaderNow, type OpenedHeader, type RecipientOutput } from './rewrap.js';
 
 interface FormedGroup {
   readonly id: Buffer;
@@ -27,6 +27,8 @@ export interface GroupEntry {
   readonly topic: string;
   readonly epoch: number;
   readonly formed: Promise<FormedGroup>;
+  /** The group once formed: messages then need no turn of the event loop. */
+  ready?: FormedGroup;
 }
 
 /** Groups by host handle; an evicted or replaced group is simply forgotten. */
@@ -52,31 +54,50 @@ export function formGroup(state: TeeState, handle: number, topic: string, member
   })();
   const entry: GroupEntry = { topic, epoch: state.epoch, formed };
   state.groups.set(handle, entry);
-  formed.catch(() => {
-    if (state.groups.peek(handle) === entry) state.groups.delete(handle);
-  });
+  formed.then(
+    (g) => {
+      entry.ready = g;
+    },
+    () => {
+      if (state.groups.peek(handle) === entry) state.groups.delete(handle);
+    },
+  );
   return formed.then((g) => ({ id: g.id, outputs: g.outputs }));
 }
 
-/** The shared part of the recipients' headers of one message, for the group `handle`. */
-export function groupRewrap(state: TeeState, handle: number, headerBytes: Uint8Array, topic: string, sender: string): Promise<Uint8Array> {
+/**
+ * The shared part of the recipients' headers of one message, for the group `handle`. Synchronous
+ * (value or throw) when the group is formed and the sender's key cached, the common case; a
+ * Promise otherwise.
+ */
+export function groupRewrap(state: TeeState, handle: number, headerBytes: Uint8Array, topic: string, sender: string): Uint8Array | Promise<Uint8Array> {
   state.counters.rewrapCalls++;
   const entry = state.groups.get(handle);
   if (entry === undefined || entry.topic !== topic) {
     state.counters.rejectedMessages++;
-    return Promise.reject(new TeeError('group-unknown', entry === undefined ? `no group ${handle} (never formed, or forgotten)` : `group ${handle} was formed for another topic`));
+    throw new TeeError('group-unknown', entry === undefined ? `no group ${handle} (never formed, or forgotten)` : `group ${handle} was formed for another topic`);
   }
   if (entry.epoch !== state.epoch) {
     state.counters.rejectedMessages++;
-    return Promise.reject(new TeeError('group-stale', `group ${handle} predates a policy change, revocation or key rotation; form it again`));
+    throw new TeeError('group-stale', `group ${handle} predates a policy change, revocation or key rotation; form it again`);
   }
-  return wrapForGroup(state, entry, headerBytes, topic, sender);
+  const opened = openSenderHeaderNow(state, headerBytes, topic, sender);
+  const g = entry.ready;
+  if (opened instanceof Promise || g === undefined) return wrapWhenReady(entry, opened, topic, sender);
+  return wrapForGroup(g, opened, topic, sender);
 }
 
-async function wrapForGroup(state: TeeState, entry: GroupEntry, headerBytes: Uint8Array, topic: string, sender: string): Promise<Uint8Array> {
-  const { h, dek } = await openSenderHeader(state, headerBytes, topic, sender);
+async function wrapWhenReady(entry: GroupEntry, opened: OpenedHeader | Promise<OpenedHeader>, topic: string, sender: string): Promise<Uint8Array> {
+  const o = await opened;
   try {
-    const g = await entry.formed;
+    return wrapForGroup(await entry.formed, o, topic, sender);
+  } finally {
+    o.dek.fill(0);
+  }
+}
+
+function wrapForGroup(g: FormedGroup, { h, dek }: OpenedHeader, topic: string, sender: string): Uint8Array {
+  try {
     const wrapNonce = randomNonce(NONCE_BYTES);
     return encodeGroupMessagePart(h, wrapNonce, gcmSeal(g.key, wrapNonce, dek, groupWrapAd(h.seq, topic, sender, h.payloadNonce, g.id)), g.id);
   } finally {

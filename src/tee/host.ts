@@ -191,7 +191,14 @@ class ProcessTransport implements Transport {
 
 function inlineTransport(store: BlobStore): Transport {
   const dispatcher = new Dispatcher(asyncStorage(store), TEE_DIR);
-  return { pid: undefined, call: (command, params) => dispatcher.handle(command, params), close: async () => undefined };
+  const call = (command: number, params: Uint8Array): Promise<Uint8Array> => {
+    try {
+      return Promise.resolve(dispatcher.handle(command, params));
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  };
+  return { pid: undefined, call, close: async () => undefined };
 }
 
 /** `str16 topic | str8 sender | u16 n | n x str8 recipient | data`, in one exactly sized buffer. */

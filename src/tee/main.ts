@@ -43,6 +43,11 @@ const reply = corkedWriter(process.stdout);
 
 const dispatcher = new Dispatcher(storage, dirname(fileURLToPath(import.meta.url)));
 
+function fail(id: number, err: unknown): void {
+  const e = err instanceof TeeError ? err : new TeeError('internal', String(err));
+  reply(encodeFrame(FRAME_RESULT, id, TEE_ERRORS[e.code], Buffer.from(e.detail)));
+}
+
 const decoder = new FrameDecoder((frame) => {
   if (frame.type === FRAME_STORE_REPLY) {
     waiting.get(frame.id)?.resolve(frame);
@@ -50,13 +55,15 @@ const decoder = new FrameDecoder((frame) => {
     return;
   }
   if (frame.type !== FRAME_COMMAND) return;
-  dispatcher.handle(frame.code, frame.payload).then(
-    (result) => reply(encodeFrame(FRAME_RESULT, frame.id, 0, result)),
-    (err: unknown) => {
-      const e = err instanceof TeeError ? err : new TeeError('internal', String(err));
-      reply(encodeFrame(FRAME_RESULT, frame.id, TEE_ERRORS[e.code], Buffer.from(e.detail)));
-    },
-  );
+  let result: Uint8Array | Promise<Uint8Array>;
+  try {
+    result = dispatcher.handle(frame.code, frame.payload);
+  } catch (err) {
+    fail(frame.id, err);
+    return;
+  }
+  if (result instanceof Promise) result.then((r) => reply(encodeFrame(FRAME_RESULT, frame.id, 0, r)), (err: unknown) => fail(frame.id, err));
+  else reply(encodeFrame(FRAME_RESULT, frame.id, 0, result));
 });
 
 process.stdin.on('data', (chunk: Buffer) => {

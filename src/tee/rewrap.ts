@@ -58,7 +58,20 @@ export function isTopicName(topic: string): boolean {
 }
 
 /** Authenticates a sender-wrapped header for (topic, sender) and returns it with the clear data key. */
-export async function openSenderHeader(state: TeeState, headerBytes: Uint8Array, topic: string, sender: string): Promise<{ h: EnvelopeHeader; dek: Buffer }> {
+export async function openSenderHeader(state: TeeState, headerBytes: Uint8Array, topic: string, sender: string): Promise<OpenedHeader> {
+  return openSenderHeaderNow(state, headerBytes, topic, sender);
+}
+
+export interface OpenedHeader {
+  h: EnvelopeHeader;
+  dek: Buffer;
+}
+
+/**
+ * `openSenderHeader` without a turn of the event loop when the sender's key is cached (the hot path:
+ * a stream's publisher stays cached); a Promise only when its sealed key must be read first.
+ */
+export function openSenderHeaderNow(state: TeeState, headerBytes: Uint8Array, topic: string, sender: string): OpenedHeader | Promise<OpenedHeader> {
   if (!isTopicName(topic)) reject(state, 'bad-request', `invalid topic name ${JSON.stringify(topic)}`);
   let h: EnvelopeHeader;
   try {
@@ -71,12 +84,22 @@ export async function openSenderHeader(state: TeeState, headerBytes: Uint8Array,
   if (!topicTag(topic).equals(h.topicTag)) reject(state, 'wrong-topic', `header was not made for topic ${JSON.stringify(topic)}`);
   if (state.revoked.has(sender)) reject(state, 'revoked-sender', 'sender was revoked');
   if (!state.policy.mayPublish(sender, topic)) reject(state, 'publish-denied', `${JSON.stringify(sender)} may not publish to ${JSON.stringify(topic)}`);
-  let keys: ClientKeys | undefined;
+  const header = h;
+  let keys: ClientKeys | undefined | Promise<ClientKeys | undefined>;
   try {
-    keys = await state.keysOf(sender);
+    keys = state.keysOf(sender);
   } catch (err) {
-    reject(state, err instanceof TeeError ? err.code : 'internal', (err as Error).message);
+    keyFailure(state, err);
   }
+  if (keys instanceof Promise) return keys.then((k) => unwrapSenderKey(state, header, k, topic, sender), (err: unknown) => keyFailure(state, err));
+  return unwrapSenderKey(state, header, keys, topic, sender);
+}
+
+function keyFailure(state: TeeState, err: unknown): never {
+  reject(state, err instanceof TeeError ? err.code : 'internal', (err as Error).message);
+}
+
+function unwrapSenderKey(state: TeeState, h: EnvelopeHeader, keys: ClientKeys | undefined, topic: string, sender: string): OpenedHeader {
   if (keys === undefined) reject(state, 'unknown-sender', `${JSON.stringify(sender)} is not enrolled`);
   const dek = gcmOpen(keys.wrap, h.wrapNonce, h.wrappedKey, wrapAd(KIND_SENDER, h.seq, topic, sender, '', h.payloadNonce));
   if (dek === undefined) reject(state, 'header-auth-failed', 'wrapped data key fails authentication (tampered header, wrong topic, sender or sequence number)');

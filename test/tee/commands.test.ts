@@ -8,6 +8,7 @@ import {
 } from '../../src/client/crypto/index.js';
 import { issueToken, signPolicy, signRevocation } from '../../src/protect/operator.js';
 import { Dispatcher } from '../../src/tee/commands.js';
+import { CMD } from '../../src/tee/wire.js';
 import { measureTrustedCode } from '../../src/tee/core.js';
 import { joinEnvelope } from '../../src/tee/envelope-layout.js';
 import { TeeError } from '../../src/tee/errors.js';
@@ -226,10 +227,19 @@ test('the key cache is a bounded LRU: each miss is exactly one sealed-store read
 
 test('the dispatcher refuses commands before init, unknown commands and truncated parameters with their own codes', async () => {
   const d = new Dispatcher({ get: async () => undefined, put: async () => undefined, delete: async () => undefined }, TEE_DIST);
-  const code = async (p: Promise<unknown>): Promise<string> => p.then(() => 'ok', (e: TeeError) => e.code);
-  assert.equal(await code(d.handle(0x02, new Uint8Array(0))), 'not-initialised');
-  assert.equal(await code(d.handle(0x01, new Uint8Array(3))), 'bad-request');
-  assert.equal(await code(d.handle(0x7f, new Uint8Array(0))), 'unknown-command');
+  // the per-message command answers (and refuses) synchronously, the others through a Promise
+  const code = async (call: () => unknown): Promise<string> => {
+    try {
+      await call();
+      return 'ok';
+    } catch (e) {
+      return (e as TeeError).code;
+    }
+  };
+  assert.equal(await code(() => d.handle(0x02, new Uint8Array(0))), 'not-initialised');
+  assert.equal(await code(() => d.handle(CMD.groupRewrap, new Uint8Array(0))), 'not-initialised');
+  assert.equal(await code(() => d.handle(0x01, new Uint8Array(3))), 'bad-request');
+  assert.equal(await code(() => d.handle(0x7f, new Uint8Array(0))), 'unknown-command');
 });
 
 test('a different operator key than the pinned one is refused at start', async () => {
