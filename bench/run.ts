@@ -77,12 +77,17 @@ function ratiosOf(s: { ratios: Record<string, boolean> }, results: Record<string
  */
 async function runProtected(scenarios: ProtectedScenario[], brokers: Record<Variant, BrokerProcess>, lines: Line[]): Promise<void> {
   let k = 0;
+  const warm = new Set<Variant>();
   for (const s of scenarios) {
     const results: Record<string, Record<string, unknown>> = {};
     const protectedOrder = s.variants.filter((v) => v !== 'plain');
     if (k++ % 2 === 1) protectedOrder.reverse();
     for (const v of [...s.variants.filter((x) => x === 'plain'), ...protectedOrder]) {
       try {
+        if (s.warmUp && !warm.has(v)) {
+          await s.warmUp(brokers[v], v, `${s.id}-${v}-warm-up`);
+          warm.add(v);
+        }
         const r: Record<string, unknown> = { ...(await s.run(brokers[v], v, `${s.id}-${v}`, results['plain'])) };
         // CPU (broker + trusted process) per delivery: what the protection costs, whatever else the machine did
         if (typeof r['deliveredPerSec'] === 'number' && typeof r['brokerCpuPct'] === 'number' && r['deliveredPerSec'] > 0) {
