@@ -14,11 +14,13 @@ import { TeeError } from './errors.js';
 import type { TeeState } from './core.js';
 import type { Lru } from './lru.js';
 import { randomNonce } from './nonces.js';
-import { forEachRecipient, gcmSeal, isTopicName, openSenderHeaderNow, type OpenedHeader, type RecipientOutput } from './rewrap.js';
+import { GcmKey } from './gcm.js';
+import { forEachRecipient, isTopicName, openSenderHeaderNow, type OpenedHeader, type RecipientOutput } from './rewrap.js';
 
 interface FormedGroup {
   readonly id: Buffer;
-  readonly key: Buffer;
+  /** The group key, as the AEAD that wraps each message's data key under it. */
+  readonly key: GcmKey;
   /** Per member, in the host's order: its member part, or the wire number of a refusal. */
   readonly outputs: RecipientOutput[];
 }
@@ -46,11 +48,13 @@ export function formGroup(state: TeeState, handle: number, topic: string, member
     const nonces = randomNonce(NONCE_BYTES * members.length);
     const outputs = await forEachRecipient(state, topic, members, (_r, rb, keys, i) => {
       const memberNonce = nonces.subarray(i * NONCE_BYTES, (i + 1) * NONCE_BYTES);
-      return encodeGroupMemberPart(rb, memberNonce, gcmSeal(keys.wrap, memberNonce, key, groupKeyAd(topic, rb, id)));
+      return encodeGroupMemberPart(rb, memberNonce, keys.wrap.seal(memberNonce, key, groupKeyAd(topic, rb, id)));
     });
     state.counters.groupsFormed++;
     for (const o of outputs) if (typeof o !== 'number') state.counters.rewrapped++;
-    return { id, key, outputs };
+    const aead = new GcmKey(key);
+    key.fill(0);
+    return { id, key: aead, outputs };
   })();
   const entry: GroupEntry = { topic, epoch: state.epoch, formed };
   state.groups.set(handle, entry);
@@ -99,7 +103,7 @@ async function wrapWhenReady(entry: GroupEntry, opened: OpenedHeader | Promise<O
 function wrapForGroup(g: FormedGroup, { h, dek }: OpenedHeader, topic: string, sender: string): Uint8Array {
   try {
     const wrapNonce = randomNonce(NONCE_BYTES);
-    return encodeGroupMessagePart(h, wrapNonce, gcmSeal(g.key, wrapNonce, dek, groupWrapAd(h.seq, topic, sender, h.payloadNonce, g.id)), g.id);
+    return encodeGroupMessagePart(h, wrapNonce, g.key.seal(wrapNonce, dek, groupWrapAd(h.seq, topic, sender, h.payloadNonce, g.id)), g.id);
   } finally {
     dek.fill(0);
   }

@@ -1,11 +1,12 @@
 // Client subkeys and the bounded LRU of unsealed ones. Evicted keys are not wiped: a call still in
 // flight may hold them (pipelined re-wraps), and the garbage collector may have copied them anyway.
 import { hkdfSync } from 'node:crypto';
+import { GcmKey } from './gcm.js';
 import { Lru } from './lru.js';
 
 export interface ClientKeys {
-  /** Subkey wrapping data keys (AES-256-GCM). */
-  wrap: Buffer;
+  /** Subkey wrapping data keys (AES-256-GCM, its key schedule made once per cached key). */
+  wrap: GcmKey;
   /** Subkey for key confirmation and rotation proofs (HMAC-SHA256). */
   confirm: Buffer;
   generation: number;
@@ -16,7 +17,10 @@ function subkey(raw: Uint8Array, label: string): Buffer {
 }
 
 export function deriveClientKeys(raw: Uint8Array, generation: number): ClientKeys {
-  return { wrap: subkey(raw, 'mqt-tz/1 wrap key'), confirm: subkey(raw, 'mqt-tz/1 confirm key'), generation };
+  const wrapKey = subkey(raw, 'mqt-tz/1 wrap key');
+  const wrap = new GcmKey(wrapKey);
+  wrapKey.fill(0);
+  return { wrap, confirm: subkey(raw, 'mqt-tz/1 confirm key'), generation };
 }
 
 /** The LRU of unsealed client keys, counting hits and misses. */

@@ -15,7 +15,7 @@ import { TeeState, sha256 } from './core.js';
 /** Per recipient: its new header, or the wire number of a refusal code. */
 export type RecipientOutput = Uint8Array | number;
 
-export function gcmSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Buffer {
+function gcmSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Buffer {
   const c = createCipheriv('aes-256-gcm', key, nonce);
   c.setAAD(ad);
   return Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
@@ -101,7 +101,7 @@ function keyFailure(state: TeeState, err: unknown): never {
 
 function unwrapSenderKey(state: TeeState, h: EnvelopeHeader, keys: ClientKeys | undefined, topic: string, sender: string): OpenedHeader {
   if (keys === undefined) reject(state, 'unknown-sender', `${JSON.stringify(sender)} is not enrolled`);
-  const dek = gcmOpen(keys.wrap, h.wrapNonce, h.wrappedKey, wrapAd(KIND_SENDER, h.seq, topic, sender, '', h.payloadNonce));
+  const dek = keys.wrap.open(h.wrapNonce, h.wrappedKey, wrapAd(KIND_SENDER, h.seq, topic, sender, '', h.payloadNonce));
   if (dek === undefined) reject(state, 'header-auth-failed', 'wrapped data key fails authentication (tampered header, wrong topic, sender or sequence number)');
   return { h, dek };
 }
@@ -145,7 +145,7 @@ export async function rewrap(state: TeeState, headerBytes: Uint8Array, topic: st
   try {
     const out = await forEachRecipient(state, topic, recipients, (_recipient, rb, keys, i) => {
       const wrapNonce = nonces.subarray(i * NONCE_BYTES, (i + 1) * NONCE_BYTES);
-      return headerFor(rb, wrapNonce, gcmSeal(keys.wrap, wrapNonce, dek, adFor(rb)));
+      return headerFor(rb, wrapNonce, keys.wrap.seal(wrapNonce, dek, adFor(rb)));
     });
     for (const o of out) if (typeof o !== 'number') state.counters.rewrapped++;
     return out;
@@ -174,7 +174,7 @@ export async function reencrypt(state: TeeState, envelope: Uint8Array, topic: st
       const payloadNonce = randomBytes(NONCE_BYTES);
       const wrapNonce = randomBytes(NONCE_BYTES);
       const payload = gcmSeal(freshKey, payloadNonce, plaintext, ad);
-      const wrappedKey = gcmSeal(keys.wrap, wrapNonce, freshKey, wrapAd(KIND_RECIPIENT, h.seq, topic, sender, recipient, payloadNonce));
+      const wrappedKey = keys.wrap.seal(wrapNonce, freshKey, wrapAd(KIND_RECIPIENT, h.seq, topic, sender, recipient, payloadNonce));
       freshKey.fill(0);
       return joinEnvelope(encodeHeader({ ...h, version: ENVELOPE_VERSION, kind: KIND_RECIPIENT, recipient, payloadNonce, wrapNonce, wrappedKey }), payload);
     });

@@ -1,0 +1,188 @@
+// AES-256-GCM (NIST SP 800-38D, 96-bit nonces) for a key used on every message: the data-key
+// wraps of the hot path. node:crypto's createCipheriv costs ~10 µs per call on a small VM, almost
+// all of it setting up a fresh OpenSSL context and key schedule, for 32 bytes of work. Here the
+// key schedule is made once: one AES-256-ECB context per key serves as the block cipher (counter
+// blocks and the tag mask, one native call per message) and GHASH runs in JS over a table of
+// multiples of H, a byte at a time (Shoup's 8-bit table method). The output is standard AES-GCM,
+// byte for byte: tests check it against node:crypto in both directions.
+//
+// Table lookups depend on secret data (H and the ciphertext hash): cache-timing side channels are
+// outside the threat model (docs/protocol.md §1), as they are for the OpenSSL build Node ships on
+// CPUs without carry-less multiplication.
+import { createCipheriv, timingSafeEqual, type Cipher } from 'node:crypto';
+
+const BLOCK = 16;
+const TAG_BYTES = 16;
+const NONCE_BYTES = 12;
+/**
+ * Reduction of the byte shifted out when z is multiplied by x^8: bit j of that byte stands for
+ * x^(135-j), i.e. the GCM polynomial (0xe1 in the top byte) shifted right by 7-j bits.
+ */
+const REM_8BIT = Uint32Array.from({ length: 256 }, (_, b) => {
+  let r = 0;
+  for (let j = 0; j < 8; j++) if (b & (1 << j)) r ^= 0xe1000000 >>> (7 - j);
+  return r;
+});
+
+export class GcmKey {
+  private readonly ecb: Cipher;
+  /** b·H for every byte value b, four big-endian 32-bit words each (4 KiB). */
+  private readonly table = new Uint32Array(256 * 4);
+  /** The running hash, four big-endian words. */
+  private z0 = 0;
+  private z1 = 0;
+  private z2 = 0;
+  private z3 = 0;
+  /** A zero-padded last block. */
+  private readonly last = new Uint8Array(BLOCK);
+  /** Counter blocks in, keystream out: J0 (tag mask) then J0+1, J0+2... */
+  private counters = Buffer.alloc(3 * BLOCK);
+
+  constructor(key: Uint8Array) {
+    if (key.length !== 32) throw new RangeError('AES-256-GCM needs a 32-byte key');
+    this.ecb = createCipheriv('aes-256-ecb', key, null);
+    this.ecb.setAutoPadding(false);
+    const h = this.ecb.update(Buffer.alloc(BLOCK));
+    this.initTable(h.readUInt32BE(0), h.readUInt32BE(4), h.readUInt32BE(8), h.readUInt32BE(12));
+    h.fill(0);
+  }
+
+  /** `ciphertext || tag`. */
+  seal(nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Buffer {
+    const stream = this.keystream(nonce, plaintext.length);
+    const out = Buffer.allocUnsafe(plaintext.length + TAG_BYTES);
+    for (let i = 0; i < plaintext.length; i++) out[i] = plaintext[i]! ^ stream[BLOCK + i]!;
+    this.tag(ad, out, plaintext.length, stream, out, plaintext.length);
+    stream.fill(0);
+    return out;
+  }
+
+  /** The plaintext, or undefined when `sealed` fails authentication (nothing is decrypted then). */
+  open(nonce: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Buffer | undefined {
+    if (sealed.length < TAG_BYTES) return undefined;
+    const n = sealed.length - TAG_BYTES;
+    const stream = this.keystream(nonce, n);
+    const expected = Buffer.allocUnsafe(TAG_BYTES);
+    this.tag(ad, sealed, n, stream, expected, 0);
+    if (!timingSafeEqual(expected, sealed.subarray(n))) {
+      stream.fill(0);
+      return undefined;
+    }
+    const out = Buffer.allocUnsafe(n);
+    for (let i = 0; i < n; i++) out[i] = sealed[i]! ^ stream[BLOCK + i]!;
+    stream.fill(0);
+    return out;
+  }
+
+  /** E(J0) followed by the keystream for `n` bytes, from one call to the block cipher. */
+  private keystream(nonce: Uint8Array, n: number): Buffer {
+    if (nonce.length !== NONCE_BYTES) throw new RangeError('this AES-GCM takes 12-byte nonces only');
+    const blocks = 1 + Math.ceil(n / BLOCK);
+    if (this.counters.length < blocks * BLOCK) this.counters = Buffer.alloc(blocks * BLOCK);
+    const c = this.counters;
+    for (let b = 0; b < blocks; b++) {
+      const at = b * BLOCK;
+      c.set(nonce, at);
+      c.writeUInt32BE(b + 1, at + NONCE_BYTES); // J0 = nonce || 1, then inc32
+    }
+    return this.ecb.update(c.subarray(0, blocks * BLOCK));
+  }
+
+  /** GHASH(ad, ciphertext) XOR E(J0), written to out[at..at+16). */
+  private tag(ad: Uint8Array, ct: Uint8Array, ctLength: number, stream: Uint8Array, out: Uint8Array, at: number): void {
+    this.z0 = this.z1 = this.z2 = this.z3 = 0;
+    this.absorb(ad, ad.length);
+    this.absorb(ct, ctLength);
+    // length block: bit lengths of AD and ciphertext as two 64-bit big-endian numbers
+    const adBits = ad.length * 8;
+    const ctBits = ctLength * 8;
+    this.multiplyH(Math.floor(adBits / 0x100000000), adBits >>> 0, Math.floor(ctBits / 0x100000000), ctBits >>> 0);
+    const z = [this.z0, this.z1, this.z2, this.z3];
+    this.z0 = this.z1 = this.z2 = this.z3 = 0;
+    for (let w = 0; w < 4; w++) {
+      const v = z[w]! ^ ((stream[4 * w]! << 24) | (stream[4 * w + 1]! << 16) | (stream[4 * w + 2]! << 8) | stream[4 * w + 3]!);
+      out[at + 4 * w] = v >>> 24;
+      out[at + 4 * w + 1] = (v >>> 16) & 0xff;
+      out[at + 4 * w + 2] = (v >>> 8) & 0xff;
+      out[at + 4 * w + 3] = v & 0xff;
+    }
+  }
+
+  /** z = (z XOR block)·H for each 16-byte block of d[0..n), the last one zero-padded. */
+  private absorb(d: Uint8Array, n: number): void {
+    let at = 0;
+    for (; at + BLOCK <= n; at += BLOCK) {
+      this.multiplyH(
+        (d[at]! << 24) | (d[at + 1]! << 16) | (d[at + 2]! << 8) | d[at + 3]!,
+        (d[at + 4]! << 24) | (d[at + 5]! << 16) | (d[at + 6]! << 8) | d[at + 7]!,
+        (d[at + 8]! << 24) | (d[at + 9]! << 16) | (d[at + 10]! << 8) | d[at + 11]!,
+        (d[at + 12]! << 24) | (d[at + 13]! << 16) | (d[at + 14]! << 8) | d[at + 15]!,
+      );
+    }
+    if (at < n) {
+      const last = this.last;
+      last.fill(0);
+      for (let i = 0; at + i < n; i++) last[i] = d[at + i]!;
+      this.absorb(last, BLOCK);
+    }
+  }
+
+  /** z = (z XOR w)·H in GF(2^128), a byte at a time from the last byte to the first. */
+  private multiplyH(w0: number, w1: number, w2: number, w3: number): void {
+    const t = this.table;
+    const x0 = this.z0 ^ w0;
+    const x1 = this.z1 ^ w1;
+    const x2 = this.z2 ^ w2;
+    const x3 = this.z3 ^ w3;
+    let m = (x3 & 0xff) << 2;
+    let z0 = t[m]!;
+    let z1 = t[m + 1]!;
+    let z2 = t[m + 2]!;
+    let z3 = t[m + 3]!;
+    // bytes 14..0: the rest of x3 from its second-lowest byte, then x2, x1, x0 from their lowest
+    for (let i = 14; i >= 0; i--) {
+      const word = i >= 12 ? x3 : i >= 8 ? x2 : i >= 4 ? x1 : x0;
+      const rem = z3 & 0xff;
+      z3 = (z3 >>> 8) | (z2 << 24);
+      z2 = (z2 >>> 8) | (z1 << 24);
+      z1 = (z1 >>> 8) | (z0 << 24);
+      z0 = (z0 >>> 8) ^ REM_8BIT[rem]!;
+      m = ((word >>> ((3 - (i & 3)) << 3)) & 0xff) << 2;
+      z0 ^= t[m]!;
+      z1 ^= t[m + 1]!;
+      z2 ^= t[m + 2]!;
+      z3 ^= t[m + 3]!;
+    }
+    this.z0 = z0;
+    this.z1 = z1;
+    this.z2 = z2;
+    this.z3 = z3;
+  }
+
+  /** table[b] = b·H for every byte b, built from H·x^k (bit-reflected, as GCM orders bits). */
+  private initTable(h0: number, h1: number, h2: number, h3: number): void {
+    const t = this.table;
+    let v0 = h0;
+    let v1 = h1;
+    let v2 = h2;
+    let v3 = h3;
+    for (let bit = 128; bit >= 1; bit >>= 1) {
+      t[4 * bit] = v0;
+      t[4 * bit + 1] = v1;
+      t[4 * bit + 2] = v2;
+      t[4 * bit + 3] = v3;
+      // multiply by x: shift right one bit, reduce by the GCM polynomial (0xe1 in the top byte)
+      const carry = v3 & 1;
+      v3 = (v3 >>> 1) | (v2 << 31);
+      v2 = (v2 >>> 1) | (v1 << 31);
+      v1 = (v1 >>> 1) | (v0 << 31);
+      v0 = (v0 >>> 1) ^ (carry ? 0xe1000000 : 0);
+    }
+    // every other byte value: the sum of its highest bit's entry and the rest's (already built)
+    for (let b = 3; b < 256; b++) {
+      const high = 1 << (31 - Math.clz32(b));
+      if (b === high) continue;
+      for (let w = 0; w < 4; w++) t[4 * b + w] = t[4 * high + w]! ^ t[4 * (b ^ high) + w]!;
+    }
+  }
+}

@@ -1,0 +1,72 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createCipheriv, createDecipheriv, randomBytes, randomInt } from 'node:crypto';
+import { GcmKey } from '../../src/tee/gcm.js';
+
+function referenceSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Buffer {
+  const c = createCipheriv('aes-256-gcm', key, nonce);
+  c.setAAD(ad);
+  return Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
+}
+
+function referenceOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Buffer {
+  const d = createDecipheriv('aes-256-gcm', key, nonce);
+  d.setAAD(ad);
+  d.setAuthTag(sealed.subarray(sealed.length - 16));
+  return Buffer.concat([d.update(sealed.subarray(0, sealed.length - 16)), d.final()]);
+}
+
+test('GcmKey seals byte for byte as node:crypto AES-256-GCM, for every length of data and associated data up to several blocks', () => {
+  for (let round = 0; round < 40; round++) {
+    const key = randomBytes(32);
+    const gcm = new GcmKey(key);
+    for (let i = 0; i < 25; i++) {
+      const nonce = randomBytes(12);
+      const plaintext = randomBytes(randomInt(0, 80));
+      const ad = randomBytes(randomInt(0, 150));
+      assert.deepEqual(gcm.seal(nonce, plaintext, ad), referenceSeal(key, nonce, plaintext, ad));
+    }
+  }
+});
+
+test('GcmKey opens what node:crypto sealed and node:crypto opens what GcmKey sealed', () => {
+  for (let i = 0; i < 200; i++) {
+    const key = randomBytes(32);
+    const gcm = new GcmKey(key);
+    const nonce = randomBytes(12);
+    const plaintext = randomBytes(randomInt(0, 70));
+    const ad = randomBytes(randomInt(0, 120));
+    assert.deepEqual(gcm.open(nonce, referenceSeal(key, nonce, plaintext, ad), ad), plaintext);
+    assert.deepEqual(referenceOpen(key, nonce, gcm.seal(nonce, plaintext, ad), ad), plaintext);
+  }
+});
+
+test('GcmKey refuses a bit flip anywhere in ciphertext, tag or associated data, a wrong nonce, a wrong key and a truncated input', () => {
+  const key = randomBytes(32);
+  const gcm = new GcmKey(key);
+  const nonce = randomBytes(12);
+  const plaintext = randomBytes(32);
+  const ad = randomBytes(90);
+  const sealed = gcm.seal(nonce, plaintext, ad);
+  for (let byte = 0; byte < sealed.length; byte++) {
+    const t = Buffer.from(sealed);
+    t[byte]! ^= 1 << byte % 8;
+    assert.equal(gcm.open(nonce, t, ad), undefined, `flip in byte ${byte}`);
+  }
+  for (let byte = 0; byte < ad.length; byte++) {
+    const a = Buffer.from(ad);
+    a[byte]! ^= 0x80;
+    assert.equal(gcm.open(nonce, sealed, a), undefined, `flip in associated data byte ${byte}`);
+  }
+  const otherNonce = Buffer.from(nonce);
+  otherNonce[11]! ^= 1;
+  assert.equal(gcm.open(otherNonce, sealed, ad), undefined);
+  assert.equal(new GcmKey(randomBytes(32)).open(nonce, sealed, ad), undefined);
+  assert.equal(gcm.open(nonce, sealed.subarray(0, 15), ad), undefined);
+  assert.deepEqual(gcm.open(nonce, sealed, ad), plaintext); // the key is still usable after refusals
+});
+
+test('GcmKey takes only 32-byte keys and 12-byte nonces', () => {
+  assert.throws(() => new GcmKey(randomBytes(16)), /32-byte key/);
+  assert.throws(() => new GcmKey(randomBytes(32)).seal(randomBytes(16), randomBytes(32), randomBytes(8)), /12-byte nonces/);
+});
