@@ -12,6 +12,7 @@ import { Connection, type Will } from './connection.js';
 import type { Delivery, Message } from './message.js';
 import { Session, type SessionLink } from './session.js';
 import { Deadline } from './deadline.js';
+import { PublisherOrder } from './publisher-order.js';
 import { SubscriptionTree, type SubscriptionOptions } from './subscriptions.js';
 import { TargetCollector, type Target } from './targets.js';
 
@@ -61,7 +62,8 @@ export class Broker {
   /** Consumes PUBLISHes to topics the broker itself answers (e.g. `$tee/...` requests); true = consumed. */
   interceptor: ((client: Connection, message: Message) => boolean) | undefined;
   private readonly sweeper: NodeJS.Timeout;
-  private readonly chains = new Map<string, Promise<void>>();
+  /** Per-publisher order of deliveries while protected messages wait for the trusted component. */
+  private readonly order = new PublisherOrder((err, origin) => this.log.error({ err, origin }, 'delivery failed'));
   private readonly targets = new TargetCollector(this.subscriptions, this.sessions, this.clients);
   private closing = false;
 
@@ -171,7 +173,7 @@ export class Broker {
     if (!stage || !stage.applies(message.topic)) {
       // Behind a protected message of the same publisher still in the stage: wait for it, so
       // each subscriber sees the publisher's messages in order.
-      if (this.chains.has(message.origin)) this.inOrder(message.origin, async () => this.deliverAll(targets, message));
+      if (this.order.busy(message.origin)) this.order.ready(message.origin, this.order.reserve(message.origin), () => this.deliverAll(targets, message));
       else this.deliverAll(targets, message);
       return targets.length;
     }
@@ -256,29 +258,18 @@ export class Broker {
 
   private throughStage(stage: DeliveryStage, message: Message, targets: Target[]): void {
     // The trusted call starts now (calls pipeline); only the delivery waits for its turn.
-    const transformed = stage.transform(message, targets);
-    transformed.catch(() => undefined); // handled in turn below
-    this.inOrder(message.origin, () =>
-      transformed.then(
-        ({ body, prefixes }) => {
+    const origin = message.origin;
+    const place = this.order.reserve(origin);
+    stage.transform(message, targets).then(
+      ({ body, prefixes }) =>
+        this.order.ready(origin, place, () => {
           for (let i = 0; i < targets.length; i++) {
             const p = prefixes[i];
             if (p) this.deliverTo(targets[i]!, message, p, body, false);
           }
-        },
-        (err: unknown) => this.log.warn({ err, topic: message.topic, origin: message.origin }, 'delivery stage refused a message'),
-      ),
+        }),
+      (err: unknown) => this.order.ready(origin, place, () => this.log.warn({ err, topic: message.topic, origin }, 'delivery stage refused a message')),
     );
-  }
-
-  /** Runs `work` after the earlier queued work of the same publisher. */
-  private inOrder(origin: string, work: () => Promise<void>): void {
-    const previous = this.chains.get(origin) ?? Promise.resolve();
-    const next = previous.then(work);
-    this.chains.set(origin, next);
-    void next.then(() => {
-      if (this.chains.get(origin) === next) this.chains.delete(origin);
-    });
   }
 
   private sweep(): void {
@@ -299,6 +290,6 @@ export class Broker {
     clearInterval(this.sweeper);
     for (const conn of [...this.connections]) conn.close(Reason.ServerShuttingDown, 'server shutting down');
     for (const session of [...this.sessions.values()]) this.flushWill(session);
-    await Promise.allSettled([...this.chains.values()]);
+    await this.order.drained();
   }
 }

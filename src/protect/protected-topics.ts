@@ -50,13 +50,8 @@ interface HostGroup {
   readonly index: ReadonlyMap<string, number>;
   /** Resolves once the trusted component answered the formation. */
   readonly formed: Promise<FormedGroup>;
-}
-
-interface Wrapped {
-  /** The part of the header every recipient shares (ends with the group id). */
-  part: Uint8Array;
-  group: HostGroup;
-  formed: FormedGroup;
+  /** The formation's answer once it came: messages then wait for nothing else. */
+  ready?: FormedGroup;
 }
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {
@@ -138,24 +133,23 @@ export class ProtectedTopics implements DeliveryStage {
   }
 
   /**
-   * The shared header part of one message for a group covering `recipients`. A group the trusted
-   * component no longer knows or holds stale (policy change, revocation, key rotation) is formed
-   * again once.
+   * The shared header part of one message (it ends with the group id) for a group covering
+   * `recipients`, handed to `use` with that group and its formation. A group the trusted component
+   * no longer knows or holds stale (policy change, revocation, key rotation) is formed again once.
    */
-  private async wrap(topic: string, header: Uint8Array, sender: string, recipients: readonly string[]): Promise<Wrapped> {
-    for (let attempt = 0; ; attempt++) {
-      const group = this.groupFor(topic, recipients);
-      this.counters.rewrapCalls++;
-      try {
-        // (group.formed has its own rejection handler, so waiting for it second loses nothing)
-        const part = await this.tee.groupRewrap(group.handle, header, topic, sender);
-        return { part, group, formed: await group.formed };
-      } catch (err) {
-        const retry = attempt === 0 && err instanceof TeeError && (err.code === 'group-unknown' || err.code === 'group-stale');
+  private wrap<R>(topic: string, header: Uint8Array, sender: string, recipients: readonly string[], use: (part: Uint8Array, group: HostGroup, formed: FormedGroup) => R, retried = false): Promise<R> {
+    const group = this.groupFor(topic, recipients);
+    this.counters.rewrapCalls++;
+    return this.tee.groupRewrap(group.handle, header, topic, sender).then(
+      // (group.formed has its own rejection handler, so waiting for it second loses nothing)
+      (part) => (group.ready !== undefined ? use(part, group, group.ready) : group.formed.then((formed) => use(part, group, formed))),
+      (err: unknown) => {
+        const retry = !retried && err instanceof TeeError && (err.code === 'group-unknown' || err.code === 'group-stale');
         if (!retry) throw err;
         if (this.groups.get(topic) === group) this.groups.delete(topic);
-      }
-    }
+        return this.wrap(topic, header, sender, recipients, use, true);
+      },
+    );
   }
 
   /**
@@ -173,18 +167,23 @@ export class ProtectedTopics implements DeliveryStage {
     this.nextHandle = (this.nextHandle + 1) >>> 0 || 1;
     const group: HostGroup = { handle, members: list, index: new Map(list.map((m, i) => [m, i])), formed: this.tee.formGroup(handle, topic, list) };
     this.counters.groupsFormed++;
-    group.formed.catch(() => {
-      if (this.groups.get(topic) === group) this.groups.delete(topic);
-    });
+    group.formed.then(
+      (formed) => {
+        group.ready = formed;
+      },
+      () => {
+        if (this.groups.get(topic) === group) this.groups.delete(topic);
+      },
+    );
     if (this.groups.size >= CACHE_LIMIT && old === undefined) this.groups.clear();
     this.groups.set(topic, group);
     return group;
   }
 
-  async transform(message: Message, targets: readonly Target[]): Promise<StagedPayloads> {
+  transform(message: Message, targets: readonly Target[]): Promise<StagedPayloads> {
     const out: (Buffer | null)[] = new Array<Buffer | null>(targets.length).fill(null);
     // a retained-message clear: nothing to deliver
-    if (message.payload.length === 0) return { body: message.payload, prefixes: out };
+    if (message.payload.length === 0) return Promise.resolve({ body: message.payload, prefixes: out });
     const { header, payload } = splitEnvelope(message.payload);
     // Every recipient's envelope is `u16 length || its header || the shared ciphertext`: only the
     // first two parts are per recipient; the ciphertext is written to each socket as is.
@@ -201,31 +200,29 @@ export class ProtectedTopics implements DeliveryStage {
         slots.push(i);
       } else this.counters.recipientsRefused++;
     }
-    if (recipients.length === 0) return { body, prefixes: out };
-    let wrapped: Wrapped;
-    try {
-      wrapped = await this.wrap(message.topic, header, sender, recipients);
-    } catch (err) {
+    if (recipients.length === 0) return Promise.resolve({ body, prefixes: out });
+    const prefixes = (part: Uint8Array, group: HostGroup, formed: FormedGroup): StagedPayloads => {
+      for (let k = 0; k < recipients.length; k++) {
+        const at = group.index.get(recipients[k]!);
+        const r = at === undefined ? undefined : formed.members[at];
+        if (r?.header !== undefined) {
+          const member = r.header;
+          const prefix = Buffer.allocUnsafe(2 + part.length + member.length);
+          prefix.writeUInt16BE(part.length + member.length, 0);
+          prefix.set(part, 2);
+          prefix.set(member, 2 + part.length);
+          out[slots[k]!] = prefix;
+          this.counters.recipientsWrapped++;
+        } else {
+          this.counters.recipientsRefused++;
+          this.log.debug({ topic: message.topic, recipient: recipients[k], refusal: r?.refusal ?? 'not-in-group' }, 'trusted component refused a recipient');
+        }
+      }
+      return { body, prefixes: out };
+    };
+    return this.wrap(message.topic, header, sender, recipients, prefixes).catch((err: unknown) => {
       this.counters.messagesRefused++;
       throw err;
-    }
-    const { part, group, formed } = wrapped;
-    for (let k = 0; k < recipients.length; k++) {
-      const at = group.index.get(recipients[k]!);
-      const r = at === undefined ? undefined : formed.members[at];
-      if (r?.header !== undefined) {
-        const member = r.header;
-        const prefix = Buffer.allocUnsafe(2 + part.length + member.length);
-        prefix.writeUInt16BE(part.length + member.length, 0);
-        prefix.set(part, 2);
-        prefix.set(member, 2 + part.length);
-        out[slots[k]!] = prefix;
-        this.counters.recipientsWrapped++;
-      } else {
-        this.counters.recipientsRefused++;
-        this.log.debug({ topic: message.topic, recipient: recipients[k], refusal: r?.refusal ?? 'not-in-group' }, 'trusted component refused a recipient');
-      }
-    }
-    return { body, prefixes: out };
+    });
   }
 }

@@ -1,0 +1,78 @@
+/**
+ * Per-publisher delivery order while some messages wait on asynchronous work (the trusted
+ * component's re-wrap): each message takes its place in its publisher's lane when it arrives and
+ * is delivered once it and every message before it are ready. A linked list per publisher, no
+ * Promise chain: the hot path costs one small object per waiting message.
+ */
+export interface Place {
+  /** What to do once every earlier place of the lane has run; undefined until ready. */
+  run: (() => void) | undefined;
+  next: Place | undefined;
+}
+
+interface Lane {
+  head: Place;
+  tail: Place;
+  /** Set while the lane runs its ready places: a place made ready meanwhile is picked up by that loop. */
+  running: boolean;
+}
+
+export class PublisherOrder {
+  private readonly lanes = new Map<string, Lane>();
+  private onDrained: (() => void)[] = [];
+
+  constructor(private readonly onError: (err: unknown, origin: string) => void) {}
+
+  /** Whether `origin` has messages waiting, so that a new one must queue behind them. */
+  busy(origin: string): boolean {
+    return this.lanes.has(origin);
+  }
+
+  /** The next place in `origin`'s lane. */
+  reserve(origin: string): Place {
+    const place: Place = { run: undefined, next: undefined };
+    const lane = this.lanes.get(origin);
+    if (lane === undefined) this.lanes.set(origin, { head: place, tail: place, running: false });
+    else {
+      lane.tail.next = place;
+      lane.tail = place;
+    }
+    return place;
+  }
+
+  /** `place` may run `run`; runs every ready place at the head of the lane, in order. */
+  ready(origin: string, place: Place, run: () => void): void {
+    place.run = run;
+    const lane = this.lanes.get(origin);
+    if (lane === undefined || lane.running) return;
+    lane.running = true;
+    for (;;) {
+      const p = lane.head;
+      if (p.run === undefined) break;
+      try {
+        p.run();
+      } catch (err) {
+        this.onError(err, origin);
+      }
+      if (p.next === undefined) {
+        this.lanes.delete(origin);
+        if (this.lanes.size === 0) this.drainedNow();
+        return;
+      }
+      lane.head = p.next;
+    }
+    lane.running = false;
+  }
+
+  /** Resolves once no lane has a message waiting. */
+  drained(): Promise<void> {
+    if (this.lanes.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.onDrained.push(resolve));
+  }
+
+  private drainedNow(): void {
+    const waiting = this.onDrained;
+    this.onDrained = [];
+    for (const resolve of waiting) resolve();
+  }
+}
