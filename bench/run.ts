@@ -72,47 +72,57 @@ function ratiosOf(s: { ratios: Record<string, boolean> }, results: Record<string
 }
 
 /**
- * Protected-path scenarios on our broker only: plain first (its rate sizes the envelope pool), then
- * the two trusted backends in an order that alternates; ratios are variant / plain.
+ * Protected-path scenarios on our broker only. Every scenario's `plain` variant runs first, before
+ * any protected traffic (seen: once this process has sent the pool's envelopes, its plain traffic
+ * costs the load generator ~2x the CPU per delivery, which would understate the plain baseline);
+ * then the two trusted backends, in an order that alternates. Ratios are variant / plain.
  */
 async function runProtected(scenarios: ProtectedScenario[], brokers: Record<Variant, BrokerProcess>, lines: Line[]): Promise<void> {
-  let k = 0;
   const warm = new Set<Variant>();
-  for (const s of scenarios) {
-    const results: Record<string, Record<string, unknown>> = {};
-    const protectedOrder = s.variants.filter((v) => v !== 'plain');
-    if (k++ % 2 === 1) protectedOrder.reverse();
-    for (const v of [...s.variants.filter((x) => x === 'plain'), ...protectedOrder]) {
-      try {
-        if (s.warmUp && !warm.has(v)) {
-          await s.warmUp(brokers[v], v, `${s.id}-${v}-warm-up`);
-          warm.add(v);
-        }
-        const r: Record<string, unknown> = { ...(await s.run(brokers[v], v, `${s.id}-${v}`, results['plain'])) };
-        // CPU (broker + trusted process) per delivery: what the protection costs, whatever else the machine did
-        if (typeof r['deliveredPerSec'] === 'number' && typeof r['brokerCpuPct'] === 'number' && r['deliveredPerSec'] > 0) {
-          r['cpuUsPerDelivery'] = round((r['brokerCpuPct'] * 1e4) / r['deliveredPerSec'], 1);
-        }
-        results[v] = r;
-      } catch (err) {
-        results[v] = { error: (err as Error).message };
+  const results = scenarios.map((): Record<string, Record<string, unknown>> => ({}));
+  const runOne = async (i: number, v: Variant): Promise<void> => {
+    const s = scenarios[i]!;
+    try {
+      if (s.warmUp && !warm.has(v)) {
+        await s.warmUp(brokers[v], v, `${s.id}-${v}-warm-up`);
+        warm.add(v);
       }
+      const r: Record<string, unknown> = { ...(await s.run(brokers[v], v, `${s.id}-${v}`, results[i]!['plain'])) };
+      // CPU (broker + trusted process) per delivery: what the protection costs, whatever else the machine did
+      if (typeof r['deliveredPerSec'] === 'number' && typeof r['brokerCpuPct'] === 'number' && r['deliveredPerSec'] > 0) {
+        r['cpuUsPerDelivery'] = round((r['brokerCpuPct'] * 1e4) / r['deliveredPerSec'], 1);
+      }
+      results[i]![v] = r;
+    } catch (err) {
+      results[i]![v] = { error: (err as Error).message };
     }
+  };
+  for (let i = 0; i < scenarios.length; i++) if (scenarios[i]!.variants.includes('plain')) await runOne(i, 'plain');
+  const orders: Variant[][] = [];
+  for (let i = 0; i < scenarios.length; i++) {
+    const protectedOrder = scenarios[i]!.variants.filter((v) => v !== 'plain');
+    if (i % 2 === 1) protectedOrder.reverse();
+    orders.push(protectedOrder);
+    for (const v of protectedOrder) await runOne(i, v);
+  }
+  for (let i = 0; i < scenarios.length; i++) {
+    const s = scenarios[i]!;
+    const res = results[i]!;
     let plainFrom: string | undefined;
-    if (!results['plain'] && s.baseline) {
+    if (!res['plain'] && s.baseline) {
       const base = lines.find((l): l is ScenarioLine => l.bench === 'broker' && (l as ScenarioLine).id === s.baseline);
       const ours = base?.results['mqt-tz'];
       if (ours) {
-        results['plain'] = ours;
+        res['plain'] = ours;
         plainFrom = s.baseline;
       }
     }
     const ratios: ProtectedLine['ratios'] = {};
-    for (const v of protectedOrder) {
-      const r = ratiosOf(s, { 'mqt-tz': results[v] ?? {}, plain: results['plain'] ?? {} })['mqt-tz/plain'];
+    for (const v of orders[i]!) {
+      const r = ratiosOf(s, { 'mqt-tz': res[v] ?? {}, plain: res['plain'] ?? {} })['mqt-tz/plain'];
       if (r && Object.keys(r).length > 0) ratios[`${v}/plain`] = r;
     }
-    const line: ProtectedLine = { bench: 'protected', group: s.group, id: s.id, params: s.params, results, ratios, ...(plainFrom ? { plainFrom } : {}) };
+    const line: ProtectedLine = { bench: 'protected', group: s.group, id: s.id, params: s.params, results: res, ratios, ...(plainFrom ? { plainFrom } : {}) };
     lines.push(line);
     emit(line);
   }
