@@ -239,10 +239,9 @@ export class Connection implements SessionLink, ClientInfo {
     const topic = (m.topicBytes ??= Buffer.from(m.topic));
     const prefix = d.prefix;
     const length = (prefix ? prefix.length : 0) + d.payload.length;
-    const header = publishHeader(topic, length, d.qos, d.retain, dup, d.packetId, v5);
-    if (header.length + length > this.maxPacketSize) return false;
+    const header = publishHeader(topic, length, d.qos, d.retain, dup, d.packetId, v5, prefix);
+    if (header.length + d.payload.length > this.maxPacketSize) return false;
     this.write(header);
-    if (prefix) this.write(prefix);
     if (d.payload.length > 0) this.write(d.payload);
     return true;
   }
