@@ -147,11 +147,14 @@ export function protectedPlan(o: { quick: boolean; ecgPath: (broker: BrokerProce
         const budget = Math.round(Math.min(POOL_CAP, Math.max(1000, (plainRate * 1.2 * (warmupMs + measureMs)) / 1000 + 1000)));
         return withPool(b, pool, m, budget, (traffic) => runThroughput(b, tag, spec, traffic));
       },
-      warmUp: (b, v, tag) => {
-        const spec = { publishers: 1, subscribers: m, qos, payload, warmupMs: 0, measureMs: WARM_UP_MS };
-        if (v === 'plain') return runThroughput(b, tag, spec);
-        return withPool(b, pool, m, WARM_UP_BUDGET, (traffic) => runThroughput(b, tag, spec, traffic));
-      },
+      // --quick keeps its 2-minute budget and measures cold brokers
+      warmUp: q
+        ? undefined
+        : (b, v, tag) => {
+            const spec = { publishers: 1, subscribers: m, qos, payload, warmupMs: 0, measureMs: WARM_UP_MS };
+            if (v === 'plain') return runThroughput(b, tag, spec);
+            return withPool(b, pool, m, WARM_UP_BUDGET, (traffic) => runThroughput(b, tag, spec, traffic));
+          },
     });
   }
   for (const m of q ? [] : [1, 128]) {
