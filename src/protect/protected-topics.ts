@@ -181,6 +181,16 @@ export class ProtectedTopics implements DeliveryStage {
   }
 
   transform(message: Message, targets: readonly Target[]): Promise<StagedPayloads> {
+    try {
+      return this.stage(message, targets);
+    } catch (err) {
+      // a payload that no longer splits (the arrival check passed it): refused like a bad answer
+      this.counters.messagesRefused++;
+      return Promise.reject(err as Error);
+    }
+  }
+
+  private stage(message: Message, targets: readonly Target[]): Promise<StagedPayloads> {
     const out: (Buffer | null)[] = new Array<Buffer | null>(targets.length).fill(null);
     // a retained-message clear: nothing to deliver
     if (message.payload.length === 0) return Promise.resolve({ body: message.payload, prefixes: out });
