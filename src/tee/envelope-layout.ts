@@ -146,6 +146,25 @@ export function encodeGroupMemberPart(recipient: Uint8Array, memberNonce: Uint8A
   return out;
 }
 
+/** Bytes of a sender-wrapped (kind 1) header besides its sender identity. */
+const SENDER_HEADER_FIXED = 2 + 8 + TOPIC_TAG_BYTES + 1 + 1 + 2 * NONCE_BYTES + WRAPPED_KEY_BYTES;
+
+/**
+ * Whether `header` is a sender-wrapped header that parseHeader accepts and that names `sender`
+ * (its UTF-8 bytes), checked without decoding or allocating: the broker's check of every PUBLISH
+ * to a protected topic. False says nothing about why; parse the header to find out.
+ */
+export function isSenderHeaderOf(header: Uint8Array, sender: Uint8Array): boolean {
+  const n = sender.length;
+  if (n === 0 || n > MAX_IDENTITY_BYTES || header.length !== SENDER_HEADER_FIXED + n) return false;
+  // version, kind, a sequence number below 2^53 (its top 11 bits clear)
+  if (header[0] !== ENVELOPE_VERSION || header[1] !== KIND_SENDER || header[2] !== 0 || header[3]! > 0x1f) return false;
+  const at = 2 + 8 + TOPIC_TAG_BYTES;
+  if (header[at] !== n || header[at + 1 + n] !== 0) return false; // str8 sender, empty str8 recipient
+  for (let i = 0; i < n; i++) if (header[at + 1 + i] !== sender[i]) return false;
+  return true;
+}
+
 /** The sender field of a header that parseHeader already accepted, without parsing the rest. */
 export function senderOf(header: Uint8Array): string {
   const at = 2 + 8 + TOPIC_TAG_BYTES; // version, kind, seq, topic tag: then str8 sender in every kind

@@ -51,6 +51,38 @@ test('senderOf reads the sender of every header kind as parseHeader does', async
   }
 });
 
+test('isSenderHeaderOf accepts exactly the headers parseHeader accepts as sender-wrapped by that sender', async () => {
+  const { isSenderHeaderOf, KIND_RECIPIENT, KIND_GROUP } = await import('../../src/tee/envelope-layout.js');
+  const names = ['alice', 'ünïcode-sender', 'a', 'x'.repeat(255)];
+  const group = { id: new Uint8Array(16), memberNonce: new Uint8Array(12), wrappedGroupKey: new Uint8Array(48) };
+  const samples: Uint8Array[] = [];
+  for (const sender of names) {
+    samples.push(encodeHeader({ ...header, sender }), encodeHeader({ ...header, sender, seq: 2 ** 53 - 1 }));
+    samples.push(encodeHeader({ ...header, sender, kind: KIND_RECIPIENT, recipient: 'bob' }), encodeHeader({ ...header, sender, kind: KIND_GROUP, recipient: 'bob', group }));
+  }
+  // every single-byte change, truncation and extension of a valid one
+  const base = encodeHeader(header);
+  for (let i = 0; i < base.length; i++) for (const v of [0, 1, 0x1f, 0x20, 0xff, base[i]! ^ 0x01]) samples.push(Uint8Array.from(base, (b, j) => (j === i ? v : b)));
+  for (let n = 0; n < base.length; n++) samples.push(base.subarray(0, n));
+  samples.push(Uint8Array.from([...base, 0]));
+  const te = new TextEncoder();
+  let accepted = 0;
+  for (const bytes of samples) {
+    for (const sender of [...names, 'alicf', '']) {
+      let expected: boolean;
+      try {
+        const h = parseHeader(bytes);
+        expected = h.kind === KIND_SENDER && h.sender === sender;
+      } catch {
+        expected = false;
+      }
+      assert.equal(isSenderHeaderOf(bytes, te.encode(sender)), expected, `sender ${JSON.stringify(sender.slice(0, 12))}, header of ${bytes.length} bytes`);
+      if (expected) accepted++;
+    }
+  }
+  assert.ok(accepted > names.length, 'the samples include accepted headers');
+});
+
 test('envelope layout names each malformation', () => {
   const code = (fn: () => unknown): string => {
     try {
