@@ -13,6 +13,7 @@ import type { DeliveryStage, StagedPayloads, Target } from '../broker/broker.js'
 import type { Message } from '../broker/message.js';
 import { Reason } from '../mqtt/reason-codes.js';
 import { filterCovers, topicMatches } from '../mqtt/topic.js';
+import { utf8Name } from '../tee/bytes.js';
 import { KIND_SENDER, isSenderHeaderOf, parseHeader, senderOf, splitEnvelope } from '../tee/envelope-layout.js';
 import { TeeError, type FormedGroup, type TrustedComponent } from '../tee/host.js';
 
@@ -79,7 +80,6 @@ export class ProtectedTopics implements DeliveryStage {
   };
   /** topic → protected?, so the filter list is matched once per topic, not once per message. */
   private readonly cache = new Map<string, boolean>();
-  private readonly names = new Map<string, Buffer>();
   /** topic → its current recipient group. */
   private readonly groups = new Map<string, HostGroup>();
   private nextHandle = 1;
@@ -100,17 +100,6 @@ export class ProtectedTopics implements DeliveryStage {
     return hit;
   }
 
-  /** UTF-8 of a publisher's identity, remembered (bounded like the topic cache). */
-  private nameBytes(identity: string): Buffer {
-    let b = this.names.get(identity);
-    if (b === undefined) {
-      b = Buffer.from(identity);
-      if (this.names.size >= CACHE_LIMIT) this.names.clear();
-      this.names.set(identity, b);
-    }
-    return b;
-  }
-
   /** Whether every topic a subscription to `filter` can receive is protected. */
   coversFilter(filter: string): boolean {
     return this.filters.some((f) => filterCovers(f, filter));
@@ -129,7 +118,7 @@ export class ProtectedTopics implements DeliveryStage {
     try {
       const headerBytes = splitEnvelope(payload).header;
       // the common case, without decoding: a well-formed header naming this publisher
-      if (isSenderHeaderOf(headerBytes, this.nameBytes(publisher.identity))) {
+      if (isSenderHeaderOf(headerBytes, utf8Name(publisher.identity))) {
         this.counters.accepted++;
         return Reason.Success;
       }

@@ -24,6 +24,15 @@ const REM_8BIT = Uint32Array.from({ length: 256 }, (_, b) => {
   return r;
 });
 
+/** out[at..at+4) = big-endian word `z` XOR mask[m..m+4). */
+function putMasked(out: Uint8Array, at: number, z: number, mask: Uint8Array, m: number): void {
+  const v = z ^ ((mask[m]! << 24) | (mask[m + 1]! << 16) | (mask[m + 2]! << 8) | mask[m + 3]!);
+  out[at] = v >>> 24;
+  out[at + 1] = (v >>> 16) & 0xff;
+  out[at + 2] = (v >>> 8) & 0xff;
+  out[at + 3] = v & 0xff;
+}
+
 export class GcmKey {
   private readonly ecb: Cipher;
   /** b·H for every byte value b, four big-endian 32-bit words each (4 KiB). */
@@ -97,15 +106,11 @@ export class GcmKey {
     const adBits = ad.length * 8;
     const ctBits = ctLength * 8;
     this.multiplyH(Math.floor(adBits / 0x100000000), adBits >>> 0, Math.floor(ctBits / 0x100000000), ctBits >>> 0);
-    const z = [this.z0, this.z1, this.z2, this.z3];
+    putMasked(out, at, this.z0, stream, 0);
+    putMasked(out, at + 4, this.z1, stream, 4);
+    putMasked(out, at + 8, this.z2, stream, 8);
+    putMasked(out, at + 12, this.z3, stream, 12);
     this.z0 = this.z1 = this.z2 = this.z3 = 0;
-    for (let w = 0; w < 4; w++) {
-      const v = z[w]! ^ ((stream[4 * w]! << 24) | (stream[4 * w + 1]! << 16) | (stream[4 * w + 2]! << 8) | stream[4 * w + 3]!);
-      out[at + 4 * w] = v >>> 24;
-      out[at + 4 * w + 1] = (v >>> 16) & 0xff;
-      out[at + 4 * w + 2] = (v >>> 8) & 0xff;
-      out[at + 4 * w + 3] = v & 0xff;
-    }
   }
 
   /** z = (z XOR block)·H for each 16-byte block of d[0..n), the last one zero-padded. */

@@ -15,7 +15,7 @@ import type { TeeState } from './core.js';
 import type { Lru } from './lru.js';
 import { randomNonce } from './nonces.js';
 import { GcmKey } from './gcm.js';
-import { forEachRecipient, isTopicName, openSenderHeaderNow, type OpenedHeader, type RecipientOutput } from './rewrap.js';
+import { forEachRecipient, isTopicName, openSenderHeader, type OpenedHeader, type RecipientOutput } from './rewrap.js';
 
 interface FormedGroup {
   readonly id: Buffer;
@@ -85,7 +85,7 @@ export function groupRewrap(state: TeeState, handle: number, headerBytes: Uint8A
     state.counters.rejectedMessages++;
     throw new TeeError('group-stale', `group ${handle} predates a policy change, revocation or key rotation; form it again`);
   }
-  const opened = openSenderHeaderNow(state, headerBytes, topic, sender);
+  const opened = openSenderHeader(state, headerBytes, topic, sender);
   const g = entry.ready;
   if (opened instanceof Promise || g === undefined) return wrapWhenReady(entry, opened, topic, sender);
   return wrapForGroup(g, opened, topic, sender);

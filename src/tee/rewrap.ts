@@ -57,21 +57,17 @@ export function isTopicName(topic: string): boolean {
   return topic.length > 0 && !topic.includes('+') && !topic.includes('#');
 }
 
-/** Authenticates a sender-wrapped header for (topic, sender) and returns it with the clear data key. */
-export async function openSenderHeader(state: TeeState, headerBytes: Uint8Array, topic: string, sender: string): Promise<OpenedHeader> {
-  return openSenderHeaderNow(state, headerBytes, topic, sender);
-}
-
 export interface OpenedHeader {
   h: EnvelopeHeader;
   dek: Buffer;
 }
 
 /**
- * `openSenderHeader` without a turn of the event loop when the sender's key is cached (the hot path:
- * a stream's publisher stays cached); a Promise only when its sealed key must be read first.
+ * Authenticates a sender-wrapped header for (topic, sender) and returns it with the clear data key:
+ * at once when the sender's key is cached (the hot path: a stream's publisher stays cached), a
+ * Promise only when its sealed key must be read first. Refusals are thrown.
  */
-export function openSenderHeaderNow(state: TeeState, headerBytes: Uint8Array, topic: string, sender: string): OpenedHeader | Promise<OpenedHeader> {
+export function openSenderHeader(state: TeeState, headerBytes: Uint8Array, topic: string, sender: string): OpenedHeader | Promise<OpenedHeader> {
   if (!isTopicName(topic)) reject(state, 'bad-request', `invalid topic name ${JSON.stringify(topic)}`);
   let h: EnvelopeHeader;
   try {
