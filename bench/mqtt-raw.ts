@@ -57,17 +57,54 @@ export interface RawClientEvents {
   chunk?(): void;
 }
 
+/**
+ * One read buffer for every client (`onread`): a read is handled within its callback, before the
+ * next one, so nothing is allocated per read. Node's default of a fresh 64 KiB chunk per read (and a
+ * concat for every packet cut by the end of one) kept the generator's V8 in back-to-back major
+ * collections, triggered by external memory, once a large pool of envelopes lived in the process.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
+/** End offset of the packet starting at `from`, or -1 while its fixed header is incomplete. */
+function packetEnd(buf: Buffer, from: number, to: number): number {
+  let remaining = 0;
+  let mul = 1;
+  for (let p = from + 1; p < to && p <= from + 4; p++) {
+    const b = buf[p]!;
+    remaining += (b & 0x7f) * mul;
+    if ((b & 0x80) === 0) return p + 1 + remaining;
+    mul *= 128;
+  }
+  return -1;
+}
+
 /** A raw MQTT connection. `ready` resolves on CONNACK (rejects when refused or closed before). */
 export class RawClient {
   readonly socket: Socket;
   readonly ready: Promise<void>;
-  private rest: Buffer | undefined;
+  /** The start of a packet cut by the end of a read (a copy: the read buffer is shared). */
+  private cut = Buffer.alloc(0);
+  private cutLength = 0;
+  /** Per read: PUBACKs to send back (in ackScratch) and PUBACKs received. */
+  private acks = 0;
+  private pubacks = 0;
   private onConnack: ((ok: boolean) => void) | undefined;
   private onSuback: (() => void) | undefined;
   private readonly ackScratch = Buffer.allocUnsafe(4 * 1024);
 
   constructor(port: number, connectPacket: Buffer, private readonly events: RawClientEvents = {}) {
-    this.socket = netConnect({ port, host: '127.0.0.1', noDelay: true });
+    this.socket = netConnect({
+      port,
+      host: '127.0.0.1',
+      noDelay: true,
+      onread: {
+        buffer: READ_BUFFER,
+        callback: (n: number, buf: Uint8Array) => {
+          this.onRead(buf as Buffer, n);
+          return true;
+        },
+      },
+    });
     this.ready = new Promise<void>((resolve, reject) => {
       this.onConnack = (ok) => (ok ? resolve() : reject(new Error('CONNACK refused')));
       this.socket.once('error', reject);
@@ -76,7 +113,6 @@ export class RawClient {
     this.ready.catch(() => undefined);
     this.socket.on('error', () => undefined);
     this.socket.write(connectPacket);
-    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
   }
 
   subscribe(filter: string, qos: QoS): Promise<void> {
@@ -97,35 +133,52 @@ export class RawClient {
     setTimeout(() => this.socket.destroy(), 200).unref();
   }
 
-  private onData(chunk: Buffer): void {
-    let buf = chunk;
-    if (this.rest) {
-      buf = Buffer.concat([this.rest, chunk]);
-      this.rest = undefined;
-    }
-    const len = buf.length;
+  private onRead(buf: Buffer, n: number): void {
+    this.acks = 0;
+    this.pubacks = 0;
     let pos = 0;
-    let acks = 0;
-    let pubacks = 0;
-    while (pos + 2 <= len) {
-      const first = buf[pos]!;
-      // remaining length: up to 4 bytes of 7 bits
-      let remaining = 0;
-      let mul = 1;
-      let p = pos + 1;
-      let complete = false;
-      while (p < len && p <= pos + 4) {
-        const b = buf[p++]!;
-        remaining += (b & 0x7f) * mul;
-        if ((b & 0x80) === 0) {
-          complete = true;
-          break;
-        }
-        mul *= 128;
+    // first finish a packet the previous read cut, copying only its missing bytes
+    while (this.cutLength > 0 && pos < n) {
+      const end = packetEnd(this.cut, 0, this.cutLength);
+      const want = end < 0 ? this.cutLength + 1 : end; // header still incomplete: one more byte
+      this.reserveCut(want);
+      const take = Math.min(want - this.cutLength, n - pos);
+      buf.copy(this.cut, this.cutLength, pos, pos + take);
+      this.cutLength += take;
+      pos += take;
+      if (end >= 0 && this.cutLength === end) {
+        this.parse(this.cut, 0, end);
+        this.cutLength = 0;
       }
-      if (!complete) break;
-      const end = p + remaining;
-      if (end > len) break;
+    }
+    const stop = this.parse(buf, pos, n);
+    if (stop < n) {
+      this.reserveCut(n - stop);
+      buf.copy(this.cut, 0, stop, n);
+      this.cutLength = n - stop;
+    }
+    if (this.acks > 0) this.flushAcks(this.acks);
+    if (this.pubacks > 0) this.events.pubacks?.(this.pubacks);
+    this.events.chunk?.();
+  }
+
+  private reserveCut(size: number): void {
+    if (this.cut.length >= size) return;
+    const grown = Buffer.allocUnsafe(Math.max(size, 2 * this.cut.length, 1024));
+    this.cut.copy(grown, 0, 0, this.cutLength);
+    this.cut = grown;
+  }
+
+  /** Handles every complete packet of buf[from, to); returns where the first incomplete one starts. */
+  private parse(buf: Buffer, from: number, to: number): number {
+    let pos = from;
+    while (pos + 2 <= to) {
+      const end = packetEnd(buf, pos, to);
+      if (end < 0 || end > to) break;
+      const first = buf[pos]!;
+      let p = pos + 1; // past the remaining-length bytes (packetEnd saw them complete)
+      while (buf[p]! & 0x80) p++;
+      p++;
       const type = first >> 4;
       if (type === PUBLISH) {
         const qos = (first >> 1) & 3;
@@ -133,19 +186,19 @@ export class RawClient {
         if (qos > 0) {
           const id = buf.readUInt16BE(q);
           q += 2;
-          if (acks * 4 + 4 > this.ackScratch.length) {
-            this.flushAcks(acks);
-            acks = 0;
+          if (this.acks * 4 + 4 > this.ackScratch.length) {
+            this.flushAcks(this.acks);
+            this.acks = 0;
           }
-          const o = acks * 4;
+          const o = this.acks * 4;
           this.ackScratch[o] = 0x40;
           this.ackScratch[o + 1] = 2;
           this.ackScratch.writeUInt16BE(id, o + 2);
-          acks++;
+          this.acks++;
         }
         this.events.publish?.(buf, q, end);
       } else if (type === PUBACK) {
-        pubacks++;
+        this.pubacks++;
       } else if (type === CONNACK) {
         this.onConnack?.(buf[p + 1] === 0);
         this.onConnack = undefined;
@@ -155,10 +208,7 @@ export class RawClient {
       }
       pos = end;
     }
-    if (pos < len) this.rest = buf.subarray(pos);
-    if (acks > 0) this.flushAcks(acks);
-    if (pubacks > 0) this.events.pubacks?.(pubacks);
-    this.events.chunk?.();
+    return pos;
   }
 
   private flushAcks(count: number): void {

@@ -85,12 +85,13 @@ export class Dispatcher {
   }
 
   private groupRewrap(params: Uint8Array): Uint8Array | Promise<Uint8Array> {
-    // `u32 handle | str16 topic | str8 sender | sender-wrapped header (rest)` -> the shared header part
+    // `u32 handle | str16 topic | str8 sender | sender-wrapped header (rest)` -> the shared header part;
+    // topic and sender stay bytes: the group and its sender streams compare them without decoding
     const s = this.ready();
     const r = new Reader(params);
     const handle = r.u32('group handle');
-    const topic = r.str16('topic');
-    const sender = r.str8('sender');
+    const topic = r.bytes16('topic');
+    const sender = r.take(r.u8('sender'), 'sender');
     return groupRewrap(s, handle, r.rest(), topic, sender);
   }
 

@@ -165,6 +165,31 @@ export function isSenderHeaderOf(header: Uint8Array, sender: Uint8Array): boolea
   return true;
 }
 
+/** Offset of the payload nonce in a sender-wrapped header whose sender has `n` bytes (wrap nonce and wrapped key follow). */
+export function senderHeaderNonceAt(n: number): number {
+  return 2 + 8 + TOPIC_TAG_BYTES + 1 + n + 1;
+}
+
+/**
+ * The kind-3 part a message's recipients share, laid out from its sender-wrapped header (one that
+ * isSenderHeaderOf accepted): version, sequence number, topic tag, sender and payload nonce are the
+ * header's own bytes, the group id is set; the caller writes the wrap nonce at `part.length -
+ * GROUP_PART_TAIL` and the wrapped data key right after it. Equal to encodeGroupMessagePart.
+ */
+export function groupPartFromSenderHeader(header: Uint8Array, groupId: Uint8Array): Bytes {
+  const n = header[2 + 8 + TOPIC_TAG_BYTES]!;
+  const nonceAt = senderHeaderNonceAt(n);
+  const part = new Uint8Array(nonceAt - 1 + NONCE_BYTES + GROUP_PART_TAIL);
+  part.set(header.subarray(0, nonceAt - 1)); // up to the sender, without the empty recipient field
+  part[1] = KIND_GROUP;
+  part.set(header.subarray(nonceAt, nonceAt + NONCE_BYTES), nonceAt - 1);
+  part.set(groupId, part.length - GROUP_ID_BYTES);
+  return part;
+}
+
+/** Bytes of a kind-3 shared part after its payload nonce: wrap nonce, wrapped data key, group id. */
+export const GROUP_PART_TAIL = NONCE_BYTES + WRAPPED_KEY_BYTES + GROUP_ID_BYTES;
+
 /** The sender field of a header that parseHeader already accepted, without parsing the rest. */
 export function senderOf(header: Uint8Array): string {
   const at = 2 + 8 + TOPIC_TAG_BYTES; // version, kind, seq, topic tag: then str8 sender in every kind
@@ -250,6 +275,40 @@ export function groupWrapAd(seq: number, topic: string, sender: string, payloadN
   const s = utf8Name(sender);
   return new Writer(GROUP_WRAP_LABEL.length + 1 + 8 + 2 + t.length + 1 + s.length + payloadNonce.length + groupId.length)
     .raw(GROUP_WRAP_LABEL).u8(ENVELOPE_VERSION).u64(seq).u16(t.length).raw(t).bytes8(s).raw(payloadNonce).raw(groupId).finish();
+}
+
+/**
+ * An associated data made once for a stream of messages (one sender, one topic): only the sequence
+ * number and the payload nonce change from message to message, and `fillAd` writes them in place.
+ */
+export interface AdTemplate {
+  readonly bytes: Bytes;
+  readonly seqAt: number;
+  readonly nonceAt: number;
+}
+
+/** `wrapAd(KIND_SENDER, ·, topic, sender, '', ·)`: what the sender's wrap of each data key is bound to. */
+export function senderWrapAdTemplate(topic: string, sender: string): AdTemplate {
+  const bytes = wrapAd(KIND_SENDER, 0, topic, sender, '', new Uint8Array(NONCE_BYTES));
+  return { bytes, seqAt: WRAP_LABEL.length + 2, nonceAt: bytes.length - NONCE_BYTES };
+}
+
+/** `groupWrapAd(·, topic, sender, ·, groupId)`. */
+export function groupWrapAdTemplate(topic: string, sender: string, groupId: Uint8Array): AdTemplate {
+  const bytes = groupWrapAd(0, topic, sender, new Uint8Array(NONCE_BYTES), groupId);
+  return { bytes, seqAt: GROUP_WRAP_LABEL.length + 1, nonceAt: bytes.length - NONCE_BYTES - groupId.length };
+}
+
+/**
+ * Writes the sequence number and payload nonce of a sender-wrapped header (one that isSenderHeaderOf
+ * accepted) into the template, without allocating; returns the template's bytes.
+ */
+export function fillAd(t: AdTemplate, header: Uint8Array): Bytes {
+  const ad = t.bytes;
+  for (let i = 0; i < 8; i++) ad[t.seqAt + i] = header[2 + i]!;
+  const from = senderHeaderNonceAt(header[2 + 8 + TOPIC_TAG_BYTES]!);
+  for (let i = 0; i < NONCE_BYTES; i++) ad[t.nonceAt + i] = header[from + i]!;
+  return ad;
 }
 
 /** Associated data of a group key wrapped for one member: the group is bound to one topic. */

@@ -58,12 +58,19 @@ export class GcmKey {
 
   /** `ciphertext || tag`. */
   seal(nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Buffer {
-    const stream = this.keystream(nonce, plaintext.length);
     const out = Buffer.allocUnsafe(plaintext.length + TAG_BYTES);
-    for (let i = 0; i < plaintext.length; i++) out[i] = plaintext[i]! ^ stream[BLOCK + i]!;
-    this.tag(ad, out, plaintext.length, stream, out, plaintext.length);
-    stream.fill(0);
+    this.sealInto(out, 0, nonce, plaintext, ad);
     return out;
+  }
+
+  /** Writes `ciphertext || tag` to out[at, at + plaintext.length + 16): no allocation besides the keystream. */
+  sealInto(out: Uint8Array, at: number, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): void {
+    if (out.length < at + plaintext.length + TAG_BYTES) throw new RangeError('output too short for ciphertext and tag');
+    const stream = this.keystream(nonce, plaintext.length);
+    for (let i = 0; i < plaintext.length; i++) out[at + i] = plaintext[i]! ^ stream[BLOCK + i]!;
+    const ct = at === 0 ? out : out.subarray(at);
+    this.tag(ad, ct, plaintext.length, stream, ct, plaintext.length);
+    stream.fill(0);
   }
 
   /** The plaintext, or undefined when `sealed` fails authentication (nothing is decrypted then). */

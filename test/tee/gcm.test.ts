@@ -29,6 +29,22 @@ test('GcmKey seals byte for byte as node:crypto AES-256-GCM, for every length of
   }
 });
 
+test('GcmKey.sealInto writes at any offset exactly what seal returns, and touches nothing else', () => {
+  const key = randomBytes(32);
+  const gcm = new GcmKey(key);
+  for (let i = 0; i < 100; i++) {
+    const nonce = randomBytes(12);
+    const plaintext = randomBytes(randomInt(0, 70));
+    const ad = randomBytes(randomInt(0, 120));
+    const at = randomInt(0, 40);
+    const out = Buffer.alloc(at + plaintext.length + 16 + 5, 0xa5);
+    gcm.sealInto(out, at, nonce, plaintext, ad);
+    assert.deepEqual(out.subarray(at, at + plaintext.length + 16), referenceSeal(key, nonce, plaintext, ad));
+    assert.ok(out.subarray(0, at).every((b) => b === 0xa5) && out.subarray(at + plaintext.length + 16).every((b) => b === 0xa5));
+  }
+  assert.throws(() => gcm.sealInto(Buffer.alloc(20), 0, randomBytes(12), randomBytes(8), new Uint8Array(0)), RangeError);
+});
+
 test('GcmKey opens what node:crypto sealed and node:crypto opens what GcmKey sealed', () => {
   for (let i = 0; i < 200; i++) {
     const key = randomBytes(32);

@@ -101,6 +101,27 @@ test('a group does not bypass the sender checks of a re-wrap', async () => {
   await refusedUnchanged(f, 'header-auth-failed', () => f.tee.groupRewrap(handle, flipped, T, 'alice'));
 });
 
+test('two publishers taking turns on one group each get their own checks; a header of one never passes as the other\'s', async () => {
+  const handle = nextHandle++;
+  const group = await f.tee.formGroup(handle, T, ['dave']);
+  for (let round = 0; round < 3; round++) {
+    for (const [who, seq] of [[alice, 700 + round], [bob, 710 + round]] as const) {
+      const m = await publish(who, T, `${who.identity} ${round}`, seq);
+      const opened = await open(dave, envelopeFor(await f.tee.groupRewrap(handle, m.header, T, who.identity), group, 0, m));
+      assert.deepEqual([opened.sender, new TextDecoder().decode(opened.payload)], [who.identity, `${who.identity} ${round}`]);
+      // the other publisher's stream is known by now: it still does not take this header
+      await refusedUnchanged(f, 'sender-mismatch', () => f.tee.groupRewrap(handle, m.header, T, who === alice ? 'bob' : 'alice'));
+    }
+  }
+  const m = await publish(alice, T, 'late', 720);
+  const altered = Buffer.from(m.header);
+  altered[3]! ^= 1; // the sequence number, bound into the wrap's associated data
+  await refusedUnchanged(f, 'header-auth-failed', () => f.tee.groupRewrap(handle, altered, T, 'alice'));
+  const wrongTag = Buffer.from(m.header);
+  wrongTag[12]! ^= 1;
+  await refusedUnchanged(f, 'wrong-topic', () => f.tee.groupRewrap(handle, wrongTag, T, 'alice'));
+});
+
 test('after a revocation, a policy change or a key rotation every older group is stale until formed again, and the new group leaves out who lost access', async () => {
   const g = nextHandle++;
   const m = await publish(alice, T, 'x', 400);

@@ -83,6 +83,35 @@ test('isSenderHeaderOf accepts exactly the headers parseHeader accepts as sender
   assert.ok(accepted > names.length, 'the samples include accepted headers');
 });
 
+test('the per-stream associated data and the shared group part made from a sender header equal the ones built field by field', async () => {
+  const L = await import('../../src/tee/envelope-layout.js');
+  const rnd = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 131 + seed * 17 + 7) & 0xff);
+  let cases = 0;
+  for (const sender of ['alice', 'ünïcode-sender', 'a', 'x'.repeat(255)]) {
+    for (const topic of ['t', 'home/door', 'ä/'.repeat(40)]) {
+      const groupId = rnd(16, cases);
+      const open = L.senderWrapAdTemplate(topic, sender);
+      const seal = L.groupWrapAdTemplate(topic, sender, groupId);
+      // the same templates serve message after message: each fill must overwrite all that differs
+      for (const seq of [0, 1, 2 ** 32 - 1, 2 ** 32, 2 ** 40 + 7, 2 ** 53 - 1]) {
+        const payloadNonce = rnd(12, seq % 251);
+        const h = { ...header, sender, seq, payloadNonce, topicTag: rnd(8, cases) };
+        const bytes = L.encodeHeader(h);
+        assert.deepEqual(L.fillAd(open, bytes), L.wrapAd(KIND_SENDER, seq, topic, sender, '', payloadNonce));
+        assert.deepEqual(L.fillAd(seal, bytes), L.groupWrapAd(seq, topic, sender, payloadNonce, groupId));
+        const part = L.groupPartFromSenderHeader(bytes, groupId);
+        const wrapNonce = rnd(12, 3);
+        const wrapped = rnd(48, 4);
+        part.set(wrapNonce, part.length - L.GROUP_PART_TAIL);
+        part.set(wrapped, part.length - L.GROUP_PART_TAIL + 12);
+        assert.deepEqual(part, L.encodeGroupMessagePart(h, wrapNonce, wrapped, groupId));
+        cases++;
+      }
+    }
+  }
+  assert.equal(cases, 4 * 3 * 6);
+});
+
 test('envelope layout names each malformation', () => {
   const code = (fn: () => unknown): string => {
     try {
