@@ -76,11 +76,16 @@ export interface Traffic {
   sentAt(buf: Buffer, start: number, end: number): number;
   /** Sees every delivery after it was counted (e.g. to keep a sample to open). */
   onDelivery?(subscriber: number, buf: Buffer, start: number, end: number): void;
+  /** A buffer `next` returned was written out in full: it may be reused. */
+  written?(buf: Buffer): void;
 }
 
 /** The default traffic: the same PUBLISH again and again, the send time stamped in the payload when asked. */
 function templateTraffic(tag: string, P: number, M: number, qos: QoS, payload: number, batch: number, stamp: boolean): Traffic {
   const templates = Array.from({ length: P }, (_, i) => publishBatch(`bench/${tag}/p${i}`, stamp ? Math.max(8, payload) : payload, qos, batch));
+  // Copies written out are reused: a fresh 100 KiB+ buffer per batch kept the generator's GC busy.
+  const spare: Buffer[][] = templates.map(() => []);
+  const owner = new WeakMap<Buffer, number>();
   return {
     publisherIds: ids(tag, 'p', P),
     subscriberIds: ids(tag, 's', M),
@@ -91,13 +96,22 @@ function templateTraffic(tag: string, P: number, M: number, qos: QoS, payload: n
     next(i, count, now) {
       const t = templates[i]!;
       if (qos === 0 && !stamp && count === t.count) return t.bytes;
-      // packet ids or time stamps differ per packet: copy the template (one allocation per batch)
-      const buf = Buffer.allocUnsafe(count * t.packetLength);
-      t.bytes.copy(buf, 0, 0, buf.length);
+      // packet ids or time stamps differ per packet: write them into a copy of the template
+      const size = count * t.packetLength;
+      let buf = spare[i]!.pop();
+      if (buf === undefined || buf.length !== size) {
+        buf = Buffer.allocUnsafe(size);
+        owner.set(buf, i);
+      }
+      t.bytes.copy(buf, 0, 0, size);
       if (stamp) for (let j = 0; j < count; j++) buf.writeDoubleLE(now, t.payloadOffset + j * t.packetLength);
       return buf;
     },
     sentAt: (buf, start) => buf.readDoubleLE(start),
+    written(buf) {
+      const i = owner.get(buf);
+      if (i !== undefined && spare[i]!.length < 64) spare[i]!.push(buf);
+    },
   };
 }
 
@@ -120,6 +134,7 @@ export async function runThroughput(broker: BrokerProcess, tag: string, spec: Th
   const batchSize = Math.max(1, Math.min(32, Math.floor(window / (4 * P))));
   const traffic = custom ?? templateTraffic(tag, P, M, qos, payload, batchSize, false);
   const onDelivery = traffic.onDelivery;
+  const written = traffic.written ? (buf: Buffer): void => traffic.written!(buf) : undefined;
   let delivered = 0;
   /** Per subscriber: the window follows the slowest one, so no broker queue has to overflow. */
   const perSub = new Float64Array(M);
@@ -154,7 +169,7 @@ export async function runThroughput(broker: BrokerProcess, tag: string, spec: Th
         unacked[i] = unacked[i]! + batchSize;
       }
       sent += batchSize;
-      if (!pubs[i]!.write(buf)) blocked[i] = 1;
+      if (!pubs[i]!.write(buf, written)) blocked[i] = 1;
     }
     rr = (rr + 1) % P;
   };

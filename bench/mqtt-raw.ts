@@ -123,9 +123,9 @@ export class RawClient {
     });
   }
 
-  /** Writes; false when the socket's buffer is full (wait for 'drain'). */
-  write(buf: Buffer): boolean {
-    return this.socket.write(buf);
+  /** Writes; false when the socket's buffer is full (wait for 'drain'). `done(buf)` once it was written out. */
+  write(buf: Buffer, done?: (buf: Buffer) => void): boolean {
+    return done === undefined ? this.socket.write(buf) : this.socket.write(buf, () => done(buf));
   }
 
   close(): void {

@@ -1,7 +1,7 @@
 // Command dispatch: decodes a command's parameters, runs it, encodes its result (docs/protocol.md §8).
 // Shared by both backends, so `inline` and `process` differ only by the process boundary.
-import { Reader, Writer } from './bytes.js';
-import { TeeError } from './errors.js';
+import { Reader, Writer, utf8 } from './bytes.js';
+import { TEE_ERRORS, TeeError } from './errors.js';
 import { TeeState, measureTrustedCode, type SealedStorage } from './core.js';
 import { enrol, rotate } from './enrol.js';
 import { formGroup, groupRewrap } from './groups.js';
@@ -52,11 +52,57 @@ function decodeBatch(params: Uint8Array): { topic: string; sender: string; recip
   return { topic, sender, recipients, data: r.rest() };
 }
 
-function asTeeError(err: unknown): never {
-  if (err instanceof TeeError) throw err;
+function toTeeError(err: unknown): TeeError {
+  if (err instanceof TeeError) return err;
   // Truncated or malformed parameters surface as reader errors: name them as such.
-  if (err instanceof RangeError || (err as Error).name === 'TruncatedError') throw new TeeError('bad-request', (err as Error).message);
-  throw new TeeError('internal', (err as Error).message);
+  if (err instanceof RangeError || (err as Error).name === 'TruncatedError') return new TeeError('bad-request', (err as Error).message);
+  return new TeeError('internal', (err as Error).message);
+}
+
+function asTeeError(err: unknown): never {
+  throw toTeeError(err);
+}
+
+/** Throws bad-request unless `params` holds exactly `n` batch entries after its count. */
+function checkBatchLayout(params: Uint8Array, n: number): void {
+  let at = 2;
+  let i = 0;
+  for (; i < n; i++) {
+    at += 4; // handle
+    if (at + 2 > params.length) break;
+    at += 2 + ((params[at]! << 8) | params[at + 1]!); // topic
+    if (at + 1 > params.length) break;
+    at += 1 + params[at]!; // sender
+    if (at + 2 > params.length) break;
+    at += 2 + ((params[at]! << 8) | params[at + 1]!); // header
+    if (at > params.length) break;
+  }
+  if (i < n) throw new TeeError('bad-request', `group re-wrap batch: truncated in message ${i + 1} of ${n}`);
+  if (at !== params.length) throw new TeeError('bad-request', 'group re-wrap batch: trailing bytes');
+}
+
+/** Most messages one batched group re-wrap may carry. */
+export const GROUP_REWRAP_BATCH_MAX = 4096;
+
+/** `u16 n | n x (u8 status | bytes16 part, or the refusal's UTF-8 detail)`: one answer per message, in order. */
+function encodeBatchResults(outs: readonly (Uint8Array | TeeError)[]): Uint8Array {
+  const bodies = outs.map((o) => (o instanceof TeeError ? utf8(o.detail).subarray(0, 0xffff) : o));
+  let size = 2;
+  for (const b of bodies) size += 3 + b.length;
+  const out = new Uint8Array(size);
+  out[0] = outs.length >> 8;
+  out[1] = outs.length & 0xff;
+  let at = 2;
+  for (let i = 0; i < outs.length; i++) {
+    const o = outs[i]!;
+    const b = bodies[i]!;
+    out[at] = o instanceof TeeError ? TEE_ERRORS[o.code] : 0;
+    out[at + 1] = b.length >> 8;
+    out[at + 2] = b.length & 0xff;
+    out.set(b, at + 3);
+    at += 3 + b.length;
+  }
+  return out;
 }
 
 export class Dispatcher {
@@ -77,7 +123,8 @@ export class Dispatcher {
    */
   handle(command: number, params: Uint8Array): Uint8Array | Promise<Uint8Array> {
     try {
-      const r = command === CMD.groupRewrap ? this.groupRewrap(params) : this.run(command, params);
+      const r =
+        command === CMD.groupRewrapBatch ? this.groupRewrapBatch(params) : command === CMD.groupRewrap ? this.groupRewrap(params) : this.run(command, params);
       return r instanceof Promise ? r.catch(asTeeError) : r;
     } catch (err) {
       return asTeeError(err);
@@ -93,6 +140,38 @@ export class Dispatcher {
     const topic = r.bytes16('topic');
     const sender = r.take(r.u8('sender'), 'sender');
     return groupRewrap(s, handle, r.rest(), topic, sender);
+  }
+
+  /**
+   * The group re-wraps of several messages in one frame (what the host sent in one turn of its
+   * event loop): `u16 n | n x (u32 handle | str16 topic | str8 sender | bytes16 header)`. Each
+   * message is answered on its own, a refusal refusing only that one; the frame is answered at once
+   * unless some message waits for a key or a group (then when the last one is done).
+   */
+  private groupRewrapBatch(params: Uint8Array): Uint8Array | Promise<Uint8Array> {
+    const s = this.ready();
+    const r = new Reader(params);
+    const n = r.u16('message count');
+    if (n > GROUP_REWRAP_BATCH_MAX) throw new TeeError('bad-request', `a batch carries at most ${GROUP_REWRAP_BATCH_MAX} messages, not ${n}`);
+    checkBatchLayout(params, n); // the whole frame is well-formed before any message is worked on
+    const outs = new Array<Uint8Array | TeeError>(n);
+    let waits: Promise<void>[] | undefined;
+    for (let i = 0; i < n; i++) {
+      const handle = r.u32('group handle');
+      const topic = r.bytes16('topic');
+      const sender = r.take(r.u8('sender'), 'sender');
+      const header = r.bytes16('header');
+      try {
+        const part = groupRewrap(s, handle, header, topic, sender);
+        if (part instanceof Promise) {
+          (waits ??= []).push(part.then((p) => void (outs[i] = p), (err: unknown) => void (outs[i] = toTeeError(err))));
+        } else outs[i] = part;
+      } catch (err) {
+        outs[i] = toTeeError(err);
+      }
+    }
+    if (waits === undefined) return encodeBatchResults(outs);
+    return Promise.all(waits).then(() => encodeBatchResults(outs));
   }
 
   private async run(command: number, params: Uint8Array): Promise<Uint8Array> {

@@ -4,8 +4,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Reader, Writer, toBase64Url, toHex } from './bytes.js';
-import { Dispatcher, STATS_FIELDS } from './commands.js';
+import { Reader, Writer, toBase64Url, toHex, utf8Name } from './bytes.js';
+import { Dispatcher, GROUP_REWRAP_BATCH_MAX, STATS_FIELDS } from './commands.js';
 import { GROUP_ID_BYTES } from './envelope-layout.js';
 import type { SealedStorage, TeeStatsCounters } from './core.js';
 import { TeeError, codeFromNumber, type RefusalCode } from './errors.js';
@@ -74,7 +74,7 @@ export interface TrustedComponent {
    * One call per PUBLISH, whatever the number of recipients: the part of the recipients' headers
    * they all share, the data key wrapped under the group's key. Each recipient's header is this
    * part followed by its member part. Refused with `group-unknown` or `group-stale` when the group
-   * must be formed again.
+   * must be formed again. Calls made in one turn of the event loop travel as one batch (0x0e).
    */
   groupRewrap(handle: number, header: Uint8Array, topic: string, sender: string): Promise<Uint8Array>;
   /** Paper mode (benchmark baseline): whole envelope in, one re-encrypted envelope per recipient out. */
@@ -236,8 +236,93 @@ function readResults(r: Reader, recipients: readonly string[]): RewrapResult {
   return out;
 }
 
-class Handle implements TrustedComponent {
+/** One message of a group re-wrap batch, waiting for the end of this turn of the event loop. */
+interface BatchEntry {
+  handle: number;
+  header: Uint8Array;
+  topic: Uint8Array;
+  sender: Uint8Array;
+  resolve: (part: Uint8Array) => void;
+  reject: (err: Error) => void;
+}
+
+/**
+ * The group re-wraps asked for in one turn of the event loop (a socket read brings several
+ * PUBLISHes) cross to the trusted component as one command, 0x0e: one frame, one dispatch and one
+ * answer per batch instead of per message. Each message still gets its own answer or refusal.
+ */
+class RewrapBatcher {
+  private entries: BatchEntry[] = [];
+  private size = 2;
+
   constructor(private readonly t: Transport) {}
+
+  add(handle: number, header: Uint8Array, topic: string, sender: string): Promise<Uint8Array> {
+    const topicBytes = utf8Name(topic);
+    const senderBytes = utf8Name(sender);
+    if (senderBytes.length > 255) return Promise.reject(new TeeError('bad-identity', 'sender identity longer than 255 bytes'));
+    if (topicBytes.length > 0xffff || header.length > 0xffff) return Promise.reject(new TeeError('bad-request', 'topic or header longer than 65535 bytes'));
+    return new Promise((resolve, reject) => {
+      if (this.entries.length === 0) process.nextTick(this.flush);
+      this.entries.push({ handle, header, topic: topicBytes, sender: senderBytes, resolve, reject });
+      this.size += 4 + 2 + topicBytes.length + 1 + senderBytes.length + 2 + header.length;
+      if (this.entries.length >= GROUP_REWRAP_BATCH_MAX) this.flush();
+    });
+  }
+
+  private readonly flush = (): void => {
+    const batch = this.entries;
+    if (batch.length === 0) return;
+    const params = Buffer.allocUnsafe(this.size);
+    this.entries = [];
+    this.size = 2;
+    let at = params.writeUInt16BE(batch.length, 0);
+    for (const e of batch) {
+      at = params.writeUInt32BE(e.handle, at);
+      at = params.writeUInt16BE(e.topic.length, at);
+      params.set(e.topic, at);
+      at += e.topic.length;
+      params[at++] = e.sender.length;
+      params.set(e.sender, at);
+      at += e.sender.length;
+      at = params.writeUInt16BE(e.header.length, at);
+      params.set(e.header, at);
+      at += e.header.length;
+    }
+    this.t.call(CMD.groupRewrapBatch, params).then(
+      (answer) => settleBatch(batch, answer),
+      (err: Error) => {
+        for (const e of batch) e.reject(err);
+      },
+    );
+  };
+}
+
+/** `u16 n | n x (u8 status | bytes16 part or UTF-8 detail)`, one per message in the order sent. */
+function settleBatch(batch: readonly BatchEntry[], answer: Uint8Array): void {
+  let done = 0;
+  try {
+    const r = new Reader(answer);
+    const n = r.u16();
+    if (n !== batch.length) throw new TeeError('internal', `group re-wrap batch answered ${n} messages of ${batch.length}`);
+    for (; done < n; done++) {
+      const status = r.u8();
+      const body = r.bytes16();
+      if (status === 0) batch[done]!.resolve(body);
+      else batch[done]!.reject(new TeeError(codeFromNumber(status), Buffer.from(body).toString()));
+    }
+  } catch (err) {
+    const e = err instanceof TeeError ? err : new TeeError('internal', `unreadable group re-wrap answer: ${(err as Error).message}`);
+    for (; done < batch.length; done++) batch[done]!.reject(e);
+  }
+}
+
+class Handle implements TrustedComponent {
+  private readonly batcher: RewrapBatcher;
+
+  constructor(private readonly t: Transport) {
+    this.batcher = new RewrapBatcher(t);
+  }
 
   get pid(): number | undefined {
     return this.t.pid;
@@ -276,17 +361,7 @@ class Handle implements TrustedComponent {
     return { id, members: readResults(r, members) };
   }
   groupRewrap(handle: number, header: Uint8Array, topic: string, sender: string): Promise<Uint8Array> {
-    const topicBytes = Buffer.byteLength(topic);
-    const senderBytes = Buffer.byteLength(sender);
-    if (senderBytes > 255) return Promise.reject(new TeeError('bad-identity', 'sender identity longer than 255 bytes'));
-    const params = Buffer.allocUnsafe(4 + 2 + topicBytes + 1 + senderBytes + header.length);
-    let at = params.writeUInt32BE(handle, 0);
-    at = params.writeUInt16BE(topicBytes, at);
-    at += params.write(topic, at);
-    params[at++] = senderBytes;
-    at += params.write(sender, at);
-    params.set(header, at);
-    return this.t.call(CMD.groupRewrap, params);
+    return this.batcher.add(handle, header, topic, sender);
   }
   async reencrypt(envelope: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult> {
     return decodeResults(await this.t.call(CMD.reencrypt, encodeBatch(topic, sender, recipients, envelope)), recipients);

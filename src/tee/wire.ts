@@ -24,6 +24,7 @@ export const CMD = {
   stats: 0x0b,
   formGroup: 0x0c,
   groupRewrap: 0x0d,
+  groupRewrapBatch: 0x0e,
 } as const;
 
 export const STORE_GET = 1;

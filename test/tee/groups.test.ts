@@ -9,6 +9,7 @@ import {
 import { signPolicy, signRevocation } from '../../src/protect/operator.js';
 import { GROUP_ID_BYTES, KIND_GROUP, joinEnvelope, parseHeader, type EnvelopeParts } from '../../src/tee/envelope-layout.js';
 import type { FormedGroup } from '../../src/tee/host.js';
+import { TeeError, codeFromNumber } from '../../src/tee/errors.js';
 import { makeFixture, type Enrolled, type Fixture } from './fixture.js';
 import { publish, refusedUnchanged } from './publishing.js';
 
@@ -120,6 +121,70 @@ test('two publishers taking turns on one group each get their own checks; a head
   const wrongTag = Buffer.from(m.header);
   wrongTag[12]! ^= 1;
   await refusedUnchanged(f, 'wrong-topic', () => f.tee.groupRewrap(handle, wrongTag, T, 'alice'));
+});
+
+test('re-wraps asked for in one turn cross as one batch, and each message gets its own answer or refusal', async () => {
+  const handle = nextHandle++;
+  const group = await f.tee.formGroup(handle, T, ['bob']);
+  const ms = await Promise.all([800, 801, 802].map((seq) => publish(alice, T, `batched ${seq}`, seq)));
+  const before = await f.tee.stats();
+  // no await between the calls: one batch of five messages, two of them refused
+  const answers = await Promise.allSettled([
+    f.tee.groupRewrap(handle, ms[0]!.header, T, 'alice'),
+    f.tee.groupRewrap(handle, ms[1]!.header, T, 'bob'),
+    f.tee.groupRewrap(999_998, ms[1]!.header, T, 'alice'),
+    f.tee.groupRewrap(handle, ms[1]!.header, T, 'alice'),
+    f.tee.groupRewrap(handle, ms[2]!.header, T, 'alice'),
+  ]);
+  const after = await f.tee.stats();
+  assert.equal(after.calls - before.calls, 2, 'one command for the five messages (and one for the stats)');
+  assert.equal(after.rewrapCalls - before.rewrapCalls, 5);
+  assert.deepEqual(answers.map((a) => (a.status === 'fulfilled' ? 'ok' : (a.reason as TeeError).code)), ['ok', 'sender-mismatch', 'group-unknown', 'ok', 'ok']);
+  for (const [i, k] of [[0, 0], [3, 1], [4, 2]] as const) {
+    const part = (answers[i] as PromiseFulfilledResult<Uint8Array>).value;
+    assert.equal(new TextDecoder().decode((await open(bob, envelopeFor(part, group, 0, ms[k]!))).payload), `batched ${800 + k}`);
+  }
+});
+
+test('a malformed batch is refused whole as bad-request before any message of it is worked on', async () => {
+  const { Dispatcher } = await import('../../src/tee/commands.js');
+  const { CMD } = await import('../../src/tee/wire.js');
+  const { Reader, Writer } = await import('../../src/tee/bytes.js');
+  const { mkdtempSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const blobs = new Map<string, Uint8Array>();
+  const d = new Dispatcher({ get: async (n) => blobs.get(n), put: async (n, b) => void blobs.set(n, b), delete: async (n) => void blobs.delete(n) }, '.');
+  const run = async (command: number, params: Uint8Array): Promise<Uint8Array | string> => {
+    try {
+      return await d.handle(command, params);
+    } catch (e) {
+      return (e as TeeError).code;
+    }
+  };
+  const m = await publish(alice, T, 'one', 900);
+  const entry = (header: Uint8Array): Uint8Array => new Writer().u32(1).str16(T).str8('alice').bytes16(header).finish();
+  const count = (n: number): Uint8Array => new Writer().u16(n).finish();
+  const cat = (...parts: Uint8Array[]): Buffer => Buffer.concat(parts);
+  const good = entry(m.header);
+  assert.equal(await run(CMD.groupRewrapBatch, cat(count(1), good)), 'not-initialised');
+  const secretDir = mkdtempSync(join(tmpdir(), 'mqt-tz-batch-'));
+  assert.ok((await run(CMD.init, new Writer().u8(0).u32(16).raw(f.operator.publicKey).str16(join(secretDir, 'device.secret')).finish())) instanceof Uint8Array);
+  for (const params of [cat(count(2), good), cat(count(1), good, Uint8Array.of(0)), cat(count(1), good.subarray(0, good.length - 1)), count(5000), Uint8Array.of(0)]) {
+    assert.equal(await run(CMD.groupRewrapBatch, params), 'bad-request', `${params.length}-byte batch`);
+  }
+  const rewrapCalls = async (): Promise<number> => {
+    const r = new Reader((await run(CMD.stats, new Uint8Array(0))) as Uint8Array);
+    r.u64(); // calls
+    return r.u64();
+  };
+  assert.equal(await rewrapCalls(), 0, 'no message of a malformed batch was worked on');
+  // a well-formed batch naming a group this component never formed: answered, that message refused
+  const answer = await run(CMD.groupRewrapBatch, cat(count(1), good));
+  assert.ok(answer instanceof Uint8Array);
+  const r = new Reader(answer);
+  assert.deepEqual([r.u16(), codeFromNumber(r.u8())], [1, 'group-unknown']);
+  assert.equal(await rewrapCalls(), 1);
 });
 
 test('after a revocation, a policy change or a key rotation every older group is stale until formed again, and the new group leaves out who lost access', async () => {
