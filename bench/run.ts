@@ -71,39 +71,67 @@ function ratiosOf(s: { ratios: Record<string, boolean> }, results: Record<string
   return out;
 }
 
+/** The mean of several runs of one variant: numbers averaged, flags OR-ed, each run's msg/s kept. */
+function meanOf(runs: Record<string, unknown>[]): Record<string, unknown> {
+  if (runs.length === 1) return runs[0]!;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(runs[0]!)) {
+    const values = runs.map((r) => r[key]);
+    if (values.every((v) => typeof v === 'number')) {
+      const mean = (values as number[]).reduce((a, b) => a + b, 0) / values.length;
+      out[key] = (values as number[]).every(Number.isInteger) ? Math.round(mean) : round(mean, 2);
+    } else if (values.every((v) => typeof v === 'boolean')) out[key] = values.some(Boolean);
+    else out[key] = values[values.length - 1];
+  }
+  const each = runs.map((r) => r['deliveredPerSec']);
+  if (each.every((v) => typeof v === 'number')) out['deliveredPerSecEach'] = each;
+  out['rounds'] = runs.length;
+  return out;
+}
+
 /**
- * Protected-path scenarios on our broker only. Every scenario's `plain` variant runs first, before
- * any protected traffic (seen: once this process has sent the pool's envelopes, its plain traffic
- * costs the load generator ~2x the CPU per delivery, which would understate the plain baseline);
- * then the two trusted backends, in an order that alternates. Ratios are variant / plain.
+ * Protected-path scenarios on our broker only: per scenario, the variants run one after another
+ * (plain, then the two trusted backends), in `rounds` rounds whose order alternates so no variant
+ * always runs first; each variant's figures are its mean over the rounds. Ratios are variant / plain.
  */
 async function runProtected(scenarios: ProtectedScenario[], brokers: Record<Variant, BrokerProcess>, lines: Line[]): Promise<void> {
   const warm = new Set<Variant>();
+  const runs = scenarios.map((): Partial<Record<Variant, Record<string, unknown>[]>> => ({}));
   const results = scenarios.map((): Record<string, Record<string, unknown>> => ({}));
+  const orders: Variant[][] = [];
   const runOne = async (i: number, v: Variant): Promise<void> => {
     const s = scenarios[i]!;
+    let r: Record<string, unknown>;
     try {
       if (s.warmUp && !warm.has(v)) {
         await s.warmUp(brokers[v], v, `${s.id}-${v}-warm-up`);
         warm.add(v);
       }
-      const r: Record<string, unknown> = { ...(await s.run(brokers[v], v, `${s.id}-${v}`, results[i]!['plain'])) };
+      const n = runs[i]![v]?.length ?? 0;
+      const plainRuns = runs[i]!['plain'];
+      r = { ...(await s.run(brokers[v], v, `${s.id}-${v}-${n}`, plainRuns?.[plainRuns.length - 1])) };
       // CPU (broker + trusted process) per delivery: what the protection costs, whatever else the machine did
       if (typeof r['deliveredPerSec'] === 'number' && typeof r['brokerCpuPct'] === 'number' && r['deliveredPerSec'] > 0) {
         r['cpuUsPerDelivery'] = round((r['brokerCpuPct'] * 1e4) / r['deliveredPerSec'], 1);
       }
-      results[i]![v] = r;
     } catch (err) {
-      results[i]![v] = { error: (err as Error).message };
+      r = { error: (err as Error).message };
     }
+    (runs[i]![v] ??= []).push(r);
   };
-  for (let i = 0; i < scenarios.length; i++) if (scenarios[i]!.variants.includes('plain')) await runOne(i, 'plain');
-  const orders: Variant[][] = [];
   for (let i = 0; i < scenarios.length; i++) {
-    const protectedOrder = scenarios[i]!.variants.filter((v) => v !== 'plain');
+    const s = scenarios[i]!;
+    const protectedOrder = s.variants.filter((v) => v !== 'plain');
     if (i % 2 === 1) protectedOrder.reverse();
     orders.push(protectedOrder);
-    for (const v of protectedOrder) await runOne(i, v);
+    const first: Variant[] = s.variants.includes('plain') ? ['plain', ...protectedOrder] : protectedOrder;
+    for (let round = 0; round < (s.rounds ?? 1); round++) {
+      for (const v of round % 2 === 0 ? first : [...first].reverse()) await runOne(i, v);
+    }
+    for (const [v, list] of Object.entries(runs[i]!)) {
+      const ok = list.filter((r) => !('error' in r));
+      results[i]![v] = ok.length > 0 ? meanOf(ok) : list[list.length - 1]!;
+    }
   }
   for (let i = 0; i < scenarios.length; i++) {
     const s = scenarios[i]!;

@@ -212,15 +212,19 @@ export class ProtectedTopics implements DeliveryStage {
     const slots: number[] = [];
     for (let i = 0; i < targets.length; i++) {
       const identity = targets[i]!.session.identity;
-      if (identity.length > 0 && Buffer.byteLength(identity) <= 255) {
+      // at most 3 UTF-8 bytes per UTF-16 unit: only long identities need counting
+      if (identity.length > 0 && (identity.length <= 85 || Buffer.byteLength(identity) <= 255)) {
         recipients.push(identity);
         slots.push(i);
       } else this.counters.recipientsRefused++;
     }
     if (recipients.length === 0) return Promise.resolve({ body, prefixes: out });
     const prefixes = (part: Uint8Array, group: HostGroup, formed: FormedGroup): StagedPayloads => {
+      const members = group.members;
       for (let k = 0; k < recipients.length; k++) {
-        const at = group.index.get(recipients[k]!);
+        const r0 = recipients[k]!;
+        // the group was usually formed from this very list: same place, no lookup
+        const at = members[k] === r0 ? k : group.index.get(r0);
         const r = at === undefined ? undefined : formed.members[at];
         if (r?.header !== undefined) {
           const member = r.header;
@@ -232,7 +236,7 @@ export class ProtectedTopics implements DeliveryStage {
           this.counters.recipientsWrapped++;
         } else {
           this.counters.recipientsRefused++;
-          this.log.debug({ topic: message.topic, recipient: recipients[k], refusal: r?.refusal ?? 'not-in-group' }, 'trusted component refused a recipient');
+          this.log.debug({ topic: message.topic, recipient: r0, refusal: r?.refusal ?? 'not-in-group' }, 'trusted component refused a recipient');
         }
       }
       return { body, prefixes: out };

@@ -89,7 +89,7 @@ function encodeBatchResults(outs: readonly (Uint8Array | TeeError)[]): Uint8Arra
   const bodies = outs.map((o) => (o instanceof TeeError ? utf8(o.detail).subarray(0, 0xffff) : o));
   let size = 2;
   for (const b of bodies) size += 3 + b.length;
-  const out = new Uint8Array(size);
+  const out = Buffer.allocUnsafe(size);
   out[0] = outs.length >> 8;
   out[1] = outs.length & 0xff;
   let at = 2;

@@ -170,21 +170,24 @@ export function senderHeaderNonceAt(n: number): number {
   return 2 + 8 + TOPIC_TAG_BYTES + 1 + n + 1;
 }
 
+/** Length of the kind-3 part shared by the recipients of a message whose sender header is `header`. */
+export function groupPartLength(header: Uint8Array): number {
+  return senderHeaderNonceAt(header[2 + 8 + TOPIC_TAG_BYTES]!) - 1 + NONCE_BYTES + GROUP_PART_TAIL;
+}
+
 /**
- * The kind-3 part a message's recipients share, laid out from its sender-wrapped header (one that
- * isSenderHeaderOf accepted): version, sequence number, topic tag, sender and payload nonce are the
- * header's own bytes, the group id is set; the caller writes the wrap nonce at `part.length -
- * GROUP_PART_TAIL` and the wrapped data key right after it. Equal to encodeGroupMessagePart.
+ * Writes to `part` (groupPartLength bytes) the kind-3 part a message's recipients share, laid out
+ * from its sender-wrapped header (one that isSenderHeaderOf accepted): version, sequence number,
+ * topic tag, sender and payload nonce are the header's own bytes, the group id is set; the caller
+ * writes the wrap nonce at `part.length - GROUP_PART_TAIL` and the wrapped data key right after it.
+ * Equal to encodeGroupMessagePart.
  */
-export function groupPartFromSenderHeader(header: Uint8Array, groupId: Uint8Array): Bytes {
-  const n = header[2 + 8 + TOPIC_TAG_BYTES]!;
-  const nonceAt = senderHeaderNonceAt(n);
-  const part = new Uint8Array(nonceAt - 1 + NONCE_BYTES + GROUP_PART_TAIL);
-  part.set(header.subarray(0, nonceAt - 1)); // up to the sender, without the empty recipient field
+export function writeGroupPartFromSenderHeader(part: Uint8Array, header: Uint8Array, groupId: Uint8Array): void {
+  const nonceAt = senderHeaderNonceAt(header[2 + 8 + TOPIC_TAG_BYTES]!);
+  for (let i = 0; i < nonceAt - 1; i++) part[i] = header[i]!; // up to the sender, without the empty recipient field
   part[1] = KIND_GROUP;
-  part.set(header.subarray(nonceAt, nonceAt + NONCE_BYTES), nonceAt - 1);
+  for (let i = 0; i < NONCE_BYTES; i++) part[nonceAt - 1 + i] = header[nonceAt + i]!;
   part.set(groupId, part.length - GROUP_ID_BYTES);
-  return part;
 }
 
 /** Bytes of a kind-3 shared part after its payload nonce: wrap nonce, wrapped data key, group id. */

@@ -42,6 +42,8 @@ export class GcmKey {
   private z1 = 0;
   private z2 = 0;
   private z3 = 0;
+  /** The tag an opened message must carry (compared, then overwritten by the next open). */
+  private readonly expected = Buffer.alloc(TAG_BYTES);
   /** A zero-padded last block. */
   private readonly last = new Uint8Array(BLOCK);
   /** Counter blocks in, keystream out: J0 (tag mask) then J0+1, J0+2... */
@@ -78,9 +80,11 @@ export class GcmKey {
     if (sealed.length < TAG_BYTES) return undefined;
     const n = sealed.length - TAG_BYTES;
     const stream = this.keystream(nonce, n);
-    const expected = Buffer.allocUnsafe(TAG_BYTES);
+    const expected = this.expected;
     this.tag(ad, sealed, n, stream, expected, 0);
-    if (!timingSafeEqual(expected, sealed.subarray(n))) {
+    const authentic = timingSafeEqual(expected, sealed.subarray(n));
+    expected.fill(0);
+    if (!authentic) {
       stream.fill(0);
       return undefined;
     }

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { equalBytes, fromUtf8, utf8 } from './bytes.js';
 import {
   GROUP_ID_BYTES, GROUP_PART_TAIL, KEY_BYTES, NONCE_BYTES, TOPIC_TAG_BYTES, encodeGroupMemberPart, encodeGroupMessagePart, fillAd, groupKeyAd,
-  groupPartFromSenderHeader, groupWrapAd, groupWrapAdTemplate, isSenderHeaderOf, senderHeaderNonceAt, senderWrapAdTemplate, type AdTemplate,
+  groupPartLength, groupWrapAd, groupWrapAdTemplate, isSenderHeaderOf, senderHeaderNonceAt, senderWrapAdTemplate, writeGroupPartFromSenderHeader, type AdTemplate,
 } from './envelope-layout.js';
 import { TeeError } from './errors.js';
 import type { ClientKeys } from './keys.js';
@@ -165,7 +165,8 @@ function wrapStream(g: FormedGroup, s: SenderStream, keys: ClientKeys, header: U
   const dek = keys.wrap.open(header.subarray(at + NONCE_BYTES, at + 2 * NONCE_BYTES), header.subarray(at + 2 * NONCE_BYTES), fillAd(s.openAd, header));
   if (dek === undefined) return undefined;
   try {
-    const part = groupPartFromSenderHeader(header, g.id);
+    const part = Buffer.allocUnsafe(groupPartLength(header)); // a slice of Node's pool, not an ArrayBuffer of its own
+    writeGroupPartFromSenderHeader(part, header, g.id);
     const nonceAt = part.length - GROUP_PART_TAIL;
     const wrapNonce = randomNonce(NONCE_BYTES);
     part.set(wrapNonce, nonceAt);

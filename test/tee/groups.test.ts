@@ -50,7 +50,7 @@ test('every member of a group opens a message wrapped once for the group; the tr
   for (let seq = 1; seq <= 5; seq++) {
     const m = await publish(alice, T, `open ${seq}`, seq);
     const part = await f.tee.groupRewrap(handle, m.header, T, 'alice');
-    assert.deepEqual(part.subarray(part.length - GROUP_ID_BYTES), group.id, 'the shared part ends with the group id');
+    assert.deepEqual(Buffer.from(part.subarray(part.length - GROUP_ID_BYTES)), Buffer.from(group.id), 'the shared part ends with the group id');
     for (const [i, who] of [bob, carol, dave].entries()) {
       const env = envelopeFor(part, group, i, m);
       assert.equal(parseHeader(Buffer.from(env.subarray(2, 2 + ((env[0]! << 8) | env[1]!)))).kind, KIND_GROUP);
