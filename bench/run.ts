@@ -11,7 +11,7 @@
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { BROKER_NAMES, mosquittoVersion, startBrokerProcess, type BrokerName, type BrokerProcess } from './brokers.js';
-import { GROUPS, plan, protectedPlan, type ProtectedScenario, type Variant } from './plan.js';
+import { GROUPS, plan, protectedPlan, warmUpBroker, type ProtectedScenario, type Variant } from './plan.js';
 import { PROTECTED_FILTER, protectedEcgPath } from './protected.js';
 import { writeReport, type Line, type ProtectedLine, type ScenarioLine } from './report.js';
 import { round } from './stats.js';
@@ -243,6 +243,7 @@ async function main(): Promise<void> {
       if (Object.keys(skipped).length > 0) emit({ bench: 'note', skipped });
       if (!brokers.some((b) => b.name === 'mqt-tz')) throw new Error(`our broker did not start: ${skipped['mqt-tz']}`);
     }
+    if (scenarios.length > 0) for (const b of brokers) await warmUpBroker(b, args.quick).catch(() => undefined);
     let k = 0;
     for (const s of scenarios) {
       const results: Record<string, Record<string, unknown>> = {};

@@ -63,7 +63,7 @@ function emit(record: Record<string, unknown>): void {
 const round = (x: number): number => Math.round(x * 100) / 100;
 
 export async function runTeeBench(opts: { quick: boolean }): Promise<void> {
-  const ms = opts.quick ? 150 : 1000;
+  const ms = opts.quick ? 150 : 700;
   const setups: Setup[] = [];
   try {
     const inline = await setup('inline', 1024);
