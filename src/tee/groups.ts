@@ -34,8 +34,12 @@ interface SenderStream {
   readonly sealAd: AdTemplate;
 }
 
-/** Publishers remembered per group (a topic usually has one, or a few). */
-const STREAMS_KEPT = 64;
+/**
+ * Publishers remembered per group: a topic usually has one, or a few. Bounds the memory the host
+ * can make this component spend on streams (~350 bytes each) to 16 × the group table; more
+ * publishers on one topic than this only fall back to the general path.
+ */
+const STREAMS_KEPT = 16;
 
 interface FormedGroup {
   readonly id: Buffer;
