@@ -134,7 +134,7 @@ export async function runThroughput(broker: BrokerProcess, tag: string, spec: Th
   const batchSize = Math.max(1, Math.min(32, Math.floor(window / (4 * P))));
   const traffic = custom ?? templateTraffic(tag, P, M, qos, payload, batchSize, false);
   const onDelivery = traffic.onDelivery;
-  const written = traffic.written ? (buf: Buffer): void => traffic.written!(buf) : undefined;
+  const written = traffic.written?.bind(traffic);
   let delivered = 0;
   /** Per subscriber: the window follows the slowest one, so no broker queue has to overflow. */
   const perSub = new Float64Array(M);

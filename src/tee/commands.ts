@@ -63,24 +63,6 @@ function asTeeError(err: unknown): never {
   throw toTeeError(err);
 }
 
-/** Throws bad-request unless `params` holds exactly `n` batch entries after its count. */
-function checkBatchLayout(params: Uint8Array, n: number): void {
-  let at = 2;
-  let i = 0;
-  for (; i < n; i++) {
-    at += 4; // handle
-    if (at + 2 > params.length) break;
-    at += 2 + ((params[at]! << 8) | params[at + 1]!); // topic
-    if (at + 1 > params.length) break;
-    at += 1 + params[at]!; // sender
-    if (at + 2 > params.length) break;
-    at += 2 + ((params[at]! << 8) | params[at + 1]!); // header
-    if (at > params.length) break;
-  }
-  if (i < n) throw new TeeError('bad-request', `group re-wrap batch: truncated in message ${i + 1} of ${n}`);
-  if (at !== params.length) throw new TeeError('bad-request', 'group re-wrap batch: trailing bytes');
-}
-
 /** Most messages one batched group re-wrap may carry. */
 export const GROUP_REWRAP_BATCH_MAX = 4096;
 
@@ -153,14 +135,13 @@ export class Dispatcher {
     const r = new Reader(params);
     const n = r.u16('message count');
     if (n > GROUP_REWRAP_BATCH_MAX) throw new TeeError('bad-request', `a batch carries at most ${GROUP_REWRAP_BATCH_MAX} messages, not ${n}`);
-    checkBatchLayout(params, n); // the whole frame is well-formed before any message is worked on
+    // the whole frame is read (and refused if malformed) before any message is worked on
+    const batch = Array.from({ length: n }, () => ({ handle: r.u32('group handle'), topic: r.bytes16('topic'), sender: r.take(r.u8('sender'), 'sender'), header: r.bytes16('header') }));
+    r.end('group re-wrap batch');
     const outs = new Array<Uint8Array | TeeError>(n);
     let waits: Promise<void>[] | undefined;
     for (let i = 0; i < n; i++) {
-      const handle = r.u32('group handle');
-      const topic = r.bytes16('topic');
-      const sender = r.take(r.u8('sender'), 'sender');
-      const header = r.bytes16('header');
+      const { handle, topic, sender, header } = batch[i]!;
       try {
         const part = groupRewrap(s, handle, header, topic, sender);
         if (part instanceof Promise) {

@@ -14,6 +14,11 @@ export const TOPIC_TAG_BYTES = 8;
 export const MAX_IDENTITY_BYTES = 255;
 export const GROUP_ID_BYTES = 16;
 
+// Fixed offsets of every header kind: version, kind, u64 sequence number, topic tag, then str8 sender.
+const SEQ_AT = 2;
+const TOPIC_TAG_AT = SEQ_AT + 8;
+const SENDER_AT = TOPIC_TAG_AT + TOPIC_TAG_BYTES;
+
 /** The per-subscriber part of a kind-3 header: the group key wrapped under the subscriber's key. */
 export interface GroupMember {
   /** Random id the trusted component gave the group; bound into both AEADs. */
@@ -86,7 +91,7 @@ export function encodeHeader(h: EnvelopeHeader): Bytes {
   const sender = utf8(h.sender);
   const recipient = utf8(h.recipient);
   if (sender.length > MAX_IDENTITY_BYTES || recipient.length > MAX_IDENTITY_BYTES) throw new EnvelopeFormatError('bad-identity', 'identity longer than 255 bytes');
-  const out = new Uint8Array(2 + 8 + TOPIC_TAG_BYTES + 2 + sender.length + recipient.length + 2 * NONCE_BYTES + WRAPPED_KEY_BYTES);
+  const out = new Uint8Array(SENDER_AT + 2 + sender.length + recipient.length + 2 * NONCE_BYTES + WRAPPED_KEY_BYTES);
   const view = new DataView(out.buffer);
   out[0] = h.version;
   out[1] = h.kind;
@@ -147,7 +152,7 @@ export function encodeGroupMemberPart(recipient: Uint8Array, memberNonce: Uint8A
 }
 
 /** Bytes of a sender-wrapped (kind 1) header besides its sender identity. */
-const SENDER_HEADER_FIXED = 2 + 8 + TOPIC_TAG_BYTES + 1 + 1 + 2 * NONCE_BYTES + WRAPPED_KEY_BYTES;
+const SENDER_HEADER_FIXED = SENDER_AT + 1 + 1 + 2 * NONCE_BYTES + WRAPPED_KEY_BYTES;
 
 /**
  * Whether `header` is a sender-wrapped header that parseHeader accepts and that names `sender`
@@ -159,20 +164,27 @@ export function isSenderHeaderOf(header: Uint8Array, sender: Uint8Array): boolea
   if (n === 0 || n > MAX_IDENTITY_BYTES || header.length !== SENDER_HEADER_FIXED + n) return false;
   // version, kind, a sequence number below 2^53 (its top 11 bits clear)
   if (header[0] !== ENVELOPE_VERSION || header[1] !== KIND_SENDER || header[2] !== 0 || header[3]! > 0x1f) return false;
-  const at = 2 + 8 + TOPIC_TAG_BYTES;
+  const at = SENDER_AT;
   if (header[at] !== n || header[at + 1 + n] !== 0) return false; // str8 sender, empty str8 recipient
   for (let i = 0; i < n; i++) if (header[at + 1 + i] !== sender[i]) return false;
   return true;
 }
 
+/** Whether a header (of any kind) carries the topic tag `tag`, compared in place. */
+export function hasTopicTag(header: Uint8Array, tag: Uint8Array): boolean {
+  if (header.length < TOPIC_TAG_AT + TOPIC_TAG_BYTES) return false;
+  for (let i = 0; i < TOPIC_TAG_BYTES; i++) if (header[TOPIC_TAG_AT + i] !== tag[i]) return false;
+  return true;
+}
+
 /** Offset of the payload nonce in a sender-wrapped header whose sender has `n` bytes (wrap nonce and wrapped key follow). */
 export function senderHeaderNonceAt(n: number): number {
-  return 2 + 8 + TOPIC_TAG_BYTES + 1 + n + 1;
+  return SENDER_AT + 1 + n + 1;
 }
 
 /** Length of the kind-3 part shared by the recipients of a message whose sender header is `header`. */
 export function groupPartLength(header: Uint8Array): number {
-  return senderHeaderNonceAt(header[2 + 8 + TOPIC_TAG_BYTES]!) - 1 + NONCE_BYTES + GROUP_PART_TAIL;
+  return senderHeaderNonceAt(header[SENDER_AT]!) - 1 + NONCE_BYTES + GROUP_PART_TAIL;
 }
 
 /**
@@ -183,7 +195,7 @@ export function groupPartLength(header: Uint8Array): number {
  * Equal to encodeGroupMessagePart.
  */
 export function writeGroupPartFromSenderHeader(part: Uint8Array, header: Uint8Array, groupId: Uint8Array): void {
-  const nonceAt = senderHeaderNonceAt(header[2 + 8 + TOPIC_TAG_BYTES]!);
+  const nonceAt = senderHeaderNonceAt(header[SENDER_AT]!);
   for (let i = 0; i < nonceAt - 1; i++) part[i] = header[i]!; // up to the sender, without the empty recipient field
   part[1] = KIND_GROUP;
   for (let i = 0; i < NONCE_BYTES; i++) part[nonceAt - 1 + i] = header[nonceAt + i]!;
@@ -195,7 +207,7 @@ export const GROUP_PART_TAIL = NONCE_BYTES + WRAPPED_KEY_BYTES + GROUP_ID_BYTES;
 
 /** The sender field of a header that parseHeader already accepted, without parsing the rest. */
 export function senderOf(header: Uint8Array): string {
-  const at = 2 + 8 + TOPIC_TAG_BYTES; // version, kind, seq, topic tag: then str8 sender in every kind
+  const at = SENDER_AT;
   return fromUtf8(header.subarray(at + 1, at + 1 + header[at]!));
 }
 
@@ -308,8 +320,8 @@ export function groupWrapAdTemplate(topic: string, sender: string, groupId: Uint
  */
 export function fillAd(t: AdTemplate, header: Uint8Array): Bytes {
   const ad = t.bytes;
-  for (let i = 0; i < 8; i++) ad[t.seqAt + i] = header[2 + i]!;
-  const from = senderHeaderNonceAt(header[2 + 8 + TOPIC_TAG_BYTES]!);
+  for (let i = 0; i < 8; i++) ad[t.seqAt + i] = header[SEQ_AT + i]!;
+  const from = senderHeaderNonceAt(header[SENDER_AT]!);
   for (let i = 0; i < NONCE_BYTES; i++) ad[t.nonceAt + i] = header[from + i]!;
   return ad;
 }

@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { equalBytes, fromUtf8, utf8 } from './bytes.js';
 import {
-  GROUP_ID_BYTES, GROUP_PART_TAIL, KEY_BYTES, NONCE_BYTES, TOPIC_TAG_BYTES, encodeGroupMemberPart, encodeGroupMessagePart, fillAd, groupKeyAd,
+  GROUP_ID_BYTES, GROUP_PART_TAIL, KEY_BYTES, NONCE_BYTES, encodeGroupMemberPart, encodeGroupMessagePart, fillAd, groupKeyAd, hasTopicTag,
   groupPartLength, groupWrapAd, groupWrapAdTemplate, isSenderHeaderOf, senderHeaderNonceAt, senderWrapAdTemplate, writeGroupPartFromSenderHeader, type AdTemplate,
 } from './envelope-layout.js';
 import { TeeError } from './errors.js';
@@ -152,11 +152,6 @@ function streamOf(state: TeeState, g: FormedGroup, topic: string, senderBytes: U
   }
   g.last = s;
   return s;
-}
-
-function hasTopicTag(header: Uint8Array, tag: Uint8Array): boolean {
-  for (let i = 0; i < TOPIC_TAG_BYTES; i++) if (header[10 + i] !== tag[i]) return false;
-  return true;
 }
 
 /**

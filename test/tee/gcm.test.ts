@@ -16,14 +16,17 @@ function referenceOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, a
   return Buffer.concat([d.update(sealed.subarray(0, sealed.length - 16)), d.final()]);
 }
 
+/** A random nonce, plaintext of up to `maxData` bytes and associated data of up to `maxAd` bytes. */
+function randomCase(maxData: number, maxAd: number): { nonce: Buffer; plaintext: Buffer; ad: Buffer } {
+  return { nonce: randomBytes(12), plaintext: randomBytes(randomInt(0, maxData)), ad: randomBytes(randomInt(0, maxAd)) };
+}
+
 test('GcmKey seals byte for byte as node:crypto AES-256-GCM, for every length of data and associated data up to several blocks', () => {
   for (let round = 0; round < 40; round++) {
     const key = randomBytes(32);
     const gcm = new GcmKey(key);
     for (let i = 0; i < 25; i++) {
-      const nonce = randomBytes(12);
-      const plaintext = randomBytes(randomInt(0, 80));
-      const ad = randomBytes(randomInt(0, 150));
+      const { nonce, plaintext, ad } = randomCase(80, 150);
       assert.deepEqual(gcm.seal(nonce, plaintext, ad), referenceSeal(key, nonce, plaintext, ad));
     }
   }
@@ -33,9 +36,7 @@ test('GcmKey.sealInto writes at any offset exactly what seal returns, and touche
   const key = randomBytes(32);
   const gcm = new GcmKey(key);
   for (let i = 0; i < 100; i++) {
-    const nonce = randomBytes(12);
-    const plaintext = randomBytes(randomInt(0, 70));
-    const ad = randomBytes(randomInt(0, 120));
+    const { nonce, plaintext, ad } = randomCase(70, 120);
     const at = randomInt(0, 40);
     const out = Buffer.alloc(at + plaintext.length + 16 + 5, 0xa5);
     gcm.sealInto(out, at, nonce, plaintext, ad);
@@ -49,9 +50,7 @@ test('GcmKey opens what node:crypto sealed and node:crypto opens what GcmKey sea
   for (let i = 0; i < 200; i++) {
     const key = randomBytes(32);
     const gcm = new GcmKey(key);
-    const nonce = randomBytes(12);
-    const plaintext = randomBytes(randomInt(0, 70));
-    const ad = randomBytes(randomInt(0, 120));
+    const { nonce, plaintext, ad } = randomCase(70, 120);
     assert.deepEqual(gcm.open(nonce, referenceSeal(key, nonce, plaintext, ad), ad), plaintext);
     assert.deepEqual(referenceOpen(key, nonce, gcm.seal(nonce, plaintext, ad), ad), plaintext);
   }
