@@ -12,27 +12,77 @@ import { Connection, type Will } from './connection.js';
 import type { Delivery, Message } from './message.js';
 import { Session, type SessionLink } from './session.js';
 import { Deadline } from './deadline.js';
-import { PublisherOrder } from './publisher-order.js';
+import { PublisherOrder, type Place } from './publisher-order.js';
 import { SubscriptionTree, type SubscriptionOptions } from './subscriptions.js';
 import { TargetCollector, type Target } from './targets.js';
 
 export type { Target } from './targets.js';
 
-/** Per-target payloads that share one body: target i gets `prefixes[i]` followed by `body`. */
+/**
+ * Per-target payloads that share one body: target i gets the lead `u16 length || shared || own[i]`
+ * followed by `body`; own[i] null = nothing for target i.
+ */
 export interface StagedPayloads {
   body: Buffer;
-  prefixes: (Buffer | null)[];
+  shared: Uint8Array;
+  own: (Uint8Array | null)[];
+}
+
+/** Where a stage sends what it made of one message. */
+export interface StageOutput {
+  /** Called once, later (never from inside `transform`): the payloads, or why the message is refused. */
+  staged(err: Error | undefined, payloads: StagedPayloads | undefined): void;
 }
 
 /**
  * A stage between routing and delivery that may replace the payload per recipient, asynchronously
  * (the trusted component re-protects protected topics here). Messages from one publisher leave the
- * stage in the order they entered it.
+ * stage in the order they entered it. Callback rather than Promise: it runs once per message.
  */
 export interface DeliveryStage {
   applies(topic: string): boolean;
-  /** What each target gets, in order: its prefix before the shared body; null = nothing. */
-  transform(message: Message, targets: readonly Target[]): Promise<StagedPayloads>;
+  /** What each target gets, in order: its lead before the shared body. */
+  transform(message: Message, targets: readonly Target[], out: StageOutput): void;
+}
+
+/** `transform` as a Promise, for the paths that run once per session or subscription. */
+function transformed(stage: DeliveryStage, message: Message, targets: readonly Target[]): Promise<StagedPayloads> {
+  return new Promise((resolve, reject) => stage.transform(message, targets, { staged: (err, payloads) => (err ? reject(err) : resolve(payloads!)) }));
+}
+
+/**
+ * A message in the stage, holding its place in its publisher's lane: delivered once staged and
+ * every earlier message of that publisher is out. One object per message, no closures.
+ */
+class StagedDelivery implements Place, StageOutput {
+  isReady = false;
+  next: Place | undefined = undefined;
+  private payloads: StagedPayloads | undefined;
+  private err: Error | undefined;
+
+  constructor(
+    private readonly broker: Broker,
+    readonly message: Message,
+    private readonly targets: readonly Target[],
+  ) {}
+
+  staged(err: Error | undefined, payloads: StagedPayloads | undefined): void {
+    this.err = err;
+    this.payloads = payloads;
+    this.broker.stagedReady(this);
+  }
+
+  run(): void {
+    const p = this.payloads;
+    if (p === undefined) {
+      this.broker.log.warn({ err: this.err, topic: this.message.topic, origin: this.message.origin }, 'delivery stage refused a message');
+      return;
+    }
+    for (let i = 0; i < this.targets.length; i++) {
+      const own = p.own[i];
+      if (own) this.broker.deliverStaged(this.targets[i]!, this.message, p.shared, own, p.body);
+    }
+  }
 }
 
 export interface BrokerCounters {
@@ -173,7 +223,7 @@ export class Broker {
     if (!stage || !stage.applies(message.topic)) {
       // Behind a protected message of the same publisher still in the stage: wait for it, so
       // each subscriber sees the publisher's messages in order.
-      if (this.order.busy(message.origin)) this.order.ready(message.origin, this.order.reserve(message.origin), () => this.deliverAll(targets, message));
+      if (this.order.busy(message.origin)) this.order.after(message.origin, () => this.deliverAll(targets, message));
       else this.deliverAll(targets, message);
       return targets.length;
     }
@@ -181,7 +231,7 @@ export class Broker {
     const online: Target[] = [];
     for (const t of targets) {
       if (t.session.link && !t.session.preparing) online.push(t);
-      else if (t.qos > 0) this.deliverTo(t, message, undefined, message.payload, true);
+      else if (t.qos > 0) this.deliverTo(t, message, message.payload, true);
     }
     if (online.length > 0) this.throughStage(stage, message, online);
     return targets.length;
@@ -198,18 +248,19 @@ export class Broker {
       };
       const stage = this.deliveryStage;
       if (stage && stage.applies(m.topic)) this.throughStage(stage, m, [target]);
-      else this.deliverTo(target, m, undefined, m.payload, false);
+      else this.deliverTo(target, m, m.payload, false);
     }
   }
 
   private deliverAll(targets: readonly Target[], message: Message): void {
-    for (const t of targets) this.deliverTo(t, message, undefined, message.payload, false);
+    for (const t of targets) this.deliverTo(t, message, message.payload, false);
   }
 
-  private deliverTo(t: Target, message: Message, prefix: Buffer | undefined, payload: Buffer, staged: boolean): void {
+  private deliverTo(t: Target, message: Message, payload: Buffer, staged: boolean, leadShared?: Uint8Array, leadOwn?: Uint8Array): void {
     const d: Delivery = {
       message,
-      prefix,
+      leadShared,
+      leadOwn,
       payload,
       qos: t.qos,
       retain: t.retain,
@@ -239,9 +290,10 @@ export class Broker {
       for (const d of pending) {
         const target: Target = { session, qos: d.qos, retain: d.retain, subscriptionIds: d.subscriptionIds };
         try {
-          const { body, prefixes } = await stage.transform(d.message, [target]);
-          if (prefixes[0]) {
-            d.prefix = prefixes[0];
+          const { body, shared, own } = await transformed(stage, d.message, [target]);
+          if (own[0]) {
+            d.leadShared = shared;
+            d.leadOwn = own[0];
             d.payload = body;
           } else refused.add(d);
         } catch (err) {
@@ -258,18 +310,19 @@ export class Broker {
 
   private throughStage(stage: DeliveryStage, message: Message, targets: Target[]): void {
     // The trusted call starts now (calls pipeline); only the delivery waits for its turn.
-    const origin = message.origin;
-    const place = this.order.reserve(origin);
-    stage.transform(message, targets).then(
-      ({ body, prefixes }) =>
-        this.order.ready(origin, place, () => {
-          for (let i = 0; i < targets.length; i++) {
-            const p = prefixes[i];
-            if (p) this.deliverTo(targets[i]!, message, p, body, false);
-          }
-        }),
-      (err: unknown) => this.order.ready(origin, place, () => this.log.warn({ err, topic: message.topic, origin }, 'delivery stage refused a message')),
-    );
+    const staged = new StagedDelivery(this, message, targets);
+    this.order.enqueue(message.origin, staged);
+    stage.transform(message, targets, staged);
+  }
+
+  /** @internal A message left the stage: deliver it and whatever of its publisher waited on it. */
+  stagedReady(staged: StagedDelivery): void {
+    this.order.ready(staged.message.origin, staged);
+  }
+
+  /** @internal */
+  deliverStaged(t: Target, message: Message, shared: Uint8Array, own: Uint8Array, body: Buffer): void {
+    this.deliverTo(t, message, body, false, shared, own);
   }
 
   private sweep(): void {

@@ -2,7 +2,7 @@
 import type { Duplex } from 'node:stream';
 import type { IPublishPacket, Packet } from 'mqtt-packet';
 import { Decoder, encode, type ProtocolVersion } from '../mqtt/codec.js';
-import { publishHeader } from '../mqtt/publish-header.js';
+import { leadBytes, publishHeader, writeLead } from '../mqtt/publish-header.js';
 import { Reason } from '../mqtt/reason-codes.js';
 import type { TransportInfo } from '../transport/types.js';
 import type { ClientInfo } from '../auth/hooks.js';
@@ -198,7 +198,7 @@ export class Connection implements SessionLink, ClientInfo {
     const packet: IPublishPacket = {
       cmd: 'publish',
       topic: m.topic,
-      payload: d.prefix ? Buffer.concat([d.prefix, d.payload]) : d.payload,
+      payload: d.leadShared ? withLead(d) : d.payload,
       qos: d.qos,
       retain: d.retain,
       dup,
@@ -237,9 +237,8 @@ export class Connection implements SessionLink, ClientInfo {
   private sendPlainPublish(d: Delivery, dup: boolean, v5: boolean): boolean {
     const m = d.message;
     const topic = (m.topicBytes ??= Buffer.from(m.topic));
-    const prefix = d.prefix;
-    const length = (prefix ? prefix.length : 0) + d.payload.length;
-    const header = publishHeader(topic, length, d.qos, d.retain, dup, d.packetId, v5, prefix);
+    const length = leadBytes(d.leadShared, d.leadOwn) + d.payload.length;
+    const header = publishHeader(topic, length, d.qos, d.retain, dup, d.packetId, v5, d.leadShared, d.leadOwn);
     if (header.length + d.payload.length > this.maxPacketSize) return false;
     this.write(header);
     if (d.payload.length > 0) this.write(d.payload);
@@ -276,4 +275,13 @@ export class Connection implements SessionLink, ClientInfo {
     this.closed = true;
     this.broker.connectionClosed(this);
   }
+}
+
+/** A staged delivery's whole payload in one buffer (the encoder's path, v5 properties). */
+function withLead(d: Delivery): Buffer {
+  const lead = leadBytes(d.leadShared, d.leadOwn);
+  const out = Buffer.allocUnsafe(lead + d.payload.length);
+  writeLead(out, 0, d.leadShared!, d.leadOwn!);
+  d.payload.copy(out, lead);
+  return out;
 }

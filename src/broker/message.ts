@@ -30,11 +30,13 @@ export interface Message {
 export interface Delivery {
   message: Message;
   /**
-   * Payload for this recipient: the message's, or — when a delivery stage re-protected it —
-   * `prefix` (this recipient's part) followed by `payload` (shared by every recipient, not copied).
+   * Payload for this recipient: the message's, or — when a delivery stage re-protected it — a lead
+   * of its own followed by `payload` (shared by every recipient, not copied).
    */
   payload: Buffer;
-  prefix: Buffer | undefined;
+  /** The staged lead, `u16 length || leadShared || leadOwn`: shared by the message's recipients, then this one's. */
+  leadShared: Uint8Array | undefined;
+  leadOwn: Uint8Array | undefined;
   qos: QoS;
   retain: boolean;
   subscriptionIds: number[] | undefined;

@@ -5,9 +5,10 @@
  * Promise chain: the hot path costs one small object per waiting message.
  */
 export interface Place {
-  /** What to do once every earlier place of the lane has run; undefined until ready. */
-  run: (() => void) | undefined;
+  /** Set by `ready`: the place may run once every earlier place of the lane has. */
+  isReady: boolean;
   next: Place | undefined;
+  run(): void;
 }
 
 interface Lane {
@@ -28,27 +29,32 @@ export class PublisherOrder {
     return this.lanes.has(origin);
   }
 
-  /** The next place in `origin`'s lane. */
-  reserve(origin: string): Place {
-    const place: Place = { run: undefined, next: undefined };
+  /** Runs `run` after every message of `origin` still waiting (a plain message behind staged ones). */
+  after(origin: string, run: () => void): void {
+    const place: Place = { isReady: false, next: undefined, run };
+    this.enqueue(origin, place);
+    this.ready(origin, place);
+  }
+
+  /** Puts `place` (not yet ready, not in any lane) last in `origin`'s lane. */
+  enqueue(origin: string, place: Place): void {
     const lane = this.lanes.get(origin);
     if (lane === undefined) this.lanes.set(origin, { head: place, tail: place, running: false });
     else {
       lane.tail.next = place;
       lane.tail = place;
     }
-    return place;
   }
 
-  /** `place` may run `run`; runs every ready place at the head of the lane, in order. */
-  ready(origin: string, place: Place, run: () => void): void {
-    place.run = run;
+  /** `place` may run; runs every ready place at the head of the lane, in order. */
+  ready(origin: string, place: Place): void {
+    place.isReady = true;
     const lane = this.lanes.get(origin);
     if (lane === undefined || lane.running) return;
     lane.running = true;
     for (;;) {
       const p = lane.head;
-      if (p.run === undefined) break;
+      if (!p.isReady) break;
       try {
         p.run();
       } catch (err) {

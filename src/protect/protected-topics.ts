@@ -9,13 +9,13 @@
  * topic; a message whose recipients the topic's group does not cover forms a new one.
  */
 import type { Logger } from 'pino';
-import type { DeliveryStage, StagedPayloads, Target } from '../broker/broker.js';
+import type { DeliveryStage, StagedPayloads, StageOutput, Target } from '../broker/broker.js';
 import type { Message } from '../broker/message.js';
 import { Reason } from '../mqtt/reason-codes.js';
 import { filterCovers, topicMatches } from '../mqtt/topic.js';
 import { utf8Name } from '../tee/bytes.js';
 import { KIND_SENDER, isSenderHeaderOf, parseHeader, senderOf, splitEnvelope } from '../tee/envelope-layout.js';
-import { TeeError, type FormedGroup, type TrustedComponent } from '../tee/host.js';
+import type { FormedGroup, RewrapReceiver, TeeError, TrustedComponent } from '../tee/host.js';
 
 export interface ProtectionCounters {
   /** Protected PUBLISHes accepted for routing. */
@@ -42,6 +42,7 @@ export interface Publisher {
 }
 
 const CACHE_LIMIT = 10_000;
+const EMPTY = new Uint8Array(0);
 
 /** A topic's recipient group as the broker knows it. */
 interface HostGroup {
@@ -140,23 +141,20 @@ export class ProtectedTopics implements DeliveryStage {
   }
 
   /**
-   * The shared header part of one message (it ends with the group id) for a group covering
-   * `recipients`, handed to `use` with that group and its formation. A group the trusted component
-   * no longer knows or holds stale (policy change, revocation, key rotation) is formed again once.
+   * Asks the trusted component for the shared header part of one message (it ends with the group
+   * id), for a group covering its recipients; the answer goes to the staging.
    */
-  private wrap<R>(topic: string, header: Uint8Array, sender: string, recipients: readonly string[], use: (part: Uint8Array, group: HostGroup, formed: FormedGroup) => R, retried = false): Promise<R> {
-    const group = this.groupFor(topic, recipients);
+  ask(staging: Staging): void {
+    const topic = staging.message.topic;
+    const group = this.groupFor(topic, staging.recipients);
+    staging.group = group;
     this.counters.rewrapCalls++;
-    return this.tee.groupRewrap(group.handle, header, topic, sender).then(
-      // (group.formed has its own rejection handler, so waiting for it second loses nothing)
-      (part) => (group.ready !== undefined ? use(part, group, group.ready) : group.formed.then((formed) => use(part, group, formed))),
-      (err: unknown) => {
-        const retry = !retried && err instanceof TeeError && (err.code === 'group-unknown' || err.code === 'group-stale');
-        if (!retry) throw err;
-        if (this.groups.get(topic) === group) this.groups.delete(topic);
-        return this.wrap(topic, header, sender, recipients, use, true);
-      },
-    );
+    this.tee.groupRewrapTo(group.handle, staging.header, topic, staging.sender, staging);
+  }
+
+  /** A group the trusted component no longer knows or holds stale: the next message forms a new one. */
+  forget(topic: string, group: HostGroup): void {
+    if (this.groups.get(topic) === group) this.groups.delete(topic);
   }
 
   /**
@@ -187,63 +185,128 @@ export class ProtectedTopics implements DeliveryStage {
     return group;
   }
 
-  transform(message: Message, targets: readonly Target[]): Promise<StagedPayloads> {
+  transform(message: Message, targets: readonly Target[], out: StageOutput): void {
+    const own = new Array<Uint8Array | null>(targets.length).fill(null);
+    // a retained-message clear: nothing to deliver
+    if (message.payload.length === 0) return later(out, undefined, { body: message.payload, shared: EMPTY, own });
+    let header: Uint8Array;
+    let body: Buffer;
+    let sender: string;
     try {
-      return this.stage(message, targets);
+      const parts = splitEnvelope(message.payload);
+      header = parts.header;
+      // Every recipient's envelope is `u16 length || its header || the shared ciphertext`: only the
+      // first two parts are per recipient; the ciphertext is written to each socket as is.
+      body = message.payload.subarray(message.payload.length - parts.payload.length);
+      sender = senderOf(header); // check() parsed and validated this header on arrival
     } catch (err) {
       // a payload that no longer splits (the arrival check passed it): refused like a bad answer
       this.counters.messagesRefused++;
-      return Promise.reject(err as Error);
+      return later(out, err as Error, undefined);
     }
-  }
-
-  private stage(message: Message, targets: readonly Target[]): Promise<StagedPayloads> {
-    const out: (Buffer | null)[] = new Array<Buffer | null>(targets.length).fill(null);
-    // a retained-message clear: nothing to deliver
-    if (message.payload.length === 0) return Promise.resolve({ body: message.payload, prefixes: out });
-    const { header, payload } = splitEnvelope(message.payload);
-    // Every recipient's envelope is `u16 length || its header || the shared ciphertext`: only the
-    // first two parts are per recipient; the ciphertext is written to each socket as is.
-    const body = message.payload.subarray(message.payload.length - payload.length);
-    const sender = senderOf(header); // check() parsed and validated this header on arrival
     // Sessions without a usable identity (none, or over the 255 bytes an envelope can name) cannot
     // hold a key: they get nothing, without asking — and cannot spoil the batch for the others.
     const recipients: string[] = [];
-    const slots: number[] = [];
+    let slots: number[] | undefined;
     for (let i = 0; i < targets.length; i++) {
       const identity = targets[i]!.session.identity;
       // at most 3 UTF-8 bytes per UTF-16 unit: only long identities need counting
       if (identity.length > 0 && (identity.length <= 85 || Buffer.byteLength(identity) <= 255)) {
+        if (slots !== undefined) slots.push(i);
         recipients.push(identity);
-        slots.push(i);
-      } else this.counters.recipientsRefused++;
-    }
-    if (recipients.length === 0) return Promise.resolve({ body, prefixes: out });
-    const prefixes = (part: Uint8Array, group: HostGroup, formed: FormedGroup): StagedPayloads => {
-      const members = group.members;
-      for (let k = 0; k < recipients.length; k++) {
-        const r0 = recipients[k]!;
-        // the group was usually formed from this very list: same place, no lookup
-        const at = members[k] === r0 ? k : group.index.get(r0);
-        const r = at === undefined ? undefined : formed.members[at];
-        if (r?.header !== undefined) {
-          const member = r.header;
-          const prefix = Buffer.allocUnsafe(2 + part.length + member.length);
-          prefix.writeUInt16BE(part.length + member.length, 0);
-          prefix.set(part, 2);
-          prefix.set(member, 2 + part.length);
-          out[slots[k]!] = prefix;
-          this.counters.recipientsWrapped++;
-        } else {
-          this.counters.recipientsRefused++;
-          this.log.debug({ topic: message.topic, recipient: r0, refusal: r?.refusal ?? 'not-in-group' }, 'trusted component refused a recipient');
-        }
+      } else {
+        // from the first one left out on, recipient k is no longer target k
+        slots ??= Array.from({ length: recipients.length }, (_, k) => k);
+        this.counters.recipientsRefused++;
       }
-      return { body, prefixes: out };
-    };
-    return this.wrap(message.topic, header, sender, recipients, prefixes).catch((err: unknown) => {
-      this.counters.messagesRefused++;
-      throw err;
-    });
+    }
+    if (recipients.length === 0) return later(out, undefined, { body, shared: EMPTY, own });
+    this.ask(new Staging(this, message, header, sender, recipients, slots, body, own, out));
+  }
+
+  /**
+   * What each recipient gets once the shared part came: its header is that part followed by its
+   * member part (formed with the group, no copy per message), written straight into its PUBLISH.
+   */
+  leads(s: Staging, part: Uint8Array, group: HostGroup, formed: FormedGroup): StagedPayloads {
+    const members = group.members;
+    const recipients = s.recipients;
+    const out = s.own;
+    for (let k = 0; k < recipients.length; k++) {
+      const r0 = recipients[k]!;
+      // the group was usually formed from this very list: same place, no lookup
+      const at = members[k] === r0 ? k : group.index.get(r0);
+      const r = at === undefined ? undefined : formed.members[at];
+      if (r?.header !== undefined) {
+        out[s.slots === undefined ? k : s.slots[k]!] = r.header;
+        this.counters.recipientsWrapped++;
+      } else {
+        this.counters.recipientsRefused++;
+        this.log.debug({ topic: s.message.topic, recipient: r0, refusal: r?.refusal ?? 'not-in-group' }, 'trusted component refused a recipient');
+      }
+    }
+    return { body: s.body, shared: part, own: out };
+  }
+}
+
+function later(out: StageOutput, err: Error | undefined, payloads: StagedPayloads | undefined): void {
+  process.nextTick(() => out.staged(err, payloads));
+}
+
+/**
+ * One protected message between routing and its recipients: the trusted component's answer comes
+ * here, and the message leaves with each recipient's prefix or its refusal. One object per message
+ * instead of a Promise chain.
+ */
+class Staging implements RewrapReceiver {
+  group!: HostGroup;
+  private retried = false;
+
+  constructor(
+    private readonly topics: ProtectedTopics,
+    readonly message: Message,
+    readonly header: Uint8Array,
+    readonly sender: string,
+    readonly recipients: readonly string[],
+    /** Target index of each recipient; undefined when recipient k is target k. */
+    readonly slots: readonly number[] | undefined,
+    readonly body: Buffer,
+    readonly own: (Uint8Array | null)[],
+    private readonly out: StageOutput,
+  ) {}
+
+  rewrapped(part: Uint8Array): void {
+    const group = this.group;
+    if (group.ready !== undefined) this.finish(part, group, group.ready);
+    // (group.formed has its own rejection handler, so waiting for it here loses nothing)
+    else group.formed.then((formed) => this.finish(part, group, formed), (err: unknown) => this.fail(err as Error));
+  }
+
+  refused(err: TeeError): void {
+    // A group the trusted component no longer knows or holds stale (policy change, revocation, key
+    // rotation) is formed again, once.
+    if (!this.retried && (err.code === 'group-unknown' || err.code === 'group-stale')) {
+      this.retried = true;
+      this.topics.forget(this.message.topic, this.group);
+      this.topics.ask(this);
+      return;
+    }
+    this.fail(err);
+  }
+
+  private finish(part: Uint8Array, group: HostGroup, formed: FormedGroup): void {
+    let payloads: StagedPayloads;
+    try {
+      payloads = this.topics.leads(this, part, group, formed);
+    } catch (err) {
+      this.fail(err as Error);
+      return;
+    }
+    this.out.staged(undefined, payloads);
+  }
+
+  private fail(err: Error): void {
+    this.topics.counters.messagesRefused++;
+    this.out.staged(err, undefined);
   }
 }

@@ -52,6 +52,12 @@ export interface FormedGroup {
   members: RewrapResult;
 }
 
+/** Where a group re-wrap's answer goes: the shared part, or the refusal of the message. */
+export interface RewrapReceiver {
+  rewrapped(part: Uint8Array): void;
+  refused(err: TeeError): void;
+}
+
 export interface TrustedComponent {
   /** OS process id of the trusted component (`process` backend); undefined when inline. */
   readonly pid: number | undefined;
@@ -77,6 +83,11 @@ export interface TrustedComponent {
    * must be formed again. Calls made in one turn of the event loop travel as one batch (0x0e).
    */
   groupRewrap(handle: number, header: Uint8Array, topic: string, sender: string): Promise<Uint8Array>;
+  /**
+   * `groupRewrap` for the hot path: the answer goes to `to` (called later, never from inside this
+   * call), so a message costs no Promise and no closure.
+   */
+  groupRewrapTo(handle: number, header: Uint8Array, topic: string, sender: string, to: RewrapReceiver): void;
   /** Paper mode (benchmark baseline): whole envelope in, one re-encrypted envelope per recipient out. */
   reencrypt(envelope: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult>;
   isEnrolled(identity: string): Promise<boolean>;
@@ -242,9 +253,16 @@ interface BatchEntry {
   header: Uint8Array;
   topic: Uint8Array;
   sender: Uint8Array;
-  resolve: (part: Uint8Array) => void;
-  reject: (err: Error) => void;
+  to: RewrapReceiver;
 }
+
+/**
+ * Batches that may wait for the trusted component at once. While they do, new messages gather into
+ * the next batch: under load a batch grows to what arrived during one round trip (fewer, larger
+ * frames, fewer wake-ups of the trusted process), while a message that finds nothing in flight
+ * leaves at the end of its turn.
+ */
+const BATCHES_IN_FLIGHT = 1;
 
 /**
  * The group re-wraps asked for in one turn of the event loop (a socket read brings several
@@ -254,23 +272,30 @@ interface BatchEntry {
 class RewrapBatcher {
   private entries: BatchEntry[] = [];
   private size = 2;
+  private inFlight = 0;
+  private scheduled = false;
 
   constructor(private readonly t: Transport) {}
 
-  add(handle: number, header: Uint8Array, topic: string, sender: string): Promise<Uint8Array> {
+  add(handle: number, header: Uint8Array, topic: string, sender: string, to: RewrapReceiver): void {
     const topicBytes = utf8Name(topic);
     const senderBytes = utf8Name(sender);
-    if (senderBytes.length > 255) return Promise.reject(new TeeError('bad-identity', 'sender identity longer than 255 bytes'));
-    if (topicBytes.length > 0xffff || header.length > 0xffff) return Promise.reject(new TeeError('bad-request', 'topic or header longer than 65535 bytes'));
-    return new Promise((resolve, reject) => {
-      if (this.entries.length === 0) process.nextTick(this.flush);
-      this.entries.push({ handle, header, topic: topicBytes, sender: senderBytes, resolve, reject });
-      this.size += 4 + 2 + topicBytes.length + 1 + senderBytes.length + 2 + header.length;
-      if (this.entries.length >= GROUP_REWRAP_BATCH_MAX) this.flush();
-    });
+    if (senderBytes.length > 255) return refuseLater(to, new TeeError('bad-identity', 'sender identity longer than 255 bytes'));
+    if (topicBytes.length > 0xffff || header.length > 0xffff) return refuseLater(to, new TeeError('bad-request', 'topic or header longer than 65535 bytes'));
+    this.entries.push({ handle, header, topic: topicBytes, sender: senderBytes, to });
+    this.size += 4 + 2 + topicBytes.length + 1 + senderBytes.length + 2 + header.length;
+    if (this.entries.length >= GROUP_REWRAP_BATCH_MAX) this.flush();
+    else this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.inFlight >= BATCHES_IN_FLIGHT || this.entries.length === 0) return;
+    this.scheduled = true;
+    process.nextTick(this.flush);
   }
 
   private readonly flush = (): void => {
+    this.scheduled = false;
     const batch = this.entries;
     if (batch.length === 0) return;
     const params = Buffer.allocUnsafe(this.size);
@@ -289,13 +314,23 @@ class RewrapBatcher {
       params.set(e.header, at);
       at += e.header.length;
     }
+    this.inFlight++;
     this.t.call(CMD.groupRewrapBatch, params).then(
-      (answer) => settleBatch(batch, answer),
-      (err: Error) => {
-        for (const e of batch) e.reject(err);
-      },
+      (answer) => this.answered(batch, answer, undefined),
+      (err: Error) => this.answered(batch, undefined, err),
     );
   };
+
+  private answered(batch: readonly BatchEntry[], answer: Uint8Array | undefined, err: Error | undefined): void {
+    this.inFlight--;
+    // the next batch leaves before this one's deliveries are written
+    this.schedule();
+    if (answer !== undefined) settleBatch(batch, answer);
+    else {
+      const e = err instanceof TeeError ? err : new TeeError('internal', err?.message ?? 'no answer');
+      for (const entry of batch) entry.to.refused(e);
+    }
+  }
 }
 
 /** `u16 n | n x (u8 status | bytes16 part or UTF-8 detail)`, one per message in the order sent. */
@@ -308,13 +343,27 @@ function settleBatch(batch: readonly BatchEntry[], answer: Uint8Array): void {
     for (; done < n; done++) {
       const status = r.u8();
       const body = r.bytes16();
-      if (status === 0) batch[done]!.resolve(body);
-      else batch[done]!.reject(new TeeError(codeFromNumber(status), Buffer.from(body).toString()));
+      if (status === 0) batch[done]!.to.rewrapped(body);
+      else batch[done]!.to.refused(new TeeError(codeFromNumber(status), Buffer.from(body).toString()));
     }
   } catch (err) {
     const e = err instanceof TeeError ? err : new TeeError('internal', `unreadable group re-wrap answer: ${(err as Error).message}`);
-    for (; done < batch.length; done++) batch[done]!.reject(e);
+    for (; done < batch.length; done++) batch[done]!.to.refused(e);
   }
+}
+
+function refuseLater(to: RewrapReceiver, err: TeeError): void {
+  process.nextTick(() => to.refused(err));
+}
+
+/** The Promise form of a receiver (calls off the hot path, tests). */
+class PromisedPart implements RewrapReceiver {
+  rewrapped!: (part: Uint8Array) => void;
+  refused!: (err: TeeError) => void;
+  readonly promise = new Promise<Uint8Array>((resolve, reject) => {
+    this.rewrapped = resolve;
+    this.refused = reject;
+  });
 }
 
 class Handle implements TrustedComponent {
@@ -361,7 +410,12 @@ class Handle implements TrustedComponent {
     return { id, members: readResults(r, members) };
   }
   groupRewrap(handle: number, header: Uint8Array, topic: string, sender: string): Promise<Uint8Array> {
-    return this.batcher.add(handle, header, topic, sender);
+    const to = new PromisedPart();
+    this.batcher.add(handle, header, topic, sender, to);
+    return to.promise;
+  }
+  groupRewrapTo(handle: number, header: Uint8Array, topic: string, sender: string, to: RewrapReceiver): void {
+    this.batcher.add(handle, header, topic, sender, to);
   }
   async reencrypt(envelope: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult> {
     return decodeResults(await this.t.call(CMD.reencrypt, encodeBatch(topic, sender, recipients, envelope)), recipients);

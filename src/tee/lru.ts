@@ -3,6 +3,8 @@
 
 export class Lru<K, V> {
   private readonly entries = new Map<K, V>();
+  /** The most recently used key: a hit on it needs no re-insertion (which would, in a small Map, rebuild its table every few calls). */
+  private newest: K | undefined;
 
   constructor(readonly capacity: number) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`capacity must be a positive integer, got ${capacity}`);
@@ -15,9 +17,10 @@ export class Lru<K, V> {
   /** The value, now the most recently used. */
   get(key: K): V | undefined {
     const v = this.entries.get(key);
-    if (v !== undefined) {
+    if (v !== undefined && key !== this.newest) {
       this.entries.delete(key);
       this.entries.set(key, v);
+      this.newest = key;
     }
     return v;
   }
@@ -31,11 +34,13 @@ export class Lru<K, V> {
   set(key: K, value: V): void {
     this.entries.delete(key);
     this.entries.set(key, value);
+    this.newest = key;
     if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value as K);
   }
 
   delete(key: K): void {
     this.entries.delete(key);
+    if (key === this.newest) this.newest = undefined;
   }
 
   has(key: K): boolean {
