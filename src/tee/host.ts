@@ -110,7 +110,8 @@ export interface OpenOptions {
   onWarning?: (message: string) => void;
 }
 
-interface Transport {
+/** @internal How the host reaches the trusted code: a pipe to its process, or a call in this one. */
+export interface Transport {
   readonly pid: number | undefined;
   call(command: number, params: Uint8Array): Promise<Uint8Array>;
   close(): Promise<void>;
@@ -269,7 +270,8 @@ const BATCHES_IN_FLIGHT = 1;
  * PUBLISHes) cross to the trusted component as one command, 0x0e: one frame, one dispatch and one
  * answer per batch instead of per message. Each message still gets its own answer or refusal.
  */
-class RewrapBatcher {
+/** @internal Exported for its tests. */
+export class RewrapBatcher {
   private entries: BatchEntry[] = [];
   private size = 2;
   private inFlight = 0;

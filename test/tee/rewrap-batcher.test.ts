@@ -1,0 +1,89 @@
+// The host's batching of group re-wraps: one batch waits for the trusted component at a time, and
+// what is asked for meanwhile leaves as the next batch the moment the answer is in.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { RewrapBatcher, TeeError, type RewrapReceiver, type Transport } from '../../src/tee/host.js';
+import { CMD } from '../../src/tee/wire.js';
+import { TEE_ERRORS } from '../../src/tee/errors.js';
+import { Reader, Writer } from '../../src/tee/bytes.js';
+
+/** A transport whose answers the test gives by hand: it records each batch's message headers. */
+class HeldTransport implements Transport {
+  readonly pid = undefined;
+  readonly batches: { headers: string[]; answer: (status: number[]) => void; fail: (err: Error) => void }[] = [];
+
+  call(command: number, params: Uint8Array): Promise<Uint8Array> {
+    assert.equal(command, CMD.groupRewrapBatch);
+    const r = new Reader(params);
+    const n = r.u16();
+    const headers: string[] = [];
+    for (let i = 0; i < n; i++) {
+      r.u32();
+      r.bytes16();
+      r.take(r.u8());
+      headers.push(Buffer.from(r.bytes16()).toString());
+    }
+    r.end('batch');
+    return new Promise((resolve, reject) => {
+      const answer = (status: number[]): void => {
+        const w = new Writer().u16(n);
+        headers.forEach((h, i) => w.u8(status[i] ?? 0).bytes16(Buffer.from(status[i] ? 'refused' : `part of ${h}`)));
+        resolve(w.finish());
+      };
+      this.batches.push({ headers, answer, fail: reject });
+    });
+  }
+
+  async close(): Promise<void> {}
+}
+
+class Collect implements RewrapReceiver {
+  readonly got: string[] = [];
+  rewrapped(part: Uint8Array): void {
+    this.got.push(Buffer.from(part).toString());
+  }
+  refused(err: TeeError): void {
+    this.got.push(`refused ${err.code}`);
+  }
+}
+
+const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+test('one batch waits at a time: calls made while it waits leave together, right after its answer', async () => {
+  const t = new HeldTransport();
+  const b = new RewrapBatcher(t);
+  const to = new Collect();
+  const ask = (h: string): void => b.add(1, Buffer.from(h), 'home/door', 'alice', to);
+  ask('m1');
+  ask('m2');
+  await turn();
+  assert.deepEqual(t.batches.map((x) => x.headers), [['m1', 'm2']], 'the first turn leaves as one batch');
+  ask('m3');
+  await turn();
+  ask('m4');
+  ask('m5');
+  await turn();
+  assert.equal(t.batches.length, 1, 'nothing else leaves while the first batch waits');
+  t.batches[0]!.answer([0, 0]);
+  await turn();
+  assert.deepEqual(t.batches.map((x) => x.headers), [['m1', 'm2'], ['m3', 'm4', 'm5']], 'three turns gathered into the second batch');
+  t.batches[1]!.answer([0, TEE_ERRORS['sender-mismatch'], 0]);
+  await turn();
+  assert.deepEqual(to.got, ['part of m1', 'part of m2', 'part of m3', 'refused sender-mismatch', 'part of m5']);
+  ask('m6');
+  await turn();
+  assert.deepEqual(t.batches[2]!.headers, ['m6'], 'with nothing in flight a call leaves at the end of its turn');
+});
+
+test('a batch the transport fails refuses each of its messages, and the next batch still leaves', async () => {
+  const t = new HeldTransport();
+  const b = new RewrapBatcher(t);
+  const to = new Collect();
+  b.add(1, Buffer.from('a'), 'home/door', 'alice', to);
+  await turn();
+  b.add(1, Buffer.from('b'), 'home/door', 'alice', to);
+  t.batches[0]!.fail(new TeeError('internal', 'trusted component process exited'));
+  await turn();
+  assert.deepEqual(to.got, ['refused internal']);
+  assert.deepEqual(t.batches[1]?.headers, ['b']);
+});
