@@ -47,8 +47,12 @@ export interface MatchVisitor {
   group(group: SharedGroup): void;
 }
 
+/** Topics whose levels are kept split; past this the cache starts over (a churn of unique topics). */
+const TOPICS_KEPT = 10_000;
+
 export class SubscriptionTree {
   private readonly root = new TrieNode();
+  private readonly levelsOf = new Map<string, readonly string[]>();
 
   add(clientId: string, filter: string, options: SubscriptionOptions, group?: string): void {
     let node = this.root;
@@ -103,11 +107,17 @@ export class SubscriptionTree {
 
   /** Visits every subscription whose filter matches `topic`. */
   match(topic: string, visitor: MatchVisitor): void {
-    const levels = topic.split('/');
+    // a publisher usually sends on the same few topics: split each once, not once per message
+    let levels = this.levelsOf.get(topic);
+    if (levels === undefined) {
+      levels = topic.split('/');
+      if (this.levelsOf.size >= TOPICS_KEPT) this.levelsOf.clear();
+      this.levelsOf.set(topic, levels);
+    }
     this.walk(this.root, levels, 0, visitor, topic.charCodeAt(0) === 0x24 /* $ */);
   }
 
-  private walk(node: TrieNode, levels: string[], depth: number, visitor: MatchVisitor, dollar: boolean): void {
+  private walk(node: TrieNode, levels: readonly string[], depth: number, visitor: MatchVisitor, dollar: boolean): void {
     const wildcardsAllowed = !(dollar && depth === 0);
     if (wildcardsAllowed) {
       const hash = node.children.get('#');

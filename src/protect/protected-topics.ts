@@ -14,7 +14,7 @@ import type { Message } from '../broker/message.js';
 import { Reason } from '../mqtt/reason-codes.js';
 import { filterCovers, topicMatches } from '../mqtt/topic.js';
 import { utf8Name } from '../tee/bytes.js';
-import { KIND_SENDER, isSenderHeaderOf, parseHeader, senderOf, splitEnvelope } from '../tee/envelope-layout.js';
+import { KIND_SENDER, isSenderHeaderOf, parseHeader, splitEnvelope } from '../tee/envelope-layout.js';
 import type { FormedGroup, RewrapReceiver, TeeError, TrustedComponent } from '../tee/host.js';
 
 export interface ProtectionCounters {
@@ -149,7 +149,7 @@ export class ProtectedTopics implements DeliveryStage {
     const group = this.groupFor(topic, staging.recipients);
     staging.group = group;
     this.counters.rewrapCalls++;
-    this.tee.groupRewrapTo(group.handle, staging.header, topic, staging.sender, staging);
+    this.tee.groupRewrapTo(group.handle, staging.header, topic, staging);
   }
 
   /** A group the trusted component no longer knows or holds stale: the next message forms a new one. */
@@ -191,14 +191,12 @@ export class ProtectedTopics implements DeliveryStage {
     if (message.payload.length === 0) return later(out, undefined, { body: message.payload, shared: EMPTY, own });
     let header: Uint8Array;
     let body: Buffer;
-    let sender: string;
     try {
       const parts = splitEnvelope(message.payload);
       header = parts.header;
       // Every recipient's envelope is `u16 length || its header || the shared ciphertext`: only the
       // first two parts are per recipient; the ciphertext is written to each socket as is.
       body = message.payload.subarray(message.payload.length - parts.payload.length);
-      sender = senderOf(header); // check() parsed and validated this header on arrival
     } catch (err) {
       // a payload that no longer splits (the arrival check passed it): refused like a bad answer
       this.counters.messagesRefused++;
@@ -221,7 +219,8 @@ export class ProtectedTopics implements DeliveryStage {
       }
     }
     if (recipients.length === 0) return later(out, undefined, { body, shared: EMPTY, own });
-    this.ask(new Staging(this, message, header, sender, recipients, slots, body, own, out));
+    // the sender is the one the header names: check() held it to the publisher's identity on arrival
+    this.ask(new Staging(this, message, header, recipients, slots, body, own, out));
   }
 
   /**
@@ -266,7 +265,6 @@ class Staging implements RewrapReceiver {
     private readonly topics: ProtectedTopics,
     readonly message: Message,
     readonly header: Uint8Array,
-    readonly sender: string,
     readonly recipients: readonly string[],
     /** Target index of each recipient; undefined when recipient k is target k. */
     readonly slots: readonly number[] | undefined,

@@ -170,6 +170,19 @@ export function isSenderHeaderOf(header: Uint8Array, sender: Uint8Array): boolea
   return true;
 }
 
+/** Offset of a header's `str8 sender` (its length byte). */
+export const SENDER_FIELD_AT = SENDER_AT;
+
+/**
+ * End of a header's `str8 sender` field (from SENDER_FIELD_AT), or -1 when the header is too short
+ * to hold the sender it announces. Read in place, nothing decoded.
+ */
+export function senderFieldEnd(header: Uint8Array): number {
+  if (header.length <= SENDER_AT) return -1;
+  const end = SENDER_AT + 1 + header[SENDER_AT]!;
+  return end <= header.length ? end : -1;
+}
+
 /** Whether a header (of any kind) carries the topic tag `tag`, compared in place. */
 export function hasTopicTag(header: Uint8Array, tag: Uint8Array): boolean {
   if (header.length < TOPIC_TAG_AT + TOPIC_TAG_BYTES) return false;

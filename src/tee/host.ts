@@ -6,7 +6,7 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Reader, Writer, toBase64Url, toHex, utf8Name } from './bytes.js';
 import { Dispatcher, GROUP_REWRAP_BATCH_MAX, STATS_FIELDS } from './commands.js';
-import { GROUP_ID_BYTES } from './envelope-layout.js';
+import { GROUP_ID_BYTES, SENDER_FIELD_AT, senderFieldEnd } from './envelope-layout.js';
 import type { SealedStorage, TeeStatsCounters } from './core.js';
 import { TeeError, codeFromNumber, type RefusalCode } from './errors.js';
 import { CMD, FRAME_COMMAND, FRAME_RESULT, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FrameDecoder, STORE_ABSENT, STORE_DELETE, STORE_FAILED, STORE_GET, STORE_OK, corkedWriter, encodeFrame, type Frame } from './wire.js';
@@ -84,10 +84,11 @@ export interface TrustedComponent {
    */
   groupRewrap(handle: number, header: Uint8Array, topic: string, sender: string): Promise<Uint8Array>;
   /**
-   * `groupRewrap` for the hot path: the answer goes to `to` (called later, never from inside this
-   * call), so a message costs no Promise and no closure.
+   * `groupRewrap` for the hot path, the sender being the one the header names (copied from it, not
+   * decoded): the answer goes to `to` (called later, never from inside this call), so a message
+   * costs no Promise and no closure.
    */
-  groupRewrapTo(handle: number, header: Uint8Array, topic: string, sender: string, to: RewrapReceiver): void;
+  groupRewrapTo(handle: number, header: Uint8Array, topic: string, to: RewrapReceiver): void;
   /** Paper mode (benchmark baseline): whole envelope in, one re-encrypted envelope per recipient out. */
   reencrypt(envelope: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult>;
   isEnrolled(identity: string): Promise<boolean>;
@@ -253,7 +254,8 @@ interface BatchEntry {
   handle: number;
   header: Uint8Array;
   topic: Uint8Array;
-  sender: Uint8Array;
+  /** undefined: the sender the header names (its `str8 sender` is copied into the batch as is). */
+  sender: Uint8Array | undefined;
   to: RewrapReceiver;
 }
 
@@ -279,13 +281,23 @@ export class RewrapBatcher {
 
   constructor(private readonly t: Transport) {}
 
-  add(handle: number, header: Uint8Array, topic: string, sender: string, to: RewrapReceiver): void {
+  /** `sender` undefined: the one the header names. */
+  add(handle: number, header: Uint8Array, topic: string, sender: string | undefined, to: RewrapReceiver): void {
     const topicBytes = utf8Name(topic);
-    const senderBytes = utf8Name(sender);
-    if (senderBytes.length > 255) return refuseLater(to, new TeeError('bad-identity', 'sender identity longer than 255 bytes'));
+    let senderBytes: Uint8Array | undefined;
+    let senderLength: number;
+    if (sender !== undefined) {
+      senderBytes = utf8Name(sender);
+      senderLength = senderBytes.length;
+      if (senderLength > 255) return refuseLater(to, new TeeError('bad-identity', 'sender identity longer than 255 bytes'));
+    } else {
+      const end = senderFieldEnd(header);
+      if (end < 0) return refuseLater(to, new TeeError('malformed-header', 'header too short for the sender it names'));
+      senderLength = end - SENDER_FIELD_AT - 1;
+    }
     if (topicBytes.length > 0xffff || header.length > 0xffff) return refuseLater(to, new TeeError('bad-request', 'topic or header longer than 65535 bytes'));
     this.entries.push({ handle, header, topic: topicBytes, sender: senderBytes, to });
-    this.size += 4 + 2 + topicBytes.length + 1 + senderBytes.length + 2 + header.length;
+    this.size += 4 + 2 + topicBytes.length + 1 + senderLength + 2 + header.length;
     if (this.entries.length >= GROUP_REWRAP_BATCH_MAX) this.flush();
     else this.schedule();
   }
@@ -309,9 +321,16 @@ export class RewrapBatcher {
       at = params.writeUInt16BE(e.topic.length, at);
       params.set(e.topic, at);
       at += e.topic.length;
-      params[at++] = e.sender.length;
-      params.set(e.sender, at);
-      at += e.sender.length;
+      if (e.sender !== undefined) {
+        params[at++] = e.sender.length;
+        params.set(e.sender, at);
+        at += e.sender.length;
+      } else {
+        // `str8 sender` as the header has it
+        const h = e.header;
+        const end = senderFieldEnd(h);
+        for (let i = SENDER_FIELD_AT; i < end; i++) params[at++] = h[i]!;
+      }
       at = params.writeUInt16BE(e.header.length, at);
       params.set(e.header, at);
       at += e.header.length;
@@ -416,8 +435,8 @@ class Handle implements TrustedComponent {
     this.batcher.add(handle, header, topic, sender, to);
     return to.promise;
   }
-  groupRewrapTo(handle: number, header: Uint8Array, topic: string, sender: string, to: RewrapReceiver): void {
-    this.batcher.add(handle, header, topic, sender, to);
+  groupRewrapTo(handle: number, header: Uint8Array, topic: string, to: RewrapReceiver): void {
+    this.batcher.add(handle, header, topic, undefined, to);
   }
   async reencrypt(envelope: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult> {
     return decodeResults(await this.t.call(CMD.reencrypt, encodeBatch(topic, sender, recipients, envelope)), recipients);

@@ -5,23 +5,25 @@ import assert from 'node:assert/strict';
 import { RewrapBatcher, TeeError, type RewrapReceiver, type Transport } from '../../src/tee/host.js';
 import { CMD } from '../../src/tee/wire.js';
 import { TEE_ERRORS } from '../../src/tee/errors.js';
+import { SENDER_FIELD_AT } from '../../src/tee/envelope-layout.js';
 import { Reader, Writer } from '../../src/tee/bytes.js';
 
 /** A transport whose answers the test gives by hand: it records each batch's message headers. */
 class HeldTransport implements Transport {
   readonly pid = undefined;
-  readonly batches: { headers: string[]; answer: (status: number[]) => void; fail: (err: Error) => void }[] = [];
+  readonly batches: { headers: string[]; senders: string[]; answer: (status: number[]) => void; fail: (err: Error) => void }[] = [];
 
   call(command: number, params: Uint8Array): Promise<Uint8Array> {
     assert.equal(command, CMD.groupRewrapBatch);
     const r = new Reader(params);
     const n = r.u16();
     const headers: string[] = [];
+    const senders: string[] = [];
     for (let i = 0; i < n; i++) {
       r.u32();
       r.bytes16();
-      r.take(r.u8());
-      headers.push(Buffer.from(r.bytes16()).toString());
+      senders.push(Buffer.from(r.take(r.u8())).toString());
+      headers.push(Buffer.from(r.bytes16()).toString('latin1'));
     }
     r.end('batch');
     return new Promise((resolve, reject) => {
@@ -30,7 +32,7 @@ class HeldTransport implements Transport {
         headers.forEach((h, i) => w.u8(status[i] ?? 0).bytes16(Buffer.from(status[i] ? 'refused' : `part of ${h}`)));
         resolve(w.finish());
       };
-      this.batches.push({ headers, answer, fail: reject });
+      this.batches.push({ headers, senders, answer, fail: reject });
     });
   }
 
@@ -86,4 +88,19 @@ test('a batch the transport fails refuses each of its messages, and the next bat
   await turn();
   assert.deepEqual(to.got, ['refused internal']);
   assert.deepEqual(t.batches[1]?.headers, ['b']);
+});
+
+test('the hot-path call takes the sender the header names, copied as is; a header too short for it is refused', async () => {
+  const t = new HeldTransport();
+  const b = new RewrapBatcher(t);
+  const to = new Collect();
+  const header = Buffer.alloc(SENDER_FIELD_AT + 1 + 'zoë'.length + 1 + 40, 0x2e);
+  header[SENDER_FIELD_AT] = Buffer.byteLength('zoë');
+  header.write('zoë', SENDER_FIELD_AT + 1);
+  b.add(1, header, 'home/door', undefined, to);
+  b.add(1, header.subarray(0, SENDER_FIELD_AT + 2), 'home/door', undefined, to);
+  b.add(1, header, 'home/door', 'alice', to);
+  await turn();
+  assert.deepEqual(t.batches[0]!.senders, ['zoë', 'alice'], 'the named sender, and an explicit one');
+  assert.deepEqual(to.got, ['refused malformed-header']);
 });
