@@ -7,10 +7,10 @@
  *   (the fingerprint comes in the same `$tee/info` answer; a real client pins it out of band). Every
  *   identity gets the same key bytes on every broker of a run, so one pool serves both backends.
  * - The pool: envelopes of one publisher on one topic, each with its own sequence number, kept as
- *   pre-encoded QoS 1 PUBLISHes of equal length in one Buffer. The pool is sealed with node:crypto
- *   (the same layout and associated data as the client's `sealEnvelope`, ~50× faster than WebCrypto
- *   in Node 20), so it can hold enough envelopes for a whole 1 → 1 run; the opened sample is
- *   checked with the client's WebCrypto `openEnvelope`, so a sealing mistake shows as failures. Each broker reads the pool from its own
+ *   pre-encoded QoS 1 PUBLISHes of equal length in one Buffer. The pool is sealed by its own code
+ *   (`sealFast`: the layout and associated data of the client's `sealEnvelope`, in a worker thread),
+ *   so it can hold enough envelopes for a whole 1 → 1 run; the opened sample is checked with the
+ *   client's `openEnvelope`, so a sealing mistake shows as failures. Each broker reads the pool from its own
  *   cursor forward, so its subscribers see strictly rising sequence numbers; sealing happens between
  *   runs (`PoolCursor.reserve`), never inside a timed loop.
  * - Latency: the publisher records when it wrote each envelope (by pool index); a subscriber reads the
@@ -29,7 +29,7 @@ import { createCipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
 import {
   buildEnrolmentRequest, generateClientKeyBytes, importClientKey, openEnvelope, pinTee, ReplayWindow, sealEnvelope, verifyKeyResponse,
   type ClientKey, type TeeInfoJson, type TeePublicKeys,
-} from '../src/client/crypto/index.js';
+} from '../src/client/index.js'; // the Node entry: the SDK as a Node client has it (node:crypto per message)
 import { ENVELOPE_VERSION, KIND_SENDER, encodeHeader, joinEnvelope, payloadAd, topicTagInput, wrapAd } from '../src/tee/envelope-layout.js';
 import { LABELS } from '../src/tee/messages.js';
 
@@ -152,7 +152,7 @@ function gcm(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint
   return Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
 }
 
-/** `sealEnvelope` with node:crypto, for the pool only (the sample opened with the client's WebCrypto checks it). */
+/** `sealEnvelope` written again for the pool only (the sample opened with the client's `openEnvelope` checks it). */
 function sealFast(wrapKey: Uint8Array, sender: string, topic: string, seq: number, plaintext: Uint8Array): Uint8Array {
   const dek = randomBytes(32);
   const payloadNonce = randomBytes(12);
