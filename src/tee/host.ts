@@ -349,7 +349,7 @@ export class RewrapBatcher {
     if (answer !== undefined) settleBatch(batch, answer);
     else {
       const e = err instanceof TeeError ? err : new TeeError('internal', err?.message ?? 'no answer');
-      for (const entry of batch) entry.to.refused(e);
+      for (const entry of batch) answer1(entry.to, undefined, e);
     }
   }
 }
@@ -364,17 +364,28 @@ function settleBatch(batch: readonly BatchEntry[], answer: Uint8Array): void {
     for (; done < n; done++) {
       const status = r.u8();
       const body = r.bytes16();
-      if (status === 0) batch[done]!.to.rewrapped(body);
-      else batch[done]!.to.refused(new TeeError(codeFromNumber(status), Buffer.from(body).toString()));
+      const to = batch[done]!.to;
+      if (status === 0) answer1(to, body, undefined);
+      else answer1(to, undefined, new TeeError(codeFromNumber(status), Buffer.from(body).toString()));
     }
   } catch (err) {
     const e = err instanceof TeeError ? err : new TeeError('internal', `unreadable group re-wrap answer: ${(err as Error).message}`);
-    for (; done < batch.length; done++) batch[done]!.to.refused(e);
+    for (; done < batch.length; done++) answer1(batch[done]!.to, undefined, e);
+  }
+}
+
+/** One receiver's answer; a receiver that throws is reported and does not disturb the others. */
+function answer1(to: RewrapReceiver, part: Uint8Array | undefined, err: TeeError | undefined): void {
+  try {
+    if (part !== undefined) to.rewrapped(part);
+    else to.refused(err!);
+  } catch (thrown) {
+    process.emitWarning(thrown as Error);
   }
 }
 
 function refuseLater(to: RewrapReceiver, err: TeeError): void {
-  process.nextTick(() => to.refused(err));
+  process.nextTick(() => answer1(to, undefined, err));
 }
 
 /** The Promise form of a receiver (calls off the hot path, tests). */

@@ -104,3 +104,26 @@ test('the hot-path call takes the sender the header names, copied as is; a heade
   assert.deepEqual(t.batches[0]!.senders, ['zoë', 'alice'], 'the named sender, and an explicit one');
   assert.deepEqual(to.got, ['refused malformed-header']);
 });
+
+test('a receiver that throws is reported, and the other messages of its batch still get their answers', async () => {
+  const t = new HeldTransport();
+  const b = new RewrapBatcher(t);
+  const to = new Collect();
+  const warnings: Error[] = [];
+  const onWarning = (w: Error): void => void warnings.push(w);
+  process.on('warning', onWarning);
+  try {
+    b.add(1, Buffer.from('x1'), 'home/door', 'alice', to);
+    b.add(1, Buffer.from('x2'), 'home/door', 'alice', { rewrapped: () => assert.fail('a receiver bug'), refused: () => assert.fail('answered twice') });
+    b.add(1, Buffer.from('x3'), 'home/door', 'alice', to);
+    await turn();
+    t.batches[0]!.answer([0, 0, 0]);
+    await turn();
+    await turn();
+    assert.deepEqual(to.got, ['part of x1', 'part of x3']);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!.message, /a receiver bug/);
+  } finally {
+    process.off('warning', onWarning);
+  }
+});
