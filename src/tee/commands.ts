@@ -4,7 +4,7 @@ import { Reader, Writer, utf8 } from './bytes.js';
 import { TEE_ERRORS, TeeError } from './errors.js';
 import { TeeState, measureTrustedCode, type SealedStorage } from './core.js';
 import { enrol, rotate } from './enrol.js';
-import { formGroup, groupRewrap } from './groups.js';
+import { formGroup, groupRewrap, prepareBatch } from './groups.js';
 import { reencrypt, rewrap, type RecipientOutput } from './rewrap.js';
 import { CMD } from './wire.js';
 
@@ -140,16 +140,22 @@ export class Dispatcher {
     r.end('group re-wrap batch');
     const outs = new Array<Uint8Array | TeeError>(n);
     let waits: Promise<void>[] | undefined;
-    for (let i = 0; i < n; i++) {
-      const { handle, topic, sender, header } = batch[i]!;
-      try {
-        const part = groupRewrap(s, handle, header, topic, sender);
-        if (part instanceof Promise) {
-          (waits ??= []).push(part.then((p) => void (outs[i] = p), (err: unknown) => void (outs[i] = toTeeError(err))));
-        } else outs[i] = part;
-      } catch (err) {
-        outs[i] = toTeeError(err);
+    const prepared = prepareBatch(s, batch);
+    try {
+      for (let i = 0; i < n; i++) {
+        const { handle, topic, sender, header } = batch[i]!;
+        try {
+          const part = groupRewrap(s, handle, header, topic, sender);
+          if (part instanceof Promise) {
+            (waits ??= []).push(part.then((p) => void (outs[i] = p), (err: unknown) => void (outs[i] = toTeeError(err))));
+          } else outs[i] = part;
+        } catch (err) {
+          outs[i] = toTeeError(err);
+        }
       }
+    } finally {
+      // keystreams made ahead serve this batch only (the waiting messages compute their own)
+      for (const key of prepared) key.dropPrepared();
     }
     if (waits === undefined) return encodeBatchResults(outs);
     return Promise.all(waits).then(() => encodeBatchResults(outs));

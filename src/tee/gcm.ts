@@ -10,6 +10,7 @@
 // outside the threat model (docs/protocol.md §1), as they are for the OpenSSL build Node ships on
 // CPUs without carry-less multiplication.
 import { createCipheriv, timingSafeEqual, type Cipher } from 'node:crypto';
+import { randomNonce } from './nonces.js';
 
 const BLOCK = 16;
 const TAG_BYTES = 16;
@@ -48,6 +49,16 @@ export class GcmKey {
   private readonly last = new Uint8Array(BLOCK);
   /** Counter blocks in, keystream out: J0 (tag mask) then J0+1, J0+2... */
   private counters = Buffer.alloc(3 * BLOCK);
+  /**
+   * Keystreams made ahead, in one call of the block cipher, for nonces known in advance (the
+   * messages of a batch): `aheadBlocks` blocks per nonce, each used once, in any order of use.
+   */
+  private ahead: Buffer | undefined;
+  private aheadNonces: Buffer | undefined;
+  private aheadBlocks = 0;
+  private aheadCount = 0;
+  /** Nonces before this index are used (or skipped); fresh nonces are handed out from here. */
+  private aheadNext = 0;
 
   constructor(key: Uint8Array) {
     if (key.length !== 32) throw new RangeError('AES-256-GCM needs a 32-byte key');
@@ -68,7 +79,10 @@ export class GcmKey {
   /** Writes `ciphertext || tag` to out[at, at + plaintext.length + 16): no allocation besides the keystream. */
   sealInto(out: Uint8Array, at: number, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): void {
     if (out.length < at + plaintext.length + TAG_BYTES) throw new RangeError('output too short for ciphertext and tag');
-    const stream = this.keystream(nonce, plaintext.length);
+    this.sealWith(this.keystream(nonce, plaintext.length), out, at, plaintext, ad);
+  }
+
+  private sealWith(stream: Buffer, out: Uint8Array, at: number, plaintext: Uint8Array, ad: Uint8Array): void {
     for (let i = 0; i < plaintext.length; i++) out[at + i] = plaintext[i]! ^ stream[BLOCK + i]!;
     const ct = at === 0 ? out : out.subarray(at);
     this.tag(ad, ct, plaintext.length, stream, ct, plaintext.length);
@@ -94,9 +108,93 @@ export class GcmKey {
     return out;
   }
 
-  /** E(J0) followed by the keystream for `n` bytes, from one call to the block cipher. */
+  /**
+   * Makes the keystreams for `count` nonces (12 bytes each, back to back in `nonces`) of messages of
+   * `bytes` bytes, in one call of the block cipher; opens and seals with those nonces then use them.
+   * Replaces (and zeroes) what an earlier call made and was not used.
+   */
+  prepare(nonces: Uint8Array, count: number, bytes: number): void {
+    this.dropPrepared();
+    const blocks = 1 + Math.ceil(bytes / BLOCK);
+    const c = Buffer.allocUnsafe(count * blocks * BLOCK);
+    for (let k = 0; k < count; k++) {
+      for (let b = 0; b < blocks; b++) {
+        const at = (k * blocks + b) * BLOCK;
+        for (let i = 0; i < NONCE_BYTES; i++) c[at + i] = nonces[k * NONCE_BYTES + i]!;
+        c.writeUInt32BE(b + 1, at + NONCE_BYTES);
+      }
+    }
+    this.ahead = this.ecb.update(c);
+    this.aheadNonces = Buffer.from(nonces.subarray(0, count * NONCE_BYTES));
+    this.aheadBlocks = blocks;
+    this.aheadCount = count;
+    this.aheadNext = 0;
+  }
+
+  /** `prepare` for `count` fresh random nonces, which `sealIntoFresh` then hands out in turn. */
+  prepareFresh(count: number, bytes: number): void {
+    this.prepare(randomNonce(count * NONCE_BYTES), count, bytes);
+  }
+
+  /** Zeroes and forgets the keystreams made ahead and not used. */
+  dropPrepared(): void {
+    this.ahead?.fill(0);
+    this.ahead = undefined;
+    this.aheadNonces = undefined;
+    this.aheadCount = 0;
+    this.aheadNext = 0;
+  }
+
+  /**
+   * Seals under a fresh random nonce, written to out[nonceAt, +12), `ciphertext || tag` right after
+   * it: a nonce made ahead by `prepareFresh` when one is left, else a new one.
+   */
+  sealIntoFresh(out: Uint8Array, nonceAt: number, plaintext: Uint8Array, ad: Uint8Array): void {
+    const at = nonceAt + NONCE_BYTES;
+    if (out.length < at + plaintext.length + TAG_BYTES) throw new RangeError('output too short for nonce, ciphertext and tag');
+    const k = this.aheadNext;
+    if (k >= this.aheadCount) {
+      const nonce = randomNonce(NONCE_BYTES);
+      out.set(nonce, nonceAt);
+      this.sealWith(this.keystream(nonce, plaintext.length), out, at, plaintext, ad);
+      return;
+    }
+    // the nonce is taken (never handed out again) whether or not its keystream fits this length
+    this.aheadNext = k + 1;
+    const nonce = this.aheadNonces!.subarray(k * NONCE_BYTES, (k + 1) * NONCE_BYTES);
+    out.set(nonce, nonceAt);
+    const blocks = this.aheadBlocks;
+    const stream = blocks === 1 + Math.ceil(plaintext.length / BLOCK) ? this.ahead!.subarray(k * blocks * BLOCK, (k + 1) * blocks * BLOCK) : this.computeKeystream(nonce, plaintext.length);
+    this.sealWith(stream, out, at, plaintext, ad);
+  }
+
+  /** The keystream made ahead for `nonce` at this length, marked used; undefined if none. */
+  private preparedFor(nonce: Uint8Array, blocks: number): Buffer | undefined {
+    if (blocks !== this.aheadBlocks) return undefined;
+    const nonces = this.aheadNonces!;
+    for (let k = this.aheadNext; k < this.aheadCount; k++) {
+      let same = true;
+      for (let i = 0; i < NONCE_BYTES && same; i++) same = nonces[k * NONCE_BYTES + i] === nonce[i];
+      if (!same) continue;
+      // entries skipped on the way are never used: a keystream serves one message only
+      this.aheadNext = k + 1;
+      return this.ahead!.subarray(k * blocks * BLOCK, (k + 1) * blocks * BLOCK);
+    }
+    return undefined;
+  }
+
+  /** E(J0) followed by the keystream for `n` bytes, from one call to the block cipher (or made ahead). */
   private keystream(nonce: Uint8Array, n: number): Buffer {
     if (nonce.length !== NONCE_BYTES) throw new RangeError('this AES-GCM takes 12-byte nonces only');
+    const blocks = 1 + Math.ceil(n / BLOCK);
+    if (this.aheadNext < this.aheadCount) {
+      const made = this.preparedFor(nonce, blocks);
+      if (made !== undefined) return made;
+    }
+    return this.computeKeystream(nonce, n);
+  }
+
+  private computeKeystream(nonce: Uint8Array, n: number): Buffer {
     const blocks = 1 + Math.ceil(n / BLOCK);
     if (this.counters.length < blocks * BLOCK) this.counters = Buffer.alloc(blocks * BLOCK);
     const c = this.counters;

@@ -166,14 +166,59 @@ function wrapStream(g: FormedGroup, s: SenderStream, keys: ClientKeys, header: U
   try {
     const part = Buffer.allocUnsafe(groupPartLength(header)); // a slice of Node's pool, not an ArrayBuffer of its own
     writeGroupPartFromSenderHeader(part, header, g.id);
-    const nonceAt = part.length - GROUP_PART_TAIL;
-    const wrapNonce = randomNonce(NONCE_BYTES);
-    part.set(wrapNonce, nonceAt);
-    g.key.sealInto(part, nonceAt + NONCE_BYTES, wrapNonce, dek, fillAd(s.sealAd, header));
+    // a fresh wrap nonce (made ahead with its keystream when the batch prepared this stream)
+    g.key.sealIntoFresh(part, part.length - GROUP_PART_TAIL, dek, fillAd(s.sealAd, header));
     return part;
   } finally {
     dek.fill(0);
   }
+}
+
+/** One message of a group re-wrap batch, as read from the frame. */
+export interface BatchMessage {
+  readonly handle: number;
+  readonly topic: Uint8Array;
+  readonly sender: Uint8Array;
+  readonly header: Uint8Array;
+}
+
+/**
+ * Makes ahead, for the messages of a batch that will take the fast path, the keystreams of both
+ * AEADs: per group and its current publisher stream, one call of the block cipher for all the
+ * data-key unwraps and one for all the group wraps, instead of two per message. Only keys already
+ * in memory are used and nothing is checked or decided here: each message still takes its own path
+ * and uses a keystream only if its nonce is the one it was made for. Returns the keys to
+ * `dropPrepared` once the batch is done (what was not used is zeroed then).
+ */
+export function prepareBatch(state: TeeState, batch: readonly BatchMessage[]): GcmKey[] {
+  const prepared: GcmKey[] = [];
+  if (batch.length < 2) return prepared;
+  const handles = new Set<number>();
+  for (let i = 0; i < batch.length; i++) {
+    const m = batch[i]!;
+    if (handles.has(m.handle)) continue;
+    handles.add(m.handle);
+    const entry = state.groups.peek(m.handle);
+    const g = entry?.ready;
+    const stream = g?.last;
+    if (entry === undefined || g === undefined || stream === undefined || entry.epoch !== state.epoch || !equalBytes(stream.senderBytes, m.sender)) continue;
+    const keys = state.cache.peek(stream.sender);
+    if (keys === undefined) continue;
+    const wrapNonceAt = senderHeaderNonceAt(stream.senderBytes.length) + NONCE_BYTES;
+    const nonces = Buffer.allocUnsafe(NONCE_BYTES * (batch.length - i));
+    let count = 0;
+    for (let j = i; j < batch.length; j++) {
+      const o = batch[j]!;
+      if (o.handle !== m.handle || !isSenderHeaderOf(o.header, stream.senderBytes)) continue;
+      for (let b = 0; b < NONCE_BYTES; b++) nonces[count * NONCE_BYTES + b] = o.header[wrapNonceAt + b]!;
+      count++;
+    }
+    if (count < 2) continue;
+    keys.wrap.prepare(nonces, count, KEY_BYTES);
+    g.key.prepareFresh(count, KEY_BYTES);
+    prepared.push(keys.wrap, g.key);
+  }
+  return prepared;
 }
 
 async function wrapWhenReady(entry: GroupEntry, opened: OpenedHeader | Promise<OpenedHeader>, topic: string, sender: string): Promise<Uint8Array> {

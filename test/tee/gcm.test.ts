@@ -85,3 +85,47 @@ test('GcmKey takes only 32-byte keys and 12-byte nonces', () => {
   assert.throws(() => new GcmKey(randomBytes(16)), /32-byte key/);
   assert.throws(() => new GcmKey(randomBytes(32)).seal(randomBytes(16), randomBytes(32), randomBytes(8)), /12-byte nonces/);
 });
+
+test('keystreams made ahead for a batch give node:crypto\'s bytes, in or out of order, and a nonce not prepared still works', () => {
+  const key = randomBytes(32);
+  const gcm = new GcmKey(key);
+  for (let round = 0; round < 20; round++) {
+    const count = randomInt(2, 12);
+    const nonces = randomBytes(12 * count);
+    const cases = Array.from({ length: count }, (_, k) => ({ nonce: nonces.subarray(12 * k, 12 * k + 12), plaintext: randomBytes(32), ad: randomBytes(randomInt(0, 120)) }));
+    const sealed = cases.map((c) => referenceSeal(key, c.nonce, c.plaintext, c.ad));
+    gcm.prepare(nonces, count, 32);
+    // opened in an order that skips some and goes back to others: skipped ones compute their own
+    const order = round % 2 === 0 ? cases.map((_, k) => k) : cases.map((_, k) => count - 1 - k);
+    for (const k of order) assert.deepEqual(gcm.open(cases[k]!.nonce, sealed[k]!, cases[k]!.ad), cases[k]!.plaintext);
+    const other = randomCase(40, 40);
+    assert.deepEqual(gcm.seal(other.nonce, other.plaintext, other.ad), referenceSeal(key, other.nonce, other.plaintext, other.ad));
+    // a tampered message under a prepared nonce is still refused
+    gcm.prepare(nonces, count, 32);
+    const bad = Buffer.from(sealed[0]!);
+    bad[randomInt(0, bad.length)]! ^= 0x40;
+    assert.equal(gcm.open(cases[0]!.nonce, bad, cases[0]!.ad), undefined);
+    gcm.dropPrepared();
+  }
+});
+
+test('sealIntoFresh hands out each nonce made ahead once, writes it before the ciphertext, and goes on with new ones after', () => {
+  const key = randomBytes(32);
+  const gcm = new GcmKey(key);
+  const seen = new Set<string>();
+  gcm.prepareFresh(5, 32);
+  for (let i = 0; i < 12; i++) {
+    // 32-byte plaintexts use the keystreams made ahead; a 48-byte one does not fit them (its nonce is still used up)
+    const plaintext = randomBytes(i === 2 ? 48 : 32);
+    const ad = randomBytes(randomInt(0, 60));
+    const at = randomInt(0, 9);
+    const out = Buffer.alloc(at + 12 + plaintext.length + 16, 0xee);
+    gcm.sealIntoFresh(out, at, plaintext, ad);
+    const nonce = out.subarray(at, at + 12);
+    assert.ok(!seen.has(nonce.toString('hex')), `seal ${i} reused a nonce`);
+    seen.add(nonce.toString('hex'));
+    assert.deepEqual(out.subarray(at + 12), referenceSeal(key, nonce, plaintext, ad));
+    assert.deepEqual(referenceOpen(key, nonce, out.subarray(at + 12), ad), plaintext);
+    assert.ok(out.subarray(0, at).every((b) => b === 0xee), 'nothing before the nonce is touched');
+  }
+});
