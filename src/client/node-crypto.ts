@@ -1,27 +1,12 @@
 // The SDK's per-message primitives on node:crypto, for Node clients (installed by the Node entry,
 // src/client/index.ts). Same bytes as WebCrypto's AES-256-GCM and SHA-256; keys the SDK holds as
 // non-extractable CryptoKeys are used through KeyObject.from, never exported.
-import { KeyObject, createCipheriv, createDecipheriv, createHash, randomFillSync } from 'node:crypto';
+import { KeyObject, createCipheriv, createDecipheriv, createHash } from 'node:crypto';
 import type { Bytes } from '../tee/bytes.js';
+import { randomNonce } from '../tee/nonces.js';
 import type { FastCrypto } from './crypto/webcrypto.js';
 
 const TAG_BYTES = 16;
-/** Random bytes are drawn 4 KiB at a time (one generator call per ~70 envelopes, not three per envelope). */
-const RANDOM_POOL_BYTES = 4096;
-const randomPool = Buffer.alloc(RANDOM_POOL_BYTES);
-let randomAt = RANDOM_POOL_BYTES;
-
-function random(n: number): Bytes {
-  if (n > RANDOM_POOL_BYTES) return bytesOf(randomFillSync(Buffer.alloc(n)));
-  if (randomAt + n > RANDOM_POOL_BYTES) {
-    randomFillSync(randomPool);
-    randomAt = 0;
-  }
-  const out = Uint8Array.from(randomPool.subarray(randomAt, randomAt + n)) as Bytes;
-  randomPool.fill(0, randomAt, randomAt + n); // handed out once: no copy stays behind
-  randomAt += n;
-  return out;
-}
 const keyObjects = new WeakMap<CryptoKey, KeyObject>();
 
 function keyOf(key: CryptoKey | Uint8Array): KeyObject | Uint8Array {
@@ -65,5 +50,6 @@ export const nodeCrypto: FastCrypto = {
   sha256(data) {
     return bytesOf(createHash('sha256').update(data).digest());
   },
-  random,
+  // from a pool filled 4 KiB at a time: one generator call per ~70 envelopes, not three per envelope
+  random: (n) => bytesOf(randomNonce(n)),
 };

@@ -192,11 +192,9 @@ export class ProtectedTopics implements DeliveryStage {
     let header: Uint8Array;
     let body: Buffer;
     try {
-      const parts = splitEnvelope(message.payload);
-      header = parts.header;
       // Every recipient's envelope is `u16 length || its header || the shared ciphertext`: only the
       // first two parts are per recipient; the ciphertext is written to each socket as is.
-      body = message.payload.subarray(message.payload.length - parts.payload.length);
+      ({ header, payload: body } = splitEnvelope(message.payload));
     } catch (err) {
       // a payload that no longer splits (the arrival check passed it): refused like a bad answer
       this.counters.messagesRefused++;
@@ -254,7 +252,7 @@ function later(out: StageOutput, err: Error | undefined, payloads: StagedPayload
 
 /**
  * One protected message between routing and its recipients: the trusted component's answer comes
- * here, and the message leaves with each recipient's prefix or its refusal. One object per message
+ * here, and the message leaves with each recipient's lead or its refusal. One object per message
  * instead of a Promise chain.
  */
 class Staging implements RewrapReceiver {

@@ -61,13 +61,14 @@ export interface EnvelopeParts {
 }
 
 /** Splits `u16 headerLength | header | payload` without copying. */
-export function splitEnvelope(envelope: Uint8Array): EnvelopeParts {
+export function splitEnvelope<T extends Uint8Array = Bytes>(envelope: T): { header: T; payload: T } {
   if (envelope.length < 2) throw new EnvelopeFormatError('truncated', 'envelope shorter than its 2-byte header length');
   const headerLength = (envelope[0]! << 8) | envelope[1]!;
   if (envelope.length < 2 + headerLength + TAG_BYTES) {
     throw new EnvelopeFormatError('bad-length', `envelope of ${envelope.length} bytes cannot hold a ${headerLength}-byte header and a payload tag`);
   }
-  return { header: envelope.subarray(2, 2 + headerLength), payload: envelope.subarray(2 + headerLength) };
+  // views of the caller's kind: a Buffer's subarray is a Buffer
+  return { header: envelope.subarray(2, 2 + headerLength) as T, payload: envelope.subarray(2 + headerLength) as T };
 }
 
 /** Inverse of splitEnvelope: one allocation per output envelope. */

@@ -152,19 +152,20 @@ export class GcmKey {
   sealIntoFresh(out: Uint8Array, nonceAt: number, plaintext: Uint8Array, ad: Uint8Array): void {
     const at = nonceAt + NONCE_BYTES;
     if (out.length < at + plaintext.length + TAG_BYTES) throw new RangeError('output too short for nonce, ciphertext and tag');
+    const blocks = 1 + Math.ceil(plaintext.length / BLOCK);
     const k = this.aheadNext;
-    if (k >= this.aheadCount) {
-      const nonce = randomNonce(NONCE_BYTES);
-      out.set(nonce, nonceAt);
-      this.sealWith(this.keystream(nonce, plaintext.length), out, at, plaintext, ad);
-      return;
+    let nonce: Uint8Array;
+    let stream: Buffer;
+    if (k < this.aheadCount) {
+      // the nonce is taken (never handed out again) whether or not its keystream fits this length
+      this.aheadNext = k + 1;
+      nonce = this.aheadNonces!.subarray(k * NONCE_BYTES, (k + 1) * NONCE_BYTES);
+      stream = blocks === this.aheadBlocks ? this.ahead!.subarray(k * blocks * BLOCK, (k + 1) * blocks * BLOCK) : this.computeKeystream(nonce, blocks);
+    } else {
+      nonce = randomNonce(NONCE_BYTES);
+      stream = this.computeKeystream(nonce, blocks);
     }
-    // the nonce is taken (never handed out again) whether or not its keystream fits this length
-    this.aheadNext = k + 1;
-    const nonce = this.aheadNonces!.subarray(k * NONCE_BYTES, (k + 1) * NONCE_BYTES);
     out.set(nonce, nonceAt);
-    const blocks = this.aheadBlocks;
-    const stream = blocks === 1 + Math.ceil(plaintext.length / BLOCK) ? this.ahead!.subarray(k * blocks * BLOCK, (k + 1) * blocks * BLOCK) : this.computeKeystream(nonce, plaintext.length);
     this.sealWith(stream, out, at, plaintext, ad);
   }
 
@@ -191,11 +192,11 @@ export class GcmKey {
       const made = this.preparedFor(nonce, blocks);
       if (made !== undefined) return made;
     }
-    return this.computeKeystream(nonce, n);
+    return this.computeKeystream(nonce, blocks);
   }
 
-  private computeKeystream(nonce: Uint8Array, n: number): Buffer {
-    const blocks = 1 + Math.ceil(n / BLOCK);
+  /** E(J0) and `blocks - 1` keystream blocks for `nonce`, in one call of the block cipher. */
+  private computeKeystream(nonce: Uint8Array, blocks: number): Buffer {
     if (this.counters.length < blocks * BLOCK) this.counters = Buffer.alloc(blocks * BLOCK);
     const c = this.counters;
     for (let b = 0; b < blocks; b++) {

@@ -254,8 +254,9 @@ interface BatchEntry {
   handle: number;
   header: Uint8Array;
   topic: Uint8Array;
-  /** undefined: the sender the header names (its `str8 sender` is copied into the batch as is). */
+  /** undefined: the sender the header names, its `str8 sender` copied as is (up to `senderEnd`). */
   sender: Uint8Array | undefined;
+  senderEnd: number;
   to: RewrapReceiver;
 }
 
@@ -268,11 +269,11 @@ interface BatchEntry {
 const BATCHES_IN_FLIGHT = 1;
 
 /**
- * The group re-wraps asked for in one turn of the event loop (a socket read brings several
- * PUBLISHes) cross to the trusted component as one command, 0x0e: one frame, one dispatch and one
- * answer per batch instead of per message. Each message still gets its own answer or refusal.
+ * @internal (exported for its tests) Group re-wraps cross to the trusted component in batches, one
+ * command 0x0e each: one frame, one dispatch and one answer per batch instead of per message, each
+ * message still answered or refused on its own. A batch leaves at the end of the turn of the event
+ * loop that asked for it, or, while one waits (BATCHES_IN_FLIGHT), as soon as that one is answered.
  */
-/** @internal Exported for its tests. */
 export class RewrapBatcher {
   private entries: BatchEntry[] = [];
   private size = 2;
@@ -285,18 +286,19 @@ export class RewrapBatcher {
   add(handle: number, header: Uint8Array, topic: string, sender: string | undefined, to: RewrapReceiver): void {
     const topicBytes = utf8Name(topic);
     let senderBytes: Uint8Array | undefined;
+    let senderEnd = 0;
     let senderLength: number;
     if (sender !== undefined) {
       senderBytes = utf8Name(sender);
       senderLength = senderBytes.length;
       if (senderLength > 255) return refuseLater(to, new TeeError('bad-identity', 'sender identity longer than 255 bytes'));
     } else {
-      const end = senderFieldEnd(header);
-      if (end < 0) return refuseLater(to, new TeeError('malformed-header', 'header too short for the sender it names'));
-      senderLength = end - SENDER_FIELD_AT - 1;
+      senderEnd = senderFieldEnd(header);
+      if (senderEnd < 0) return refuseLater(to, new TeeError('malformed-header', 'header too short for the sender it names'));
+      senderLength = senderEnd - SENDER_FIELD_AT - 1;
     }
     if (topicBytes.length > 0xffff || header.length > 0xffff) return refuseLater(to, new TeeError('bad-request', 'topic or header longer than 65535 bytes'));
-    this.entries.push({ handle, header, topic: topicBytes, sender: senderBytes, to });
+    this.entries.push({ handle, header, topic: topicBytes, sender: senderBytes, senderEnd, to });
     this.size += 4 + 2 + topicBytes.length + 1 + senderLength + 2 + header.length;
     if (this.entries.length >= GROUP_REWRAP_BATCH_MAX) this.flush();
     else this.schedule();
@@ -328,8 +330,7 @@ export class RewrapBatcher {
       } else {
         // `str8 sender` as the header has it
         const h = e.header;
-        const end = senderFieldEnd(h);
-        for (let i = SENDER_FIELD_AT; i < end; i++) params[at++] = h[i]!;
+        for (let i = SENDER_FIELD_AT; i < e.senderEnd; i++) params[at++] = h[i]!;
       }
       at = params.writeUInt16BE(e.header.length, at);
       params.set(e.header, at);
