@@ -6,7 +6,7 @@
 import type { QoS } from 'mqtt-packet';
 import type { BrokerProcess } from './brokers.js';
 import { openClients, publishBatch, type RawClient } from './mqtt-raw.js';
-import { Meter, sampleProcess, sleep } from './proc.js';
+import { Meter, sampleProcess, sleep, type MeterReading } from './proc.js';
 import { LatencyRecorder, cdf, percentiles, round, type Percentiles } from './stats.js';
 
 const CONNECT_CONCURRENCY = 64;
@@ -38,16 +38,10 @@ export interface ThroughputSpec {
   measureMs: number;
 }
 
-export interface ThroughputResult {
+export interface ThroughputResult extends Omit<MeterReading, 'seconds'> {
   /** Messages delivered to subscribers per second (all subscribers together). */
   deliveredPerSec: number;
   publishedPerSec: number;
-  brokerCpuPct: number;
-  /** Of brokerCpuPct, what the broker's child processes used (the trusted component, `process` backend). */
-  brokerChildCpuPct: number;
-  loadgenCpuPct: number;
-  otherCpuPct: number;
-  brokerRssMiB: number;
   /** Deliveries missing once publishing stopped and the broker had time to drain. */
   missing: number;
   window: number;
@@ -230,6 +224,8 @@ export async function runThroughput(broker: BrokerProcess, tag: string, spec: Th
       publishedPerSec: Math.round((s1 - s0) / m.seconds),
       brokerCpuPct: m.brokerCpuPct,
       brokerChildCpuPct: m.brokerChildCpuPct,
+      brokerMainPct: m.brokerMainPct,
+      brokerMainWaitPct: m.brokerMainWaitPct,
       loadgenCpuPct: m.loadgenCpuPct,
       otherCpuPct: m.otherCpuPct,
       brokerRssMiB: m.brokerRssMiB,

@@ -12,6 +12,9 @@ export interface ProcSample {
   /** The part of cpuSeconds its child processes used (e.g. the trusted component's process). */
   childCpuSeconds: number;
   rssBytes: number;
+  /** The process's main thread (its JS event loop): seconds on a CPU, and runnable but waiting for one. */
+  mainRunSeconds: number;
+  mainWaitSeconds: number;
   /** Wall clock, ms (performance.now()). */
   at: number;
 }
@@ -42,11 +45,25 @@ function childCpuSeconds(pid: number): number {
   return sum;
 }
 
+/**
+ * Nanoseconds a thread has run and has waited in a run queue (/proc/PID/task/TID/schedstat); NaN
+ * where the kernel keeps no such statistics.
+ */
+function schedSeconds(pid: number, tid: number): [run: number, wait: number] {
+  try {
+    const f = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'latin1').split(' ');
+    return [Number(f[0]) / 1e9, Number(f[1]) / 1e9];
+  } catch {
+    return [NaN, NaN];
+  }
+}
+
 export function sampleProcess(pid: number): ProcSample {
   const children = childCpuSeconds(pid);
   const status = readFileSync(`/proc/${pid}/status`, 'latin1');
   const m = /VmRSS:\s+(\d+) kB/.exec(status);
-  return { cpuSeconds: cpuSecondsOf(pid) + children, childCpuSeconds: children, rssBytes: m ? Number(m[1]) * 1024 : 0, at: performance.now() };
+  const [mainRunSeconds, mainWaitSeconds] = schedSeconds(pid, pid);
+  return { cpuSeconds: cpuSecondsOf(pid) + children, childCpuSeconds: children, rssBytes: m ? Number(m[1]) * 1024 : 0, mainRunSeconds, mainWaitSeconds, at: performance.now() };
 }
 
 /** CPU use between two samples, in % of one core. */
@@ -63,6 +80,20 @@ export function hostBusySeconds(): number {
   return busy / TICKS_PER_SECOND;
 }
 
+/** CPU and memory over one measured interval. */
+export interface MeterReading {
+  brokerCpuPct: number;
+  /** Of brokerCpuPct, what the broker's child processes used (the trusted component, `process` backend). */
+  brokerChildCpuPct: number;
+  /** The broker's main (event loop) thread: % of wall time on a CPU, and runnable but waiting for one. */
+  brokerMainPct: number;
+  brokerMainWaitPct: number;
+  loadgenCpuPct: number;
+  otherCpuPct: number;
+  brokerRssMiB: number;
+  seconds: number;
+}
+
 /** CPU and memory of the broker process and of this process over one measured interval. */
 export class Meter {
   private b0: ProcSample;
@@ -74,7 +105,7 @@ export class Meter {
     this.b0 = sampleProcess(pid);
   }
 
-  read(): { brokerCpuPct: number; brokerChildCpuPct: number; loadgenCpuPct: number; otherCpuPct: number; brokerRssMiB: number; seconds: number } {
+  read(): MeterReading {
     const b1 = sampleProcess(this.pid);
     const self = process.cpuUsage(this.self0);
     const seconds = (performance.now() - this.t0) / 1000;
@@ -86,6 +117,10 @@ export class Meter {
       brokerCpuPct: round(brokerCpuPct, 2),
       // of which its child processes (the trusted component of the `process` backend)
       brokerChildCpuPct: round(wall > 0 ? ((b1.childCpuSeconds - this.b0.childCpuSeconds) / wall) * 100 : 0, 2),
+      // The broker's event loop thread, on a CPU and runnable but waiting for one: a broker is
+      // saturated when the two add up to ~100 %, whatever its process total (GC helper threads).
+      brokerMainPct: round(wall > 0 ? ((b1.mainRunSeconds - this.b0.mainRunSeconds) / wall) * 100 : NaN),
+      brokerMainWaitPct: round(wall > 0 ? ((b1.mainWaitSeconds - this.b0.mainWaitSeconds) / wall) * 100 : NaN),
       loadgenCpuPct: round(loadgenCpuPct),
       // everything else the machine did meanwhile (other users' work makes a run noisy)
       otherCpuPct: round(Math.max(0, hostPct - brokerCpuPct - loadgenCpuPct)),

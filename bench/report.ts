@@ -75,7 +75,7 @@ function mirrors(l: ProtectedLine): string {
 function protectedTable(lines: Line[]): string {
   const rows = lines.filter((l): l is ProtectedLine => l.bench === 'protected');
   if (rows.length === 0) return '';
-  const head = ['protected scenario', 'metric', ...PROTECTED_VARIANTS, 'process/plain', 'inline/plain', 'broker CPU % (of it trusted process)', 'CPU µs per delivery', 'load-gen CPU %', 'opened sample'];
+  const head = ['protected scenario', 'metric', ...PROTECTED_VARIANTS, 'process/plain', 'inline/plain', 'broker CPU % (of it trusted process)', 'broker event loop % on CPU + waiting for one', 'CPU µs per delivery', 'load-gen CPU %', 'opened sample'];
   const out = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
   for (const l of rows) {
     const g = mirrors(l);
@@ -88,6 +88,11 @@ function protectedTable(lines: Line[]): string {
       const child = num(r['brokerChildCpuPct']);
       return child > 0 ? `${cell(r['brokerCpuPct'])} (${cell(child)})` : cell(r['brokerCpuPct']);
     }).join(' / ');
+    // the broker's main thread near 100 % (both parts together) is what bounds a throughput run
+    const loop = PROTECTED_VARIANTS.map((v) => {
+      const r = l.results[v];
+      return r && typeof r['brokerMainPct'] === 'number' ? `${cell(r['brokerMainPct'])} + ${cell(r['brokerMainWaitPct'])}` : '–';
+    }).join(' / ');
     const perDelivery = PROTECTED_VARIANTS.map((v) => cell(l.results[v]?.['cpuUsPerDelivery'])).join(' / ');
     const gen = PROTECTED_VARIANTS.map((v) => cell(l.results[v]?.['loadgenCpuPct'])).join(' / ');
     const sample = ['process', 'inline']
@@ -96,7 +101,7 @@ function protectedTable(lines: Line[]): string {
       .map((r) => `${cell(r['opened'])} ok, ${cell(r['openFailures'])} failed`)
       .join(' / ');
     const plainNote = l.plainFrom ? ` (plain: ${l.plainFrom})` : '';
-    out.push(`| ${l.id}${plainNote} | ${h.unit} | ${PROTECTED_VARIANTS.map(value).join(' | ')} | ${ratio('process')} | ${ratio('inline')} | ${cpu} | ${perDelivery} | ${gen} | ${sample || '–'} |`);
+    out.push(`| ${l.id}${plainNote} | ${h.unit} | ${PROTECTED_VARIANTS.map(value).join(' | ')} | ${ratio('process')} | ${ratio('inline')} | ${cpu} | ${loop} | ${perDelivery} | ${gen} | ${sample || '–'} |`);
   }
   return `\n${out.join('\n')}\n`;
 }

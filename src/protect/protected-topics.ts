@@ -14,7 +14,7 @@ import type { Message } from '../broker/message.js';
 import { Reason } from '../mqtt/reason-codes.js';
 import { filterCovers, topicMatches } from '../mqtt/topic.js';
 import { utf8Name } from '../tee/bytes.js';
-import { KIND_SENDER, isSenderHeaderOf, parseHeader, splitEnvelope } from '../tee/envelope-layout.js';
+import { KIND_SENDER, envelopeHeaderLength, isSenderHeaderOf, parseHeader, splitEnvelope } from '../tee/envelope-layout.js';
 import type { FormedGroup, RewrapReceiver, TeeError, TrustedComponent } from '../tee/host.js';
 
 export interface ProtectionCounters {
@@ -117,13 +117,13 @@ export class ProtectedTopics implements DeliveryStage {
     if (payload.length === 0 && message.retain) return Reason.Success;
     let sender: string;
     try {
-      const headerBytes = splitEnvelope(payload).header;
-      // the common case, without decoding: a well-formed header naming this publisher
-      if (isSenderHeaderOf(headerBytes, utf8Name(publisher.identity))) {
+      const headerLength = envelopeHeaderLength(payload);
+      // the common case, read in place: a well-formed header naming this publisher
+      if (isSenderHeaderOf(payload, utf8Name(publisher.identity), 2, headerLength)) {
         this.counters.accepted++;
         return Reason.Success;
       }
-      const header = parseHeader(headerBytes);
+      const header = parseHeader(payload.subarray(2, 2 + headerLength));
       if (header.kind !== KIND_SENDER) throw new Error('not a sender-wrapped header');
       sender = header.sender;
     } catch (err) {

@@ -62,13 +62,19 @@ export interface EnvelopeParts {
 
 /** Splits `u16 headerLength | header | payload` without copying. */
 export function splitEnvelope<T extends Uint8Array = Bytes>(envelope: T): { header: T; payload: T } {
+  const headerLength = envelopeHeaderLength(envelope);
+  // views of the caller's kind: a Buffer's subarray is a Buffer
+  return { header: envelope.subarray(2, 2 + headerLength) as T, payload: envelope.subarray(2 + headerLength) as T };
+}
+
+/** The header length an envelope announces, checked as splitEnvelope checks it (the header starts at 2). */
+export function envelopeHeaderLength(envelope: Uint8Array): number {
   if (envelope.length < 2) throw new EnvelopeFormatError('truncated', 'envelope shorter than its 2-byte header length');
   const headerLength = (envelope[0]! << 8) | envelope[1]!;
   if (envelope.length < 2 + headerLength + TAG_BYTES) {
     throw new EnvelopeFormatError('bad-length', `envelope of ${envelope.length} bytes cannot hold a ${headerLength}-byte header and a payload tag`);
   }
-  // views of the caller's kind: a Buffer's subarray is a Buffer
-  return { header: envelope.subarray(2, 2 + headerLength) as T, payload: envelope.subarray(2 + headerLength) as T };
+  return headerLength;
 }
 
 /** Inverse of splitEnvelope: one allocation per output envelope. */
@@ -156,18 +162,19 @@ export function encodeGroupMemberPart(recipient: Uint8Array, memberNonce: Uint8A
 const SENDER_HEADER_FIXED = SENDER_AT + 1 + 1 + 2 * NONCE_BYTES + WRAPPED_KEY_BYTES;
 
 /**
- * Whether `header` is a sender-wrapped header that parseHeader accepts and that names `sender`
- * (its UTF-8 bytes), checked without decoding or allocating: the broker's check of every PUBLISH
- * to a protected topic. False says nothing about why; parse the header to find out.
+ * Whether `bytes` (its `length` bytes from `start`: a header may be read inside its envelope, no
+ * view cut for it) is a sender-wrapped header that parseHeader accepts and that names `sender` (its
+ * UTF-8 bytes), checked without decoding or allocating: the broker's check of every PUBLISH to a
+ * protected topic. False says nothing about why; parse the header to find out.
  */
-export function isSenderHeaderOf(header: Uint8Array, sender: Uint8Array): boolean {
+export function isSenderHeaderOf(bytes: Uint8Array, sender: Uint8Array, start = 0, length = bytes.length - start): boolean {
   const n = sender.length;
-  if (n === 0 || n > MAX_IDENTITY_BYTES || header.length !== SENDER_HEADER_FIXED + n) return false;
+  if (n === 0 || n > MAX_IDENTITY_BYTES || length !== SENDER_HEADER_FIXED + n || bytes.length < start + length) return false;
   // version, kind, a sequence number below 2^53 (its top 11 bits clear)
-  if (header[0] !== ENVELOPE_VERSION || header[1] !== KIND_SENDER || header[2] !== 0 || header[3]! > 0x1f) return false;
-  const at = SENDER_AT;
-  if (header[at] !== n || header[at + 1 + n] !== 0) return false; // str8 sender, empty str8 recipient
-  for (let i = 0; i < n; i++) if (header[at + 1 + i] !== sender[i]) return false;
+  if (bytes[start] !== ENVELOPE_VERSION || bytes[start + 1] !== KIND_SENDER || bytes[start + 2] !== 0 || bytes[start + 3]! > 0x1f) return false;
+  const at = start + SENDER_AT;
+  if (bytes[at] !== n || bytes[at + 1 + n] !== 0) return false; // str8 sender, empty str8 recipient
+  for (let i = 0; i < n; i++) if (bytes[at + 1 + i] !== sender[i]) return false;
   return true;
 }
 

@@ -77,6 +77,11 @@ test('isSenderHeaderOf accepts exactly the headers parseHeader accepts as sender
         expected = false;
       }
       assert.equal(isSenderHeaderOf(bytes, te.encode(sender)), expected, `sender ${JSON.stringify(sender.slice(0, 12))}, header of ${bytes.length} bytes`);
+      // the same header read in place inside an envelope: bytes around it change nothing
+      const envelope = joinEnvelope(bytes, Uint8Array.from({ length: 20 }, (_, k) => k));
+      assert.equal(isSenderHeaderOf(envelope, te.encode(sender), 2, bytes.length), expected, `in place: sender ${JSON.stringify(sender.slice(0, 12))}, header of ${bytes.length} bytes`);
+      // a header announced longer than the bytes that hold it
+      if (expected) assert.equal(isSenderHeaderOf(envelope.subarray(0, 2 + bytes.length - 1), te.encode(sender), 2, bytes.length), false, 'cut short');
       if (expected) accepted++;
     }
   }
