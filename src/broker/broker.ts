@@ -80,7 +80,7 @@ class StagedDelivery implements Place, StageOutput {
     }
     for (let i = 0; i < this.targets.length; i++) {
       const own = p.own[i];
-      if (own) this.broker.deliverStaged(this.targets[i]!, this.message, p.shared, own, p.body);
+      if (own) this.broker.deliverTo(this.targets[i]!, this.message, p.body, false, p.shared, own);
     }
   }
 }
@@ -256,7 +256,8 @@ export class Broker {
     for (const t of targets) this.deliverTo(t, message, message.payload, false);
   }
 
-  private deliverTo(t: Target, message: Message, payload: Buffer, staged: boolean, leadShared?: Uint8Array, leadOwn?: Uint8Array): void {
+  /** @internal (StagedDelivery) `staged`: still in the publisher's form, to go through the stage on resume. */
+  deliverTo(t: Target, message: Message, payload: Buffer, staged: boolean, leadShared?: Uint8Array, leadOwn?: Uint8Array): void {
     const d: Delivery = {
       message,
       leadShared,
@@ -318,11 +319,6 @@ export class Broker {
   /** @internal A message left the stage: deliver it and whatever of its publisher waited on it. */
   stagedReady(staged: StagedDelivery): void {
     this.order.ready(staged.message.origin, staged);
-  }
-
-  /** @internal */
-  deliverStaged(t: Target, message: Message, shared: Uint8Array, own: Uint8Array, body: Buffer): void {
-    this.deliverTo(t, message, body, false, shared, own);
   }
 
   private sweep(): void {

@@ -34,6 +34,15 @@ function putMasked(out: Uint8Array, at: number, z: number, mask: Uint8Array, m: 
   out[at + 3] = v & 0xff;
 }
 
+/** `blocks` counter blocks at out[at..] for the nonce at nonces[from..]: J0 = nonce || 1, then inc32. */
+function writeCounterBlocks(out: Buffer, at: number, nonces: Uint8Array, from: number, blocks: number): void {
+  for (let b = 0; b < blocks; b++) {
+    const o = at + b * BLOCK;
+    for (let i = 0; i < NONCE_BYTES; i++) out[o + i] = nonces[from + i]!;
+    out.writeUInt32BE(b + 1, o + NONCE_BYTES);
+  }
+}
+
 export class GcmKey {
   private readonly ecb: Cipher;
   /** b·H for every byte value b, four big-endian 32-bit words each (4 KiB). */
@@ -117,13 +126,7 @@ export class GcmKey {
     this.dropPrepared();
     const blocks = 1 + Math.ceil(bytes / BLOCK);
     const c = Buffer.allocUnsafe(count * blocks * BLOCK);
-    for (let k = 0; k < count; k++) {
-      for (let b = 0; b < blocks; b++) {
-        const at = (k * blocks + b) * BLOCK;
-        for (let i = 0; i < NONCE_BYTES; i++) c[at + i] = nonces[k * NONCE_BYTES + i]!;
-        c.writeUInt32BE(b + 1, at + NONCE_BYTES);
-      }
-    }
+    for (let k = 0; k < count; k++) writeCounterBlocks(c, k * blocks * BLOCK, nonces, k * NONCE_BYTES, blocks);
     this.ahead = this.ecb.update(c);
     this.aheadNonces = Buffer.from(nonces.subarray(0, count * NONCE_BYTES));
     this.aheadBlocks = blocks;
@@ -198,13 +201,8 @@ export class GcmKey {
   /** E(J0) and `blocks - 1` keystream blocks for `nonce`, in one call of the block cipher. */
   private computeKeystream(nonce: Uint8Array, blocks: number): Buffer {
     if (this.counters.length < blocks * BLOCK) this.counters = Buffer.alloc(blocks * BLOCK);
-    const c = this.counters;
-    for (let b = 0; b < blocks; b++) {
-      const at = b * BLOCK;
-      c.set(nonce, at);
-      c.writeUInt32BE(b + 1, at + NONCE_BYTES); // J0 = nonce || 1, then inc32
-    }
-    return this.ecb.update(c.subarray(0, blocks * BLOCK));
+    writeCounterBlocks(this.counters, 0, nonce, 0, blocks);
+    return this.ecb.update(this.counters.subarray(0, blocks * BLOCK));
   }
 
   /** GHASH(ad, ciphertext) XOR E(J0), written to out[at..at+16). */

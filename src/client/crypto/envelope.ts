@@ -9,7 +9,7 @@ import { Lru } from '../../tee/lru.js';
 import { MalformedEnvelopeError, NotForMeError, ReplayedMessageError, TamperedMessageError, WrongTopicError } from './errors.js';
 import type { ClientKey } from './keys.js';
 import type { ReplayWindow } from './replay.js';
-import { aesKey, aesOpen, aesOpenRaw, aesSeal, aesSealRaw, randomBytes, sha256 } from './webcrypto.js';
+import { aesKey, aesOpen, aesSeal, randomBytes, sha256 } from './webcrypto.js';
 
 async function topicTag(topic: string): Promise<Uint8Array> {
   return (await sha256(topicTagInput(topic))).subarray(0, TOPIC_TAG_BYTES);
@@ -28,7 +28,7 @@ export async function sealEnvelope(o: SealOptions): Promise<Bytes> {
   const dek = randomBytes(32);
   const payloadNonce = randomBytes(12);
   const wrapNonce = randomBytes(12);
-  const payload = await aesSealRaw(dek, payloadNonce, o.payload, payloadAd(o.seq, o.topic, o.sender));
+  const payload = await aesSeal(dek, payloadNonce, o.payload, payloadAd(o.seq, o.topic, o.sender));
   const wrappedKey = await aesSeal(o.key.wrap, wrapNonce, dek, wrapAd(KIND_SENDER, o.seq, o.topic, o.sender, '', payloadNonce));
   dek.fill(0);
   const header = encodeHeader({
@@ -104,7 +104,7 @@ export async function openEnvelope(o: OpenOptions): Promise<OpenedMessage> {
   if (h.recipient !== o.identity) throw new NotForMeError(`header was re-wrapped for ${JSON.stringify(h.recipient)}, not ${JSON.stringify(o.identity)}`);
   if (!equalBytes(h.topicTag, await topicTag(o.topic))) throw new WrongTopicError(`message was not published to ${JSON.stringify(o.topic)}`);
   const dek = await dataKeyOf(o, h);
-  const plaintext = await aesOpenRaw(dek, h.payloadNonce, payload, payloadAd(h.seq, o.topic, h.sender));
+  const plaintext = await aesOpen(dek, h.payloadNonce, payload, payloadAd(h.seq, o.topic, h.sender));
   dek.fill(0);
   if (plaintext === undefined) throw new TamperedMessageError('payload fails authentication');
   if (o.replay !== undefined) {

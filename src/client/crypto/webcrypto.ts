@@ -77,31 +77,25 @@ export async function aesKey(raw: Uint8Array): Promise<CryptoKey> {
   return subtle().importKey('raw', bs(raw), 'AES-GCM', false, ['encrypt', 'decrypt']);
 }
 
-export async function aesSeal(key: CryptoKey, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Promise<Bytes> {
+/**
+ * AES-256-GCM `ciphertext || tag` under an imported key, or under raw key bytes (a message's
+ * one-time data key: imported only when no fast backend is installed).
+ */
+export async function aesSeal(key: CryptoKey | Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Promise<Bytes> {
   if (fast !== undefined) return fast.seal(key, nonce, plaintext, ad);
-  return new Uint8Array(await subtle().encrypt({ name: 'AES-GCM', iv: bs(nonce), additionalData: bs(ad), tagLength: 128 }, key, bs(plaintext)));
+  const k = key instanceof Uint8Array ? await aesKey(key) : key;
+  return new Uint8Array(await subtle().encrypt({ name: 'AES-GCM', iv: bs(nonce), additionalData: bs(ad), tagLength: 128 }, k, bs(plaintext)));
 }
 
-/** undefined when authentication fails. */
-export async function aesOpen(key: CryptoKey, nonce: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Promise<Bytes | undefined> {
+/** `aesSeal`'s inverse; undefined when authentication fails. */
+export async function aesOpen(key: CryptoKey | Uint8Array, nonce: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Promise<Bytes | undefined> {
   if (fast !== undefined) return fast.open(key, nonce, sealed, ad);
+  const k = key instanceof Uint8Array ? await aesKey(key) : key;
   try {
-    return new Uint8Array(await subtle().decrypt({ name: 'AES-GCM', iv: bs(nonce), additionalData: bs(ad), tagLength: 128 }, key, bs(sealed)));
+    return new Uint8Array(await subtle().decrypt({ name: 'AES-GCM', iv: bs(nonce), additionalData: bs(ad), tagLength: 128 }, k, bs(sealed)));
   } catch {
     return undefined;
   }
-}
-
-/** `aesSeal` under a one-time raw key (a message's data key): no key import with a fast backend. */
-export async function aesSealRaw(raw: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Promise<Bytes> {
-  if (fast !== undefined) return fast.seal(raw, nonce, plaintext, ad);
-  return aesSeal(await aesKey(raw), nonce, plaintext, ad);
-}
-
-/** `aesOpen` under a one-time raw key. */
-export async function aesOpenRaw(raw: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Promise<Bytes | undefined> {
-  if (fast !== undefined) return fast.open(raw, nonce, sealed, ad);
-  return aesOpen(await aesKey(raw), nonce, sealed, ad);
 }
 
 export async function ed25519Verify(publicKey: Uint8Array, signature: Uint8Array, data: Uint8Array): Promise<boolean> {
