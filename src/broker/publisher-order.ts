@@ -60,12 +60,16 @@ export class PublisherOrder {
       } catch (err) {
         this.onError(err, origin);
       }
-      if (p.next === undefined) {
+      const next = p.next;
+      if (next === undefined) {
         this.lanes.delete(origin);
         if (this.lanes.size === 0) this.drainedNow();
         return;
       }
-      lane.head = p.next;
+      // Unlinked, so a place the GC has already moved to the old generation does not keep every
+      // later place (and the payloads they hold) alive until the next full collection.
+      p.next = undefined;
+      lane.head = next;
     }
     lane.running = false;
   }

@@ -75,3 +75,20 @@ test('drained() resolves once every lane has run, at once when none waits', asyn
   await drained;
   assert.equal(done, true);
 });
+
+test('a place that has run no longer links to the places behind it (a dead place must not keep later messages alive)', () => {
+  const o = new PublisherOrder(() => assert.fail('no error expected'));
+  const places = [reserve(o, 'p'), reserve(o, 'p'), reserve(o, 'p')];
+  ready(o, 'p', places[1]!, () => undefined);
+  ready(o, 'p', places[0]!, () => undefined);
+  // the first two ran; the third still waits and holds the lane
+  assert.equal(places[0]!.next, undefined, 'the first place let go of the second');
+  assert.equal(places[1]!.next, undefined, 'the second place let go of the third');
+  assert.equal(o.busy('p'), true);
+  const behind = reserve(o, 'p');
+  assert.equal(places[2]!.next, behind, 'a waiting place still links to the one behind it');
+  ready(o, 'p', places[2]!, () => undefined);
+  ready(o, 'p', behind, () => undefined);
+  assert.equal(places[2]!.next, undefined);
+  assert.equal(o.busy('p'), false);
+});
