@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BROKER_NODE_FLAGS } from '../src/cli/node-flags.js';
 import { freePort, sleep, waitForPort } from './proc.js';
 
 export type BrokerName = 'mqt-tz' | 'mosquitto' | 'aedes';
@@ -86,7 +87,7 @@ export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOpti
     case 'mqt-tz': {
       const prof = opts.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfileDir] : [];
       const protect = opts.protect ? ['--protect', opts.protect.filter, '--tee-backend', opts.protect.backend, '--open-enrolment'] : [];
-      const args = [...prof, here('../src/cli/main.js'), 'broker', '--host', '127.0.0.1', '--port', String(port), '--data', dir, '--log-level', 'warn', ...protect];
+      const args = [...BROKER_NODE_FLAGS, ...prof, here('../src/cli/main.js'), 'broker', '--host', '127.0.0.1', '--port', String(port), '--data', dir, '--log-level', 'warn', ...protect];
       return launch(name, packageVersion(), port, process.execPath, args, cleanup);
     }
     case 'mosquitto': {

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=64
 /** The `mqt-tz` command. Each command's module is loaded only when it runs, to keep start-up short. */
 import { Command } from 'commander';
 

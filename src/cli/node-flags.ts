@@ -1,0 +1,11 @@
+/**
+ * V8 flags the broker runs with. The `mqt-tz` command's shebang and `npm start` carry them, and the
+ * benchmark starts our broker with them; a test keeps the three equal (a shebang cannot import).
+ *
+ * Why: a broker's live heap is small (~10 MB routing at full speed) while it allocates fast, and
+ * V8 sizes the old generation from the live heap. With the limit that close, V8 keeps starting
+ * incremental marking (a full mark-compact every 50–100 ms under load, its marking threads on the
+ * cores the broker needs). A 64 MB floor leaves full collections to real growth; young garbage is
+ * still collected by scavenges. Measured in docs/benchmarks.md ("Garbage collection").
+ */
+export const BROKER_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=64'];
