@@ -62,6 +62,8 @@ function emit(record: Record<string, unknown>): void {
 
 const round = (x: number): number => Math.round(x * 100) / 100;
 
+const PAYLOAD_IN_FLIGHT = 8;
+
 export async function runTeeBench(opts: { quick: boolean }): Promise<void> {
   const ms = opts.quick ? 150 : 700;
   const setups: Setup[] = [];
@@ -117,8 +119,12 @@ export async function runTeeBench(opts: { quick: boolean }): Promise<void> {
 
     // 4. Payload size: re-wrap (header only) vs paper mode (whole payload re-encrypted per recipient),
     // 8 recipients. Sizes are interleaved over several rounds and each reported as its median, so a
-    // burst of other work on the machine lands on one round of every size, not on one size.
-    const ROUNDS = 5;
+    // burst of other work on the machine lands on one round of every size, not on one size. Calls
+    // are made PAYLOAD_IN_FLIGHT at a time, as the broker pipelines them: one call at a time over the
+    // process boundary mostly measures how fast an idle process wakes up, which varied 2x between
+    // rounds on a shared VM and hid the (absent) dependence on payload size.
+    const ROUNDS = 9;
+    const inFlight = (call: () => Promise<unknown>): Promise<unknown> => Promise.all(Array.from({ length: PAYLOAD_IN_FLIGHT }, call));
     const samples = new Map<string, { rw: number[]; pm: number[] }>();
     for (let round = 0; round < ROUNDS; round++) {
       for (const size of PAYLOAD_SIZES) {
@@ -126,12 +132,12 @@ export async function runTeeBench(opts: { quick: boolean }): Promise<void> {
           const msg = await s.message(size);
           const envelope = joinEnvelope(msg.header, msg.payload);
           const recipients = s.subscribers.slice(0, 8);
-          const rw = await measure(ms / ROUNDS, () => s.d.tee.rewrap(msg.header, TOPIC, 'publisher', recipients));
-          const pm = await measure(ms / ROUNDS, () => s.d.tee.reencrypt(envelope, TOPIC, 'publisher', recipients));
+          const rw = await measure(ms / ROUNDS, () => inFlight(() => s.d.tee.rewrap(msg.header, TOPIC, 'publisher', recipients)));
+          const pm = await measure(ms / ROUNDS, () => inFlight(() => s.d.tee.reencrypt(envelope, TOPIC, 'publisher', recipients)));
           const key = `${backend}/${size}`;
           const entry = samples.get(key) ?? { rw: [], pm: [] };
-          entry.rw.push(rw.usPerCall);
-          entry.pm.push(pm.usPerCall);
+          entry.rw.push(rw.usPerCall / PAYLOAD_IN_FLIGHT);
+          entry.pm.push(pm.usPerCall / PAYLOAD_IN_FLIGHT);
           samples.set(key, entry);
         }
       }
