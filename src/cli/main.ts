@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --initial-old-space-size=64
+#!/usr/bin/env node
 /** The `mqt-tz` command. Each command's module is loaded only when it runs, to keep start-up short. */
 import { Command } from 'commander';
 

@@ -1,6 +1,9 @@
 /**
- * V8 flags the broker runs with. The `mqt-tz` command's shebang and `npm start` carry them, and the
- * benchmark starts our broker with them; a test keeps the three equal (a shebang cannot import).
+ * V8 flags the broker runs with: `npm start` carries them, and the benchmark starts our broker with
+ * them; a test keeps the two equal. The `mqt-tz` command keeps a plain `#!/usr/bin/env node` line:
+ * flags on a shebang need `env -S`, a GNU and BSD extension that a minimal `env` (small container
+ * images) may lack, and a command that fails to start is worse than a slower broker (the README
+ * says how to add them).
  *
  * Why: a broker's live heap is small (~10 MB routing at full speed) while it allocates fast, and
  * V8 sizes the old generation from the live heap. With the limit that close, V8 keeps starting
