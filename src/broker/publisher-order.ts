@@ -18,6 +18,9 @@ interface Lane {
   running: boolean;
 }
 
+/** What an emptied lane points at. */
+const DONE: Place = { isReady: true, next: undefined, run: () => undefined };
+
 export class PublisherOrder {
   private readonly lanes = new Map<string, Lane>();
   private onDrained: (() => void)[] = [];
@@ -62,6 +65,8 @@ export class PublisherOrder {
       }
       const next = p.next;
       if (next === undefined) {
+        // the Map's dropped tables may still name this lane (see TargetCollector): let go of the place
+        lane.head = lane.tail = DONE;
         this.lanes.delete(origin);
         if (this.lanes.size === 0) this.drainedNow();
         return;

@@ -3,6 +3,7 @@ import type { Delivery, Message } from './message.js';
 import type { SubscriptionOptions } from './subscriptions.js';
 import { remainingExpiry } from './message.js';
 import { Fifo } from './queue.js';
+import { InflightTable } from './inflight.js';
 import type { Deadline } from './deadline.js';
 import type { Logger } from '../log.js';
 
@@ -40,7 +41,7 @@ export class Session {
   /** Keyed by the filter exactly as subscribed (shared ones keep their `$share/` prefix). */
   readonly subscriptions = new Map<string, StoredSubscription>();
   /** Outgoing QoS 1/2 messages sent and not yet completed, by packet id. */
-  readonly inflight = new Map<number, Delivery>();
+  readonly inflight = new InflightTable();
   /** Incoming QoS 2 packet ids acknowledged with PUBREC and awaiting PUBREL. */
   readonly incomingQoS2 = new Set<number>();
   readonly queue = new Fifo<Delivery>();
@@ -54,6 +55,9 @@ export class Session {
   /** Set at the first drop of a burst (logged once), cleared when the queue has drained. */
   private dropping = false;
   link: SessionLink | null = null;
+  /** Scratch of the TargetCollector: the routing round that last made this session a target, and where. */
+  targetRound = 0;
+  targetIndex = 0;
   /** Identity of the client that owns the session (what the trusted component knows it by). */
   identity = '';
   /**
@@ -123,8 +127,9 @@ export class Session {
     this.held.clear();
     const now = Date.now();
     let unacknowledged = 0;
-    for (const d of this.inflight.values()) if (d.state === 'pubrel') unacknowledged++;
-    for (const [id, d] of this.inflight) {
+    const inflight = this.inflight.inOrder();
+    for (const [, d] of inflight) if (d.state === 'pubrel') unacknowledged++;
+    for (const [id, d] of inflight) {
       if (d.state === 'pubrel') {
         link.sendPubrel(id);
       } else if (remainingExpiry(d.message, now) === 0) {

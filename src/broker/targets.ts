@@ -3,6 +3,11 @@
  * subscriptions merged (highest QoS, every subscription identifier), no-local honoured, shared
  * groups reduced to one member. One collector serves every message (routing is synchronous), so
  * the hot path allocates only the targets themselves.
+ *
+ * A session already made a target by this message is found through a mark on the session (the
+ * round number) rather than a Map cleared per message: clearing a Map gives it a new table, and
+ * V8 links the dropped one, entries intact, to it; a dropped table that a full collection had
+ * moved to the old generation then kept every later table and target alive until the next one.
  */
 import type { QoS } from 'mqtt-packet';
 import type { Message } from './message.js';
@@ -17,10 +22,14 @@ export interface Target {
   subscriptionIds: number[] | undefined;
 }
 
+const NO_TARGETS: Target[] = [];
+
 export class TargetCollector implements MatchVisitor {
-  private message!: Message;
+  private message: Message | undefined;
   private only: string | undefined;
-  private readonly byClient = new Map<string, Target>();
+  private out: Target[] = [];
+  /** Rises by one per message; a session whose `targetRound` equals it is already in `out`. */
+  private round = 0;
   private readonly isConnected = (clientId: string): boolean => this.clients.has(clientId);
   private readonly hasSession = (clientId: string): boolean => this.sessions.has(clientId);
 
@@ -34,15 +43,17 @@ export class TargetCollector implements MatchVisitor {
   collect(message: Message, only: string | undefined): Target[] {
     this.message = message;
     this.only = only;
-    this.byClient.clear();
+    this.round++;
+    const out: Target[] = [];
+    this.out = out;
     this.tree.match(message.topic, this);
-    const out = [...this.byClient.values()];
-    this.byClient.clear();
+    this.message = undefined;
+    this.out = NO_TARGETS;
     return out;
   }
 
   subscriber(clientId: string, o: SubscriptionOptions): void {
-    if (!(o.noLocal && clientId === this.message.origin)) this.add(clientId, o);
+    if (!(o.noLocal && clientId === this.message!.origin)) this.add(clientId, o);
   }
 
   group(g: SharedGroup): void {
@@ -55,14 +66,16 @@ export class TargetCollector implements MatchVisitor {
     if (this.only !== undefined && clientId !== this.only) return;
     const session = this.sessions.get(clientId);
     if (!session) return;
-    const m = this.message;
+    const m = this.message!;
     const qos = (o.qos < m.qos ? o.qos : m.qos) as QoS;
     const retain = o.retainAsPublished && m.retain;
-    const t = this.byClient.get(clientId);
-    if (!t) {
-      this.byClient.set(clientId, { session, qos, retain, subscriptionIds: o.subscriptionId !== undefined ? [o.subscriptionId] : undefined });
+    if (session.targetRound !== this.round) {
+      session.targetRound = this.round;
+      session.targetIndex = this.out.length;
+      this.out.push({ session, qos, retain, subscriptionIds: o.subscriptionId !== undefined ? [o.subscriptionId] : undefined });
       return;
     }
+    const t = this.out[session.targetIndex]!;
     // overlapping subscriptions: one copy at the highest QoS carrying every identifier
     if (qos > t.qos) t.qos = qos;
     if (retain) t.retain = true;

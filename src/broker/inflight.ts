@@ -1,0 +1,118 @@
+/**
+ * A session's deliveries in flight, by packet id: an open-addressing table (linear probing,
+ * deletion by backward shift) instead of a Map.
+ *
+ * Why not a Map: every PUBLISH adds an entry and every acknowledgement deletes one, so a Map's
+ * table is rebuilt every few dozen messages, and V8 links each table it drops to its successor and
+ * leaves its entries in place (for live iterators). Once a full collection has moved one of those
+ * tables to the old generation, that dead table keeps every later table, and every delivery they
+ * named with its payload, alive until the next full collection: under load the whole stream of
+ * deliveries was promoted and a full collection followed every ~150 ms. Here the arrays are
+ * replaced only when the table grows, and a replaced array is cleared first.
+ */
+import type { Delivery } from './message.js';
+
+const EMPTY = 0;
+
+export class InflightTable {
+  /** Packet id per slot; EMPTY (0, never a packet id) for a free slot. */
+  private ids: Uint16Array = new Uint16Array(0);
+  private items: (Delivery | undefined)[] = [];
+  /** Order of insertion per slot, for `inOrder`. */
+  private orders: Float64Array = new Float64Array(0);
+  private nextOrder = 0;
+  private count = 0;
+
+  get size(): number {
+    return this.count;
+  }
+
+  has(id: number): boolean {
+    return this.slotOf(id) >= 0;
+  }
+
+  get(id: number): Delivery | undefined {
+    const s = this.slotOf(id);
+    return s < 0 ? undefined : this.items[s];
+  }
+
+  /** Adds or replaces the delivery with packet id `id` (1..65535). */
+  set(id: number, d: Delivery): void {
+    const existing = this.slotOf(id);
+    if (existing >= 0) {
+      this.items[existing] = d;
+      return;
+    }
+    if ((this.count + 1) * 2 > this.ids.length) this.grow();
+    const mask = this.ids.length - 1;
+    let s = id & mask;
+    while (this.ids[s] !== EMPTY) s = (s + 1) & mask;
+    this.ids[s] = id;
+    this.items[s] = d;
+    this.orders[s] = this.nextOrder++;
+    this.count++;
+  }
+
+  delete(id: number): boolean {
+    let s = this.slotOf(id);
+    if (s < 0) return false;
+    const ids = this.ids;
+    const mask = ids.length - 1;
+    // backward shift: move later entries of the probe run into the gap, so no tombstones are needed
+    for (let next = (s + 1) & mask; ids[next] !== EMPTY; next = (next + 1) & mask) {
+      const home = ids[next]! & mask;
+      // the entry at `next` may fill the gap at `s` only if its home is not in (s, next]
+      if ((next > s && (home <= s || home > next)) || (next < s && home <= s && home > next)) {
+        ids[s] = ids[next]!;
+        this.items[s] = this.items[next];
+        this.orders[s] = this.orders[next]!;
+        s = next;
+      }
+    }
+    ids[s] = EMPTY;
+    this.items[s] = undefined;
+    this.count--;
+    return true;
+  }
+
+  clear(): void {
+    this.ids.fill(EMPTY);
+    this.items.fill(undefined);
+    this.count = 0;
+  }
+
+  /** `[packet id, delivery]` pairs in the order they were added (oldest first). */
+  inOrder(): [number, Delivery][] {
+    const slots: number[] = [];
+    for (let s = 0; s < this.ids.length; s++) if (this.ids[s] !== EMPTY) slots.push(s);
+    slots.sort((a, b) => this.orders[a]! - this.orders[b]!);
+    return slots.map((s) => [this.ids[s]!, this.items[s]!]);
+  }
+
+  private slotOf(id: number): number {
+    const ids = this.ids;
+    if (this.count === 0 || id === EMPTY) return -1;
+    const mask = ids.length - 1;
+    for (let s = id & mask; ids[s] !== EMPTY; s = (s + 1) & mask) if (ids[s] === id) return s;
+    return -1;
+  }
+
+  private grow(): void {
+    const { ids, items, orders } = this;
+    const capacity = Math.max(16, ids.length * 2);
+    this.ids = new Uint16Array(capacity);
+    this.items = new Array<Delivery | undefined>(capacity).fill(undefined);
+    this.orders = new Float64Array(capacity);
+    const mask = capacity - 1;
+    for (let s = 0; s < ids.length; s++) {
+      const id = ids[s]!;
+      if (id === EMPTY) continue;
+      let t = id & mask;
+      while (this.ids[t] !== EMPTY) t = (t + 1) & mask;
+      this.ids[t] = id;
+      this.items[t] = items[s];
+      this.orders[t] = orders[s]!;
+    }
+    items.fill(undefined);
+  }
+}
