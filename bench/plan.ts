@@ -139,8 +139,8 @@ export interface ProtectedScenario {
   warmUp?(broker: BrokerProcess, variant: Variant, tag: string): Promise<unknown>;
 }
 
-/** Most envelopes one protected throughput run may send (all sealed before it starts; 4 KiB each: ~0.35 GB). */
-const POOL_CAP = 80_000;
+/** Most envelopes one protected throughput run may send (all sealed before it starts; 4 KiB each: ~0.43 GB). */
+const POOL_CAP = 100_000;
 /** Warm-up: long enough for V8 to finish optimising the broker's hot paths (seen: ~3 s of load). */
 const WARM_UP_MS = 3000;
 const WARM_UP_BUDGET = 40_000;
