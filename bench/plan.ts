@@ -75,7 +75,7 @@ export function plan(o: PlanOptions): Scenario[] {
       id: `latency-m${m}-q${qos}-${payload}`,
       params: { publishers: 1, subscribers: m, qos, payload, rate },
       ratios: { p50: false, p99: false },
-      run: (b, tag) => runLatency(b, tag, { subscribers: m, qos, payload, rate, warmupMs, measureMs: q ? QUICK_MEASURE_MS : 2000 }),
+      run: (b, tag) => runLatency(b, tag, { subscribers: m, qos, payload, rate, warmupMs, measureMs }),
     });
   }
 

@@ -61,8 +61,8 @@ export class InflightTable {
     // backward shift: move later entries of the probe run into the gap, so no tombstones are needed
     for (let next = (s + 1) & mask; ids[next] !== EMPTY; next = (next + 1) & mask) {
       const home = ids[next]! & mask;
-      // the entry at `next` may fill the gap at `s` only if its home is not in (s, next]
-      if ((next > s && (home <= s || home > next)) || (next < s && home <= s && home > next)) {
+      // the entry at `next` may fill the gap at `s` if the gap lies on its probe run (home ... next)
+      if (((next - home) & mask) >= ((next - s) & mask)) {
         ids[s] = ids[next]!;
         this.items[s] = this.items[next];
         this.orders[s] = this.orders[next]!;

@@ -65,7 +65,7 @@ export class PublisherOrder {
       }
       const next = p.next;
       if (next === undefined) {
-        // the Map's dropped tables may still name this lane (see TargetCollector): let go of the place
+        // the Map's dropped tables may still name this lane (see src/broker/inflight.ts): let go of the place
         lane.head = lane.tail = DONE;
         this.lanes.delete(origin);
         if (this.lanes.size === 0) this.drainedNow();

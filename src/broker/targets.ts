@@ -5,9 +5,8 @@
  * the hot path allocates only the targets themselves.
  *
  * A session already made a target by this message is found through a mark on the session (the
- * round number) rather than a Map cleared per message: clearing a Map gives it a new table, and
- * V8 links the dropped one, entries intact, to it; a dropped table that a full collection had
- * moved to the old generation then kept every later table and target alive until the next one.
+ * round number) rather than a Map cleared per message: a Map's dropped tables keep what they held
+ * alive (see src/broker/inflight.ts).
  */
 import type { QoS } from 'mqtt-packet';
 import type { Message } from './message.js';
