@@ -10,5 +10,11 @@
  * incremental marking (a full mark-compact every 50–100 ms under load, its marking threads on the
  * cores the broker needs). A 64 MB floor leaves full collections to real growth; young garbage is
  * still collected by scavenges. Measured in docs/benchmarks.md ("Garbage collection").
+ *
+ * `--no-lazy-feedback-allocation`: V8 gives a function its feedback vector (where inline caches
+ * learn the shapes they see) only after it has run a while. The broker's per-batch and per-delivery
+ * functions then kept generic property loads (the LoadIC builtin per access) into steady state; with
+ * feedback from the first call the protected broker spent ~17 % less CPU per message at 1 -> 1
+ * (docs/benchmarks.md, "The protected path").
  */
-export const BROKER_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=64'];
+export const BROKER_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=64', '--no-lazy-feedback-allocation'];

@@ -44,6 +44,14 @@ export function concat(...parts: readonly Uint8Array[]): Bytes {
   return out;
 }
 
+/** Whether b[at, at + length) equals a (compared in place). */
+export function equalBytesAt(a: Uint8Array, b: Uint8Array, at: number, length: number): boolean {
+  if (a.length !== length || b.length < at + length) return false;
+  let diff = 0;
+  for (let i = 0; i < length; i++) diff |= a[i]! ^ b[at + i]!;
+  return diff === 0;
+}
+
 export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   let diff = 0;
@@ -141,6 +149,13 @@ export class Reader {
     this.at += 8;
     if (hi > 0x1fffff) throw new RangeError(`${what} exceeds 2^53-1`);
     return hi * 0x100000000 + lo;
+  }
+  /** Moves past `n` bytes without a view of them; returns where they start. */
+  skip(n: number, what = 'bytes'): number {
+    this.need(n, what);
+    const at = this.at;
+    this.at += n;
+    return at;
   }
   take(n: number, what = 'bytes'): Uint8Array {
     this.need(n, what);

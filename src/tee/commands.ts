@@ -1,10 +1,11 @@
 // Command dispatch: decodes a command's parameters, runs it, encodes its result (docs/protocol.md §8).
 // Shared by both backends, so `inline` and `process` differ only by the process boundary.
-import { Reader, Writer, utf8 } from './bytes.js';
-import { TEE_ERRORS, TeeError } from './errors.js';
+import { Reader, Writer } from './bytes.js';
+import { TeeError } from './errors.js';
 import { TeeState, measureTrustedCode, type SealedStorage } from './core.js';
 import { enrol, rotate } from './enrol.js';
-import { formGroup, groupRewrap, prepareBatch } from './groups.js';
+import { groupRewrapBatch } from './group-batch.js';
+import { formGroup, groupRewrap } from './groups.js';
 import { reencrypt, rewrap, type RecipientOutput } from './rewrap.js';
 import { CMD } from './wire.js';
 
@@ -63,29 +64,7 @@ function asTeeError(err: unknown): never {
   throw toTeeError(err);
 }
 
-/** Most messages one batched group re-wrap may carry. */
-export const GROUP_REWRAP_BATCH_MAX = 4096;
-
-/** `u16 n | n x (u8 status | bytes16 part, or the refusal's UTF-8 detail)`: one answer per message, in order. */
-function encodeBatchResults(outs: readonly (Uint8Array | TeeError)[]): Uint8Array {
-  const bodies = outs.map((o) => (o instanceof TeeError ? utf8(o.detail).subarray(0, 0xffff) : o));
-  let size = 2;
-  for (const b of bodies) size += 3 + b.length;
-  const out = Buffer.allocUnsafe(size);
-  out[0] = outs.length >> 8;
-  out[1] = outs.length & 0xff;
-  let at = 2;
-  for (let i = 0; i < outs.length; i++) {
-    const o = outs[i]!;
-    const b = bodies[i]!;
-    out[at] = o instanceof TeeError ? TEE_ERRORS[o.code] : 0;
-    out[at + 1] = b.length >> 8;
-    out[at + 2] = b.length & 0xff;
-    out.set(b, at + 3);
-    at += 3 + b.length;
-  }
-  return out;
-}
+export { GROUP_REWRAP_BATCH_MAX } from './group-batch.js';
 
 export class Dispatcher {
   private state: TeeState | undefined;
@@ -124,41 +103,9 @@ export class Dispatcher {
     return groupRewrap(s, handle, r.rest(), topic, sender);
   }
 
-  /**
-   * The group re-wraps of several messages in one frame (what the host sent in one turn of its
-   * event loop): `u16 n | n x (u32 handle | str16 topic | str8 sender | bytes16 header)`. Each
-   * message is answered on its own, a refusal refusing only that one; the frame is answered at once
-   * unless some message waits for a key or a group (then when the last one is done).
-   */
+  /** The group re-wraps of several messages in one frame (what the host sent in one turn of its event loop); see group-batch.ts. */
   private groupRewrapBatch(params: Uint8Array): Uint8Array | Promise<Uint8Array> {
-    const s = this.ready();
-    const r = new Reader(params);
-    const n = r.u16('message count');
-    if (n > GROUP_REWRAP_BATCH_MAX) throw new TeeError('bad-request', `a batch carries at most ${GROUP_REWRAP_BATCH_MAX} messages, not ${n}`);
-    // the whole frame is read (and refused if malformed) before any message is worked on
-    const batch = Array.from({ length: n }, () => ({ handle: r.u32('group handle'), topic: r.bytes16('topic'), sender: r.take(r.u8('sender'), 'sender'), header: r.bytes16('header') }));
-    r.end('group re-wrap batch');
-    const outs = new Array<Uint8Array | TeeError>(n);
-    let waits: Promise<void>[] | undefined;
-    const prepared = prepareBatch(s, batch);
-    try {
-      for (let i = 0; i < n; i++) {
-        const { handle, topic, sender, header } = batch[i]!;
-        try {
-          const part = groupRewrap(s, handle, header, topic, sender);
-          if (part instanceof Promise) {
-            (waits ??= []).push(part.then((p) => void (outs[i] = p), (err: unknown) => void (outs[i] = toTeeError(err))));
-          } else outs[i] = part;
-        } catch (err) {
-          outs[i] = toTeeError(err);
-        }
-      }
-    } finally {
-      // keystreams made ahead serve this batch only (the waiting messages compute their own)
-      for (const key of prepared) key.dropPrepared();
-    }
-    if (waits === undefined) return encodeBatchResults(outs);
-    return Promise.all(waits).then(() => encodeBatchResults(outs));
+    return groupRewrapBatch(this.ready(), params, toTeeError);
   }
 
   private async run(command: number, params: Uint8Array): Promise<Uint8Array> {

@@ -191,10 +191,10 @@ export function senderFieldEnd(header: Uint8Array): number {
   return end <= header.length ? end : -1;
 }
 
-/** Whether a header (of any kind) carries the topic tag `tag`, compared in place. */
-export function hasTopicTag(header: Uint8Array, tag: Uint8Array): boolean {
-  if (header.length < TOPIC_TAG_AT + TOPIC_TAG_BYTES) return false;
-  for (let i = 0; i < TOPIC_TAG_BYTES; i++) if (header[TOPIC_TAG_AT + i] !== tag[i]) return false;
+/** Whether a header (of any kind; the one at bytes[start, start + length)) carries the topic tag `tag`, compared in place. */
+export function hasTopicTag(bytes: Uint8Array, tag: Uint8Array, start = 0, length = bytes.length - start): boolean {
+  if (length < TOPIC_TAG_AT + TOPIC_TAG_BYTES || bytes.length < start + length) return false;
+  for (let i = 0; i < TOPIC_TAG_BYTES; i++) if (bytes[start + TOPIC_TAG_AT + i] !== tag[i]) return false;
   return true;
 }
 
@@ -204,8 +204,8 @@ export function senderHeaderNonceAt(n: number): number {
 }
 
 /** Length of the kind-3 part shared by the recipients of a message whose sender header is `header`. */
-export function groupPartLength(header: Uint8Array): number {
-  return senderHeaderNonceAt(header[SENDER_AT]!) - 1 + NONCE_BYTES + GROUP_PART_TAIL;
+export function groupPartLength(header: Uint8Array, start = 0): number {
+  return senderHeaderNonceAt(header[start + SENDER_AT]!) - 1 + NONCE_BYTES + GROUP_PART_TAIL;
 }
 
 /**
@@ -216,11 +216,16 @@ export function groupPartLength(header: Uint8Array): number {
  * Equal to encodeGroupMessagePart.
  */
 export function writeGroupPartFromSenderHeader(part: Uint8Array, header: Uint8Array, groupId: Uint8Array): void {
-  const nonceAt = senderHeaderNonceAt(header[SENDER_AT]!);
-  for (let i = 0; i < nonceAt - 1; i++) part[i] = header[i]!; // up to the sender, without the empty recipient field
-  part[1] = KIND_GROUP;
-  for (let i = 0; i < NONCE_BYTES; i++) part[nonceAt - 1 + i] = header[nonceAt + i]!;
-  part.set(groupId, part.length - GROUP_ID_BYTES);
+  writeGroupPartAt(part, 0, part.length, header, 0, groupId);
+}
+
+/** writeGroupPartFromSenderHeader by offsets: the part at out[at, at + length), the header at src[headerAt..]. */
+export function writeGroupPartAt(out: Uint8Array, at: number, length: number, src: Uint8Array, headerAt: number, groupId: Uint8Array): void {
+  const nonceAt = senderHeaderNonceAt(src[headerAt + SENDER_AT]!);
+  for (let i = 0; i < nonceAt - 1; i++) out[at + i] = src[headerAt + i]!; // up to the sender, without the empty recipient field
+  out[at + 1] = KIND_GROUP;
+  for (let i = 0; i < NONCE_BYTES; i++) out[at + nonceAt - 1 + i] = src[headerAt + nonceAt + i]!;
+  for (let i = 0; i < GROUP_ID_BYTES; i++) out[at + length - GROUP_ID_BYTES + i] = groupId[i]!;
 }
 
 /** Bytes of a kind-3 shared part after its payload nonce: wrap nonce, wrapped data key, group id. */
@@ -339,10 +344,10 @@ export function groupWrapAdTemplate(topic: string, sender: string, groupId: Uint
  * Writes the sequence number and payload nonce of a sender-wrapped header (one that isSenderHeaderOf
  * accepted) into the template, without allocating; returns the template's bytes.
  */
-export function fillAd(t: AdTemplate, header: Uint8Array): Bytes {
+export function fillAd(t: AdTemplate, header: Uint8Array, start = 0): Bytes {
   const ad = t.bytes;
-  for (let i = 0; i < 8; i++) ad[t.seqAt + i] = header[SEQ_AT + i]!;
-  const from = senderHeaderNonceAt(header[SENDER_AT]!);
+  for (let i = 0; i < 8; i++) ad[t.seqAt + i] = header[start + SEQ_AT + i]!;
+  const from = start + senderHeaderNonceAt(header[start + SENDER_AT]!);
   for (let i = 0; i < NONCE_BYTES; i++) ad[t.nonceAt + i] = header[from + i]!;
   return ad;
 }

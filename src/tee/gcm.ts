@@ -9,7 +9,7 @@
 // Table lookups depend on secret data (H and the ciphertext hash): cache-timing side channels are
 // outside the threat model (docs/protocol.md §1), as they are for the OpenSSL build Node ships on
 // CPUs without carry-less multiplication.
-import { createCipheriv, timingSafeEqual, type Cipher } from 'node:crypto';
+import { createCipheriv, type Cipher } from 'node:crypto';
 import { randomNonce } from './nonces.js';
 
 const BLOCK = 16;
@@ -59,6 +59,14 @@ export class GcmKey {
   /** Counter blocks in, keystream out: J0 (tag mask) then J0+1, J0+2... */
   private counters = Buffer.alloc(3 * BLOCK);
   /**
+   * The keystream of the operation under way: E(J0) at ks[ksAt], the blocks for the data after it.
+   * Offsets instead of views: a batch's keystreams are one buffer, and a view per message was a
+   * tenth of the trusted process's time (allocation and the garbage collection that follows).
+   */
+  private ks: Buffer = this.counters;
+  private ksAt = 0;
+  private ksBlocks = 0;
+  /**
    * Keystreams made ahead, in one call of the block cipher, for nonces known in advance (the
    * messages of a batch): `aheadBlocks` blocks per nonce, each used once, in any order of use.
    */
@@ -88,33 +96,36 @@ export class GcmKey {
   /** Writes `ciphertext || tag` to out[at, at + plaintext.length + 16): no allocation besides the keystream. */
   sealInto(out: Uint8Array, at: number, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): void {
     if (out.length < at + plaintext.length + TAG_BYTES) throw new RangeError('output too short for ciphertext and tag');
-    this.sealWith(this.keystream(nonce, plaintext.length), out, at, plaintext, ad);
-  }
-
-  private sealWith(stream: Buffer, out: Uint8Array, at: number, plaintext: Uint8Array, ad: Uint8Array): void {
-    for (let i = 0; i < plaintext.length; i++) out[at + i] = plaintext[i]! ^ stream[BLOCK + i]!;
-    const ct = at === 0 ? out : out.subarray(at);
-    this.tag(ad, ct, plaintext.length, stream, ct, plaintext.length);
-    stream.fill(0);
+    if (nonce.length !== NONCE_BYTES) throw new RangeError('this AES-GCM takes 12-byte nonces only');
+    this.selectKeystream(nonce, 0, plaintext.length);
+    this.sealSelected(out, at, plaintext, 0, plaintext.length, ad);
   }
 
   /** The plaintext, or undefined when `sealed` fails authentication (nothing is decrypted then). */
   open(nonce: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Buffer | undefined {
     if (sealed.length < TAG_BYTES) return undefined;
+    if (nonce.length !== NONCE_BYTES) throw new RangeError('this AES-GCM takes 12-byte nonces only');
     const n = sealed.length - TAG_BYTES;
-    const stream = this.keystream(nonce, n);
-    const expected = this.expected;
-    this.tag(ad, sealed, n, stream, expected, 0);
-    const authentic = timingSafeEqual(expected, sealed.subarray(n));
-    expected.fill(0);
-    if (!authentic) {
-      stream.fill(0);
-      return undefined;
-    }
+    this.selectKeystream(nonce, 0, n);
+    if (!this.authentic(sealed, 0, n, ad)) return undefined;
     const out = Buffer.allocUnsafe(n);
-    for (let i = 0; i < n; i++) out[i] = sealed[i]! ^ stream[BLOCK + i]!;
-    stream.fill(0);
+    this.decryptSelected(sealed, 0, n, out, 0);
     return out;
+  }
+
+  /**
+   * `open` by offsets: `ciphertext || tag` at src[sealedAt, +sealedLength) under the nonce at
+   * nonceSrc[nonceAt, +12), the plaintext written to out[outAt..]. false, with nothing written,
+   * when it fails authentication.
+   */
+  openInto(nonceSrc: Uint8Array, nonceAt: number, src: Uint8Array, sealedAt: number, sealedLength: number, ad: Uint8Array, out: Uint8Array, outAt: number): boolean {
+    const n = sealedLength - TAG_BYTES;
+    if (n < 0 || src.length < sealedAt + sealedLength || nonceSrc.length < nonceAt + NONCE_BYTES) return false;
+    if (out.length < outAt + n) throw new RangeError('output too short for the plaintext');
+    this.selectKeystream(nonceSrc, nonceAt, n);
+    if (!this.authentic(src, sealedAt, n, ad)) return false;
+    this.decryptSelected(src, sealedAt, n, out, outAt);
+    return true;
   }
 
   /**
@@ -153,78 +164,123 @@ export class GcmKey {
    * it: a nonce made ahead by `prepareFresh` when one is left, else a new one.
    */
   sealIntoFresh(out: Uint8Array, nonceAt: number, plaintext: Uint8Array, ad: Uint8Array): void {
+    this.sealFreshAt(out, nonceAt, plaintext, 0, plaintext.length, ad);
+  }
+
+  /** `sealIntoFresh` of the plaintext at src[from, +length). */
+  sealFreshAt(out: Uint8Array, nonceAt: number, src: Uint8Array, from: number, length: number, ad: Uint8Array): void {
     const at = nonceAt + NONCE_BYTES;
-    if (out.length < at + plaintext.length + TAG_BYTES) throw new RangeError('output too short for nonce, ciphertext and tag');
-    const blocks = 1 + Math.ceil(plaintext.length / BLOCK);
+    if (out.length < at + length + TAG_BYTES) throw new RangeError('output too short for nonce, ciphertext and tag');
+    const blocks = 1 + Math.ceil(length / BLOCK);
     const k = this.aheadNext;
-    let nonce: Uint8Array;
-    let stream: Buffer;
     if (k < this.aheadCount) {
       // the nonce is taken (never handed out again) whether or not its keystream fits this length
       this.aheadNext = k + 1;
-      nonce = this.aheadNonces!.subarray(k * NONCE_BYTES, (k + 1) * NONCE_BYTES);
-      stream = blocks === this.aheadBlocks ? this.ahead!.subarray(k * blocks * BLOCK, (k + 1) * blocks * BLOCK) : this.computeKeystream(nonce, blocks);
+      const nonces = this.aheadNonces!;
+      for (let i = 0; i < NONCE_BYTES; i++) out[nonceAt + i] = nonces[k * NONCE_BYTES + i]!;
+      if (blocks === this.aheadBlocks) this.useKeystream(this.ahead!, k * blocks * BLOCK, blocks);
+      else this.computeKeystream(out, nonceAt, blocks);
     } else {
-      nonce = randomNonce(NONCE_BYTES);
-      stream = this.computeKeystream(nonce, blocks);
+      out.set(randomNonce(NONCE_BYTES), nonceAt);
+      this.computeKeystream(out, nonceAt, blocks);
     }
-    out.set(nonce, nonceAt);
-    this.sealWith(stream, out, at, plaintext, ad);
+    this.sealSelected(out, at, src, from, length, ad);
   }
 
-  /** The keystream made ahead for `nonce` at this length, marked used; undefined if none. */
-  private preparedFor(nonce: Uint8Array, blocks: number): Buffer | undefined {
-    if (blocks !== this.aheadBlocks) return undefined;
+  /** Encrypts src[from, +n) to out[at..] and writes the tag after it, with the selected keystream; then zeroes it. */
+  private sealSelected(out: Uint8Array, at: number, src: Uint8Array, from: number, n: number, ad: Uint8Array): void {
+    const ks = this.ks;
+    const s = this.ksAt + BLOCK;
+    for (let i = 0; i < n; i++) out[at + i] = src[from + i]! ^ ks[s + i]!;
+    this.tag(ad, out, at, n, out, at + n);
+    this.dropKeystream();
+  }
+
+  /** Whether the tag after src[at, +n) is the one the selected keystream gives; zeroes the keystream if not. */
+  private authentic(src: Uint8Array, at: number, n: number, ad: Uint8Array): boolean {
+    const expected = this.expected;
+    this.tag(ad, src, at, n, expected, 0);
+    let diff = 0; // constant time, as timingSafeEqual
+    for (let i = 0; i < TAG_BYTES; i++) diff |= expected[i]! ^ src[at + n + i]!;
+    expected.fill(0);
+    if (diff !== 0) this.dropKeystream();
+    return diff === 0;
+  }
+
+  /** Decrypts src[at, +n) to out[outAt..] with the selected keystream, then zeroes it. */
+  private decryptSelected(src: Uint8Array, at: number, n: number, out: Uint8Array, outAt: number): void {
+    const ks = this.ks;
+    const s = this.ksAt + BLOCK;
+    for (let i = 0; i < n; i++) out[outAt + i] = src[at + i]! ^ ks[s + i]!;
+    this.dropKeystream();
+  }
+
+  /** Selects the keystream for the nonce at nonceSrc[nonceAt, +12) and `n` bytes: made ahead, or computed now. */
+  private selectKeystream(nonceSrc: Uint8Array, nonceAt: number, n: number): void {
+    const blocks = 1 + Math.ceil(n / BLOCK);
+    if (this.aheadNext < this.aheadCount && blocks === this.aheadBlocks) {
+      const k = this.preparedFor(nonceSrc, nonceAt);
+      if (k >= 0) return this.useKeystream(this.ahead!, k * blocks * BLOCK, blocks);
+    }
+    this.computeKeystream(nonceSrc, nonceAt, blocks);
+  }
+
+  /** The index of the keystream made ahead for this nonce, marked used; -1 if none. */
+  private preparedFor(nonceSrc: Uint8Array, nonceAt: number): number {
     const nonces = this.aheadNonces!;
     for (let k = this.aheadNext; k < this.aheadCount; k++) {
       let same = true;
-      for (let i = 0; i < NONCE_BYTES && same; i++) same = nonces[k * NONCE_BYTES + i] === nonce[i];
+      for (let i = 0; i < NONCE_BYTES && same; i++) same = nonces[k * NONCE_BYTES + i] === nonceSrc[nonceAt + i];
       if (!same) continue;
       // entries skipped on the way are never used: a keystream serves one message only
       this.aheadNext = k + 1;
-      return this.ahead!.subarray(k * blocks * BLOCK, (k + 1) * blocks * BLOCK);
+      return k;
     }
-    return undefined;
+    return -1;
   }
 
-  /** E(J0) followed by the keystream for `n` bytes, from one call to the block cipher (or made ahead). */
-  private keystream(nonce: Uint8Array, n: number): Buffer {
-    if (nonce.length !== NONCE_BYTES) throw new RangeError('this AES-GCM takes 12-byte nonces only');
-    const blocks = 1 + Math.ceil(n / BLOCK);
-    if (this.aheadNext < this.aheadCount) {
-      const made = this.preparedFor(nonce, blocks);
-      if (made !== undefined) return made;
-    }
-    return this.computeKeystream(nonce, blocks);
+  /** E(J0) and `blocks - 1` keystream blocks for the nonce at nonceSrc[nonceAt, +12), in one call of the block cipher. */
+  private computeKeystream(nonceSrc: Uint8Array, nonceAt: number, blocks: number): void {
+    if (this.counters.length !== blocks * BLOCK) this.counters = Buffer.alloc(blocks * BLOCK);
+    writeCounterBlocks(this.counters, 0, nonceSrc, nonceAt, blocks);
+    this.useKeystream(this.ecb.update(this.counters), 0, blocks);
   }
 
-  /** E(J0) and `blocks - 1` keystream blocks for `nonce`, in one call of the block cipher. */
-  private computeKeystream(nonce: Uint8Array, blocks: number): Buffer {
-    if (this.counters.length < blocks * BLOCK) this.counters = Buffer.alloc(blocks * BLOCK);
-    writeCounterBlocks(this.counters, 0, nonce, 0, blocks);
-    return this.ecb.update(this.counters.subarray(0, blocks * BLOCK));
+  private useKeystream(ks: Buffer, at: number, blocks: number): void {
+    this.ks = ks;
+    this.ksAt = at;
+    this.ksBlocks = blocks;
   }
 
-  /** GHASH(ad, ciphertext) XOR E(J0), written to out[at..at+16). */
-  private tag(ad: Uint8Array, ct: Uint8Array, ctLength: number, stream: Uint8Array, out: Uint8Array, at: number): void {
+  /** Zeroes the keystream just used (a keystream serves one message only). */
+  private dropKeystream(): void {
+    this.ks.fill(0, this.ksAt, this.ksAt + this.ksBlocks * BLOCK);
+    this.ksBlocks = 0;
+  }
+
+  /** GHASH(ad, ct[ctAt, +ctLength)) XOR E(J0), written to out[at..at+16). */
+  private tag(ad: Uint8Array, ct: Uint8Array, ctAt: number, ctLength: number, out: Uint8Array, at: number): void {
     this.z0 = this.z1 = this.z2 = this.z3 = 0;
-    this.absorb(ad, ad.length);
-    this.absorb(ct, ctLength);
+    this.absorb(ad, 0, ad.length);
+    this.absorb(ct, ctAt, ctLength);
     // length block: bit lengths of AD and ciphertext as two 64-bit big-endian numbers
     const adBits = ad.length * 8;
     const ctBits = ctLength * 8;
     this.multiplyH(Math.floor(adBits / 0x100000000), adBits >>> 0, Math.floor(ctBits / 0x100000000), ctBits >>> 0);
-    putMasked(out, at, this.z0, stream, 0);
-    putMasked(out, at + 4, this.z1, stream, 4);
-    putMasked(out, at + 8, this.z2, stream, 8);
-    putMasked(out, at + 12, this.z3, stream, 12);
+    const ks = this.ks;
+    const m = this.ksAt;
+    putMasked(out, at, this.z0, ks, m);
+    putMasked(out, at + 4, this.z1, ks, m + 4);
+    putMasked(out, at + 8, this.z2, ks, m + 8);
+    putMasked(out, at + 12, this.z3, ks, m + 12);
     this.z0 = this.z1 = this.z2 = this.z3 = 0;
   }
 
-  /** z = (z XOR block)·H for each 16-byte block of d[0..n), the last one zero-padded. */
-  private absorb(d: Uint8Array, n: number): void {
-    let at = 0;
-    for (; at + BLOCK <= n; at += BLOCK) {
+  /** z = (z XOR block)·H for each 16-byte block of d[from, from + n), the last one zero-padded. */
+  private absorb(d: Uint8Array, from: number, n: number): void {
+    const end = from + n;
+    let at = from;
+    for (; at + BLOCK <= end; at += BLOCK) {
       this.multiplyH(
         (d[at]! << 24) | (d[at + 1]! << 16) | (d[at + 2]! << 8) | d[at + 3]!,
         (d[at + 4]! << 24) | (d[at + 5]! << 16) | (d[at + 6]! << 8) | d[at + 7]!,
@@ -232,11 +288,11 @@ export class GcmKey {
         (d[at + 12]! << 24) | (d[at + 13]! << 16) | (d[at + 14]! << 8) | d[at + 15]!,
       );
     }
-    if (at < n) {
+    if (at < end) {
       const last = this.last;
       last.fill(0);
-      for (let i = 0; at + i < n; i++) last[i] = d[at + i]!;
-      this.absorb(last, BLOCK);
+      for (let i = 0; at + i < end; i++) last[i] = d[at + i]!;
+      this.absorb(last, 0, BLOCK);
     }
   }
 

@@ -9,10 +9,10 @@
 // can misuse handles only to get refusals. Any change of policy, a revocation or a key rotation
 // moves the epoch on, and every older group is refused as stale until the host forms it again.
 import { randomBytes } from 'node:crypto';
-import { equalBytes, fromUtf8, utf8 } from './bytes.js';
+import { equalBytes, equalBytesAt, fromUtf8, utf8 } from './bytes.js';
 import {
   GROUP_ID_BYTES, GROUP_PART_TAIL, KEY_BYTES, NONCE_BYTES, encodeGroupMemberPart, encodeGroupMessagePart, fillAd, groupKeyAd, hasTopicTag,
-  groupPartLength, groupWrapAd, groupWrapAdTemplate, isSenderHeaderOf, senderHeaderNonceAt, senderWrapAdTemplate, writeGroupPartFromSenderHeader, type AdTemplate,
+  groupPartLength, groupWrapAd, groupWrapAdTemplate, isSenderHeaderOf, senderHeaderNonceAt, senderWrapAdTemplate, writeGroupPartAt, WRAPPED_KEY_BYTES, type AdTemplate,
 } from './envelope-layout.js';
 import { TeeError } from './errors.js';
 import type { ClientKeys } from './keys.js';
@@ -121,8 +121,8 @@ export function groupRewrap(state: TeeState, handle: number, headerBytes: Uint8A
   if (g !== undefined && stream !== undefined && isSenderHeaderOf(headerBytes, stream.senderBytes) && hasTopicTag(headerBytes, entry.topicTag)) {
     const keys = state.keysOf(stream.sender);
     if (keys !== undefined && !(keys instanceof Promise)) {
-      const part = wrapStream(g, stream, keys, headerBytes);
-      if (part !== undefined) return part;
+      const part = Buffer.allocUnsafe(groupPartLength(headerBytes)); // a slice of Node's pool, not an ArrayBuffer of its own
+      if (wrapStreamAt(g, stream, keys, headerBytes, 0, part, 0, part.length)) return part;
     }
   }
   // Everything else (a first message, a key to load, anything to refuse) takes the general path,
@@ -154,32 +154,51 @@ function streamOf(state: TeeState, g: FormedGroup, topic: string, senderBytes: U
   return s;
 }
 
+/** The data key of the message being re-wrapped: one buffer, zeroed as soon as it is wrapped again. */
+const dek = Buffer.alloc(KEY_BYTES);
+
 /**
- * The shared part for a header already checked against its stream (isSenderHeaderOf, topic tag):
- * equal to what the general path makes, with no parsing and two allocations. undefined when the
- * data key fails authentication (the general path then names the refusal).
+ * Writes to out[partAt, +partLength) the shared part for the header at src[headerAt..], already
+ * checked against its stream (isSenderHeaderOf, topic tag): equal to what the general path makes,
+ * with no parsing and nothing allocated. false, with nothing usable written, when the data key
+ * fails authentication (the general path then names the refusal).
  */
-function wrapStream(g: FormedGroup, s: SenderStream, keys: ClientKeys, header: Uint8Array): Uint8Array | undefined {
-  const at = senderHeaderNonceAt(s.senderBytes.length);
-  const dek = keys.wrap.open(header.subarray(at + NONCE_BYTES, at + 2 * NONCE_BYTES), header.subarray(at + 2 * NONCE_BYTES), fillAd(s.openAd, header));
-  if (dek === undefined) return undefined;
+function wrapStreamAt(g: FormedGroup, s: SenderStream, keys: ClientKeys, src: Uint8Array, headerAt: number, out: Uint8Array, partAt: number, partLength: number): boolean {
+  const nonceAt = headerAt + senderHeaderNonceAt(s.senderBytes.length) + NONCE_BYTES; // the wrap nonce; the wrapped key follows
+  const sealedAt = nonceAt + NONCE_BYTES;
+  if (!keys.wrap.openInto(src, nonceAt, src, sealedAt, WRAPPED_KEY_BYTES, fillAd(s.openAd, src, headerAt), dek, 0)) return false;
   try {
-    const part = Buffer.allocUnsafe(groupPartLength(header)); // a slice of Node's pool, not an ArrayBuffer of its own
-    writeGroupPartFromSenderHeader(part, header, g.id);
+    writeGroupPartAt(out, partAt, partLength, src, headerAt, g.id);
     // a fresh wrap nonce (made ahead with its keystream when the batch prepared this stream)
-    g.key.sealIntoFresh(part, part.length - GROUP_PART_TAIL, dek, fillAd(s.sealAd, header));
-    return part;
+    g.key.sealFreshAt(out, partAt + partLength - GROUP_PART_TAIL, dek, 0, KEY_BYTES, fillAd(s.sealAd, src, headerAt));
+    return true;
   } finally {
     dek.fill(0);
   }
 }
 
-/** One message of a group re-wrap batch, as read from the frame. */
-export interface BatchMessage {
-  readonly handle: number;
-  readonly topic: Uint8Array;
-  readonly sender: Uint8Array;
-  readonly header: Uint8Array;
+/**
+ * The fast path of one message of a batch, read in place (src is the batch frame): a formed group
+ * for this topic under the current epoch, the stream of its latest sender, a well-formed header of
+ * that sender for this topic and a cached key. Writes the shared part to out[partAt, +partLength)
+ * and returns true; false, having changed nothing, when the message needs the general path.
+ */
+export function groupRewrapAt(
+  state: TeeState, handle: number, src: Uint8Array, topicAt: number, topicLength: number, senderAt: number, senderLength: number,
+  headerAt: number, headerLength: number, out: Uint8Array, partAt: number, partLength: number,
+): boolean {
+  const entry = state.groups.peek(handle);
+  if (entry === undefined || entry.epoch !== state.epoch || !equalBytesAt(entry.topicBytes, src, topicAt, topicLength)) return false;
+  const g = entry.ready;
+  const s = g?.last;
+  if (g === undefined || s === undefined || !equalBytesAt(s.senderBytes, src, senderAt, senderLength)) return false;
+  if (!isSenderHeaderOf(src, s.senderBytes, headerAt, headerLength) || !hasTopicTag(src, entry.topicTag, headerAt, headerLength)) return false;
+  if (partLength !== groupPartLength(src, headerAt)) return false;
+  const keys = state.keysOf(s.sender);
+  if (keys === undefined || keys instanceof Promise || !wrapStreamAt(g, s, keys, src, headerAt, out, partAt, partLength)) return false;
+  state.groups.get(handle); // the group is used: newest in the table, as the general path leaves it
+  state.counters.rewrapCalls++;
+  return true;
 }
 
 /**
@@ -187,30 +206,34 @@ export interface BatchMessage {
  * AEADs: per group and its current publisher stream, one call of the block cipher for all the
  * data-key unwraps and one for all the group wraps, instead of two per message. Only keys already
  * in memory are used and nothing is checked or decided here: each message still takes its own path
- * and uses a keystream only if its nonce is the one it was made for. Returns the keys to
- * `dropPrepared` once the batch is done (what was not used is zeroed then).
+ * and uses a keystream only if its nonce is the one it was made for. `at` holds per message
+ * `fields` numbers: handle, then sender offset and length, then header offset and length at
+ * `senderField`. Returns the keys to `dropPrepared` once the batch is done (what was not used is
+ * zeroed then).
  */
-export function prepareBatch(state: TeeState, batch: readonly BatchMessage[]): GcmKey[] {
+export function prepareBatch(state: TeeState, src: Uint8Array, at: Uint32Array, n: number, fields: number, senderField: number): GcmKey[] {
   const prepared: GcmKey[] = [];
-  if (batch.length < 2) return prepared;
-  const handles = new Set<number>();
-  for (let i = 0; i < batch.length; i++) {
-    const m = batch[i]!;
-    if (handles.has(m.handle)) continue;
-    handles.add(m.handle);
-    const entry = state.groups.peek(m.handle);
+  if (n < 2) return prepared;
+  let handles: Set<number> | undefined;
+  for (let i = 0; i < n; i++) {
+    const handle = at[i * fields]!;
+    if (handles?.has(handle)) continue;
+    (handles ??= new Set()).add(handle);
+    const entry = state.groups.peek(handle);
     const g = entry?.ready;
     const stream = g?.last;
-    if (entry === undefined || g === undefined || stream === undefined || entry.epoch !== state.epoch || !equalBytes(stream.senderBytes, m.sender)) continue;
+    const m = i * fields + senderField;
+    if (entry === undefined || g === undefined || stream === undefined || entry.epoch !== state.epoch || !equalBytesAt(stream.senderBytes, src, at[m]!, at[m + 1]!)) continue;
     const keys = state.cache.peek(stream.sender);
     if (keys === undefined) continue;
     const wrapNonceAt = senderHeaderNonceAt(stream.senderBytes.length) + NONCE_BYTES;
-    const nonces = Buffer.allocUnsafe(NONCE_BYTES * (batch.length - i));
+    const nonces = Buffer.allocUnsafe(NONCE_BYTES * (n - i));
     let count = 0;
-    for (let j = i; j < batch.length; j++) {
-      const o = batch[j]!;
-      if (o.handle !== m.handle || !isSenderHeaderOf(o.header, stream.senderBytes)) continue;
-      for (let b = 0; b < NONCE_BYTES; b++) nonces[count * NONCE_BYTES + b] = o.header[wrapNonceAt + b]!;
+    for (let j = i; j < n; j++) {
+      const o = j * fields;
+      const headerAt = at[o + senderField + 2]!;
+      if (at[o] !== handle || !isSenderHeaderOf(src, stream.senderBytes, headerAt, at[o + senderField + 3]!)) continue;
+      for (let b = 0; b < NONCE_BYTES; b++) nonces[count * NONCE_BYTES + b] = src[headerAt + wrapNonceAt + b]!;
       count++;
     }
     if (count < 2) continue;

@@ -129,3 +129,35 @@ test('sealIntoFresh hands out each nonce made ahead once, writes it before the c
     assert.ok(out.subarray(0, at).every((b) => b === 0xee), 'nothing before the nonce is touched');
   }
 });
+
+test('openInto and sealFreshAt work on offsets into larger buffers and leave the bytes around them alone', () => {
+  const key = randomBytes(32);
+  const gcm = new GcmKey(key);
+  for (let round = 0; round < 20; round++) {
+    const c = randomCase(70, 50);
+    const sealed = referenceSeal(key, c.nonce, c.plaintext, c.ad);
+    // nonce and sealed bytes somewhere inside one frame, as a batch carries them
+    const nonceAt = randomInt(0, 20);
+    const sealedAt = nonceAt + 12 + randomInt(0, 20);
+    const frame = Buffer.concat([randomBytes(sealedAt), sealed, randomBytes(randomInt(0, 9))]);
+    c.nonce.copy(frame, nonceAt);
+    const outAt = randomInt(0, 9);
+    const out = Buffer.alloc(outAt + c.plaintext.length + 5, 0xee);
+    if (round % 2 === 1) gcm.prepare(c.nonce, 1, c.plaintext.length);
+    assert.equal(gcm.openInto(frame, nonceAt, frame, sealedAt, sealed.length, c.ad, out, outAt), true);
+    assert.deepEqual(out.subarray(outAt, outAt + c.plaintext.length), c.plaintext);
+    assert.ok(out.subarray(0, outAt).every((b) => b === 0xee) && out.subarray(outAt + c.plaintext.length).every((b) => b === 0xee));
+    frame[sealedAt + randomInt(0, sealed.length)]! ^= 0x08;
+    const untouched = Buffer.alloc(out.length, 0xee);
+    assert.equal(gcm.openInto(frame, nonceAt, frame, sealedAt, sealed.length, c.ad, untouched, outAt), false);
+    assert.ok(untouched.every((b) => b === 0xee), 'nothing is written when authentication fails');
+    gcm.dropPrepared();
+
+    const src = Buffer.concat([randomBytes(3), c.plaintext, randomBytes(4)]);
+    const dst = Buffer.alloc(7 + 12 + c.plaintext.length + 16 + 2, 0xee);
+    gcm.sealFreshAt(dst, 7, src, 3, c.plaintext.length, c.ad);
+    const nonce = dst.subarray(7, 19);
+    assert.deepEqual(dst.subarray(19, 19 + c.plaintext.length + 16), referenceSeal(key, nonce, c.plaintext, c.ad));
+    assert.ok(dst.subarray(0, 7).every((b) => b === 0xee) && dst.subarray(dst.length - 2).every((b) => b === 0xee));
+  }
+});

@@ -146,6 +146,31 @@ test('re-wraps asked for in one turn cross as one batch, and each message gets i
   }
 });
 
+test('a batch whose first messages take the fast path and a later one is refused still answers each message in order', async () => {
+  const handle = nextHandle++;
+  const group = await f.tee.formGroup(handle, T, ['bob']);
+  // warm the stream: alice is then the group's latest sender and her key is cached
+  await f.tee.groupRewrap(handle, (await publish(alice, T, 'warm', 850)).header, T, 'alice');
+  const ms = await Promise.all([851, 852, 853, 854].map((seq) => publish(alice, T, `fast ${seq}`, seq)));
+  const tampered = Buffer.from(ms[2]!.header);
+  tampered[tampered.length - 1]! ^= 1; // the last byte of the wrapped data key's tag
+  const before = await f.tee.stats();
+  const answers = await Promise.allSettled([
+    f.tee.groupRewrap(handle, ms[0]!.header, T, 'alice'),
+    f.tee.groupRewrap(handle, ms[1]!.header, T, 'alice'),
+    f.tee.groupRewrap(handle, tampered, T, 'alice'),
+    f.tee.groupRewrap(handle, ms[3]!.header, T, 'alice'),
+  ]);
+  const after = await f.tee.stats();
+  assert.equal(after.calls - before.calls, 2, 'one command for the four messages (and one for the stats)');
+  assert.equal(after.rewrapCalls - before.rewrapCalls, 4);
+  assert.deepEqual(answers.map((a) => (a.status === 'fulfilled' ? 'ok' : (a.reason as TeeError).code)), ['ok', 'ok', 'header-auth-failed', 'ok']);
+  for (const k of [0, 1, 3]) {
+    const part = (answers[k] as PromiseFulfilledResult<Uint8Array>).value;
+    assert.equal(new TextDecoder().decode((await open(bob, envelopeFor(part, group, 0, ms[k]!))).payload), `fast ${851 + k}`);
+  }
+});
+
 test('a malformed batch is refused whole as bad-request before any message of it is worked on', async () => {
   const { Dispatcher } = await import('../../src/tee/commands.js');
   const { CMD } = await import('../../src/tee/wire.js');
