@@ -139,8 +139,8 @@ export interface ProtectedScenario {
   warmUp?(broker: BrokerProcess, variant: Variant, tag: string): Promise<unknown>;
 }
 
-/** Most envelopes one protected throughput run may send (all sealed before it starts; 4 KiB each: ~0.43 GB). */
-const POOL_CAP = 100_000;
+/** Most envelopes one protected throughput run may send (all sealed before it starts; 4 KiB each: ~1.1 GB). */
+const POOL_CAP = 250_000;
 /** Warm-up: long enough for V8 to finish optimising the broker's hot paths (seen: ~3 s of load). */
 const WARM_UP_MS = 3000;
 const WARM_UP_BUDGET = 40_000;
@@ -152,9 +152,12 @@ export function protectedPlan(o: { quick: boolean; ecgPath: (broker: BrokerProce
   const measureMs = q ? QUICK_MEASURE_MS : 1500;
   const payload = 4096;
   const qos: QoS = 1;
-  const pool = new EnvelopePool(payload);
   const out: ProtectedScenario[] = [];
   const variants: Variant[] = ['plain', 'process', 'inline'];
+  // one pool per scenario, made when it first runs: only one scenario's envelopes (up to ~2.3 GB at
+  // 1 -> 1) are in memory at a time, and its sequence numbers (from the clock) follow the last one's
+  let pool: EnvelopePool | undefined;
+  const poolOf = (m: number): EnvelopePool => (pool?.tag === m ? pool : (pool = new EnvelopePool(payload, m)));
   for (const m of q ? [128] : [1, 8, 32, 128]) {
     out.push({
       group: 'protected',
@@ -171,7 +174,7 @@ export function protectedPlan(o: { quick: boolean; ecgPath: (broker: BrokerProce
         // ±20 %, and a protected round may outrun a slow plain one (1.2× ran out at 1 → 8)
         const plainRate = typeof plain?.['publishedPerSec'] === 'number' ? plain['publishedPerSec'] : POOL_CAP;
         const budget = Math.round(Math.min(POOL_CAP, Math.max(1000, (plainRate * 1.6 * (warmupMs + measureMs)) / 1000 + 1000)));
-        return withPool(b, pool, m, budget, (traffic) => runThroughput(b, tag, spec, traffic));
+        return withPool(b, poolOf(m), m, budget, (traffic) => runThroughput(b, tag, spec, traffic));
       },
       // --quick keeps its 2-minute budget and measures cold brokers
       warmUp: q
@@ -179,7 +182,7 @@ export function protectedPlan(o: { quick: boolean; ecgPath: (broker: BrokerProce
         : (b, v, tag) => {
             const spec = { publishers: 1, subscribers: m, qos, payload, warmupMs: 0, measureMs: WARM_UP_MS };
             if (v === 'plain') return runThroughput(b, tag, spec);
-            return withPool(b, pool, m, WARM_UP_BUDGET, (traffic) => runThroughput(b, tag, spec, traffic));
+            return withPool(b, poolOf(m), m, WARM_UP_BUDGET, (traffic) => runThroughput(b, tag, spec, traffic));
           },
     });
   }
@@ -195,7 +198,7 @@ export function protectedPlan(o: { quick: boolean; ecgPath: (broker: BrokerProce
       run: (b, v, tag) => {
         const spec = { subscribers: m, qos, payload, rate, warmupMs, measureMs: ms };
         if (v === 'plain') return runLatency(b, tag, spec);
-        return withPool(b, pool, m, Math.ceil((rate * (warmupMs + ms)) / 1000) + 100, (traffic) => runLatency(b, tag, spec, traffic));
+        return withPool(b, poolOf(-m), m, Math.ceil((rate * (warmupMs + ms)) / 1000) + 100, (traffic) => runLatency(b, tag, spec, traffic));
       },
     });
   }

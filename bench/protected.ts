@@ -8,7 +8,7 @@
  *   identity gets the same key bytes on every broker of a run, so one pool serves both backends.
  * - The pool: envelopes of one publisher on one topic, each with its own sequence number, kept as
  *   pre-encoded QoS 1 PUBLISHes of equal length in one Buffer. The pool is sealed by its own code
- *   (`sealFast`: the layout and associated data of the client's `sealEnvelope`, in a worker thread),
+ *   (`sealFast`: the layout and associated data of the client's `sealEnvelope`, in worker threads),
  *   so it can hold enough envelopes for a whole 1 → 1 run; the opened sample is checked with the
  *   client's `openEnvelope`, so a sealing mistake shows as failures. Each broker reads the pool from its own
  *   cursor forward, so its subscribers see strictly rising sequence numbers; sealing happens between
@@ -25,6 +25,7 @@ import type { Traffic } from './loadgen.js';
 import { encodeConnect, encodePublish, openClients, RawClient } from './mqtt-raw.js';
 import { sleep } from './proc.js';
 import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
 import { createCipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
 import {
   buildEnrolmentRequest, generateClientKeyBytes, importClientKey, openEnvelope, pinTee, ReplayWindow, sealEnvelope, verifyKeyResponse,
@@ -59,18 +60,18 @@ export function clientKey(id: string): Promise<ClientKey> {
   return k;
 }
 
-/** What the bench knows of one protected broker: its pinned keys, who is enrolled, how far its pool cursor went. */
+/** What the bench knows of one protected broker: its pinned keys, who is enrolled, how far its cursor went in each pool. */
 interface BrokerState {
   tee: Promise<TeePublicKeys>;
   enrolled: Set<string>;
-  cursor: number;
+  cursors: WeakMap<EnvelopePool, number>;
 }
 const states = new WeakMap<BrokerProcess, BrokerState>();
 
 function stateOf(broker: BrokerProcess): BrokerState {
   let s = states.get(broker);
   if (!s) {
-    s = { tee: fetchTee(broker.port), enrolled: new Set(), cursor: 0 };
+    s = { tee: fetchTee(broker.port), enrolled: new Set(), cursors: new WeakMap() };
     states.set(broker, s);
   }
   return s;
@@ -198,7 +199,11 @@ export class EnvelopePool {
   private bytes: Buffer = Buffer.alloc(0);
   private sealed = 0;
 
-  constructor(readonly payloadBytes: number) {}
+  constructor(
+    readonly payloadBytes: number,
+    /** What the pool is for (the plan makes one per scenario). */
+    readonly tag = 0,
+  ) {}
 
   get size(): number {
     return this.sealed;
@@ -222,14 +227,25 @@ export class EnvelopePool {
     const from = this.sealed;
     const grown = Buffer.from(new SharedArrayBuffer(n * this.packetLength));
     this.bytes.copy(grown, 0, 0, from * this.packetLength);
-    const job: PoolJob = { sab: grown.buffer as SharedArrayBuffer, wrapKey, seqBase: this.seqBase, from, n, payloadBytes: this.payloadBytes, packetLength: this.packetLength };
-    const worker = new Worker(new URL('./pool-worker.js', import.meta.url), { workerData: job });
-    await new Promise<void>((resolve, reject) => {
-      worker.once('message', () => resolve());
-      worker.once('error', reject);
-      worker.once('exit', (code) => reject(new Error(`pool worker exited with ${code} before finishing`)));
-    });
-    await worker.terminate();
+    // one worker per core: sealing (~90 µs an envelope) runs between timed loops, and a 1 -> 1 round
+    // at today's rates needs a few hundred thousand envelopes
+    const workers = Math.max(1, Math.min(availableParallelism(), Math.ceil((n - from) / 10_000)));
+    const step = Math.ceil((n - from) / workers);
+    await Promise.all(
+      Array.from({ length: workers }, async (_, w) => {
+        const job: PoolJob = {
+          sab: grown.buffer as SharedArrayBuffer, wrapKey, seqBase: this.seqBase, from: from + w * step, n: Math.min(n, from + (w + 1) * step),
+          payloadBytes: this.payloadBytes, packetLength: this.packetLength,
+        };
+        const worker = new Worker(new URL('./pool-worker.js', import.meta.url), { workerData: job });
+        await new Promise<void>((resolve, reject) => {
+          worker.once('message', () => resolve());
+          worker.once('error', reject);
+          worker.once('exit', (code) => reject(new Error(`pool worker exited with ${code} before finishing`)));
+        });
+        await worker.terminate();
+      }),
+    );
     this.bytes = grown;
     this.sealed = n;
   }
@@ -251,7 +267,7 @@ export class PoolCursor {
     /** Envelopes the run may send at most (sealed before it starts). */
     budget: number,
   ) {
-    this.at = stateOf(broker).cursor;
+    this.at = stateOf(broker).cursors.get(pool) ?? 0;
     this.end = this.at + budget;
   }
 
@@ -270,7 +286,7 @@ export class PoolCursor {
     if (this.at + count > this.end) return undefined;
     const v = this.pool.view(this.at, count);
     this.at += count;
-    stateOf(this.broker).cursor = this.at;
+    stateOf(this.broker).cursors.set(this.pool, this.at);
     return v;
   }
 }
