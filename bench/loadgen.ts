@@ -155,15 +155,12 @@ export async function runThroughput(broker: BrokerProcess, tag: string, spec: Th
     if (!running) return;
     const lag = sent - writtenOff - slowest();
     let queued = 0;
-    for (let more = true; more; ) {
+    fill: for (let more = true; more; ) {
       more = false;
       for (let pass = 0; pass < P; pass++) {
         const i = (rr + pass) % P;
         if (blocked[i] || unacked[i]! + batchSize > 60_000) continue;
-        if (lag + queued + batchSize > window) {
-          more = false;
-          break;
-        }
+        if (lag + queued + batchSize > window) break fill;
         const buf = traffic.next(i, batchSize, 0);
         if (buf === undefined) {
           blocked[i] = 2;

@@ -157,7 +157,11 @@ export function protectedPlan(o: { quick: boolean; ecgPath: (broker: BrokerProce
   // one pool per scenario, made when it first runs: only one scenario's envelopes (up to ~2.3 GB at
   // 1 -> 1) are in memory at a time, and its sequence numbers (from the clock) follow the last one's
   let pool: EnvelopePool | undefined;
-  const poolOf = (m: number): EnvelopePool => (pool?.tag === m ? pool : (pool = new EnvelopePool(payload, m)));
+  let poolScenario = '';
+  const poolOf = (scenario: string): EnvelopePool => {
+    if (pool === undefined || scenario !== poolScenario) [pool, poolScenario] = [new EnvelopePool(payload), scenario];
+    return pool;
+  };
   for (const m of q ? [128] : [1, 8, 32, 128]) {
     out.push({
       group: 'protected',
@@ -174,7 +178,7 @@ export function protectedPlan(o: { quick: boolean; ecgPath: (broker: BrokerProce
         // ±20 %, and a protected round may outrun a slow plain one (1.2× ran out at 1 → 8)
         const plainRate = typeof plain?.['publishedPerSec'] === 'number' ? plain['publishedPerSec'] : POOL_CAP;
         const budget = Math.round(Math.min(POOL_CAP, Math.max(1000, (plainRate * 1.6 * (warmupMs + measureMs)) / 1000 + 1000)));
-        return withPool(b, poolOf(m), m, budget, (traffic) => runThroughput(b, tag, spec, traffic));
+        return withPool(b, poolOf(`fan-out-${m}`), m, budget, (traffic) => runThroughput(b, tag, spec, traffic));
       },
       // --quick keeps its 2-minute budget and measures cold brokers
       warmUp: q
@@ -182,7 +186,7 @@ export function protectedPlan(o: { quick: boolean; ecgPath: (broker: BrokerProce
         : (b, v, tag) => {
             const spec = { publishers: 1, subscribers: m, qos, payload, warmupMs: 0, measureMs: WARM_UP_MS };
             if (v === 'plain') return runThroughput(b, tag, spec);
-            return withPool(b, poolOf(m), m, WARM_UP_BUDGET, (traffic) => runThroughput(b, tag, spec, traffic));
+            return withPool(b, poolOf(`fan-out-${m}`), m, WARM_UP_BUDGET, (traffic) => runThroughput(b, tag, spec, traffic));
           },
     });
   }
@@ -198,7 +202,7 @@ export function protectedPlan(o: { quick: boolean; ecgPath: (broker: BrokerProce
       run: (b, v, tag) => {
         const spec = { subscribers: m, qos, payload, rate, warmupMs, measureMs: ms };
         if (v === 'plain') return runLatency(b, tag, spec);
-        return withPool(b, poolOf(-m), m, Math.ceil((rate * (warmupMs + ms)) / 1000) + 100, (traffic) => runLatency(b, tag, spec, traffic));
+        return withPool(b, poolOf(`latency-${m}`), m, Math.ceil((rate * (warmupMs + ms)) / 1000) + 100, (traffic) => runLatency(b, tag, spec, traffic));
       },
     });
   }

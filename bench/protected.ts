@@ -199,11 +199,7 @@ export class EnvelopePool {
   private bytes: Buffer = Buffer.alloc(0);
   private sealed = 0;
 
-  constructor(
-    readonly payloadBytes: number,
-    /** What the pool is for (the plan makes one per scenario). */
-    readonly tag = 0,
-  ) {}
+  constructor(readonly payloadBytes: number) {}
 
   get size(): number {
     return this.sealed;

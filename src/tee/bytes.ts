@@ -53,10 +53,7 @@ export function equalBytesAt(a: Uint8Array, b: Uint8Array, at: number, length: n
 }
 
 export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
-  return diff === 0;
+  return equalBytesAt(a, b, 0, b.length);
 }
 
 export function toHex(bytes: Uint8Array): string {

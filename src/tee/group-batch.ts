@@ -14,8 +14,11 @@ import { groupRewrap, groupRewrapAt, prepareBatch } from './groups.js';
 /** Most messages one batched group re-wrap may carry. */
 export const GROUP_REWRAP_BATCH_MAX = 4096;
 
-/** Per message: handle, topic offset and length, sender offset and length, header offset and length. */
-const FIELDS = 7;
+/**
+ * Per message: handle, topic offset and length, sender offset and length, header offset and length,
+ * and the length of its shared part if it takes the fast path (0: it cannot).
+ */
+const FIELDS = 8;
 const SENDER_FIELD = 3;
 
 /** A message's answer: `u8 status | u16 length | shared part, or the refusal's UTF-8 detail`. */
@@ -44,7 +47,8 @@ export function groupRewrapBatch(state: TeeState, params: Uint8Array, toTeeError
     at[o + 3] = r.skip(at[o + 4]!, 'sender');
     at[o + 6] = r.u16('header');
     at[o + 5] = r.skip(at[o + 6]!, 'header');
-    size += ANSWER_HEAD + fastPartLength(params, at[o + 5]!, at[o + 6]!);
+    at[o + 7] = fastPartLength(params, at[o + 5]!, at[o + 6]!);
+    size += ANSWER_HEAD + at[o + 7]!;
   }
   r.end('group re-wrap batch');
 
@@ -58,7 +62,7 @@ export function groupRewrapBatch(state: TeeState, params: Uint8Array, toTeeError
     let pos = 2;
     for (let i = 0; i < n; i++) {
       const o = i * FIELDS;
-      const length = fastPartLength(params, at[o + 5]!, at[o + 6]!);
+      const length = at[o + 7]!;
       const fast =
         length > 0 &&
         groupRewrapAt(state, at[o]!, params, at[o + 1]!, at[o + 2]!, at[o + 3]!, at[o + 4]!, at[o + 5]!, at[o + 6]!, out, pos + ANSWER_HEAD, length);

@@ -181,7 +181,8 @@ function wrapStreamAt(g: FormedGroup, s: SenderStream, keys: ClientKeys, src: Ui
  * The fast path of one message of a batch, read in place (src is the batch frame): a formed group
  * for this topic under the current epoch, the stream of its latest sender, a well-formed header of
  * that sender for this topic and a cached key. Writes the shared part to out[partAt, +partLength)
- * and returns true; false, having changed nothing, when the message needs the general path.
+ * (partLength: groupPartLength of the header) and returns true; false, having changed nothing,
+ * when the message needs the general path.
  */
 export function groupRewrapAt(
   state: TeeState, handle: number, src: Uint8Array, topicAt: number, topicLength: number, senderAt: number, senderLength: number,
@@ -193,7 +194,6 @@ export function groupRewrapAt(
   const s = g?.last;
   if (g === undefined || s === undefined || !equalBytesAt(s.senderBytes, src, senderAt, senderLength)) return false;
   if (!isSenderHeaderOf(src, s.senderBytes, headerAt, headerLength) || !hasTopicTag(src, entry.topicTag, headerAt, headerLength)) return false;
-  if (partLength !== groupPartLength(src, headerAt)) return false;
   const keys = state.keysOf(s.sender);
   if (keys === undefined || keys instanceof Promise || !wrapStreamAt(g, s, keys, src, headerAt, out, partAt, partLength)) return false;
   state.groups.get(handle); // the group is used: newest in the table, as the general path leaves it
