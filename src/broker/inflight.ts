@@ -22,6 +22,12 @@ export class InflightTable {
   private orders: Float64Array = new Float64Array(0);
   private nextOrder = 0;
   private count = 0;
+  /**
+   * Entries not in their home slot. Packet ids are handed out in sequence, so ids in flight
+   * usually sit each in its own home slot, one run of them: a delete then needs no backward shift,
+   * which would otherwise walk the whole run (the whole in-flight window) on every acknowledgement.
+   */
+  private displaced = 0;
 
   get size(): number {
     return this.count;
@@ -47,6 +53,7 @@ export class InflightTable {
     const mask = this.ids.length - 1;
     let s = id & mask;
     while (this.ids[s] !== EMPTY) s = (s + 1) & mask;
+    if (s !== (id & mask)) this.displaced++;
     this.ids[s] = id;
     this.items[s] = d;
     this.orders[s] = this.nextOrder++;
@@ -58,14 +65,18 @@ export class InflightTable {
     if (s < 0) return false;
     const ids = this.ids;
     const mask = ids.length - 1;
+    if (s !== (id & mask)) this.displaced--;
     // backward shift: move later entries of the probe run into the gap, so no tombstones are needed
-    for (let next = (s + 1) & mask; ids[next] !== EMPTY; next = (next + 1) & mask) {
+    // (none is to move when every entry sits in its home slot)
+    for (let next = (s + 1) & mask; this.displaced > 0 && ids[next] !== EMPTY; next = (next + 1) & mask) {
       const home = ids[next]! & mask;
       // the entry at `next` may fill the gap at `s` if the gap lies on its probe run (home ... next)
       if (((next - home) & mask) >= ((next - s) & mask)) {
         ids[s] = ids[next]!;
         this.items[s] = this.items[next];
         this.orders[s] = this.orders[next]!;
+        // it was displaced (it lay past its home slot) and may now be home
+        if (s === home) this.displaced--;
         s = next;
       }
     }
@@ -79,6 +90,7 @@ export class InflightTable {
     this.ids.fill(EMPTY);
     this.items.fill(undefined);
     this.count = 0;
+    this.displaced = 0;
   }
 
   /** `[packet id, delivery]` pairs in the order they were added (oldest first). */
@@ -104,11 +116,13 @@ export class InflightTable {
     this.items = new Array<Delivery | undefined>(capacity).fill(undefined);
     this.orders = new Float64Array(capacity);
     const mask = capacity - 1;
+    this.displaced = 0;
     for (let s = 0; s < ids.length; s++) {
       const id = ids[s]!;
       if (id === EMPTY) continue;
       let t = id & mask;
       while (this.ids[t] !== EMPTY) t = (t + 1) & mask;
+      if (t !== (id & mask)) this.displaced++;
       this.ids[t] = id;
       this.items[t] = items[s];
       this.orders[t] = orders[s]!;

@@ -5,6 +5,9 @@ import type { IPubackPacket, IPublishPacket, Packet } from 'mqtt-packet';
 
 export type ProtocolVersion = 3 | 4 | 5;
 
+/** Longest topic the decoder's fast path remembers (longer ones are decoded every time). */
+const LAST_TOPIC_BYTES = 256;
+
 // mqtt-packet's encoder otherwise keeps a 2-byte Buffer for each of the 65 536 packet ids: ~130 000
 // objects that every major collection marks again (a fifth of the broker's GC time measured under
 // load). Ids are written into each packet instead (mqtt-packet's documented switch).
@@ -35,6 +38,14 @@ export class Decoder {
   private badString = false;
   /** MQTT 5 PUBLISHes carry a properties length the fast path must read. */
   private v5 = false;
+  /**
+   * The fast path's last topic, as bytes and as the string made from them: a publisher mostly
+   * repeats its topic, and reusing the string skips the UTF-8 check and decode, and lets every Map
+   * keyed by topic find the hash the string already carries.
+   */
+  private lastTopicBytes: Buffer | undefined; // made at the first PUBLISH: most connections never send one
+  private lastTopicLength = -1;
+  private lastTopic = '';
 
   constructor(private readonly maxPacketSize: number, private readonly events: DecoderEvents) {
     this.checkStrings();
@@ -134,10 +145,11 @@ export class Decoder {
       // remaining length, at most 4 bytes (longer is malformed: leave it to the parser)
       let remaining = 0;
       let i = at + 1;
-      for (let shift = 0; ; shift += 7) {
-        if (i >= chunk.length || shift > 21) return at;
+      // (a multiplier, not 2 ** shift: V8 calls its generic pow for that on every packet)
+      for (let scale = 1; ; scale *= 128) {
+        if (i >= chunk.length || scale > 2097152) return at;
         const b = chunk[i++]!;
-        remaining += (b & 0x7f) * 2 ** shift;
+        remaining += (b & 0x7f) * scale;
         if (b < 0x80) break;
       }
       const end = i + remaining;
@@ -157,8 +169,8 @@ export class Decoder {
       const topicEnd = i + 2 + chunk.readUInt16BE(i);
       let pos = topicEnd + (qos > 0 ? 2 : 0);
       if (pos > end) return at;
-      const topicBytes = chunk.subarray(i + 2, topicEnd);
-      if (!isUtf8(topicBytes) || topicBytes.includes(0)) return at;
+      const topic = this.topicAt(chunk, i + 2, topicEnd);
+      if (topic === undefined) return at;
       if (this.v5) {
         if (pos >= end || chunk[pos] !== 0) return at; // properties present: the parser reads them
         pos++;
@@ -169,7 +181,7 @@ export class Decoder {
         qos: qos as 0 | 1 | 2,
         dup,
         length: remaining,
-        topic: topicBytes.toString(),
+        topic,
         payload: chunk.subarray(pos, end),
       };
       if (qos > 0) packet.messageId = chunk.readUInt16BE(topicEnd);
@@ -177,6 +189,26 @@ export class Decoder {
       this.events.packet(packet);
     }
     return at;
+  }
+
+  /** The topic at chunk[from, end): the last one's string when the bytes are the same; undefined if not valid UTF-8 or has U+0000. */
+  private topicAt(chunk: Buffer, from: number, end: number): string | undefined {
+    const n = end - from;
+    const last = this.lastTopicBytes;
+    if (n === this.lastTopicLength && last !== undefined) {
+      let i = 0;
+      while (i < n && chunk[from + i] === last[i]) i++;
+      if (i === n) return this.lastTopic;
+    }
+    const bytes = chunk.subarray(from, end);
+    if (!isUtf8(bytes) || bytes.includes(0)) return undefined;
+    const topic = bytes.toString();
+    if (n <= LAST_TOPIC_BYTES) {
+      bytes.copy((this.lastTopicBytes ??= Buffer.alloc(LAST_TOPIC_BYTES)), 0);
+      this.lastTopicLength = n;
+      this.lastTopic = topic;
+    }
+    return topic;
   }
 }
 

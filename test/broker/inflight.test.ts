@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InflightTable } from '../../src/broker/inflight.js';
 import type { Delivery } from '../../src/broker/message.js';
+import { seededRandom } from '../helpers/random.js';
 
 function delivery(packetId: number): Delivery {
   return {
@@ -52,13 +53,7 @@ test('entries come back in the order they were added, across growth and deletion
 });
 
 test('agrees with a Map over a long random run of adds and deletes, as a session makes them', () => {
-  let seed = 0x2545f491;
-  const random = (n: number): number => {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return (seed >>> 0) % n;
-  };
+  const random = seededRandom(0x2545f491);
   const t = new InflightTable();
   const m = new Map<number, Delivery>();
   for (let step = 0; step < 20_000; step++) {

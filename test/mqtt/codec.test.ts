@@ -118,3 +118,20 @@ test('after a packet split across chunks the fast path takes over again: mqtt-pa
   // each of the 10 chunk boundaries splits one packet: at most ~2 packets' worth per boundary
   assert.ok(fedToParser <= 10 * 2 * one.length, `${fedToParser} of ${stream.length} bytes went through mqtt-packet`);
 });
+
+test('a repeated topic is recognised by its bytes: topics of equal length that differ are decoded apart, and bad bytes are still refused', () => {
+  const publish = (topic: Buffer, id: number): Buffer =>
+    Buffer.concat([Buffer.from([0x32, 2 + topic.length + 2 + 1]), Buffer.from([0, topic.length]), topic, Buffer.from([0, id, 0x78])]);
+  const topics = ['a/b', 'a/b', 'a/c', 'a/b', 'b/b', 'b/b'];
+  const seen: string[] = [];
+  const d = new Decoder(1 << 20, {
+    packet: (p) => seen.push(p.cmd === 'publish' ? `${p.topic}#${p.messageId}` : p.cmd),
+    malformed: () => seen.push('malformed'),
+    tooLarge: () => seen.push('too large'),
+  });
+  d.setProtocolVersion(4);
+  d.push(Buffer.concat(topics.map((t, i) => publish(Buffer.from(t), i + 1))));
+  // same length as the remembered 'b/b', one byte not UTF-8
+  d.push(publish(Buffer.from([0x62, 0x2f, 0xff]), 9));
+  assert.deepEqual(seen, [...topics.map((t, i) => `${t}#${i + 1}`), 'malformed']);
+});
