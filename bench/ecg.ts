@@ -149,6 +149,7 @@ export interface EcgResult {
   brokerChildCpuPct: number;
   loadgenCpuPct: number;
   otherCpuPct: number;
+  stealCpuPct: number;
   brokerRssMiB: number;
   p50: number;
   p99: number;
@@ -242,6 +243,7 @@ export async function runEcg(broker: BrokerProcess, path: EcgPath, tag: string, 
       brokerChildCpuPct: m.brokerChildCpuPct,
       loadgenCpuPct: m.loadgenCpuPct,
       otherCpuPct: m.otherCpuPct,
+      stealCpuPct: m.stealCpuPct,
       brokerRssMiB: m.brokerRssMiB,
       p50: pct.p50,
       p99: pct.p99,

@@ -272,6 +272,7 @@ export interface LatencyResult extends Percentiles {
   brokerChildCpuPct: number;
   loadgenCpuPct: number;
   otherCpuPct: number;
+  stealCpuPct: number;
   cdf: [number, number][];
 }
 
@@ -346,6 +347,7 @@ export async function runLatency(broker: BrokerProcess, tag: string, spec: Laten
       brokerChildCpuPct: m.brokerChildCpuPct,
       loadgenCpuPct: m.loadgenCpuPct,
       otherCpuPct: m.otherCpuPct,
+      stealCpuPct: m.stealCpuPct,
       cdf: cdf(sorted),
     };
   } finally {

@@ -72,12 +72,16 @@ export function cpuPercent(a: ProcSample, b: ProcSample): number {
   return wall > 0 ? ((b.cpuSeconds - a.cpuSeconds) / wall) * 100 : 0;
 }
 
-/** CPU seconds all cores spent busy since boot (/proc/stat: everything but idle and iowait). */
-export function hostBusySeconds(): number {
+/**
+ * CPU seconds since boot, all cores (/proc/stat): `busy` is everything but idle, iowait and steal;
+ * `steal` is time the hypervisor gave a virtual CPU's turn to another guest while it had work.
+ */
+export function hostCpuSeconds(): { busy: number; steal: number } {
   const line = readFileSync('/proc/stat', 'latin1').slice(0, 200).split('\n')[0]!;
   const f = line.trim().split(/\s+/).slice(1).map(Number);
-  const busy = f.reduce((a, b) => a + b, 0) - (f[3] ?? 0) - (f[4] ?? 0) - (f[8] ?? 0) - (f[9] ?? 0);
-  return busy / TICKS_PER_SECOND;
+  const steal = f[7] ?? 0;
+  const busy = f.reduce((a, b) => a + b, 0) - (f[3] ?? 0) - (f[4] ?? 0) - steal - (f[8] ?? 0) - (f[9] ?? 0);
+  return { busy: busy / TICKS_PER_SECOND, steal: steal / TICKS_PER_SECOND };
 }
 
 /** CPU and memory over one measured interval. */
@@ -90,6 +94,8 @@ export interface MeterReading {
   brokerMainWaitPct: number;
   loadgenCpuPct: number;
   otherCpuPct: number;
+  /** CPU the hypervisor withheld from this machine's cores meanwhile (% of one core): a noisy host. */
+  stealCpuPct: number;
   brokerRssMiB: number;
   seconds: number;
 }
@@ -97,7 +103,7 @@ export interface MeterReading {
 /** CPU and memory of the broker process and of this process over one measured interval. */
 export class Meter {
   private b0: ProcSample;
-  private host0 = hostBusySeconds();
+  private host0 = hostCpuSeconds();
   private self0 = process.cpuUsage();
   private t0 = performance.now();
 
@@ -111,7 +117,8 @@ export class Meter {
     const seconds = (performance.now() - this.t0) / 1000;
     const brokerCpuPct = cpuPercent(this.b0, b1);
     const loadgenCpuPct = ((self.user + self.system) / 1e6 / seconds) * 100;
-    const hostPct = ((hostBusySeconds() - this.host0) / seconds) * 100;
+    const host = hostCpuSeconds();
+    const hostPct = ((host.busy - this.host0.busy) / seconds) * 100;
     const wall = (b1.at - this.b0.at) / 1000;
     return {
       brokerCpuPct: round(brokerCpuPct, 2),
@@ -124,6 +131,7 @@ export class Meter {
       loadgenCpuPct: round(loadgenCpuPct),
       // everything else the machine did meanwhile (other users' work makes a run noisy)
       otherCpuPct: round(Math.max(0, hostPct - brokerCpuPct - loadgenCpuPct)),
+      stealCpuPct: round(((host.steal - this.host0.steal) / seconds) * 100),
       brokerRssMiB: round(b1.rssBytes / 1048576),
       seconds,
     };

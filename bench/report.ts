@@ -53,14 +53,16 @@ function shown(group: string, r: Record<string, unknown> | undefined): string {
 
 export function markdownTable(lines: Line[], peers: string[]): string {
   const rows = lines.filter((l): l is ScenarioLine => l.bench === 'broker');
-  const head = ['scenario', 'metric', 'mqt-tz', ...peers, ...peers.map((p) => `mqt-tz/${p}`), 'broker CPU % (ours/peers)', 'load-gen CPU %'];
+  const head = ['scenario', 'metric', 'mqt-tz', ...peers, ...peers.map((p) => `mqt-tz/${p}`), 'broker CPU % (ours/peers)', 'load-gen CPU %', 'steal % (ours/peers)'];
   const out = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
   for (const l of rows) {
     const h = HEADLINE[l.group]!;
     const ratios = peers.map((p) => cell(l.ratios[`mqt-tz/${p}`]?.[h.key]));
     const cpu = ['mqt-tz', ...peers].map((b) => cell(l.results[b]?.['brokerCpuPct'])).join(' / ');
     const gen = ['mqt-tz', ...peers].map((b) => cell(l.results[b]?.['loadgenCpuPct'])).join(' / ');
-    out.push(`| ${l.id} | ${h.unit} | ${shown(l.group, l.results['mqt-tz'])} | ${peers.map((p) => shown(l.group, l.results[p])).join(' | ')} | ${ratios.join(' | ')} | ${cpu} | ${gen} |`);
+    // CPU the hypervisor took from this machine during each broker's run: a row with much of it is noise
+    const steal = ['mqt-tz', ...peers].map((b) => cell(l.results[b]?.['stealCpuPct'])).join(' / ');
+    out.push(`| ${l.id} | ${h.unit} | ${shown(l.group, l.results['mqt-tz'])} | ${peers.map((p) => shown(l.group, l.results[p])).join(' | ')} | ${ratios.join(' | ')} | ${cpu} | ${gen} | ${steal} |`);
   }
   return `${out.join('\n')}\n`;
 }
@@ -75,7 +77,7 @@ function mirrors(l: ProtectedLine): string {
 function protectedTable(lines: Line[]): string {
   const rows = lines.filter((l): l is ProtectedLine => l.bench === 'protected');
   if (rows.length === 0) return '';
-  const head = ['protected scenario', 'metric', ...PROTECTED_VARIANTS, 'process/plain', 'inline/plain', 'broker CPU % (of it trusted process)', 'broker event loop % on CPU + waiting for one', 'CPU µs per delivery', 'load-gen CPU %', 'opened sample'];
+  const head = ['protected scenario', 'metric', ...PROTECTED_VARIANTS, 'process/plain', 'inline/plain', 'broker CPU % (of it trusted process)', 'broker event loop % on CPU + waiting for one', 'CPU µs per delivery', 'load-gen CPU %', 'steal %', 'opened sample'];
   const out = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
   for (const l of rows) {
     const g = mirrors(l);
@@ -95,13 +97,14 @@ function protectedTable(lines: Line[]): string {
     }).join(' / ');
     const perDelivery = PROTECTED_VARIANTS.map((v) => cell(l.results[v]?.['cpuUsPerDelivery'])).join(' / ');
     const gen = PROTECTED_VARIANTS.map((v) => cell(l.results[v]?.['loadgenCpuPct'])).join(' / ');
+    const steal = PROTECTED_VARIANTS.map((v) => cell(l.results[v]?.['stealCpuPct'])).join(' / ');
     const sample = ['process', 'inline']
       .map((v) => l.results[v])
       .filter((r): r is Record<string, unknown> => r !== undefined && typeof r['opened'] === 'number')
       .map((r) => `${cell(r['opened'])} ok, ${cell(r['openFailures'])} failed`)
       .join(' / ');
     const plainNote = l.plainFrom ? ` (plain: ${l.plainFrom})` : '';
-    out.push(`| ${l.id}${plainNote} | ${h.unit} | ${PROTECTED_VARIANTS.map(value).join(' | ')} | ${ratio('process')} | ${ratio('inline')} | ${cpu} | ${loop} | ${perDelivery} | ${gen} | ${sample || '–'} |`);
+    out.push(`| ${l.id}${plainNote} | ${h.unit} | ${PROTECTED_VARIANTS.map(value).join(' | ')} | ${ratio('process')} | ${ratio('inline')} | ${cpu} | ${loop} | ${perDelivery} | ${gen} | ${steal} | ${sample || '–'} |`);
   }
   return `\n${out.join('\n')}\n`;
 }
