@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Fifo } from '../../src/broker/queue.js';
 import { seededRandom } from '../helpers/random.js';
 
-test('the session queue keeps first-in first-out order with an array as model, across growth past a burst, shrinking and wrap-around', () => {
+test('the session queue keeps first-in first-out order with an array as model, through bursts of thousands and drains to empty', () => {
   const random = seededRandom(0x1234567);
   const q = new Fifo<number>();
   const model: number[] = [];
