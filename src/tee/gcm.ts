@@ -52,7 +52,7 @@ export class GcmKey {
   private readonly table = new Uint32Array(256 * 4);
   /**
    * For keys of busy streams: b·H·x^(8p) for every byte value b at every byte position p (64 KiB),
-   * so multiplying by H is sixteen lookups with no shifting or reduction in between (~2.5x faster
+   * so multiplying by H is sixteen lookups with no shifting or reduction in between (~2x faster
    * than the byte-at-a-time walk over `table`). Made at the first batch of WIDE_FROM_BATCH messages.
    */
   private wide: Uint32Array | undefined;
@@ -342,7 +342,7 @@ export class GcmKey {
   /** z = x·H from the wide table: the sum over the 16 bytes of x of (byte at position p)·H·x^(8p). */
   private multiplyWide(w: Uint32Array, x0: number, x1: number, x2: number, x3: number): void {
     // byte p of x (big-endian order), which the walk above multiplies by x^8 p times; unrolled (a loop
-    // here ran at half the speed)
+    // over the sixteen bytes took ~30 % longer)
     let m = (x0 >>> 24) << 2;
     let z0 = w[m]!;
     let z1 = w[m + 1]!;
