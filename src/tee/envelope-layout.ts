@@ -209,17 +209,12 @@ export function groupPartLength(header: Uint8Array, start = 0): number {
 }
 
 /**
- * Writes to `part` (groupPartLength bytes) the kind-3 part a message's recipients share, laid out
- * from its sender-wrapped header (one that isSenderHeaderOf accepted): version, sequence number,
- * topic tag, sender and payload nonce are the header's own bytes, the group id is set; the caller
- * writes the wrap nonce at `part.length - GROUP_PART_TAIL` and the wrapped data key right after it.
- * Equal to encodeGroupMessagePart.
+ * Writes to out[at, at + length) (length: groupPartLength) the kind-3 part a message's recipients
+ * share, laid out from its sender-wrapped header at src[headerAt..] (one that isSenderHeaderOf
+ * accepted): version, sequence number, topic tag, sender and payload nonce are the header's own
+ * bytes, the group id is set; the caller writes the wrap nonce at `at + length - GROUP_PART_TAIL`
+ * and the wrapped data key right after it. Equal to encodeGroupMessagePart.
  */
-export function writeGroupPartFromSenderHeader(part: Uint8Array, header: Uint8Array, groupId: Uint8Array): void {
-  writeGroupPartAt(part, 0, part.length, header, 0, groupId);
-}
-
-/** writeGroupPartFromSenderHeader by offsets: the part at out[at, at + length), the header at src[headerAt..]. */
 export function writeGroupPartAt(out: Uint8Array, at: number, length: number, src: Uint8Array, headerAt: number, groupId: Uint8Array): void {
   const nonceAt = senderHeaderNonceAt(src[headerAt + SENDER_AT]!);
   for (let i = 0; i < nonceAt - 1; i++) out[at + i] = src[headerAt + i]!; // up to the sender, without the empty recipient field

@@ -155,7 +155,7 @@ export class GcmKey {
     this.aheadNext = 0;
   }
 
-  /** `prepare` for `count` fresh random nonces, which `sealIntoFresh` then hands out in turn. */
+  /** `prepare` for `count` fresh random nonces, which `sealFreshAt` then hands out in turn. */
   prepareFresh(count: number, bytes: number): void {
     this.prepare(randomNonce(count * NONCE_BYTES), count, bytes);
   }
@@ -170,14 +170,9 @@ export class GcmKey {
   }
 
   /**
-   * Seals under a fresh random nonce, written to out[nonceAt, +12), `ciphertext || tag` right after
-   * it: a nonce made ahead by `prepareFresh` when one is left, else a new one.
+   * Seals src[from, +length) under a fresh random nonce, written to out[nonceAt, +12), `ciphertext ||
+   * tag` right after it: a nonce made ahead by `prepareFresh` when one is left, else a new one.
    */
-  sealIntoFresh(out: Uint8Array, nonceAt: number, plaintext: Uint8Array, ad: Uint8Array): void {
-    this.sealFreshAt(out, nonceAt, plaintext, 0, plaintext.length, ad);
-  }
-
-  /** `sealIntoFresh` of the plaintext at src[from, +length). */
   sealFreshAt(out: Uint8Array, nonceAt: number, src: Uint8Array, from: number, length: number, ad: Uint8Array): void {
     const at = nonceAt + NONCE_BYTES;
     if (out.length < at + length + TAG_BYTES) throw new RangeError('output too short for nonce, ciphertext and tag');

@@ -24,7 +24,7 @@ const SENDER_FIELD = 3;
 /** A message's answer: `u8 status | u16 length | shared part, or the refusal's UTF-8 detail`. */
 const ANSWER_HEAD = 3;
 
-export type BatchResult = Uint8Array | TeeError;
+type BatchResult = Uint8Array | TeeError;
 
 /**
  * `u16 n | n x (u32 handle | str16 topic | str8 sender | bytes16 header)` -> `u16 n | n x answer`,

@@ -126,7 +126,7 @@ test('keystreams made ahead for a batch give node:crypto\'s bytes, in or out of 
   }
 });
 
-test('sealIntoFresh hands out each nonce made ahead once, writes it before the ciphertext, and goes on with new ones after', () => {
+test('sealFreshAt hands out each nonce made ahead once, writes it before the ciphertext, and goes on with new ones after', () => {
   const key = randomBytes(32);
   const gcm = new GcmKey(key);
   const seen = new Set<string>();
@@ -137,7 +137,7 @@ test('sealIntoFresh hands out each nonce made ahead once, writes it before the c
     const ad = randomBytes(randomInt(0, 60));
     const at = randomInt(0, 9);
     const out = Buffer.alloc(at + 12 + plaintext.length + 16, 0xee);
-    gcm.sealIntoFresh(out, at, plaintext, ad);
+    gcm.sealFreshAt(out, at, plaintext, 0, plaintext.length, ad);
     const nonce = out.subarray(at, at + 12);
     assert.ok(!seen.has(nonce.toString('hex')), `seal ${i} reused a nonce`);
     seen.add(nonce.toString('hex'));

@@ -105,7 +105,7 @@ test('the per-stream associated data and the shared group part made from a sende
         assert.deepEqual(L.fillAd(open, bytes), L.wrapAd(KIND_SENDER, seq, topic, sender, '', payloadNonce));
         assert.deepEqual(L.fillAd(seal, bytes), L.groupWrapAd(seq, topic, sender, payloadNonce, groupId));
         const part = new Uint8Array(L.groupPartLength(bytes)).fill(0xee);
-        L.writeGroupPartFromSenderHeader(part, bytes, groupId);
+        L.writeGroupPartAt(part, 0, part.length, bytes, 0, groupId);
         const wrapNonce = rnd(12, 3);
         const wrapped = rnd(48, 4);
         part.set(wrapNonce, part.length - L.GROUP_PART_TAIL);
