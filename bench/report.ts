@@ -30,6 +30,9 @@ export type Line = ScenarioLine | ProtectedLine | ({ bench: string } & Record<st
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : NaN);
 const cell = (v: unknown): string => (typeof v === 'number' && Number.isFinite(v) ? String(v) : '–');
+/** One metric of several brokers or variants in one cell: `a / b / c`. */
+const across = (names: readonly string[], results: Record<string, Record<string, unknown>>, key: string): string =>
+  names.map((n) => cell(results[n]?.[key])).join(' / ');
 
 /** The headline metric of each group, as shown in the table. */
 const HEADLINE: Record<string, { key: string; unit: string }> = {
@@ -58,10 +61,11 @@ export function markdownTable(lines: Line[], peers: string[]): string {
   for (const l of rows) {
     const h = HEADLINE[l.group]!;
     const ratios = peers.map((p) => cell(l.ratios[`mqt-tz/${p}`]?.[h.key]));
-    const cpu = ['mqt-tz', ...peers].map((b) => cell(l.results[b]?.['brokerCpuPct'])).join(' / ');
-    const gen = ['mqt-tz', ...peers].map((b) => cell(l.results[b]?.['loadgenCpuPct'])).join(' / ');
+    const brokers = ['mqt-tz', ...peers];
+    const cpu = across(brokers, l.results, 'brokerCpuPct');
+    const gen = across(brokers, l.results, 'loadgenCpuPct');
     // CPU the hypervisor took from this machine during each broker's run: a row with much of it is noise
-    const steal = ['mqt-tz', ...peers].map((b) => cell(l.results[b]?.['stealCpuPct'])).join(' / ');
+    const steal = across(brokers, l.results, 'stealCpuPct');
     out.push(`| ${l.id} | ${h.unit} | ${shown(l.group, l.results['mqt-tz'])} | ${peers.map((p) => shown(l.group, l.results[p])).join(' | ')} | ${ratios.join(' | ')} | ${cpu} | ${gen} | ${steal} |`);
   }
   return `${out.join('\n')}\n`;
@@ -95,9 +99,9 @@ function protectedTable(lines: Line[]): string {
       const r = l.results[v];
       return r && typeof r['brokerMainPct'] === 'number' ? `${cell(r['brokerMainPct'])} + ${cell(r['brokerMainWaitPct'])}` : '–';
     }).join(' / ');
-    const perDelivery = PROTECTED_VARIANTS.map((v) => cell(l.results[v]?.['cpuUsPerDelivery'])).join(' / ');
-    const gen = PROTECTED_VARIANTS.map((v) => cell(l.results[v]?.['loadgenCpuPct'])).join(' / ');
-    const steal = PROTECTED_VARIANTS.map((v) => cell(l.results[v]?.['stealCpuPct'])).join(' / ');
+    const perDelivery = across(PROTECTED_VARIANTS, l.results, 'cpuUsPerDelivery');
+    const gen = across(PROTECTED_VARIANTS, l.results, 'loadgenCpuPct');
+    const steal = across(PROTECTED_VARIANTS, l.results, 'stealCpuPct');
     const sample = ['process', 'inline']
       .map((v) => l.results[v])
       .filter((r): r is Record<string, unknown> => r !== undefined && typeof r['opened'] === 'number')
