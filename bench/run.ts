@@ -71,28 +71,31 @@ function ratiosOf(s: { ratios: Record<string, boolean> }, results: Record<string
   return out;
 }
 
-/** The mean of several runs of one variant: numbers averaged, flags OR-ed, each run's msg/s kept. */
-function meanOf(runs: Record<string, unknown>[]): Record<string, unknown> {
+/**
+ * A variant's figures over its rounds: those of its median round by msg/s (the lower one of an even
+ * count), whole, so that its CPU, steal and msg/s come from the same round; each round's msg/s kept.
+ * A median, not a mean: on this machine a round now and then runs at half speed with no steal to
+ * show for it (docs/benchmarks.md, "The machine"), and one such round would drag a mean.
+ */
+function medianRound(runs: Record<string, unknown>[]): Record<string, unknown> {
   if (runs.length === 1) return runs[0]!;
-  const out: Record<string, unknown> = {};
-  for (const key of Object.keys(runs[0]!)) {
-    const values = runs.map((r) => r[key]);
-    if (values.every((v) => typeof v === 'number')) {
-      const mean = (values as number[]).reduce((a, b) => a + b, 0) / values.length;
-      out[key] = (values as number[]).every(Number.isInteger) ? Math.round(mean) : round(mean, 2);
-    } else if (values.every((v) => typeof v === 'boolean')) out[key] = values.some(Boolean);
-    else out[key] = values[values.length - 1];
-  }
-  const each = runs.map((r) => r['deliveredPerSec']);
-  if (each.every((v) => typeof v === 'number')) out['deliveredPerSecEach'] = each;
-  out['rounds'] = runs.length;
-  return out;
+  const rate = (r: Record<string, unknown>): number => (typeof r['deliveredPerSec'] === 'number' ? r['deliveredPerSec'] : 0);
+  const sorted = [...runs].sort((a, b) => rate(a) - rate(b));
+  return { ...sorted[(sorted.length - 1) >> 1]!, deliveredPerSecEach: runs.map(rate), rounds: runs.length };
+}
+
+/** The plain round with the most msg/s so far (sizes a protected round's envelope pool). */
+function fastest(runs: Record<string, unknown>[] | undefined): Record<string, unknown> | undefined {
+  let best: Record<string, unknown> | undefined;
+  for (const r of runs ?? []) if (typeof r['deliveredPerSec'] === 'number' && r['deliveredPerSec'] > ((best?.['deliveredPerSec'] as number | undefined) ?? -1)) best = r;
+  return best;
 }
 
 /**
- * Protected-path scenarios on our broker only: every scenario's plain rounds first, then per
- * scenario the two trusted backends in `rounds` rounds whose order alternates, so neither always
- * runs first; each variant's figures are its mean over its rounds. Ratios are variant / plain.
+ * Protected-path scenarios on our broker only: per scenario, `rounds` rounds of every variant, the
+ * order rotating from round to round (plain, process, inline; process, inline, plain; ...), so
+ * that plain and protected are measured seconds apart and none always runs first; each variant's
+ * figures are those of its median round. Ratios are variant / plain.
  */
 async function runProtected(scenarios: ProtectedScenario[], brokers: Record<Variant, BrokerProcess>, lines: Line[]): Promise<void> {
   const warm = new Set<Variant>();
@@ -108,8 +111,7 @@ async function runProtected(scenarios: ProtectedScenario[], brokers: Record<Vari
         warm.add(v);
       }
       const n = runs[i]![v]?.length ?? 0;
-      const plainRuns = runs[i]!['plain'];
-      r = { ...(await s.run(brokers[v], v, `${s.id}-${v}-${n}`, plainRuns?.[plainRuns.length - 1])) };
+      r = { ...(await s.run(brokers[v], v, `${s.id}-${v}-${n}`, fastest(runs[i]!['plain']))) };
       // CPU (broker + trusted process) per delivery: what the protection costs, whatever else the machine did
       if (typeof r['deliveredPerSec'] === 'number' && typeof r['brokerCpuPct'] === 'number' && r['deliveredPerSec'] > 0) {
         r['cpuUsPerDelivery'] = round((r['brokerCpuPct'] * 1e4) / r['deliveredPerSec'], 1);
@@ -119,26 +121,18 @@ async function runProtected(scenarios: ProtectedScenario[], brokers: Record<Vari
     }
     (runs[i]![v] ??= []).push(r);
   };
-  // Every plain baseline first: a plain broker measured after protected traffic ran markedly
-  // slower (1 -> 1: 0.5-0.8x its earlier rounds, in every full run; cause not pinned down), so
-  // plain gets the quiet start and the ratios err on the side of understating protection.
   for (let i = 0; i < scenarios.length; i++) {
     const s = scenarios[i]!;
-    if (s.variants.includes('plain')) for (let round = 0; round < (s.rounds ?? 1); round++) await runOne(i, 'plain');
-  }
-  for (let i = 0; i < scenarios.length; i++) {
-    const s = scenarios[i]!;
-    const protectedOrder = s.variants.filter((v) => v !== 'plain');
-    if (i % 2 === 1) protectedOrder.reverse();
-    orders.push(protectedOrder);
+    orders.push(s.variants.filter((v) => v !== 'plain'));
     for (let round = 0; round < (s.rounds ?? 1); round++) {
-      for (const v of round % 2 === 0 ? protectedOrder : [...protectedOrder].reverse()) await runOne(i, v);
+      const n = s.variants.length;
+      for (let k = 0; k < n; k++) await runOne(i, s.variants[(round + k) % n]!);
     }
   }
   for (let i = 0; i < scenarios.length; i++) {
     for (const [v, list] of Object.entries(runs[i]!)) {
       const ok = list.filter((r) => !('error' in r));
-      results[i]![v] = ok.length > 0 ? meanOf(ok) : list[list.length - 1]!;
+      results[i]![v] = ok.length > 0 ? medianRound(ok) : list[list.length - 1]!;
     }
   }
   for (let i = 0; i < scenarios.length; i++) {
