@@ -9,7 +9,7 @@ import type { TransportInfo } from '../transport/types.js';
 import { MemoryRetainedStore, type RetainedStore } from '../store/retained.js';
 import { Reason } from '../mqtt/reason-codes.js';
 import { Connection, type Will } from './connection.js';
-import type { Delivery, Message } from './message.js';
+import { settleMessage, type Delivery, type Message } from './message.js';
 import { Session, type SessionLink } from './session.js';
 import { Deadline } from './deadline.js';
 import { PublisherOrder, type Place } from './publisher-order.js';
@@ -183,8 +183,12 @@ export class Broker {
     const will = conn.will;
     conn.will = undefined;
     if (will) this.scheduleWill(session, will);
-    if (session.expiryInterval === 0) this.endSession(session);
-    else if (session.expiryInterval !== FOREVER) {
+    if (session.expiryInterval === 0) {
+      this.endSession(session);
+      return;
+    }
+    session.settleWaiting();
+    if (session.expiryInterval !== FOREVER) {
       session.expiryTimer = new Deadline(Date.now() + session.expiryInterval * 1000, () => this.endSession(session));
     }
   }
@@ -195,6 +199,7 @@ export class Broker {
       this.publishWill(will.message);
       return;
     }
+    settleMessage(will.message);
     const timer = new Deadline(Date.now() + Math.min(will.delay, session.expiryInterval) * 1000, () => {
       session.pendingWill = undefined;
       this.publishWill(will.message);
@@ -208,7 +213,12 @@ export class Broker {
   }
 
   retain(message: Message): void {
-    this.retained.set(message.topic, message.payload.length === 0 ? null : message);
+    if (message.payload.length === 0) this.retained.set(message.topic, null);
+    else {
+      // kept for as long as the topic is: not as a view of the socket read it came in
+      settleMessage(message);
+      this.retained.set(message.topic, message);
+    }
   }
 
   /**
@@ -329,6 +339,9 @@ export class Broker {
       } else if (conn.keepalive > 0 && now - conn.lastActivity > conn.keepalive * 1500) {
         this.log.debug({ clientId: conn.clientId }, 'keep alive timeout');
         conn.close(Reason.KeepAliveTimeout, 'keep alive timeout');
+      } else {
+        const session = conn.session;
+        if (session && session.link === conn && (session.queue.length > 0 || session.inflight.size > 0)) session.settleWaiting();
       }
     }
   }

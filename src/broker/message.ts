@@ -13,7 +13,11 @@ export interface MessageProperties {
 
 export interface Message {
   readonly topic: string;
-  readonly payload: Buffer;
+  /**
+   * Usually a view of the socket read that carried the PUBLISH (no copy on the way in); replaced
+   * by a copy of its own when the message is kept beyond its delivery (see `settleMessage`).
+   */
+  payload: Buffer;
   readonly qos: QoS;
   readonly retain: boolean;
   /** Properties as published, minus the per-hop ones (topic alias, subscription ids, expiry). */
@@ -31,7 +35,8 @@ export interface Delivery {
   message: Message;
   /**
    * Payload for this recipient: the message's, or — when a delivery stage re-protected it — a lead
-   * of its own followed by `payload` (shared by every recipient, not copied).
+   * of its own followed by `payload` (shared by every recipient, not copied). Always a suffix of
+   * the message's payload (the whole of it, or a protected envelope's ciphertext).
    */
   payload: Buffer;
   /** The staged lead, `u16 length || leadShared || leadOwn`: shared by the message's recipients, then this one's. */
@@ -76,4 +81,44 @@ export function remainingExpiry(message: Message, now = Date.now()): number | un
   if (message.expiresAt === 0) return undefined;
   const left = message.expiresAt - now;
   return left <= 0 ? 0 : Math.ceil(left / 1000);
+}
+
+/**
+ * A payload may keep this many bytes of someone else's alive before it is copied: a view of a 64 KiB
+ * socket read would otherwise hold the whole read (tens of other messages) for as long as it is kept.
+ */
+const SETTLE_SLACK = 4096;
+
+function pinsOthers(view: Uint8Array): boolean {
+  const others = view.buffer.byteLength - view.length;
+  return others > SETTLE_SLACK && others > view.length;
+}
+
+/** A copy in memory of its own (not Node's shared pool, which would pin 8 KiB for it). */
+function ownCopy(view: Uint8Array): Buffer {
+  const copy = Buffer.allocUnsafeSlow(view.length);
+  copy.set(view);
+  return copy;
+}
+
+/**
+ * Gives a message that will be kept (retained, a delayed will, queued for a session that is not
+ * reading) a payload of its own, once: from then on it holds only its bytes, not the socket read
+ * it arrived in. Deliveries made before keep their views and stay valid.
+ */
+export function settleMessage(m: Message): void {
+  if (pinsOthers(m.payload)) m.payload = ownCopy(m.payload);
+}
+
+/** `settleMessage` for a kept delivery, its payload and lead re-pointed at memory of their own. */
+export function settleDelivery(d: Delivery): void {
+  const m = d.message;
+  settleMessage(m);
+  const p = d.payload;
+  if (p.buffer !== m.payload.buffer && pinsOthers(p)) {
+    // the payload is the message's or its tail (protected ciphertext): the same bytes in the copy
+    d.payload = p.length <= m.payload.length ? m.payload.subarray(m.payload.length - p.length) : ownCopy(p);
+  }
+  // the shared lead is a view of a trusted-component answer (a pipe read); ~100 bytes per recipient
+  if (d.leadShared !== undefined && pinsOthers(d.leadShared)) d.leadShared = ownCopy(d.leadShared);
 }

@@ -23,6 +23,11 @@ export class Fifo<T> {
     return item;
   }
 
+  /** The item `i` places from the front (0 = the next to shift). */
+  at(i: number): T | undefined {
+    return this.items[this.head + i];
+  }
+
   clear(): void {
     this.items = [];
     this.head = 0;

@@ -1,7 +1,7 @@
 /** Session state (MQTT-4.1): subscriptions, QoS 1/2 flows in both directions, the offline queue. */
 import type { Delivery, Message } from './message.js';
 import type { SubscriptionOptions } from './subscriptions.js';
-import { remainingExpiry } from './message.js';
+import { remainingExpiry, settleDelivery } from './message.js';
 import { Fifo } from './queue.js';
 import { InflightTable } from './inflight.js';
 import type { Deadline } from './deadline.js';
@@ -52,6 +52,11 @@ export class Session {
    * a client that resumes with a smaller Receive Maximum gets them as acknowledgements free slots.
    */
   private readonly held = new Set<number>();
+  /** The first `settledQueued` deliveries of `queue` hold memory of their own (see `settleWaiting`). */
+  private settledQueued = 0;
+  /** Acknowledgements that completed a flow, and their count at the last `settleWaiting`. */
+  private completions = 0;
+  private completionsAtSettle = 0;
   /** Set at the first drop of a burst (logged once), cleared when the queue has drained. */
   private dropping = false;
   link: SessionLink | null = null;
@@ -95,13 +100,32 @@ export class Session {
       this.drop();
       return;
     }
+    // nobody reads this session now: the delivery must not hold the socket read it came in
+    if (this.link === null) settleDelivery(d);
     this.queue.push(d);
     this.queuedBytes += d.message.payload.length;
+  }
+
+  /**
+   * Deliveries waiting on a client are views of the socket reads their messages came in (tens of
+   * other messages each): gives the queued ones, and the in-flight ones of a client that completed
+   * no flow since the last call, memory of their own. The broker calls it when a session goes
+   * offline and once a second for connected ones, so a stalled or slow consumer holds what its
+   * queue counts (`maxQueuedBytes`), not the reads behind it; a delivery is settled once.
+   */
+  settleWaiting(): void {
+    for (let i = this.settledQueued; i < this.queue.length; i++) settleDelivery(this.queue.at(i)!);
+    this.settledQueued = this.queue.length;
+    if (this.inflight.size > 0 && (this.link === null || this.completions === this.completionsAtSettle)) {
+      for (const [, d] of this.inflight.inOrder()) settleDelivery(d);
+    }
+    this.completionsAtSettle = this.completions;
   }
 
   /** PUBACK, PUBCOMP, or an error PUBREC: the outgoing flow of `packetId` is over. */
   complete(packetId: number): boolean {
     if (!this.inflight.delete(packetId)) return false;
+    this.completions++;
     this.held.delete(packetId);
     this.drain();
     return true;
@@ -156,6 +180,7 @@ export class Session {
     }
     while (this.queue.length > 0 && this.inflight.size < link.receiveMaximum) {
       const d = this.queue.shift()!;
+      if (this.settledQueued > 0) this.settledQueued--;
       this.queuedBytes -= d.message.payload.length;
       if (remainingExpiry(d.message, now) === 0) continue;
       this.sendNew(link, d);
@@ -168,6 +193,7 @@ export class Session {
     const kept = [...this.queue].filter((d) => !deliveries.has(d));
     this.queue.clear();
     this.queuedBytes = 0;
+    this.settledQueued = 0;
     for (const d of kept) {
       this.queue.push(d);
       this.queuedBytes += d.message.payload.length;
@@ -181,6 +207,7 @@ export class Session {
     this.incomingQoS2.clear();
     this.queue.clear();
     this.queuedBytes = 0;
+    this.settledQueued = 0;
     this.dropping = false;
   }
 
