@@ -199,7 +199,6 @@ export class Broker {
       this.publishWill(will.message);
       return;
     }
-    settleMessage(will.message);
     const timer = new Deadline(Date.now() + Math.min(will.delay, session.expiryInterval) * 1000, () => {
       session.pendingWill = undefined;
       this.publishWill(will.message);

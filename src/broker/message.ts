@@ -102,12 +102,14 @@ function ownCopy(view: Uint8Array): Buffer {
 }
 
 /**
- * Gives a message that will be kept (retained, a delayed will, queued for a session that is not
+ * Gives a message that will be kept (retained, a will, queued for a session that is not
  * reading) a payload of its own, once: from then on it holds only its bytes, not the socket read
  * it arrived in. Deliveries made before keep their views and stay valid.
  */
 export function settleMessage(m: Message): void {
   if (pinsOthers(m.payload)) m.payload = ownCopy(m.payload);
+  const correlation = m.properties?.correlationData;
+  if (correlation !== undefined && pinsOthers(correlation)) m.properties!.correlationData = ownCopy(correlation);
 }
 
 /** `settleMessage` for a kept delivery, its payload and lead re-pointed at memory of their own. */

@@ -438,7 +438,12 @@ class Handle implements TrustedComponent {
   async formGroup(handle: number, topic: string, members: readonly string[]): Promise<FormedGroup> {
     const w = new Writer().u32(handle).str16(topic).u16(members.length);
     for (const m of members) w.str8(m);
-    const r = new Reader(await this.t.call(CMD.formGroup, w.finish()));
+    const answer = await this.t.call(CMD.formGroup, w.finish());
+    // A group lives as long as its topic: its parts get memory of their own rather than stay views
+    // of the pipe read the answer came in, which may hold tens of kilobytes of other answers.
+    const own = new Uint8Array(answer.length);
+    own.set(answer);
+    const r = new Reader(own);
     const id = r.take(GROUP_ID_BYTES);
     return { id, members: readResults(r, members) };
   }

@@ -1,6 +1,6 @@
 /**
  * A payload arrives as a view of the socket read that carried it (no copy on the hot path). What
- * the broker keeps beyond delivery (retained messages, delayed wills, deliveries waiting on an
+ * the broker keeps beyond delivery (retained messages, wills, deliveries waiting on an
  * offline or stalled client) must hold its own bytes, not the whole read with tens of other
  * messages in it.
  */
@@ -21,14 +21,14 @@ after(() => tb.close());
 const SMALL = 4096;
 
 /** One write: `messages` to their topics with 200 PUBLISHes of 100 bytes to another topic before and after each. */
-function burst(messages: { topic: string; payload: string; qos?: 0 | 1; retain?: boolean }[]): Buffer {
-  const filler = mqttPacket.generate({ cmd: 'publish', topic: unique('memory/filler'), payload: Buffer.alloc(100, 0x2e), qos: 0, dup: false, retain: false });
+function burst(messages: { topic: string; payload: string; qos?: 0 | 1; retain?: boolean }[], protocolVersion: 4 | 5 = 4): Buffer {
+  const filler = mqttPacket.generate({ cmd: 'publish', topic: unique('memory/filler'), payload: Buffer.alloc(100, 0x2e), qos: 0, dup: false, retain: false }, { protocolVersion });
   const parts: Buffer[] = [];
   let id = 1;
   for (const m of messages) {
     for (let i = 0; i < 200; i++) parts.push(filler);
     const qos = m.qos ?? 0;
-    parts.push(mqttPacket.generate({ cmd: 'publish', topic: m.topic, payload: Buffer.from(m.payload), qos, messageId: qos > 0 ? id++ : undefined, dup: false, retain: m.retain ?? false }));
+    parts.push(mqttPacket.generate({ cmd: 'publish', topic: m.topic, payload: Buffer.from(m.payload), qos, messageId: qos > 0 ? id++ : undefined, dup: false, retain: m.retain ?? false }, { protocolVersion }));
   }
   for (let i = 0; i < 200; i++) parts.push(filler);
   return Buffer.concat(parts);
@@ -65,6 +65,32 @@ test('a retained message keeps its own payload, not the socket read it arrived i
   const p = await sub.expect('publish');
   assert.equal(p.payload.toString(), 'on');
   assert.equal(p.retain, true);
+});
+
+test('a retained v5 message keeps its own correlation data too', async () => {
+  const topic = unique('memory/correlation');
+  const pub = await tb.raw(5);
+  await pub.connect({ clientId: unique('memory-pub5') });
+  const filler = burst([], 5);
+  const kept = mqttPacket.generate({ cmd: 'publish', topic, payload: Buffer.from('on'), qos: 0, dup: false, retain: true, properties: { correlationData: Buffer.from('req-1') } }, { protocolVersion: 5 });
+  pub.write(Buffer.concat([filler, kept, filler]));
+  await waitUntil(() => tb.broker.retained.match(topic).length === 1, 'the retained message');
+  const correlation = tb.broker.retained.match(topic)[0]!.properties?.correlationData;
+  assert.equal(correlation?.toString(), 'req-1');
+  assert.ok(correlation!.buffer.byteLength < SMALL, `the correlation data holds ${correlation!.buffer.byteLength} bytes`);
+});
+
+test('a will keeps its own payload, not the read that carried its CONNECT and the PUBLISHes behind it', async () => {
+  const clientId = unique('memory-will');
+  const topic = unique('memory/will');
+  const c = await tb.raw(4);
+  const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean: true, keepalive: 0, will: { topic, payload: Buffer.from('gone'), qos: 0, retain: false } });
+  c.write(Buffer.concat([connect, burst([])]));
+  await c.expect('connack');
+  const will = tb.broker.clients.get(clientId)?.will;
+  assert.ok(will, 'the connection holds its will');
+  assert.equal(will.message.payload.toString(), 'gone');
+  assert.ok(will.message.payload.buffer.byteLength < SMALL, `the will payload holds ${will.message.payload.buffer.byteLength} bytes`);
 });
 
 test('deliveries queued for offline sessions hold one copy of each message between them, delivered intact', async () => {

@@ -67,3 +67,24 @@ test('when the trusted process dies, pending and later calls fail with a clear e
     await f.dispose();
   }
 });
+
+test('a formed group keeps its parts in memory of their own, not in the pipe read its answer shared with other answers', async () => {
+  const f = await makeFixture('process');
+  try {
+    const alice = await f.enrol('alice');
+    const subs = await Promise.all(['m1', 'm2', 'm3'].map((id) => f.enrol(id)));
+    await f.tee.formGroup(1, 't', subs.map((s) => s.identity));
+    const m = await publish(alice, 't', 'x');
+    // 300 re-wraps and a formation leave together; this process then stays busy while the trusted
+    // one answers both, so the answers wait in the pipe and arrive in one read
+    const parts = Array.from({ length: 300 }, () => f.tee.groupRewrap(1, m.header, 't', 'alice'));
+    const forming = f.tee.formGroup(2, 't', subs.map((s) => s.identity));
+    await new Promise((resolve) => setImmediate(resolve));
+    for (const end = Date.now() + 500; Date.now() < end; );
+    const [formed] = await Promise.all([forming, ...parts]);
+    for (const member of formed.members) assert.ok(member.header!.buffer.byteLength < 4096, `a member part holds ${member.header!.buffer.byteLength} bytes`);
+    assert.ok(formed.id.buffer.byteLength < 4096, `the group id holds ${formed.id.buffer.byteLength} bytes`);
+  } finally {
+    await f.dispose();
+  }
+});

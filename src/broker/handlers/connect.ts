@@ -7,7 +7,7 @@ import { connackCodeV3, Reason } from '../../mqtt/reason-codes.js';
 import { isValidTopicName } from '../../mqtt/topic.js';
 import type { ProtocolVersion } from '../../mqtt/codec.js';
 import type { Connection } from '../connection.js';
-import { makeMessage, type MessageProperties } from '../message.js';
+import { makeMessage, settleMessage, type MessageProperties } from '../message.js';
 
 const FOREVER = 0xffffffff;
 
@@ -150,10 +150,10 @@ function accept(conn: Connection, packet: IConnectPacket, auth: AuthenticateResu
     const { willDelayInterval, ...willProps } = w.properties ?? {};
     const payload = typeof w.payload === 'string' ? Buffer.from(w.payload) : w.payload;
     const messageProps: MessageProperties | undefined = Object.keys(willProps).length > 0 ? willProps : undefined;
-    conn.will = {
-      message: makeMessage(w.topic, payload, (w.qos ?? 0) as QoS, w.retain ?? false, messageProps, clientId),
-      delay: willDelayInterval ?? 0,
-    };
+    const message = makeMessage(w.topic, payload, (w.qos ?? 0) as QoS, w.retain ?? false, messageProps, clientId);
+    // kept for the whole connection: not as a view of a read that may carry its first PUBLISHes too
+    settleMessage(message);
+    conn.will = { message, delay: willDelayInterval ?? 0 };
   }
 
   session.identity = conn.identity;
