@@ -1,6 +1,9 @@
 /** Broker configuration: defaults, JSON file loading, and validation that names the bad key. */
 import { readFileSync } from 'node:fs';
 import { isValidTopicFilter } from './mqtt/topic.js';
+import { DEFAULT_KEY_CACHE_SIZE } from './tee/host.js';
+
+export { DEFAULT_KEY_CACHE_SIZE };
 
 export interface AclRule {
   /** `allow` or `deny`; the first matching rule decides. */
@@ -107,7 +110,7 @@ export function defaultConfig(): BrokerConfig {
     acl: [],
     protect: [],
     identityFrom: 'client-id',
-    tee: { backend: 'process', cacheSize: 1024, openEnrolment: false },
+    tee: { backend: 'process', cacheSize: DEFAULT_KEY_CACHE_SIZE, openEnrolment: false },
     subscribeDeniedReason: 0x87,
     limits: { ...defaultLimits },
     logLevel: 'info',
@@ -200,7 +203,7 @@ function parseTee(v: unknown, base: TeeConfig | null): TeeConfig | null {
   if (v === null || v === false) return null;
   if (!isObject(v)) throw new ConfigError('tee', 'must be an object or null');
   checkKeys(v, 'tee', ['backend', 'cacheSize', 'openEnrolment']);
-  const d = base ?? { backend: 'process', cacheSize: 1024, openEnrolment: false };
+  const d = base ?? { backend: 'process', cacheSize: DEFAULT_KEY_CACHE_SIZE, openEnrolment: false };
   const cfg: TeeConfig = {
     backend: oneOf(v.backend ?? d.backend, 'tee.backend', ['process', 'inline'] as const),
     cacheSize: integer(v.cacheSize ?? d.cacheSize, 'tee.cacheSize', 1, 10_000_000),

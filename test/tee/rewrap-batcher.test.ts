@@ -127,3 +127,33 @@ test('a receiver that throws is reported, and the other messages of its batch st
     process.off('warning', onWarning);
   }
 });
+
+test('messages on changing topics asked for by the callbacks of one loop phase leave as one batch; a single topic leaves after its first callback', async () => {
+  const cases: [string[], string[][]][] = [
+    [['ward/p1', 'ward/p2', 'ward/p3'], [['m1', 'm2', 'm3']]],
+    [['home/door', 'home/door', 'home/door'], [['m1']]],
+  ];
+  for (const [topics, expected] of cases) {
+    const t = new HeldTransport();
+    const b = new RewrapBatcher(t);
+    const to = new Collect();
+    // a message before, on the last topic, answered
+    b.add(1, Buffer.from('m0'), topics[topics.length - 1]!, 'alice', to);
+    await turn();
+    await turn();
+    t.batches.shift()!.answer([0]);
+    await turn();
+    // three callbacks of one check phase, as three sockets read in one poll would be
+    await new Promise<void>((done) => {
+      topics.forEach((topic, i) =>
+        setImmediate(() => {
+          b.add(1, Buffer.from(`m${i + 1}`), topic, 'alice', to);
+          if (i === topics.length - 1) done();
+        }),
+      );
+    });
+    await turn();
+    await turn();
+    assert.deepEqual(t.batches.map((x) => x.headers), expected, topics.join(', '));
+  }
+});
