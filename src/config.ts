@@ -3,8 +3,6 @@ import { readFileSync } from 'node:fs';
 import { isValidTopicFilter } from './mqtt/topic.js';
 import { DEFAULT_KEY_CACHE_SIZE } from './tee/host.js';
 
-export { DEFAULT_KEY_CACHE_SIZE };
-
 export interface AclRule {
   /** `allow` or `deny`; the first matching rule decides. */
   permission: 'allow' | 'deny';
@@ -99,6 +97,11 @@ export const defaultLimits: Limits = {
   maxSessionExpiry: 0xffffffff,
 };
 
+/** The trusted component as the embedded default runs it: its own process, keys cached, no open enrolment. */
+export function defaultTeeConfig(): TeeConfig {
+  return { backend: 'process', cacheSize: DEFAULT_KEY_CACHE_SIZE, openEnrolment: false };
+}
+
 export function defaultConfig(): BrokerConfig {
   return {
     dataDir: 'data',
@@ -110,7 +113,7 @@ export function defaultConfig(): BrokerConfig {
     acl: [],
     protect: [],
     identityFrom: 'client-id',
-    tee: { backend: 'process', cacheSize: DEFAULT_KEY_CACHE_SIZE, openEnrolment: false },
+    tee: defaultTeeConfig(),
     subscribeDeniedReason: 0x87,
     limits: { ...defaultLimits },
     logLevel: 'info',
@@ -203,7 +206,7 @@ function parseTee(v: unknown, base: TeeConfig | null): TeeConfig | null {
   if (v === null || v === false) return null;
   if (!isObject(v)) throw new ConfigError('tee', 'must be an object or null');
   checkKeys(v, 'tee', ['backend', 'cacheSize', 'openEnrolment']);
-  const d = base ?? { backend: 'process', cacheSize: DEFAULT_KEY_CACHE_SIZE, openEnrolment: false };
+  const d = base ?? defaultTeeConfig();
   const cfg: TeeConfig = {
     backend: oneOf(v.backend ?? d.backend, 'tee.backend', ['process', 'inline'] as const),
     cacheSize: integer(v.cacheSize ?? d.cacheSize, 'tee.cacheSize', 1, 10_000_000),

@@ -1,6 +1,6 @@
 /** `mqt-tz broker`: start the broker with the embedded defaults, a config file, and flag overrides. */
 import type { Command } from 'commander';
-import { ConfigError, DEFAULT_KEY_CACHE_SIZE, defaultConfig, loadConfigFile, parseFilters, type BrokerConfig } from '../config.js';
+import { ConfigError, defaultConfig, defaultTeeConfig, loadConfigFile, parseFilters, type BrokerConfig } from '../config.js';
 import { startBroker } from '../server.js';
 
 interface BrokerFlags {
@@ -33,7 +33,7 @@ export function configFromFlags(flags: BrokerFlags): BrokerConfig {
   if (flags.wsPort !== undefined) cfg.websocket = { ...(cfg.websocket ?? { path: '/mqtt' }), port: portFlag(flags.wsPort, '--ws-port') };
   if (flags.protect.length > 0) cfg.protect = [...cfg.protect, ...parseFilters(flags.protect, '--protect')];
   if (flags.teeBackend !== undefined || flags.openEnrolment) {
-    const tee = { backend: 'process' as const, cacheSize: DEFAULT_KEY_CACHE_SIZE, openEnrolment: false, ...cfg.tee };
+    const tee = { ...defaultTeeConfig(), ...cfg.tee };
     if (flags.teeBackend !== undefined) {
       if (flags.teeBackend !== 'process' && flags.teeBackend !== 'inline') throw new ConfigError('--tee-backend', `must be process or inline, got ${JSON.stringify(flags.teeBackend)}`);
       tee.backend = flags.teeBackend;

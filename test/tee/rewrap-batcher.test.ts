@@ -2,7 +2,8 @@
 // what is asked for meanwhile leaves as the next batch the moment the answer is in.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RewrapBatcher, TeeError, type RewrapReceiver, type Transport } from '../../src/tee/host.js';
+import { TeeError, type RewrapReceiver, type Transport } from '../../src/tee/host.js';
+import { RewrapBatcher } from '../../src/tee/rewrap-batcher.js';
 import { CMD } from '../../src/tee/wire.js';
 import { TEE_ERRORS } from '../../src/tee/errors.js';
 import { SENDER_FIELD_AT } from '../../src/tee/envelope-layout.js';
