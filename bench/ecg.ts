@@ -5,9 +5,11 @@
  * baseline wander and measurement noise, sampled at about 321 Hz and quantised to 8 bits.
  *
  * Each patient publishes a batch of samples twice a second: 12 bytes of header (send time as a
- * float64 for end-to-end latency, sequence number) + ~160 samples = ~345 B/s, under the paper's
- * ~350 B/s per publisher. How a batch is published is pluggable (`EcgPath`): the plain path here
- * writes MQTT over raw sockets; a protected path (client SDK) plugs in the same way.
+ * float64 for end-to-end latency, batch number) + ~160 samples = ~345 B/s, under the paper's
+ * ~350 B/s per publisher. Batch k of patient p always holds the same samples (`ecgBatch`), so a path
+ * may seal a run's batches before it starts. How a batch is published is pluggable (`EcgPath`): the
+ * plain path here writes MQTT over raw sockets; the protected paths (bench/protected-ecg.ts) plug in
+ * the same way.
  */
 import type { QoS } from 'mqtt-packet';
 import type { BrokerProcess } from './brokers.js';
@@ -84,18 +86,21 @@ export function synthesizeEcg(seconds: number, seed: number): Int8Array {
   return out;
 }
 
-/** Publishes one sample batch of one patient (a patient index from 0). */
+/** Publishes one sample batch of one patient (a patient index from 0): `ecgBatch(patient, k, now)`. */
 export type PublishSampleBatch = (patient: number, payload: Buffer) => void;
 
-/** How the workload reaches the broker: plain MQTT here, the protected SDK later. */
+/** How the workload reaches the broker: plain MQTT here, protected in bench/protected-ecg.ts. */
 export interface EcgPath {
   readonly name: string;
-  /** Connects one publisher per patient (topic `ward/ecg/p<patient>`); resolves to the publish function. */
-  openPatients(port: number, patients: number, tag: string): Promise<{ publish: PublishSampleBatch; close(): void }>;
-  /** Connects clinicians subscribed to `ward/ecg/#`; `onBatch` gets each delivered payload (valid during the call). */
-  openClinicians(port: number, clinicians: number, tag: string, onBatch: (buf: Buffer, start: number, end: number) => void): Promise<{ close(): void }>;
-  /** Counters of the path itself (e.g. deliveries that failed to open), added to the result. */
-  stats?(): Record<string, number>;
+  /**
+   * Connects one publisher per patient (topic `ward/ecg/p<patient>`); resolves to the publish
+   * function. No patient sends more than `batches` batches in the run.
+   */
+  openPatients(port: number, patients: number, tag: string, batches: number): Promise<{ publish: PublishSampleBatch; close(): void }>;
+  /** Connects clinicians subscribed to `ward/ecg/#`; `onBatch` gets the send time of each delivered batch. */
+  openClinicians(port: number, clinicians: number, tag: string, onBatch: (sentAt: number) => void): Promise<{ close(): void }>;
+  /** Counters of the path itself (e.g. deliveries that failed to open), added to the result after the run. */
+  stats?(): Record<string, number> | Promise<Record<string, number>>;
 }
 
 const topicOf = (tag: string, patient: number): string => `ward/${tag}/ecg/p${patient}`;
@@ -117,7 +122,9 @@ export function plainEcgPath(qos: QoS = 1): EcgPath {
       };
     },
     async openClinicians(port, clinicians, tag, onBatch) {
-      const clients: RawClient[] = await openClients(port, Array.from({ length: clinicians }, (_, i) => `${tag}-clinician${i}`), 8, () => ({ publish: onBatch }));
+      const clients: RawClient[] = await openClients(port, Array.from({ length: clinicians }, (_, i) => `${tag}-clinician${i}`), 8, () => ({
+        publish: (buf, start) => onBatch(buf.readDoubleLE(start)),
+      }));
       await Promise.all(clients.map((c) => c.subscribe(`ward/${tag}/ecg/#`, qos)));
       return { close: () => clients.forEach((c) => c.close()) };
     },
@@ -167,33 +174,46 @@ function signals(): Int8Array[] {
   return signalCache;
 }
 
+const SAMPLES_PER_BATCH = SAMPLE_RATE_HZ / BATCHES_PER_SECOND;
+
+/**
+ * Batch `k` of patient `p`: send time, k, then the samples from the patient's own offset into signal
+ * p mod SIGNALS (~160, the fractional rate carried from batch to batch).
+ */
+export function ecgBatch(p: number, k: number, sentAt: number): Buffer {
+  const sig = signals()[p % SIGNALS]!;
+  const start = ((p * 7919) % (SIGNAL_SECONDS * SAMPLE_RATE_HZ)) + 0.5;
+  const from = Math.floor(start + k * SAMPLES_PER_BATCH);
+  const count = Math.floor(start + (k + 1) * SAMPLES_PER_BATCH) - from;
+  const payload = Buffer.allocUnsafe(HEADER_BYTES + count);
+  payload.writeDoubleLE(sentAt, 0);
+  payload.writeUInt32LE(k, 8);
+  for (let i = 0; i < count; i++) payload[HEADER_BYTES + i] = sig[(from + i) % sig.length]! & 0xff;
+  return payload;
+}
+
 /** Streams `patients` ECGs for `measureMs` through `path`; nothing may be lost (delivered = expected). */
 export async function runEcg(broker: BrokerProcess, path: EcgPath, tag: string, spec: EcgSpec): Promise<EcgResult> {
-  const sigs = signals();
   const period = 1000 / BATCHES_PER_SECOND;
+  const warmupMs = spec.warmupMs ?? WARM_UP_MS;
+  // a patient sends at its slot of each period until the end: at most this many batches
+  const batches = Math.floor((warmupMs + spec.measureMs) / period) + 1;
   const rec = new LatencyRecorder(200_000);
   let delivered = 0;
   /** Latency counts the batches sent from here on (set when the warm-up ends). */
   let measureFrom = Infinity;
-  const clinicians = await path.openClinicians(broker.port, spec.clinicians, tag, (buf, start) => {
+  const clinicians = await path.openClinicians(broker.port, spec.clinicians, tag, (sentAt) => {
     delivered++;
-    const sentAt = buf.readDoubleLE(start);
     if (sentAt >= measureFrom) rec.add(performance.now() - sentAt);
   });
-  const patients = await path.openPatients(broker.port, spec.patients, tag);
+  const patients = await path.openPatients(broker.port, spec.patients, tag, batches);
   const P = spec.patients;
-  const cursor = new Float64Array(P); // fractional sample position per patient
-  const seq = new Uint32Array(P);
+  const sent = new Uint32Array(P);
   const nextAt = new Float64Array(P);
   const t0 = performance.now();
-  for (let p = 0; p < P; p++) {
-    nextAt[p] = t0 + (period * p) / P; // spread the patients over the period
-    cursor[p] = ((p * 7919) % (SIGNAL_SECONDS * SAMPLE_RATE_HZ)) + 0.5;
-  }
-  const samplesPerBatch = SAMPLE_RATE_HZ / BATCHES_PER_SECOND;
+  for (let p = 0; p < P; p++) nextAt[p] = t0 + (period * p) / P; // spread the patients over the period
   let published = 0;
   let bytes = 0;
-  const warmupMs = spec.warmupMs ?? WARM_UP_MS;
   let meter: Meter | undefined;
   try {
     await new Promise<void>((resolve) => {
@@ -210,16 +230,9 @@ export async function runEcg(broker: BrokerProcess, path: EcgPath, tag: string, 
           return;
         }
         for (let p = 0; p < P; p++) {
-          if (nextAt[p]! > now) continue;
+          if (nextAt[p]! > now || sent[p]! >= batches) continue;
           nextAt[p] = nextAt[p]! + period;
-          const sig = sigs[p % SIGNALS]!;
-          const from = Math.floor(cursor[p]!);
-          cursor[p] = cursor[p]! + samplesPerBatch;
-          const count = Math.floor(cursor[p]!) - from;
-          const payload = Buffer.allocUnsafe(HEADER_BYTES + count);
-          payload.writeDoubleLE(now, 0);
-          payload.writeUInt32LE(seq[p]!++, 8);
-          for (let i = 0; i < count; i++) payload[HEADER_BYTES + i] = sig[(from + i) % sig.length]! & 0xff;
+          const payload = ecgBatch(p, sent[p]!++, now);
           patients.publish(p, payload);
           published++;
           bytes += payload.length;

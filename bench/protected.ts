@@ -20,15 +20,14 @@
  *   and carry the pool index that its sequence number names.
  */
 import type { BrokerProcess } from './brokers.js';
-import type { EcgPath } from './ecg.js';
 import type { Traffic } from './loadgen.js';
-import { encodeConnect, encodePublish, openClients, RawClient } from './mqtt-raw.js';
+import { encodeConnect, encodePublish, RawClient } from './mqtt-raw.js';
 import { sleep } from './proc.js';
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { createCipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
 import {
-  buildEnrolmentRequest, generateClientKeyBytes, importClientKey, openEnvelope, pinTee, ReplayWindow, sealEnvelope, verifyKeyResponse,
+  buildEnrolmentRequest, generateClientKeyBytes, importClientKey, openEnvelope, pinTee, ReplayWindow, verifyKeyResponse,
   type ClientKey, type TeeInfoJson, type TeePublicKeys,
 } from '../src/client/index.js'; // the Node entry: the SDK as a Node client has it (node:crypto per message)
 import { ENVELOPE_VERSION, KIND_SENDER, encodeHeader, joinEnvelope, payloadAd, topicTagInput, wrapAd } from '../src/tee/envelope-layout.js';
@@ -40,7 +39,7 @@ export const STREAM_FILTER = 'secure/bench/#';
 export const PUBLISHER_ID = 'bench-pub';
 export const subscriberIds = (n: number): string[] => Array.from({ length: n }, (_, j) => `bench-sub-${j}`);
 
-const ENROL_CONCURRENCY = 16;
+const ENROL_CONCURRENCY = 64;
 const REPLY_TIMEOUT_MS = 10_000;
 /** Offset of the u64 sequence number in an envelope: u16 header length, version, kind. */
 const SEQ_OFFSET = 4;
@@ -153,22 +152,37 @@ function gcm(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint
   return Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
 }
 
-/** `sealEnvelope` written again for the pool only (the sample opened with the client's `openEnvelope` checks it). */
-function sealFast(wrapKey: Uint8Array, sender: string, topic: string, seq: number, plaintext: Uint8Array): Uint8Array {
-  const dek = randomBytes(32);
-  const payloadNonce = randomBytes(12);
-  const wrapNonce = randomBytes(12);
+/** The key an identity's envelopes are wrapped under for the trusted component (its key bytes must exist: `clientKey`). */
+export function wrapKeyOf(id: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', keyBytes.get(id)!, new Uint8Array(0), LABELS.wrapKey, 32));
+}
+
+/**
+ * `sealEnvelope` written again for envelopes sealed before a run (the samples opened with the
+ * client's `openEnvelope` check it): synchronous, without the SDK's per-call key import.
+ */
+export function sealFast(wrapKey: Uint8Array, sender: string, topic: string, seq: number, plaintext: Uint8Array, topicTag = topicTagOf(topic)): Uint8Array {
+  const fresh = randomBytes(32 + 12 + 12); // data key, payload nonce, wrap nonce: one draw
+  const dek = fresh.subarray(0, 32);
+  const payloadNonce = fresh.subarray(32, 44);
+  const wrapNonce = fresh.subarray(44);
   const payload = gcm(dek, payloadNonce, plaintext, payloadAd(seq, topic, sender));
   const wrappedKey = gcm(wrapKey, wrapNonce, dek, wrapAd(KIND_SENDER, seq, topic, sender, '', payloadNonce));
-  const topicTag = createHash('sha256').update(topicTagInput(topic)).digest().subarray(0, 8);
   return joinEnvelope(encodeHeader({ version: ENVELOPE_VERSION, kind: KIND_SENDER, seq, topicTag, sender, recipient: '', payloadNonce, wrapNonce, wrappedKey }), payload);
 }
+
+/** The header's topic tag (a topic's envelopes all carry the same one). */
+export function topicTagOf(topic: string): Uint8Array {
+  return createHash('sha256').update(topicTagInput(topic)).digest().subarray(0, 8);
+}
+
+let streamTag: Uint8Array | undefined;
 
 /** One pool entry: the QoS 1 PUBLISH of envelope `k` (its plaintext's first 4 bytes: k). */
 export function sealPacket(wrapKey: Uint8Array, seqBase: number, k: number, payloadBytes: number): { packet: Buffer; envelopeBytes: number } {
   const plaintext = new Uint8Array(payloadBytes).fill(0x61);
   new DataView(plaintext.buffer).setUint32(0, k);
-  const env = sealFast(wrapKey, PUBLISHER_ID, STREAM_TOPIC, seqBase + k, plaintext);
+  const env = sealFast(wrapKey, PUBLISHER_ID, STREAM_TOPIC, seqBase + k, plaintext, (streamTag ??= topicTagOf(STREAM_TOPIC)));
   return { packet: encodePublish(STREAM_TOPIC, Buffer.from(env.buffer, env.byteOffset, env.byteLength), 1, 1), envelopeBytes: env.byteLength };
 }
 
@@ -214,7 +228,7 @@ export class EnvelopePool {
   async fill(n: number): Promise<void> {
     if (n <= this.sealed) return;
     await clientKey(PUBLISHER_ID);
-    const wrapKey = Buffer.from(hkdfSync('sha256', keyBytes.get(PUBLISHER_ID)!, new Uint8Array(0), LABELS.wrapKey, 32));
+    const wrapKey = wrapKeyOf(PUBLISHER_ID);
     if (this.packetLength === 0) {
       const first = sealPacket(wrapKey, this.seqBase, 0, this.payloadBytes);
       this.packetLength = first.packet.length;
@@ -366,64 +380,4 @@ export async function withPool<R extends object>(
   const sampler = new Sampler();
   const r = await run(poolTraffic(cursor, subscribers, budget, sampler));
   return { ...r, budget, ...(await sampler.verify(subscriberIds(1)[0]!, pool)) };
-}
-
-/**
- * The MedTech workload through the protected path: each patient is an enrolled identity that seals
- * every sample batch as it is sent (send time inside the plaintext); clinicians open every delivery
- * with their replay window, so the latency runs from the patient's seal to the clinician's plaintext
- * and `delivered` counts only batches that opened.
- */
-export function protectedEcgPath(broker: BrokerProcess): EcgPath {
-  let seq = Date.now() * 1024;
-  let openFailures = 0;
-  const topic = (tag: string, p: number): string => `secure/ward/${tag}/ecg/p${p}`;
-  const patientId = (p: number): string => `ecg-patient-${p}`;
-  return {
-    name: 'protected',
-    stats: () => ({ openFailures }),
-    async openPatients(port, patients, tag) {
-      const ids = Array.from({ length: patients }, (_, p) => patientId(p));
-      await ensureEnrolled(broker, ids);
-      const keysOf = await Promise.all(ids.map((id) => clientKey(id)));
-      const clients = await openClients(port, ids, 64);
-      const packetIds = new Uint16Array(patients).fill(1);
-      return {
-        publish: (p, payload) => {
-          const id = packetIds[p]!;
-          packetIds[p] = id === 65535 ? 1 : id + 1;
-          void sealEnvelope({ key: keysOf[p]!, sender: ids[p]!, topic: topic(tag, p), seq: seq++, payload }).then((env) =>
-            clients[p]!.write(encodePublish(topic(tag, p), Buffer.from(env.buffer, env.byteOffset, env.byteLength), 1, id)),
-          );
-        },
-        close: () => clients.forEach((c) => c.close()),
-      };
-    },
-    async openClinicians(port, clinicians, tag, onBatch) {
-      const ids = Array.from({ length: clinicians }, (_, c) => `ecg-clinician-${c}`);
-      await ensureEnrolled(broker, ids);
-      const keysOf = await Promise.all(ids.map((id) => clientKey(id)));
-      const replay = ids.map(() => new ReplayWindow());
-      const prefix = `secure/ward/${tag}/ecg/`;
-      const clients = await openClients(port, ids, 8, (c) => ({
-        publish: (buf, start, end) => {
-          // the topic is not passed on by the raw client: the sender names the patient
-          const envelope = Buffer.from(buf.subarray(start, end));
-          const sender = senderOf(envelope);
-          void openEnvelope({ key: keysOf[c]!, identity: ids[c]!, topic: `${prefix}p${sender.slice('ecg-patient-'.length)}`, envelope, replay: replay[c] }).then(
-            (m) => onBatch(Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength), 0, m.payload.byteLength),
-            () => openFailures++,
-          );
-        },
-      }));
-      await Promise.all(clients.map((c) => c.subscribe(`${prefix}#`, 1)));
-      return { close: () => clients.forEach((c) => c.close()) };
-    },
-  };
-}
-
-/** The sender identity of an envelope header (str8 at offset 2 + 18). */
-function senderOf(envelope: Buffer): string {
-  const at = 2 + 18;
-  return envelope.toString('utf8', at + 1, at + 1 + envelope[at]!);
 }

@@ -105,9 +105,9 @@ function protectedTable(lines: Line[]): string {
     const sample = ['process', 'inline']
       .map((v) => l.results[v])
       .filter((r): r is Record<string, unknown> => r !== undefined && typeof r['opened'] === 'number')
-      .map((r) => `${cell(r['opened'])} ok, ${cell(r['openFailures'])} failed`)
+      .map((r) => `${cell(r['opened'])} ok, ${cell(r['openFailures'])} failed${num(r['unknown']) + num(r['duplicates']) > 0 ? `; ${cell(r['unknown'])} unknown, ${cell(r['duplicates'])} duplicated deliveries` : ''}`)
       .join(' / ');
-    const plainNote = l.plainFrom ? ` (plain: ${l.plainFrom})` : '';
+    const plainNote = (l.plainFrom ? ` (plain: ${l.plainFrom})` : '') + (l.params['sealing'] === 'before the run' ? ' (envelopes sealed before the run)' : '');
     out.push(`| ${l.id}${plainNote} | ${h.unit} | ${PROTECTED_VARIANTS.map(value).join(' | ')} | ${ratio('process')} | ${ratio('inline')} | ${cpu} | ${loop} | ${perDelivery} | ${gen} | ${steal} | ${sample || '–'} |`);
   }
   return `\n${out.join('\n')}\n`;

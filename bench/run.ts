@@ -12,7 +12,7 @@ import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { BROKER_NAMES, mosquittoVersion, startBrokerProcess, type BrokerName, type BrokerProcess } from './brokers.js';
 import { GROUPS, plan, protectedPlan, warmUpBroker, type ProtectedScenario, type Variant } from './plan.js';
-import { PROTECTED_FILTER, protectedEcgPath } from './protected.js';
+import { PROTECTED_FILTER } from './protected.js';
 import { writeReport, type Line, type ProtectedLine, type ScenarioLine } from './report.js';
 import { round } from './stats.js';
 
@@ -218,7 +218,7 @@ async function main(): Promise<void> {
   guard.unref();
 
   const scenarios = plan({ quick: args.quick }).filter((s) => selected(args.only, s.id, s.group));
-  const protectedScenarios = protectedPlan({ quick: args.quick, ecgPath: protectedEcgPath }).filter((s) => selected(args.only, s.id, s.group));
+  const protectedScenarios = protectedPlan({ quick: args.quick }).filter((s) => selected(args.only, s.id, s.group));
   const wantTee = selected(args.only, 'tee', 'tee');
   if (args.only.length > 0 && scenarios.length === 0 && protectedScenarios.length === 0 && !wantTee) {
     throw new Error(`--only ${args.only.join(',')} selects nothing (groups: ${GROUPS.join(', ')}, protected, tee; or a scenario id prefix)`);

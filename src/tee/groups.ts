@@ -214,11 +214,29 @@ export function groupRewrapAt(
 export function prepareBatch(state: TeeState, src: Uint8Array, at: Uint32Array, n: number, fields: number, senderField: number): GcmKey[] {
   const prepared: GcmKey[] = [];
   if (n < 2) return prepared;
-  let handles: Set<number> | undefined;
+  // chain the messages of each handle (next[i]: the index of the next message of i's handle; 0xffff
+  // ends a chain), so a batch of many groups with a message each (a ward of ECG patients) costs one
+  // pass and nothing allocated per group: scanning the rest of the batch for each group, as before,
+  // was quadratic
+  const next = new Uint16Array(n);
+  const tail = new Map<number, number>();
   for (let i = 0; i < n; i++) {
     const handle = at[i * fields]!;
-    if (handles?.has(handle)) continue;
-    (handles ??= new Set()).add(handle);
+    const prev = tail.get(handle);
+    if (prev !== undefined) next[prev] = i;
+    tail.set(handle, i);
+  }
+  if (tail.size === n) return prepared;
+  for (const last of tail.values()) next[last] = 0xffff; // a chain's end, told from "not yet seen"
+  const started = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    if (started[i] !== 0 || next[i] === 0xffff) continue; // a later message of a chain, or a group's only one
+    const handle = at[i * fields]!;
+    let length = 0;
+    for (let j = i; j !== 0xffff; j = next[j]!) {
+      started[j] = 1;
+      length++;
+    }
     const entry = state.groups.peek(handle);
     const g = entry?.ready;
     const stream = g?.last;
@@ -227,12 +245,12 @@ export function prepareBatch(state: TeeState, src: Uint8Array, at: Uint32Array, 
     const keys = state.cache.peek(stream.sender);
     if (keys === undefined) continue;
     const wrapNonceAt = senderHeaderNonceAt(stream.senderBytes.length) + NONCE_BYTES;
-    const nonces = Buffer.allocUnsafe(NONCE_BYTES * (n - i));
+    const nonces = Buffer.allocUnsafe(NONCE_BYTES * length);
     let count = 0;
-    for (let j = i; j < n; j++) {
+    for (let j = i; j !== 0xffff; j = next[j]!) {
       const o = j * fields;
       const headerAt = at[o + senderField + 2]!;
-      if (at[o] !== handle || !isSenderHeaderOf(src, stream.senderBytes, headerAt, at[o + senderField + 3]!)) continue;
+      if (!isSenderHeaderOf(src, stream.senderBytes, headerAt, at[o + senderField + 3]!)) continue;
       for (let b = 0; b < NONCE_BYTES; b++) nonces[count * NONCE_BYTES + b] = src[headerAt + wrapNonceAt + b]!;
       count++;
     }

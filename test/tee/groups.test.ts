@@ -171,6 +171,24 @@ test('a batch whose first messages take the fast path and a later one is refused
   }
 });
 
+test('a batch interleaving the streams of several groups, some with one message, re-wraps every message for its own group', async () => {
+  const topics = ['home/a', 'home/b', 'home/c'];
+  const groups = new Map<string, { handle: number; group: FormedGroup }>();
+  for (const [i, topic] of topics.entries()) {
+    const handle = nextHandle++;
+    groups.set(topic, { handle, group: await f.tee.formGroup(handle, topic, ['bob']) });
+    await f.tee.groupRewrap(handle, (await publish(alice, topic, 'warm', 900 + i)).header, topic, 'alice');
+  }
+  // a and b carry several messages each (their keystreams are made ahead), c one
+  const order = ['home/a', 'home/b', 'home/a', 'home/c', 'home/b', 'home/a'];
+  const ms = await Promise.all(order.map((topic, k) => publish(alice, topic, `${topic} ${k}`, 910 + k)));
+  const parts = await Promise.all(order.map((topic, k) => f.tee.groupRewrap(groups.get(topic)!.handle, ms[k]!.header, topic, 'alice')));
+  for (const [k, topic] of order.entries()) {
+    const opened = await open(bob, envelopeFor(parts[k]!, groups.get(topic)!.group, 0, ms[k]!), topic);
+    assert.equal(new TextDecoder().decode(opened.payload), `${topic} ${k}`);
+  }
+});
+
 test('a malformed batch is refused whole as bad-request before any message of it is worked on', async () => {
   const { Dispatcher } = await import('../../src/tee/commands.js');
   const { CMD } = await import('../../src/tee/wire.js');
