@@ -57,6 +57,31 @@ async function measure(ms: number, call: () => Promise<unknown>, warmUps = 20): 
   return { iterations, usPerCall: (elapsed * 1000) / iterations };
 }
 
+/**
+ * µs per call of each entry of `calls`, measured in turns (a slice of two calls each, after two
+ * unmeasured ones) until `ms` have passed: every entry sees the same moments of the machine.
+ */
+async function measureInterleaved<K>(calls: Map<K, () => Promise<unknown>>, ms: number): Promise<Map<K, number>> {
+  const spent = new Map<K, number>();
+  for (const [k, call] of calls) {
+    await call();
+    await call();
+    spent.set(k, 0);
+  }
+  let slices = 0;
+  const start = performance.now();
+  while (performance.now() - start < ms) {
+    for (const [k, call] of calls) {
+      const t = performance.now();
+      await call();
+      await call();
+      spent.set(k, spent.get(k)! + performance.now() - t);
+    }
+    slices++;
+  }
+  return new Map([...spent].map(([k, v]) => [k, (v * 1000) / (2 * slices)]));
+}
+
 function emit(record: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify({ bench: 'tee', ...record })}\n`);
 }
@@ -120,37 +145,55 @@ export async function runTeeBench(opts: { quick: boolean }): Promise<void> {
     }
 
     // 4. Payload size: re-wrap (header only) vs paper mode (whole payload re-encrypted per recipient),
-    // 8 recipients. Sizes are interleaved over several rounds and each reported as its median, so a
-    // burst of other work on the machine lands on one round of every size, not on one size. Calls
-    // are made PAYLOAD_IN_FLIGHT at a time, as the broker pipelines them: one call at a time over the
-    // process boundary mostly measures how fast an idle process wakes up, which varied 2x between
-    // rounds on a shared VM and hid the (absent) dependence on payload size.
+    // 8 recipients. Calls are made PAYLOAD_IN_FLIGHT at a time, as the broker pipelines them: one call
+    // at a time over the process boundary mostly measures how fast an idle process wakes up, which
+    // varied 2x between rounds on a shared VM. Within a round the four sizes of one backend and one
+    // operation take turns in slices of two batches (`measureInterleaved`, the order rotating each
+    // round), and each size is also given as its ratio to the smallest size of the same round: the
+    // host's speed drifts by more than 20 % over seconds, and a ratio of sizes measured in the same
+    // milliseconds cancels that drift where a ratio of medians taken seconds apart does not. The
+    // medians over the rounds are reported.
     const ROUNDS = 9;
     const inFlight = (call: () => Promise<unknown>): Promise<unknown> => Promise.all(Array.from({ length: PAYLOAD_IN_FLIGHT }, call));
-    const samples = new Map<string, { rw: number[]; pm: number[] }>();
+    type Op = 'rewrap' | 'paper';
+    const samples = new Map<string, { us: number[]; toSmallest: number[] }>();
     for (let round = 0; round < ROUNDS; round++) {
-      for (const size of PAYLOAD_SIZES) {
-        for (const [backend, s] of [['inline', inline], ['process', proc]] as const) {
-          const msg = await s.message(size);
-          const envelope = joinEnvelope(msg.header, msg.payload);
-          const recipients = s.subscribers.slice(0, 8);
-          // warmed up by the rounds before: two batches of calls each
-          const rw = await measure(ms / ROUNDS, () => inFlight(() => s.d.tee.rewrap(msg.header, TOPIC, 'publisher', recipients)), 2);
-          const pm = await measure(ms / ROUNDS, () => inFlight(() => s.d.tee.reencrypt(envelope, TOPIC, 'publisher', recipients)), 2);
-          const key = `${backend}/${size}`;
-          const entry = samples.get(key) ?? { rw: [], pm: [] };
-          entry.rw.push(rw.usPerCall / PAYLOAD_IN_FLIGHT);
-          entry.pm.push(pm.usPerCall / PAYLOAD_IN_FLIGHT);
-          samples.set(key, entry);
+      const order = PAYLOAD_SIZES.map((_, k) => PAYLOAD_SIZES[(k + round) % PAYLOAD_SIZES.length]!);
+      for (const [backend, s] of [['inline', inline], ['process', proc]] as const) {
+        const recipients = s.subscribers.slice(0, 8);
+        for (const op of ['rewrap', 'paper'] as Op[]) {
+          const calls = new Map<number, () => Promise<unknown>>();
+          for (const size of order) {
+            const msg = await s.message(size);
+            const envelope = joinEnvelope(msg.header, msg.payload);
+            calls.set(size, op === 'rewrap' ? () => inFlight(() => s.d.tee.rewrap(msg.header, TOPIC, 'publisher', recipients)) : () => inFlight(() => s.d.tee.reencrypt(envelope, TOPIC, 'publisher', recipients)));
+          }
+          const us = await measureInterleaved(calls, (PAYLOAD_SIZES.length * ms) / ROUNDS);
+          for (const size of PAYLOAD_SIZES) {
+            const key = `${backend}/${op}/${size}`;
+            const entry = samples.get(key) ?? { us: [], toSmallest: [] };
+            entry.us.push(us.get(size)! / PAYLOAD_IN_FLIGHT);
+            entry.toSmallest.push(us.get(size)! / us.get(PAYLOAD_SIZES[0]!)!);
+            samples.set(key, entry);
+          }
         }
       }
     }
     const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-    for (const size of PAYLOAD_SIZES) {
-      for (const backend of ['inline', 'process'] as const) {
-        const { rw, pm } = samples.get(`${backend}/${size}`)!;
-        emit({ op: 'payload', backend, payloadBytes: size, recipients: 8, rounds: ROUNDS, rewrapUsPerCall: round(median(rw)), paperUsPerCall: round(median(pm)), paperToRewrap: round(median(pm) / median(rw)) });
+    for (const backend of ['inline', 'process'] as const) {
+      const got = (op: Op, size: number): { us: number[]; toSmallest: number[] } => samples.get(`${backend}/${op}/${size}`)!;
+      for (const size of PAYLOAD_SIZES) {
+        const rw = got('rewrap', size);
+        const pm = got('paper', size);
+        emit({
+          op: 'payload', backend, payloadBytes: size, recipients: 8, rounds: ROUNDS,
+          rewrapUsPerCall: round(median(rw.us)), rewrapToSmallest: round(median(rw.toSmallest)),
+          paperUsPerCall: round(median(pm.us)), paperToSmallest: round(median(pm.toSmallest)), paperToRewrap: round(median(pm.us) / median(rw.us)),
+        });
       }
+      // the target's figure: how far apart the sizes' re-wrap costs are, from the ratios within rounds
+      const ratios = PAYLOAD_SIZES.map((size) => median(got('rewrap', size).toSmallest));
+      emit({ op: 'payload-flatness', backend, rewrapMaxOverMin: round(Math.max(...ratios) / Math.min(...ratios)), fromMediansUs: round(Math.max(...PAYLOAD_SIZES.map((z) => median(got('rewrap', z).us))) / Math.min(...PAYLOAD_SIZES.map((z) => median(got('rewrap', z).us)))) });
     }
   } finally {
     for (const s of setups) {
