@@ -23,6 +23,17 @@ export interface PlanOptions {
   quick: boolean;
   /** The publish path of the MedTech workload (plain unless a protected one is plugged in). */
   ecgPath?: EcgPath;
+  /**
+   * `--payloads` / `--qos`: fan-out, fan-in and latency at every combination of these (and of their
+   * subscriber counts) instead of the default selection, e.g. fan-out at 1 KiB, which the full run
+   * leaves out to stay within its 10 minutes.
+   */
+  matrix?: { payloads?: number[]; qos?: QoS[] };
+}
+
+/** Every combination of the lists, in order. */
+function cross<A, B, C>(as: readonly A[], bs: readonly B[], cs: readonly C[]): [A, B, C][] {
+  return as.flatMap((a) => bs.flatMap((b) => cs.map((c): [A, B, C] => [a, b, c])));
 }
 
 /**
@@ -42,9 +53,10 @@ export function plan(o: PlanOptions): Scenario[] {
   const out: Scenario[] = [];
   const throughputRatios = { deliveredPerSec: true };
 
-  const fanOut: [number, QoS, number][] = q
-    ? [[1, 0, 64], [8, 1, 4096], [128, 0, 4096]]
-    : [1, 8, 32, 128].flatMap((m) => ([0, 1] as QoS[]).flatMap((qos) => [64, 4096].map((p): [number, QoS, number] => [m, qos, p])));
+  const mx = o.matrix;
+  const qosList = mx?.qos ?? ([0, 1] as QoS[]);
+  const fanOut: [number, QoS, number][] =
+    mx !== undefined ? cross(q ? [1, 128] : [1, 8, 32, 128], qosList, mx.payloads ?? [64, 4096]) : q ? [[1, 0, 64], [8, 1, 4096], [128, 0, 4096]] : cross([1, 8, 32, 128], qosList, [64, 4096]);
   for (const [m, qos, payload] of fanOut) {
     out.push({
       group: 'fan-out',
@@ -56,7 +68,8 @@ export function plan(o: PlanOptions): Scenario[] {
   }
 
   const P = 16;
-  const fanIn: [QoS, number][] = q ? [[1, 1024]] : ([0, 1] as QoS[]).flatMap((qos) => [64, 1024, 4096].map((p): [QoS, number] => [qos, p]));
+  const fanIn: [QoS, number][] =
+    mx !== undefined ? cross([0], qosList, mx.payloads ?? [64, 1024, 4096]).map(([, qos, p]): [QoS, number] => [qos, p]) : q ? [[1, 1024]] : cross([0], qosList, [64, 1024, 4096]).map(([, qos, p]): [QoS, number] => [qos, p]);
   for (const [qos, payload] of fanIn) {
     out.push({
       group: 'fan-in',
@@ -68,9 +81,12 @@ export function plan(o: PlanOptions): Scenario[] {
   }
 
   // fixed rate: 1 000 msg/s to one subscriber, 8 000 deliveries/s in all when fanned out
-  const latency: [number, QoS, number][] = q
-    ? [[1, 1, 64], [128, 0, 4096]]
-    : [[1, 0, 64], [1, 1, 64], [1, 0, 4096], [1, 1, 4096], [128, 0, 4096], [128, 1, 4096]];
+  const latency: [number, QoS, number][] =
+    mx !== undefined
+      ? cross([1, 128], qosList, mx.payloads ?? [64, 4096])
+      : q
+        ? [[1, 1, 64], [128, 0, 4096]]
+        : [[1, 0, 64], [1, 1, 64], [1, 0, 4096], [1, 1, 4096], [128, 0, 4096], [128, 1, 4096]];
   for (const [m, qos, payload] of latency) {
     const rate = Math.min(1000, Math.floor(8000 / m));
     out.push({

@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- --quick] [--only NAME[,NAME…]] [--brokers mqt-tz,mosquitto,aedes]
- *                [--write | --no-write] [--profile DIR]`
+ *                [--payloads 64,1024,4096] [--qos 0,1] [--write | --no-write] [--profile DIR]`
  *
  * Runs every selected scenario against our broker and the peers (each its own process on a free
  * port of 127.0.0.1, one after another, so the same machine state is shared), prints one JSON line
@@ -15,6 +15,10 @@ import { GROUPS, plan, protectedPlan, warmUpBroker, type ProtectedScenario, type
 import { PROTECTED_FILTER } from './protected.js';
 import { writeReport, type Line, type ProtectedLine, type ScenarioLine } from './report.js';
 import { round } from './stats.js';
+import type { QoS } from 'mqtt-packet';
+
+/** Largest payload --payloads takes (the load generator keeps up to 8 MiB in flight). */
+const MAX_PAYLOAD = 1024 * 1024;
 
 interface Args {
   quick: boolean;
@@ -22,16 +26,29 @@ interface Args {
   brokers: BrokerName[];
   write: boolean;
   profileDir: string | undefined;
+  matrix: { payloads?: number[]; qos?: QoS[] } | undefined;
+}
+
+/** A bad command line: reported as its message alone, without a stack. */
+class UsageError extends Error {}
+
+/** A comma-separated list of integers in [min, max], named in the error when one is not. */
+function intList(flag: string, text: string, min: number, max: number): number[] {
+  return text.split(',').map((t) => {
+    const n = Number(t);
+    if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${flag}: ${JSON.stringify(t)} is not an integer from ${min} to ${max}`);
+    return n;
+  });
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, only: [], brokers: [...BROKER_NAMES], write: false, profileDir: undefined };
+  const a: Args = { quick: false, only: [], brokers: [...BROKER_NAMES], write: false, profileDir: undefined, matrix: undefined };
   let write: boolean | undefined;
   for (let i = 0; i < argv.length; i++) {
     const x = argv[i]!;
     const value = (): string => {
       const v = argv[++i];
-      if (v === undefined) throw new Error(`${x} needs a value`);
+      if (v === undefined) throw new UsageError(`${x} needs a value`);
       return v;
     };
     if (x === '--quick') a.quick = true;
@@ -40,11 +57,14 @@ function parseArgs(argv: string[]): Args {
     else if (x === '--write') write = true;
     else if (x === '--no-write') write = false;
     else if (x === '--profile') a.profileDir = value();
-    else throw new Error(`unknown argument ${x} (known: --quick, --only NAME, --brokers LIST, --write, --no-write, --profile DIR)`);
+    else if (x === '--payloads') a.matrix = { ...a.matrix, payloads: intList(x, value(), 1, MAX_PAYLOAD) };
+    else if (x === '--qos') a.matrix = { ...a.matrix, qos: intList(x, value(), 0, 1) as QoS[] };
+    else throw new UsageError(`unknown argument ${x} (known: --quick, --only NAME, --brokers LIST, --payloads LIST, --qos LIST, --write, --no-write, --profile DIR)`);
   }
-  for (const b of a.brokers) if (!BROKER_NAMES.includes(b)) throw new Error(`unknown broker ${b} (known: ${BROKER_NAMES.join(', ')})`);
+  for (const b of a.brokers) if (!BROKER_NAMES.includes(b)) throw new UsageError(`unknown broker ${b} (known: ${BROKER_NAMES.join(', ')})`);
   if (!a.brokers.includes('mqt-tz')) a.brokers.unshift('mqt-tz');
-  a.write = write ?? (!a.quick && a.only.length === 0);
+  // a run of another matrix than the full run's does not replace the report unless asked to
+  a.write = write ?? (!a.quick && a.only.length === 0 && a.matrix === undefined);
   return a;
 }
 
@@ -217,11 +237,11 @@ async function main(): Promise<void> {
   }, limitMs);
   guard.unref();
 
-  const scenarios = plan({ quick: args.quick }).filter((s) => selected(args.only, s.id, s.group));
+  const scenarios = plan({ quick: args.quick, matrix: args.matrix }).filter((s) => selected(args.only, s.id, s.group));
   const protectedScenarios = protectedPlan({ quick: args.quick }).filter((s) => selected(args.only, s.id, s.group));
   const wantTee = selected(args.only, 'tee', 'tee');
   if (args.only.length > 0 && scenarios.length === 0 && protectedScenarios.length === 0 && !wantTee) {
-    throw new Error(`--only ${args.only.join(',')} selects nothing (groups: ${GROUPS.join(', ')}, protected, tee; or a scenario id prefix)`);
+    throw new UsageError(`--only ${args.only.join(',')} selects nothing (groups: ${GROUPS.join(', ')}, protected, tee; or a scenario id prefix)`);
   }
 
   const skipped: Record<string, string> = {};
@@ -290,7 +310,7 @@ async function main(): Promise<void> {
 main().then(
   () => process.exit(0),
   (err: unknown) => {
-    process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+    process.stderr.write(`bench: ${err instanceof UsageError ? err.message : ((err as Error).stack ?? String(err))}\n`);
     process.exit(1);
   },
 );
