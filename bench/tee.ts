@@ -1,6 +1,6 @@
 // Trusted-component benchmark: cost of one re-wrap call by recipient count and backend, cache
-// hit vs miss, and payload size for re-wrap vs paper-mode full re-encryption. One JSON line per
-// measurement; ratios are against a baseline measured in the same run.
+// hit vs miss, payload size for re-wrap vs paper-mode full re-encryption, and the paper's key-cache
+// sweep. One JSON line per measurement; ratios are against a baseline measured in the same run.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { issueToken, openDataTee, type DataTee } from '../src/protect/operator.js';
 import { buildEnrolmentRequest, generateClientKeyBytes, pinTee, sealEnvelope, verifyKeyResponse, type ClientKey } from '../src/client/crypto/index.js';
 import { joinEnvelope, splitEnvelope, type EnvelopeParts } from '../src/tee/envelope-layout.js';
+import { rng } from './ecg.js';
 
 const RECIPIENT_COUNTS = [1, 8, 32, 128];
 const PAYLOAD_SIZES = [20, 200, 2_000, 20_000];
@@ -87,6 +88,9 @@ function emit(record: Record<string, unknown>): void {
 }
 
 const round = (x: number): number => Math.round(x * 100) / 100;
+
+/** The paper's key-cache experiment: subscribers whose keys the cache holds 10, 50 or 100 % of. */
+const KEY_CACHE_KEYS = 128;
 
 const PAYLOAD_IN_FLIGHT = 8;
 
@@ -194,6 +198,35 @@ export async function runTeeBench(opts: { quick: boolean }): Promise<void> {
       // the target's figure: how far apart the sizes' re-wrap costs are, from the ratios within rounds
       const ratios = PAYLOAD_SIZES.map((size) => median(got('rewrap', size).toSmallest));
       emit({ op: 'payload-flatness', backend, rewrapMaxOverMin: round(Math.max(...ratios) / Math.min(...ratios)), fromMediansUs: round(Math.max(...PAYLOAD_SIZES.map((z) => median(got('rewrap', z).us))) / Math.min(...PAYLOAD_SIZES.map((z) => median(got('rewrap', z).us)))) });
+    }
+
+    // 5. The paper's key-cache sweep: the cache at 10, 50 and 100 % of 128 subscribers' keys (plus
+    // one slot for the publisher, whose key every call uses), each call re-wrapping for 8 of them
+    // drawn at random (a fixed sequence), so misses come at the rate a cache of that size gives
+    // under uniform use. Each size reopens the same enrolled data with that cache (keys stay
+    // sealed in the store; a miss reads and unseals one).
+    const draw = rng(0x5eed);
+    const sets = Array.from({ length: 256 }, () => Array.from({ length: 8 }, () => `sub-${Math.floor(draw() * KEY_CACHE_KEYS)}`));
+    for (const [backend, s] of [['inline', inline], ['process', proc]] as const) {
+      const msg = await s.message(200);
+      let full = NaN;
+      for (const pct of [100, 50, 10]) {
+        const cacheSize = Math.ceil((KEY_CACHE_KEYS * pct) / 100) + 1;
+        await s.d.close();
+        s.d = await openDataTee(s.dir, { backend, cacheSize });
+        let k = 0;
+        const call = (): Promise<unknown> => s.d.tee.rewrap(msg.header, TOPIC, 'publisher', sets[k++ % sets.length]!);
+        for (let i = 0; i < sets.length; i++) await call(); // fill the cache as use fills it
+        const before = await s.d.tee.stats();
+        const r = await measure(ms, call, 0);
+        const after = await s.d.tee.stats();
+        const lookups = after.cacheHits - before.cacheHits + after.cacheMisses - before.cacheMisses;
+        if (pct === 100) full = r.usPerCall;
+        emit({
+          op: 'key-cache', backend, keys: KEY_CACHE_KEYS, cachePct: pct, cacheSize, recipients: 8, usPerCall: round(r.usPerCall),
+          hitRatio: round((after.cacheHits - before.cacheHits) / lookups), storeReadsPerCall: round((after.storeReads - before.storeReads) / r.iterations), ratioToFull: round(r.usPerCall / full),
+        });
+      }
     }
   } finally {
     for (const s of setups) {
