@@ -55,8 +55,9 @@ export function plan(o: PlanOptions): Scenario[] {
 
   const mx = o.matrix;
   const qosList = mx?.qos ?? ([0, 1] as QoS[]);
-  const fanOut: [number, QoS, number][] =
-    mx !== undefined ? cross(q ? [1, 128] : [1, 8, 32, 128], qosList, mx.payloads ?? [64, 4096]) : q ? [[1, 0, 64], [8, 1, 4096], [128, 0, 4096]] : cross([1, 8, 32, 128], qosList, [64, 4096]);
+  // --quick has its own picks; a full run, or any run given --payloads/--qos, every combination
+  const picks = q && mx === undefined;
+  const fanOut: [number, QoS, number][] = picks ? [[1, 0, 64], [8, 1, 4096], [128, 0, 4096]] : cross(q ? [1, 128] : [1, 8, 32, 128], qosList, mx?.payloads ?? [64, 4096]);
   for (const [m, qos, payload] of fanOut) {
     out.push({
       group: 'fan-out',
@@ -68,9 +69,8 @@ export function plan(o: PlanOptions): Scenario[] {
   }
 
   const P = 16;
-  const fanIn: [QoS, number][] =
-    mx !== undefined ? cross([0], qosList, mx.payloads ?? [64, 1024, 4096]).map(([, qos, p]): [QoS, number] => [qos, p]) : q ? [[1, 1024]] : cross([0], qosList, [64, 1024, 4096]).map(([, qos, p]): [QoS, number] => [qos, p]);
-  for (const [qos, payload] of fanIn) {
+  const fanIn: [number, QoS, number][] = picks ? [[P, 1, 1024]] : cross([P], qosList, mx?.payloads ?? [64, 1024, 4096]);
+  for (const [, qos, payload] of fanIn) {
     out.push({
       group: 'fan-in',
       id: `fan-in-p${P}-q${qos}-${payload}`,

@@ -94,6 +94,7 @@ export function presealedEcgPath(broker: BrokerProcess): EcgPath {
   let duplicates = 0;
   const samples: Buffer[] = [];
   let offered = 0;
+  /** Known once runEcg has opened the clinicians, which it does before the patients. */
   let clinicianCount = 0;
   return {
     name: 'protected',

@@ -214,29 +214,23 @@ export function groupRewrapAt(
 export function prepareBatch(state: TeeState, src: Uint8Array, at: Uint32Array, n: number, fields: number, senderField: number): GcmKey[] {
   const prepared: GcmKey[] = [];
   if (n < 2) return prepared;
-  // chain the messages of each handle (next[i]: the index of the next message of i's handle; 0xffff
-  // ends a chain), so a batch of many groups with a message each (a ward of ECG patients) costs one
-  // pass and nothing allocated per group: scanning the rest of the batch for each group, as before,
-  // was quadratic
-  const next = new Uint16Array(n);
-  const tail = new Map<number, number>();
+  // each handle's messages as a chain (next[i]: the next message of i's handle, -1 at its end),
+  // made in one pass: a batch of many groups with a message each (a ward of ECG patients) costs
+  // nothing per group, where scanning the rest of the batch for each group was quadratic
+  const next = new Int16Array(n).fill(-1);
+  const first = new Map<number, number>();
+  const last = new Map<number, number>();
   for (let i = 0; i < n; i++) {
     const handle = at[i * fields]!;
-    const prev = tail.get(handle);
-    if (prev !== undefined) next[prev] = i;
-    tail.set(handle, i);
+    const prev = last.get(handle);
+    if (prev === undefined) first.set(handle, i);
+    else next[prev] = i;
+    last.set(handle, i);
   }
-  if (tail.size === n) return prepared;
-  for (const last of tail.values()) next[last] = 0xffff; // a chain's end, told from "not yet seen"
-  const started = new Uint8Array(n);
-  for (let i = 0; i < n; i++) {
-    if (started[i] !== 0 || next[i] === 0xffff) continue; // a later message of a chain, or a group's only one
-    const handle = at[i * fields]!;
+  for (const [handle, i] of first) {
+    if (next[i] === -1) continue; // the group's only message: nothing to share
     let length = 0;
-    for (let j = i; j !== 0xffff; j = next[j]!) {
-      started[j] = 1;
-      length++;
-    }
+    for (let j = i; j !== -1; j = next[j]!) length++;
     const entry = state.groups.peek(handle);
     const g = entry?.ready;
     const stream = g?.last;
@@ -247,7 +241,7 @@ export function prepareBatch(state: TeeState, src: Uint8Array, at: Uint32Array, 
     const wrapNonceAt = senderHeaderNonceAt(stream.senderBytes.length) + NONCE_BYTES;
     const nonces = Buffer.allocUnsafe(NONCE_BYTES * length);
     let count = 0;
-    for (let j = i; j !== 0xffff; j = next[j]!) {
+    for (let j = i; j !== -1; j = next[j]!) {
       const o = j * fields;
       const headerAt = at[o + senderField + 2]!;
       if (!isSenderHeaderOf(src, stream.senderBytes, headerAt, at[o + senderField + 3]!)) continue;
