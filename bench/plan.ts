@@ -174,7 +174,7 @@ function protectedEcgWarmUp(patients: number): number {
   return 1000 + Math.round(0.6 * patients);
 }
 
-export function protectedPlan(o: { quick: boolean }): ProtectedScenario[] {
+export function protectedPlan(o: { quick: boolean; rounds?: number }): ProtectedScenario[] {
   const q = o.quick;
   const warmupMs = 400;
   // 1.5 s per round; the full run has three rounds per variant (4.5 s measured in all)
@@ -184,11 +184,12 @@ export function protectedPlan(o: { quick: boolean }): ProtectedScenario[] {
   const out: ProtectedScenario[] = [];
   const variants: Variant[] = ['plain', 'process', 'inline'];
   // one pool per scenario, made when it first runs: only one scenario's envelopes (up to ~2.3 GB at
-  // 1 -> 1) are in memory at a time, and its sequence numbers (from the clock) follow the last one's
+  // 1 -> 1 in three rounds) are in memory at a time, and its sequence numbers (from the clock) follow
+  // the last one's; a run that would outgrow it (more --rounds) starts a new one
   let pool: EnvelopePool | undefined;
   let poolScenario = '';
-  const poolOf = (scenario: string): EnvelopePool => {
-    if (pool === undefined || scenario !== poolScenario) [pool, poolScenario] = [new EnvelopePool(payload), scenario];
+  const poolOf = (scenario: string, broker: BrokerProcess, budget: number): EnvelopePool => {
+    if (pool === undefined || scenario !== poolScenario || !pool.fits(broker, budget)) [pool, poolScenario] = [new EnvelopePool(payload), scenario];
     return pool;
   };
   for (const m of q ? [128] : [1, 8, 32, 128]) {
@@ -199,7 +200,7 @@ export function protectedPlan(o: { quick: boolean }): ProtectedScenario[] {
       ratios: { deliveredPerSec: true },
       variants,
       // a round on this shared 2-vCPU machine now and then runs at half speed: three rounds, median
-      rounds: q ? 1 : 3,
+      rounds: o.rounds ?? (q ? 1 : 3),
       run: (b, v, tag, plain) => {
         const spec = { publishers: 1, subscribers: m, qos, payload, warmupMs, measureMs };
         if (v === 'plain') return runThroughput(b, tag, spec);
@@ -207,7 +208,7 @@ export function protectedPlan(o: { quick: boolean }): ProtectedScenario[] {
         // protected round may outrun a slow plain one (1.6× the last plain round ran out at 1 → 32)
         const plainRate = typeof plain?.['publishedPerSec'] === 'number' ? plain['publishedPerSec'] : POOL_CAP;
         const budget = Math.round(Math.min(POOL_CAP, Math.max(1000, (plainRate * 2 * (warmupMs + measureMs)) / 1000 + 1000)));
-        return withPool(b, poolOf(`fan-out-${m}`), m, budget, (traffic) => runThroughput(b, tag, spec, traffic));
+        return withPool(b, poolOf(`fan-out-${m}`, b, budget), m, budget, (traffic) => runThroughput(b, tag, spec, traffic));
       },
       // --quick keeps its 2-minute budget and measures cold brokers
       warmUp: q
@@ -215,7 +216,7 @@ export function protectedPlan(o: { quick: boolean }): ProtectedScenario[] {
         : (b, v, tag) => {
             const spec = { publishers: 1, subscribers: m, qos, payload, warmupMs: 0, measureMs: WARM_UP_MS };
             if (v === 'plain') return runThroughput(b, tag, spec);
-            return withPool(b, poolOf(`fan-out-${m}`), m, WARM_UP_BUDGET, (traffic) => runThroughput(b, tag, spec, traffic));
+            return withPool(b, poolOf(`fan-out-${m}`, b, WARM_UP_BUDGET), m, WARM_UP_BUDGET, (traffic) => runThroughput(b, tag, spec, traffic));
           },
     });
   }
@@ -231,7 +232,8 @@ export function protectedPlan(o: { quick: boolean }): ProtectedScenario[] {
       run: (b, v, tag) => {
         const spec = { subscribers: m, qos, payload, rate, warmupMs, measureMs: ms };
         if (v === 'plain') return runLatency(b, tag, spec);
-        return withPool(b, poolOf(`latency-${m}`), m, Math.ceil((rate * (warmupMs + ms)) / 1000) + 100, (traffic) => runLatency(b, tag, spec, traffic));
+        const budget = Math.ceil((rate * (warmupMs + ms)) / 1000) + 100;
+        return withPool(b, poolOf(`latency-${m}`, b, budget), m, budget, (traffic) => runLatency(b, tag, spec, traffic));
       },
     });
   }

@@ -202,6 +202,9 @@ export function envelopeSeq(buf: Buffer, start: number): number {
   return buf.readUInt32BE(start + SEQ_OFFSET) * 4294967296 + buf.readUInt32BE(start + SEQ_OFFSET + 4);
 }
 
+/** Largest envelope pool kept: a run that needs more starts a new one (sealed afresh). */
+const POOL_MAX_BYTES = 3.5 * 2 ** 30;
+
 /**
  * Envelopes of PUBLISHER_ID on STREAM_TOPIC, `payloadBytes` of plaintext each (its first 4 bytes:
  * the pool index), as QoS 1 PUBLISH packets of one length, back to back. Sequence number = seqBase + index.
@@ -217,6 +220,15 @@ export class EnvelopePool {
 
   get size(): number {
     return this.sealed;
+  }
+
+  /**
+   * Whether `broker` can take `budget` more envelopes from this pool without it outgrowing
+   * POOL_MAX_BYTES (one Buffer holds at most 4 GiB on Node 20; many rounds at 1 -> 1 pass that).
+   */
+  fits(broker: BrokerProcess, budget: number): boolean {
+    const packet = this.packetLength || this.payloadBytes + 256;
+    return ((stateOf(broker).cursors.get(this) ?? 0) + budget) * packet <= POOL_MAX_BYTES;
   }
 
   /**

@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- --quick] [--only NAME[,NAME…]] [--brokers mqt-tz,mosquitto,aedes]
- *                [--payloads 64,1024,4096] [--qos 0,1] [--write | --no-write] [--profile DIR]`
+ *                [--payloads 64,1024,4096] [--qos 0,1] [--rounds N] [--write | --no-write] [--profile DIR]`
  *
  * Runs every selected scenario against our broker and the peers (each its own process on a free
  * port of 127.0.0.1, one after another, so the same machine state is shared), prints one JSON line
@@ -27,6 +27,8 @@ interface Args {
   write: boolean;
   profileDir: string | undefined;
   matrix: { payloads?: number[]; qos?: QoS[] } | undefined;
+  /** Rounds per variant of the protected fan-out rows (default: 3, `--quick` 1). */
+  rounds: number | undefined;
 }
 
 /** A bad command line: reported as its message alone, without a stack. */
@@ -42,7 +44,7 @@ function intList(flag: string, text: string, min: number, max: number): number[]
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, only: [], brokers: [...BROKER_NAMES], write: false, profileDir: undefined, matrix: undefined };
+  const a: Args = { quick: false, only: [], brokers: [...BROKER_NAMES], write: false, profileDir: undefined, matrix: undefined, rounds: undefined };
   let write: boolean | undefined;
   for (let i = 0; i < argv.length; i++) {
     const x = argv[i]!;
@@ -59,12 +61,13 @@ function parseArgs(argv: string[]): Args {
     else if (x === '--profile') a.profileDir = value();
     else if (x === '--payloads') a.matrix = { ...a.matrix, payloads: intList(x, value(), 1, MAX_PAYLOAD) };
     else if (x === '--qos') a.matrix = { ...a.matrix, qos: intList(x, value(), 0, 1) as QoS[] };
-    else throw new UsageError(`unknown argument ${x} (known: --quick, --only NAME, --brokers LIST, --payloads LIST, --qos LIST, --write, --no-write, --profile DIR)`);
+    else if (x === '--rounds') [a.rounds] = intList(x, value(), 1, 25);
+    else throw new UsageError(`unknown argument ${x} (known: --quick, --only NAME, --brokers LIST, --payloads LIST, --qos LIST, --rounds N, --write, --no-write, --profile DIR)`);
   }
   for (const b of a.brokers) if (!BROKER_NAMES.includes(b)) throw new UsageError(`unknown broker ${b} (known: ${BROKER_NAMES.join(', ')})`);
   if (!a.brokers.includes('mqt-tz')) a.brokers.unshift('mqt-tz');
   // a run of another matrix than the full run's does not replace the report unless asked to
-  a.write = write ?? (!a.quick && a.only.length === 0 && a.matrix === undefined);
+  a.write = write ?? (!a.quick && a.only.length === 0 && a.matrix === undefined && a.rounds === undefined);
   return a;
 }
 
@@ -230,15 +233,17 @@ function machineHeader(quick: boolean, brokers: BrokerProcess[], skipped: Record
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  const limitMs = args.quick ? 150_000 : 660_000;
+  const scenarios = plan({ quick: args.quick, matrix: args.matrix }).filter((s) => selected(args.only, s.id, s.group));
+  const protectedScenarios = protectedPlan({ quick: args.quick, rounds: args.rounds }).filter((s) => selected(args.only, s.id, s.group));
+  // rounds asked beyond a scenario's usual ones: ~30 s each (three variants, sealing included)
+  const extraRounds = protectedScenarios.reduce((n, s) => n + Math.max(0, (s.rounds ?? 1) - (args.quick ? 1 : 3)), 0);
+  const limitMs = (args.quick ? 150_000 : 660_000) + extraRounds * 30_000;
   const guard = setTimeout(() => {
     process.stderr.write(`bench: stopped after the ${limitMs / 1000} s limit\n`);
     process.exit(1);
   }, limitMs);
   guard.unref();
 
-  const scenarios = plan({ quick: args.quick, matrix: args.matrix }).filter((s) => selected(args.only, s.id, s.group));
-  const protectedScenarios = protectedPlan({ quick: args.quick }).filter((s) => selected(args.only, s.id, s.group));
   const wantTee = selected(args.only, 'tee', 'tee');
   if (args.only.length > 0 && scenarios.length === 0 && protectedScenarios.length === 0 && !wantTee) {
     throw new UsageError(`--only ${args.only.join(',')} selects nothing (groups: ${GROUPS.join(', ')}, protected, tee; or a scenario id prefix)`);
