@@ -174,6 +174,14 @@ function protectedEcgWarmUp(patients: number): number {
   return 1000 + Math.round(0.6 * patients);
 }
 
+/**
+ * Rounds per variant of the protected fan-out rows unless `--rounds` says otherwise: a round on this
+ * shared 2-vCPU machine now and then runs at half speed, so the full run takes the median of three.
+ */
+export function defaultProtectedRounds(quick: boolean): number {
+  return quick ? 1 : 3;
+}
+
 export function protectedPlan(o: { quick: boolean; rounds?: number }): ProtectedScenario[] {
   const q = o.quick;
   const warmupMs = 400;
@@ -199,8 +207,7 @@ export function protectedPlan(o: { quick: boolean; rounds?: number }): Protected
       params: { path: 'protected', publishers: 1, subscribers: m, qos, payload },
       ratios: { deliveredPerSec: true },
       variants,
-      // a round on this shared 2-vCPU machine now and then runs at half speed: three rounds, median
-      rounds: o.rounds ?? (q ? 1 : 3),
+      rounds: o.rounds ?? defaultProtectedRounds(q),
       run: (b, v, tag, plain) => {
         const spec = { publishers: 1, subscribers: m, qos, payload, warmupMs, measureMs };
         if (v === 'plain') return runThroughput(b, tag, spec);

@@ -11,7 +11,7 @@
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { BROKER_NAMES, mosquittoVersion, startBrokerProcess, type BrokerName, type BrokerProcess } from './brokers.js';
-import { GROUPS, plan, protectedPlan, warmUpBroker, type ProtectedScenario, type Variant } from './plan.js';
+import { GROUPS, defaultProtectedRounds, plan, protectedPlan, warmUpBroker, type ProtectedScenario, type Variant } from './plan.js';
 import { PROTECTED_FILTER } from './protected.js';
 import { writeReport, type Line, type ProtectedLine, type ScenarioLine } from './report.js';
 import { round } from './stats.js';
@@ -236,7 +236,7 @@ async function main(): Promise<void> {
   const scenarios = plan({ quick: args.quick, matrix: args.matrix }).filter((s) => selected(args.only, s.id, s.group));
   const protectedScenarios = protectedPlan({ quick: args.quick, rounds: args.rounds }).filter((s) => selected(args.only, s.id, s.group));
   // rounds asked beyond a scenario's usual ones: ~30 s each (three variants, sealing included)
-  const extraRounds = protectedScenarios.reduce((n, s) => n + Math.max(0, (s.rounds ?? 1) - (args.quick ? 1 : 3)), 0);
+  const extraRounds = protectedScenarios.reduce((n, s) => n + Math.max(0, (s.rounds ?? 1) - defaultProtectedRounds(args.quick)), 0);
   const limitMs = (args.quick ? 150_000 : 660_000) + extraRounds * 30_000;
   const guard = setTimeout(() => {
     process.stderr.write(`bench: stopped after the ${limitMs / 1000} s limit\n`);
