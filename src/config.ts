@@ -1,7 +1,7 @@
 /** Broker configuration: defaults, JSON file loading, and validation that names the bad key. */
 import { readFileSync } from 'node:fs';
 import { isValidTopicFilter } from './mqtt/topic.js';
-import { DEFAULT_KEY_CACHE_SIZE } from './tee/host.js';
+import { DEFAULT_KEY_CACHE_SIZE, type TeeScheduling } from './tee/host.js';
 
 export interface AclRule {
   /** `allow` or `deny`; the first matching rule decides. */
@@ -37,6 +37,8 @@ export interface TeeConfig {
   cacheSize: number;
   /** Development only: enrolment without an operator-signed token. */
   openEnrolment: boolean;
+  /** OS scheduling of the `process` backend on Linux: 'default' (the broker's own) or 'batch' (SCHED_BATCH: no wake-up preemption of the broker). */
+  scheduling: TeeScheduling;
 }
 
 export interface Limits {
@@ -99,7 +101,7 @@ export const defaultLimits: Limits = {
 
 /** The trusted component as the embedded default runs it: its own process, keys cached, no open enrolment. */
 export function defaultTeeConfig(): TeeConfig {
-  return { backend: 'process', cacheSize: DEFAULT_KEY_CACHE_SIZE, openEnrolment: false };
+  return { backend: 'process', cacheSize: DEFAULT_KEY_CACHE_SIZE, openEnrolment: false, scheduling: 'default' };
 }
 
 export function defaultConfig(): BrokerConfig {
@@ -205,12 +207,13 @@ export function parseFilters(v: unknown, key: string): string[] {
 function parseTee(v: unknown, base: TeeConfig | null): TeeConfig | null {
   if (v === null || v === false) return null;
   if (!isObject(v)) throw new ConfigError('tee', 'must be an object or null');
-  checkKeys(v, 'tee', ['backend', 'cacheSize', 'openEnrolment']);
+  checkKeys(v, 'tee', ['backend', 'cacheSize', 'openEnrolment', 'scheduling']);
   const d = base ?? defaultTeeConfig();
   const cfg: TeeConfig = {
     backend: oneOf(v.backend ?? d.backend, 'tee.backend', ['process', 'inline'] as const),
     cacheSize: integer(v.cacheSize ?? d.cacheSize, 'tee.cacheSize', 1, 10_000_000),
     openEnrolment: d.openEnrolment,
+    scheduling: oneOf(v.scheduling ?? d.scheduling, 'tee.scheduling', ['batch', 'default'] as const),
   };
   if (v.openEnrolment !== undefined) {
     if (typeof v.openEnrolment !== 'boolean') throw new ConfigError('tee.openEnrolment', 'must be true or false');

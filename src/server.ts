@@ -65,6 +65,7 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
       backend: config.tee.backend,
       cacheSize: config.tee.cacheSize,
       openEnrolment: config.tee.openEnrolment,
+      scheduling: config.tee.scheduling,
       onWarning: (message) => log.warn(message),
     });
     const info = await dataTee.tee.info();

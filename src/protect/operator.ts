@@ -72,7 +72,7 @@ export interface DataTee {
   close(): Promise<void>;
 }
 
-export interface DataTeeOptions extends Partial<Pick<OpenOptions, 'backend' | 'cacheSize' | 'openEnrolment' | 'onWarning'>> {
+export interface DataTeeOptions extends Partial<Pick<OpenOptions, 'backend' | 'cacheSize' | 'openEnrolment' | 'scheduling' | 'onWarning'>> {
   operatorKeyFile?: string;
 }
 

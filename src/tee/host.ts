@@ -10,9 +10,11 @@ import { GROUP_ID_BYTES } from './envelope-layout.js';
 import type { SealedStorage, TeeStatsCounters } from './core.js';
 import { TeeError, codeFromNumber, type RefusalCode } from './errors.js';
 import { PromisedPart, RewrapBatcher } from './rewrap-batcher.js';
+import { useBatchScheduling, type TeeScheduling } from './scheduling.js';
 import { CMD, FRAME_COMMAND, FRAME_RESULT, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FrameDecoder, STORE_ABSENT, STORE_DELETE, STORE_FAILED, STORE_GET, STORE_OK, corkedWriter, encodeFrame, type Frame } from './wire.js';
 
 export { TeeError, type RefusalCode, type TeeErrorCode } from './errors.js';
+export type { TeeScheduling } from './scheduling.js';
 
 /**
  * Unsealed client keys the trusted component keeps (about 9 KiB of its memory each). Sized above
@@ -117,6 +119,8 @@ export interface OpenOptions {
   cacheSize?: number;
   /** Development only: enrolment without a token. A warning is emitted at start. */
   openEnrolment?: boolean;
+  /** OS scheduling of the `process` backend (see scheduling.ts); default 'default'. */
+  scheduling?: TeeScheduling;
   onWarning?: (message: string) => void;
 }
 
@@ -332,14 +336,16 @@ export async function openTrustedComponent(opts: OpenOptions): Promise<TrustedCo
   if (opts.operatorPublicKey.length !== 32) throw new RangeError('operatorPublicKey must be a raw 32-byte Ed25519 public key');
   const transport = (opts.backend ?? 'process') === 'process' ? new ProcessTransport(opts.store) : inlineTransport(opts.store);
   const init = new Writer().u8(opts.openEnrolment === true ? 1 : 0).u32(opts.cacheSize ?? DEFAULT_KEY_CACHE_SIZE).raw(opts.operatorPublicKey).str16(opts.deviceSecretPath).finish();
+  const warn = opts.onWarning ?? ((m: string) => process.emitWarning(m));
   try {
     await transport.call(CMD.init, init);
   } catch (err) {
     await transport.close();
     throw err;
   }
+  if (transport.pid !== undefined && opts.scheduling === 'batch') await useBatchScheduling(transport.pid, warn);
   if (opts.openEnrolment === true) {
-    (opts.onWarning ?? ((m: string) => process.emitWarning(m)))('trusted component started with OPEN ENROLMENT: any client may enrol any unused identity without a token (development only)');
+    warn('trusted component started with OPEN ENROLMENT: any client may enrol any unused identity without a token (development only)');
   }
   return new Handle(transport);
 }

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError, defaultConfig, parseConfig } from '../../src/config.js';
+import { configFromFlags } from '../../src/cli/broker-command.js';
 
 const invalid: [string, unknown, string][] = [
   ['an unknown top-level key', { prot: 1883 }, 'prot'],
@@ -20,6 +21,7 @@ const invalid: [string, unknown, string][] = [
   ['a subscribeDeniedReason other than 0x80/0x87', { subscribeDeniedReason: 0x8f }, 'subscribeDeniedReason'],
   ['an unknown log level', { logLevel: 'loud' }, 'logLevel'],
   ['a WebSocket path that is empty', { websocket: { port: 0, path: '' } }, 'websocket.path'],
+  ['an unknown trusted-component scheduling policy', { tee: { scheduling: 'fifo' } }, 'tee.scheduling'],
 ];
 
 for (const [what, raw, key] of invalid) {
@@ -59,4 +61,12 @@ test('parseConfig takes maxQueuedMessages and maxQueuedBytes, 0 meaning no limit
   assert.equal(cfg.limits.maxQueuedBytes, 1024);
   const defaults = defaultConfig().limits;
   assert.ok(defaults.maxQueuedMessages > 0 && defaults.maxQueuedBytes > 0, 'by default a stuck client cannot queue without bound');
+});
+
+test('the trusted process keeps the default scheduling unless the config or --tee-scheduling asks for batch', () => {
+  assert.equal(defaultConfig().tee?.scheduling, 'default');
+  assert.equal(parseConfig({ tee: { scheduling: 'batch' } }).tee?.scheduling, 'batch');
+  assert.equal(parseConfig({ tee: { cacheSize: 10 } }).tee?.scheduling, 'default');
+  assert.equal(configFromFlags({ protect: [], teeScheduling: 'batch' }).tee?.scheduling, 'batch');
+  assert.throws(() => configFromFlags({ protect: [], teeScheduling: 'idle' }), (err: unknown) => err instanceof ConfigError && err.key === '--tee-scheduling' && /batch or default/.test(err.message));
 });

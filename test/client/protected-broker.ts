@@ -1,6 +1,7 @@
 // A broker with protected topics and its trusted component, for client SDK and CLI tests:
 // enrolment tokens from the data folder's operator key, key files in the temp data folder.
 import { join } from 'node:path';
+import { defaultTeeConfig } from '../../src/config.js';
 import { issueToken, loadOrCreateOperatorKey } from '../../src/protect/operator.js';
 import { connectProtected, type NodeProtectedClientOptions, type ProtectedClient } from '../../src/client/index.js';
 import { toBase64Url } from '../../src/tee/bytes.js';
@@ -24,7 +25,7 @@ export interface ProtectedBroker extends TestBroker {
 export async function startProtectedBroker(backend: 'inline' | 'process' = 'inline', tune?: Parameters<typeof startTestBroker>[0]): Promise<ProtectedBroker> {
   const base = await startTestBroker((c) => {
     c.protect = [PROTECTED];
-    c.tee = { backend, openEnrolment: false, cacheSize: 64 };
+    c.tee = { ...defaultTeeConfig(), backend, cacheSize: 64 };
     tune?.(c);
   });
   const tee = base.running.tee;

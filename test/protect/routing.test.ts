@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import type { MqttClient } from 'mqtt';
 import { Command } from 'commander';
 import { registerTeeCommands } from '../../src/cli/tee-commands.js';
+import { defaultTeeConfig } from '../../src/config.js';
 import { connectMqtt, inboxOf, startTestBroker, waitUntil, withTimeout, type TestBroker } from '../helpers/broker.js';
 import {
   buildEnrolmentRequest, generateClientKeyBytes, openEnvelope, pinTee, ReplayWindow, sealEnvelope, verifyKeyResponse, type ClientKey, type TeeInfoJson,
@@ -68,7 +69,7 @@ describe('protected topics through the broker', () => {
   before(async () => {
     tb = await startTestBroker((c) => {
       c.protect = ['secure/#'];
-      c.tee = { backend: 'process', cacheSize: 64, openEnrolment: false };
+      c.tee = { ...defaultTeeConfig(), cacheSize: 64 };
     });
     alice = await enrol(tb, 'alice');
     bob = await enrol(tb, 'bob');

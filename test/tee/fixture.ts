@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { issueToken, openDataTee, type DataTee } from '../../src/protect/operator.js';
 import { buildEnrolmentRequest, importClientKey, pinTee, verifyKeyResponse, type ClientKey, type TeePublicKeys } from '../../src/client/crypto/index.js';
-import type { TeeInfo } from '../../src/tee/host.js';
+import type { TeeInfo, TeeScheduling } from '../../src/tee/host.js';
 import { randomBytes } from 'node:crypto';
 
 export interface Enrolled {
@@ -25,9 +25,9 @@ export interface Fixture extends DataTee {
   dispose(): Promise<void>;
 }
 
-export async function makeFixture(backend: 'inline' | 'process' = 'inline', opts: { openEnrolment?: boolean; cacheSize?: number; dir?: string } = {}): Promise<Fixture> {
+export async function makeFixture(backend: 'inline' | 'process' = 'inline', opts: { openEnrolment?: boolean; cacheSize?: number; dir?: string; scheduling?: TeeScheduling } = {}): Promise<Fixture> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'mqt-tz-tee-'));
-  const d = await openDataTee(dir, { backend, openEnrolment: opts.openEnrolment, cacheSize: opts.cacheSize, onWarning: () => undefined });
+  const d = await openDataTee(dir, { backend, openEnrolment: opts.openEnrolment, cacheSize: opts.cacheSize, scheduling: opts.scheduling, onWarning: () => undefined });
   const info = await d.tee.info();
   const teeKeys = await pinTee(info, info.fingerprint);
   const token = (identity: string, ttl = 600): Uint8Array => issueToken(d.operator, identity, ttl);

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { openEnvelope } from '../../src/client/crypto/index.js';
 import { joinEnvelope } from '../../src/tee/envelope-layout.js';
 import { TeeError } from '../../src/tee/errors.js';
+import { readFileSync, readdirSync } from 'node:fs';
+import { useBatchScheduling } from '../../src/tee/scheduling.js';
 import { makeFixture } from './fixture.js';
 import { publish, refusedUnchanged } from './publishing.js';
 
@@ -51,6 +53,54 @@ test('the process backend forms groups and re-wraps for them pipelined: calls se
   } finally {
     await f.dispose();
   }
+});
+
+/** Linux scheduling policy of every thread of `pid` (field 41 of /proc/PID/task/TID/stat: 0 SCHED_OTHER, 3 SCHED_BATCH). */
+function threadPolicies(pid: number): Set<number> {
+  const policies = new Set<number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // a thread that ended since the listing
+    }
+    // fields from the 3rd on follow the command name's closing parenthesis
+    policies.add(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3]));
+  }
+  return policies;
+}
+
+test('the trusted process runs every thread as a SCHED_BATCH task with scheduling "batch", and as the broker does by default', { skip: process.platform !== 'linux' }, async () => {
+  const own = [...threadPolicies(process.pid)];
+  for (const [scheduling, expected] of [['batch', [3]], [undefined, own]] as const) {
+    const f = await makeFixture('process', { scheduling });
+    try {
+      assert.deepEqual([...threadPolicies(f.tee.pid!)], expected, `scheduling ${scheduling ?? '(default)'}`);
+      // and it still answers
+      assert.equal((await f.tee.info()).fingerprint, f.info.fingerprint);
+    } finally {
+      await f.dispose();
+    }
+  }
+});
+
+test('asking for SCHED_BATCH never fails the start: without chrt on PATH, or for a process the OS refuses, it warns and goes on', { skip: process.platform !== 'linux' }, async () => {
+  const warnings: string[] = [];
+  const before = [...threadPolicies(process.pid)];
+  const path = process.env.PATH;
+  process.env.PATH = '';
+  try {
+    await useBatchScheduling(process.pid, (m) => warnings.push(m));
+  } finally {
+    process.env.PATH = path;
+  }
+  // a pid above the kernel's maximum (2^22) belongs to no process
+  await useBatchScheduling(2 ** 22 + 1, (m) => warnings.push(m));
+  assert.equal(warnings.length, 2, warnings.join(' | '));
+  assert.match(warnings[0]!, /chrt \(util-linux\) not found on PATH: the trusted component keeps the default scheduling policy/);
+  assert.match(warnings[1]!, /chrt --batch failed \(.+\): the trusted component keeps the default scheduling policy/);
+  assert.deepEqual([...threadPolicies(process.pid)], before, 'this process was not touched');
 });
 
 test('when the trusted process dies, pending and later calls fail with a clear error', async () => {
