@@ -25,7 +25,7 @@ export interface StartBrokerOptions {
   /** Directory for a `node --cpu-prof` profile of our broker, written when it exits. */
   cpuProfileDir?: string;
   /** Our broker only: protect this topic filter, with this trusted backend and open enrolment. */
-  protect?: { filter: string; backend: 'process' | 'inline'; scheduling?: 'batch' | 'default' };
+  protect?: { filter: string; backend: 'process' | 'inline' };
 }
 
 const here = (rel: string): string => fileURLToPath(new URL(rel, import.meta.url));
@@ -86,7 +86,7 @@ export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOpti
   switch (name) {
     case 'mqt-tz': {
       const prof = opts.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfileDir] : [];
-      const protect = opts.protect ? ['--protect', opts.protect.filter, '--tee-backend', opts.protect.backend, ...(opts.protect.scheduling ? ['--tee-scheduling', opts.protect.scheduling] : []), '--open-enrolment'] : [];
+      const protect = opts.protect ? ['--protect', opts.protect.filter, '--tee-backend', opts.protect.backend, '--open-enrolment'] : [];
       const args = [...BROKER_NODE_FLAGS, ...prof, here('../src/cli/main.js'), 'broker', '--host', '127.0.0.1', '--port', String(port), '--data', dir, '--log-level', 'warn', ...protect];
       return launch(name, packageVersion(), port, process.execPath, args, cleanup);
     }

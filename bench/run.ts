@@ -61,7 +61,12 @@ function parseArgs(argv: string[]): Args {
     else if (x === '--profile') a.profileDir = value();
     else if (x === '--payloads') a.matrix = { ...a.matrix, payloads: intList(x, value(), 1, MAX_PAYLOAD) };
     else if (x === '--qos') a.matrix = { ...a.matrix, qos: intList(x, value(), 0, 1) as QoS[] };
-    else if (x === '--rounds') [a.rounds] = intList(x, value(), 1, 25);
+    else if (x === '--rounds') {
+      // one number: a list here would be cut to its first item without a word
+      const rounds = intList(x, value(), 1, 25);
+      if (rounds.length !== 1) throw new UsageError(`--rounds takes one number, not ${rounds.length}`);
+      a.rounds = rounds[0];
+    }
     else throw new UsageError(`unknown argument ${x} (known: --quick, --only NAME, --brokers LIST, --payloads LIST, --qos LIST, --rounds N, --write, --no-write, --profile DIR)`);
   }
   for (const b of a.brokers) if (!BROKER_NAMES.includes(b)) throw new UsageError(`unknown broker ${b} (known: ${BROKER_NAMES.join(', ')})`);
