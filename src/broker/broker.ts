@@ -92,6 +92,8 @@ export interface BrokerCounters {
   /** QoS 1/2 deliveries dropped because a session's queue was full. */
   dropped: number;
   malformedPackets: number;
+  /** Packets whose handler failed (a bug, not the client's fault): each closed its connection only. */
+  handlerFailures: number;
 }
 
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -103,7 +105,7 @@ export class Broker {
   readonly clients = new Map<string, Connection>();
   readonly connections = new Set<Connection>();
   readonly subscriptions = new SubscriptionTree();
-  readonly counters: BrokerCounters = { connectionsAccepted: 0, messagesReceived: 0, messagesRouted: 0, dropped: 0, malformedPackets: 0 };
+  readonly counters: BrokerCounters = { connectionsAccepted: 0, messagesReceived: 0, messagesRouted: 0, dropped: 0, malformedPackets: 0, handlerFailures: 0 };
   auth: AuthHooks;
   readonly retained: RetainedStore;
   deliveryStage: DeliveryStage | undefined;

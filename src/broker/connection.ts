@@ -66,7 +66,7 @@ export class Connection implements SessionLink, ClientInfo {
   ) {
     this.decoder = new Decoder(broker.config.limits.maxPacketSize, {
       packet: (p) => this.onPacket(p),
-      malformed: (msg) => this.onMalformed(msg),
+      malformed: (msg, reason, packet) => this.onMalformed(msg, reason, packet),
       tooLarge: (size) => this.close(Reason.PacketTooLarge, `packet of ${size} bytes exceeds the maximum of ${broker.config.limits.maxPacketSize}`),
     });
     stream.on('data', (chunk: Buffer) => {
@@ -93,6 +93,7 @@ export class Connection implements SessionLink, ClientInfo {
   /** Runs `task` after all earlier serial work of this connection. */
   serially(task: () => Promise<void>): void {
     const next = (this.chain ?? Promise.resolve()).then(task).catch((err: unknown) => {
+      this.broker.counters.handlerFailures++;
       this.broker.log.error({ err, clientId: this.clientId }, 'asynchronous handler failed');
       this.close(Reason.ImplementationSpecificError, 'internal error');
     });
@@ -126,14 +127,17 @@ export class Connection implements SessionLink, ClientInfo {
         this.broker.log.debug({ clientId: this.clientId, reason: err.reason }, err.message);
         this.close(err.reason, err.message);
       } else {
+        this.broker.counters.handlerFailures++;
         this.broker.log.error({ err, clientId: this.clientId, cmd: packet.cmd }, 'handler failed');
         this.close(Reason.ImplementationSpecificError, 'internal error');
       }
     }
   }
 
-  private onMalformed(message: string): void {
+  private onMalformed(message: string, reason: number, packet?: Packet): void {
     this.broker.counters.malformedPackets++;
+    // a v5 CONNECT that breaks a rule is refused in a v5 CONNACK (MQTT-3.2.2.2)
+    if (!this.connected && packet?.cmd === 'connect' && packet.protocolVersion === 5) this.setProtocolVersion(5);
     this.broker.log.debug({ clientId: this.clientId, remote: this.transport.remoteAddress }, `malformed packet: ${message}`);
     if (!this.connected && message === 'Invalid protocol version') {
       // MQTT-3.1.2-2: answer an unknown protocol level with CONNACK 0x01 (v3.1.1 layout) and close.
@@ -141,7 +145,7 @@ export class Connection implements SessionLink, ClientInfo {
       this.destroy();
       return;
     }
-    this.close(Reason.MalformedPacket, message);
+    this.close(reason, message);
   }
 
   send(packet: Packet): void {

@@ -2,6 +2,7 @@
 import { isUtf8 } from 'node:buffer';
 import mqttPacket from 'mqtt-packet';
 import type { IPubackPacket, IPublishPacket, Packet } from 'mqtt-packet';
+import { Reason } from './reason-codes.js';
 
 export type ProtocolVersion = 3 | 4 | 5;
 
@@ -25,8 +26,11 @@ interface ParserInternals {
 
 export interface DecoderEvents {
   packet(packet: Packet): void;
-  /** A malformed byte sequence; the connection must be closed. */
-  malformed(message: string): void;
+  /**
+   * A malformed byte sequence (reason 0x81) or a packet that breaks a rule of its form (0x82, with
+   * the packet: a v5 CONNECT must be refused in a v5 CONNACK); the connection must be closed.
+   */
+  malformed(message: string, reason: number, packet?: Packet): void;
   /** A packet announced a length above the limit; nothing of it is buffered further. */
   tooLarge(length: number): void;
 }
@@ -65,7 +69,13 @@ export class Decoder {
           : undefined;
       if (problem !== undefined) {
         this.failed = true;
-        this.events.malformed(problem);
+        this.events.malformed(problem, Reason.MalformedPacket);
+        return;
+      }
+      const repeated = repeatedProperty(p);
+      if (repeated !== undefined) {
+        this.failed = true;
+        this.events.malformed(`property ${repeated} appears more than once (MQTT-2.2.2.2)`, Reason.ProtocolError, p);
         return;
       }
       this.events.packet(p);
@@ -73,7 +83,7 @@ export class Decoder {
     this.parser.on('error', (err: Error) => {
       if (this.failed) return;
       this.failed = true;
-      this.events.malformed(err.message);
+      this.events.malformed(err.message, Reason.MalformedPacket);
     });
   }
 
@@ -210,6 +220,25 @@ export class Decoder {
     }
     return topic;
   }
+}
+
+/**
+ * The first v5 property that a packet (or its will) carries more than once. Only User Property may
+ * repeat in what a client sends (a Subscription Identifier only in the server's PUBLISH); mqtt-packet
+ * turns any other repeat into an array, a value none of the packet's declared types allows, so it
+ * must not get past the decoder (a correlation-data array once reached a session queue and crashed
+ * the broker when it was settled).
+ */
+export function repeatedProperty(packet: Packet): string | undefined {
+  const lists = [(packet as { properties?: object }).properties];
+  if (packet.cmd === 'connect') lists.push(packet.will?.properties);
+  for (const properties of lists) {
+    if (properties === undefined) continue;
+    for (const [name, value] of Object.entries(properties)) {
+      if (name !== 'userProperties' && Array.isArray(value)) return name;
+    }
+  }
+  return undefined;
 }
 
 export function encode(packet: Packet, version: ProtocolVersion): Buffer {
