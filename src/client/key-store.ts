@@ -18,6 +18,9 @@ export interface KeyStore {
   save(key: StoredKey, opts?: { replace?: boolean }): Promise<void>;
   /** Optional check, before enrolling, that save() will be able to write (an enrolment cannot be undone). */
   prepare?(): Promise<void>;
+  /** The subscriber's replay state (text made by the SDK); a store without these forgets it on restart. */
+  loadReplayState?(): Promise<string | undefined>;
+  saveReplayState?(text: string): Promise<void>;
 }
 
 export class KeyFileError extends Error {
@@ -33,35 +36,53 @@ export function encodeStoredKey(k: StoredKey): string {
   return `${JSON.stringify({ format: FORMAT, version: 1, identity: k.identity, teeFingerprint: k.teeFingerprint, key: toBase64Url(k.key) }, null, 2)}\n`;
 }
 
-/** `where` names the source in errors (a path); the text itself is never quoted. */
-export function decodeStoredKey(text: string, where: string): StoredKey {
+function parseJson(text: string, where: string, what: string): Record<string, unknown> {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch {
-    throw new KeyFileError(`${where} is not an mqt-tz key file (not JSON)`);
+    throw new KeyFileError(`${where} is not an ${what} (not JSON)`);
   }
-  const o = (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>;
-  if (o.format !== FORMAT || o.version !== 1) throw new KeyFileError(`${where} is not an mqt-tz key file (version 1)`);
+  return (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>;
+}
+
+function bytesField(o: Record<string, unknown>, field: string): Uint8Array {
+  try {
+    return typeof o[field] === 'string' ? fromBase64Url(o[field]) : new Uint8Array(0);
+  } catch {
+    return new Uint8Array(0);
+  }
+}
+
+/** identity, teeFingerprint and a 32-byte key, or a KeyFileError naming what is missing. */
+function keyFields(o: Record<string, unknown>, where: string): StoredKey {
   if (typeof o.identity !== 'string' || o.identity.length === 0) throw new KeyFileError(`${where} has no identity`);
   if (typeof o.teeFingerprint !== 'string' || !/^[0-9a-f]{64}$/.test(o.teeFingerprint)) throw new KeyFileError(`${where} has no valid teeFingerprint`);
-  let key: Uint8Array;
-  try {
-    key = typeof o.key === 'string' ? fromBase64Url(o.key) : new Uint8Array(0);
-  } catch {
-    key = new Uint8Array(0);
-  }
+  const key = bytesField(o, 'key');
   if (key.length !== 32) throw new KeyFileError(`${where} does not hold a 32-byte key`);
   return { identity: o.identity, key, teeFingerprint: o.teeFingerprint };
 }
 
+/** `where` names the source in errors (a path); the text itself is never quoted. */
+export function decodeStoredKey(text: string, where: string): StoredKey {
+  const o = parseJson(text, where, 'mqt-tz key file');
+  if (o.format !== FORMAT || o.version !== 1) throw new KeyFileError(`${where} is not an mqt-tz key file (version 1)`);
+  return keyFields(o, where);
+}
+
 /** Keeps the key in memory only (browsers, tests); `initial` is what load() returns first. */
-export function memoryKeyStore(initial?: StoredKey): KeyStore & { current: StoredKey | undefined } {
+export function memoryKeyStore(initial?: StoredKey): KeyStore & { current: StoredKey | undefined; replayState: string | undefined } {
   const store = {
     current: initial,
+    replayState: undefined as string | undefined,
     load: () => Promise.resolve(store.current),
     save: (k: StoredKey) => {
       store.current = k;
+      return Promise.resolve();
+    },
+    loadReplayState: () => Promise.resolve(store.replayState),
+    saveReplayState: (text: string) => {
+      store.replayState = text;
       return Promise.resolve();
     },
   };

@@ -61,3 +61,17 @@ test('the memory key store returns what was saved', async () => {
   await store.save(sample(4));
   assert.deepEqual(await store.load(), sample(4));
 });
+
+test('the replay state is kept next to the key file (0600, no temp files left), and a damaged one is refused naming its path', withDir(async (dir) => {
+  const path = join(dir, 'bob.key');
+  const store = fileKeyStore(path);
+  assert.equal(await store.loadReplayState!(), undefined);
+  const text = '{"format":"mqt-tz replay state","version":1,"size":1024,"senders":[{"sender":"alice","max":5,"seen":""}]}';
+  await store.saveReplayState!(text);
+  await store.saveReplayState!(text);
+  assert.equal(await store.loadReplayState!(), text);
+  assert.equal(statSync(`${path}.replay`).mode & 0o777, 0o600);
+  assert.deepEqual(readdirSync(dir), ['bob.key.replay']);
+  writeFileSync(`${path}.replay`, '{"format":"something else"}');
+  await assert.rejects(store.loadReplayState!(), (err: unknown) => err instanceof KeyFileError && err.message.startsWith(`${path}.replay is not a valid mqt-tz replay state`));
+}));
