@@ -1,10 +1,11 @@
 // Node-only key files: written 0600 and atomically (temp file, fsync, then link or rename), so a
 // crash never leaves half a key; refused when others can read them. Keys are never logged.
-// Next to KEY_FILE: KEY_FILE.replay (the subscriber's replay window), written the same way.
+// Next to KEY_FILE: KEY_FILE.pending (a key change in flight, with its new key) and
+// KEY_FILE.replay (the subscriber's replay window), written the same way.
 import { randomBytes } from 'node:crypto';
 import { accessSync, closeSync, constants, existsSync, fsyncSync, linkSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { decodeStoredKey, encodeStoredKey, KeyFileError, type KeyStore, type StoredKey } from './key-store.js';
+import { decodePendingKeyChange, decodeStoredKey, encodePendingKeyChange, encodeStoredKey, KeyFileError, type KeyStore, type StoredKey } from './key-store.js';
 import { decodeReplayState } from './replay-journal.js';
 
 export { KeyFileError } from './key-store.js';
@@ -72,14 +73,28 @@ export function checkKeyFileWritable(path: string): void {
   }
 }
 
+function removeFile(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
 /** A KeyStore over one key file: the key is written only once the trusted component confirmed it. */
 export function fileKeyStore(path: string): KeyStore {
+  const pendingPath = `${path}.pending`;
   const replayPath = `${path}.replay`;
   // async: a failure is a rejected promise, never a throw from the call itself
   return {
     load: async () => readKeyFile(path),
     save: async (key, opts) => writeKeyFile(path, key, { overwrite: opts?.replace }),
     prepare: async () => checkKeyFileWritable(path),
+    loadPending: async () => {
+      const text = readPrivateFile(pendingPath, 'pending key change', true);
+      return text === undefined ? undefined : decodePendingKeyChange(text, pendingPath);
+    },
+    savePending: async (change) => (change === undefined ? removeFile(pendingPath) : writeAtomically(pendingPath, encodePendingKeyChange(change), true)),
     loadReplayState: async () => {
       const text = readPrivateFile(replayPath, 'replay state', false);
       if (text !== undefined) decodeReplayState(text, replayPath); // a bad file is named here, by its path

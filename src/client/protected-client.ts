@@ -9,7 +9,8 @@ import { EnrolmentError, ReplayedMessageError } from './crypto/errors.js';
 import { importClientKey, type ClientKey } from './crypto/keys.js';
 import { ReplayWindow, SequenceCounter } from './crypto/replay.js';
 import { TypedEmitter } from './emitter.js';
-import { enrolOverMqtt, rotateOverMqtt } from './enrolment.js';
+import type { TeeContact } from './enrolment.js';
+import { enrolIntoStore, resumeKeyChange, rotateInStore } from './key-change.js';
 import { KeyFileError, type KeyStore } from './key-store.js';
 import { openReplayWindow, ReplayJournal, type RestoredReplay } from './replay-journal.js';
 import { TEE_RESPONSE_PREFIX } from '../mqtt/tee-topics.js';
@@ -192,9 +193,7 @@ export class ProtectedClient extends TypedEmitter<ProtectedClientEvents> {
     const { teeFingerprint, keyStore } = this.opts;
     if (teeFingerprint === undefined || keyStore === undefined) throw new TypeError('rotateKey needs teeFingerprint and a key store (or key file)');
     const contact = { client: this.mqtt, identity: this.identity, teeFingerprint: teeFingerprint.toLowerCase(), timeoutMs: this.opts.teeTimeoutMs ?? 10_000 };
-    const { raw, key } = await rotateOverMqtt(contact, await this.key);
-    await keyStore.save({ identity: this.identity, key: raw, teeFingerprint: contact.teeFingerprint }, { replace: true });
-    this.useKey(key);
+    this.useKey(await rotateInStore(contact, keyStore, await this.key));
   }
 
   private receive(topic: string, payload: Buffer, packet: IPublishPacket): void {
@@ -250,7 +249,8 @@ function whenConnected(client: MqttClient, url: string): Promise<void> {
 
 /**
  * Connects, loads the key (or enrols one on first use when given a token, storing it only once the
- * trusted component confirmed it) and resolves with a connected ProtectedClient.
+ * trusted component confirmed it; or completes an enrolment or rotation a crash or a lost answer
+ * left pending) and resolves with a connected ProtectedClient.
  */
 export async function connectProtected(url: string, options: ProtectedClientOptions): Promise<ProtectedClient> {
   const {
@@ -258,15 +258,20 @@ export async function connectProtected(url: string, options: ProtectedClientOpti
     teeTimeoutMs = 10_000, ...mqttOptions
   } = options;
   const stored = clientKey === undefined ? await keyStore?.load() : undefined;
-  const identity = givenIdentity ?? stored?.identity ?? mqttOptions.clientId;
+  const pending = clientKey === undefined ? await keyStore?.loadPending() : undefined;
+  const identity = givenIdentity ?? stored?.identity ?? pending?.identity ?? mqttOptions.clientId;
   if (identity === undefined) throw new TypeError('connectProtected needs an identity (or a clientId, or a stored key that names one)');
-  if (stored !== undefined && stored.identity !== identity) throw new KeyFileError(`the stored key is enrolled for ${JSON.stringify(stored.identity)}, not ${JSON.stringify(identity)}`);
-  const fingerprint = teeFingerprint?.toLowerCase() ?? stored?.teeFingerprint;
-  if (stored !== undefined && fingerprint !== stored.teeFingerprint) {
-    throw new EnrolmentError('fingerprint-mismatch', `the stored key was enrolled with trusted component ${stored.teeFingerprint}, not the pinned ${fingerprint}`);
+  for (const [what, saved] of [['stored key is enrolled', stored], ['pending key change is', pending]] as const) {
+    if (saved !== undefined && saved.identity !== identity) throw new KeyFileError(`the ${what} for ${JSON.stringify(saved.identity)}, not ${JSON.stringify(identity)}`);
+  }
+  const fingerprint = teeFingerprint?.toLowerCase() ?? stored?.teeFingerprint ?? pending?.teeFingerprint;
+  for (const [what, saved] of [['stored key was enrolled', stored], ['pending key change was made for', pending]] as const) {
+    if (saved !== undefined && fingerprint !== saved.teeFingerprint) {
+      throw new EnrolmentError('fingerprint-mismatch', `the ${what} with trusted component ${saved.teeFingerprint}, not the pinned ${fingerprint}`);
+    }
   }
   const raw = clientKey ?? stored?.key;
-  if (raw === undefined) {
+  if (raw === undefined && pending === undefined) {
     if (keyStore === undefined) throw new TypeError('connectProtected needs a clientKey, or a key store (key file) to load it from or enrol into');
     if (token === undefined && !enrolWithoutToken) throw new KeyFileError('no enrolled key yet, and no enrolment token to enrol one');
     if (fingerprint === undefined) throw new TypeError('teeFingerprint is required to enrol');
@@ -276,12 +281,10 @@ export async function connectProtected(url: string, options: ProtectedClientOpti
   const client = new ProtectedClient(mqtt.connect(url, { clientId: identity, ...mqttOptions }), identity, { protectedTopics, replayWindowSize, teeFingerprint: fingerprint, keyStore, teeTimeoutMs }, replay);
   try {
     await whenConnected(client.mqtt, url);
-    if (raw !== undefined) client.useKey(await importClientKey(raw));
-    else {
-      const enrolled = await enrolOverMqtt({ client: client.mqtt, identity, teeFingerprint: fingerprint!, timeoutMs: teeTimeoutMs }, token);
-      await keyStore!.save({ identity, key: enrolled, teeFingerprint: fingerprint! });
-      client.useKey(await importClientKey(enrolled));
-    }
+    const contact: TeeContact = { client: client.mqtt, identity, teeFingerprint: fingerprint!, timeoutMs: teeTimeoutMs };
+    if (pending !== undefined) client.useKey(await resumeKeyChange(contact, keyStore!, pending, stored));
+    else if (raw !== undefined) client.useKey(await importClientKey(raw));
+    else client.useKey(await importClientKey(await enrolIntoStore(contact, keyStore!, token)));
   } catch (err) {
     await client.mqtt.endAsync(true).catch(noop);
     throw err;

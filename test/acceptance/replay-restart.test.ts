@@ -11,24 +11,16 @@ import type { IPublishPacket } from 'mqtt-packet';
 import { splitEnvelope, type ProtectedClient } from '../../src/client/index.js';
 import { parseHeader } from '../../src/tee/envelope-layout.js';
 import { elapse, waitUntil, withTimeout, WAIT_MS } from '../helpers/broker.js';
-import { startProtectedBroker, type ProtectedBroker } from '../client/protected-broker.js';
+import type { ProtectedBroker } from '../client/protected-broker.js';
 import { MAIN } from './cli-broker.js';
-import { MitmProxy } from './mitm-proxy.js';
+import { startBrokerBehindProxy, type MitmProxy } from './mitm-proxy.js';
 
-let b: ProtectedBroker;
-let proxy: MitmProxy;
-let alice: ProtectedClient;
-
+let b: ProtectedBroker, proxy: MitmProxy, alice: ProtectedClient, close: (() => Promise<void>) | undefined;
 before(async () => {
-  b = await startProtectedBroker('process');
-  proxy = await MitmProxy.start(b.port);
-  alice = await b.enrolled('alice');
+  ({ b, proxy, alice, close } = await startBrokerBehindProxy('alice'));
   await (await b.enrolled('bob')).endAsync();
 });
-after(async () => {
-  await proxy?.close();
-  await b?.close();
-});
+after(() => close?.());
 
 interface SubProcess {
   child: ChildProcess;

@@ -75,3 +75,23 @@ test('the replay state is kept next to the key file (0600, no temp files left), 
   writeFileSync(`${path}.replay`, '{"format":"something else"}');
   await assert.rejects(store.loadReplayState!(), (err: unknown) => err instanceof KeyFileError && err.message.startsWith(`${path}.replay is not a valid mqt-tz replay state`));
 }));
+
+test('a pending key change is kept next to the key file (0600), removed when done, and a damaged one is refused without quoting the key', withDir(async (dir) => {
+  const path = join(dir, 'alice.key');
+  const store = fileKeyStore(path);
+  assert.equal(await store.loadPending(), undefined);
+  const change = { type: 'rotate' as const, ...sample(7), request: new Uint8Array(80).fill(3) };
+  await store.savePending(change);
+  assert.equal(statSync(`${path}.pending`).mode & 0o777, 0o600);
+  assert.deepEqual(readdirSync(dir), ['alice.key.pending']);
+  assert.deepEqual(await store.loadPending(), change);
+  await store.savePending(undefined);
+  await store.savePending(undefined);
+  assert.deepEqual(readdirSync(dir), []);
+
+  const secret = toBase64Url(new Uint8Array(32).fill(0x5a));
+  writeFileSync(`${path}.pending`, JSON.stringify({ format: 'mqt-tz pending key change', version: 1, type: 'enrol', identity: 'a', teeFingerprint: FP, key: secret, request: '' }), { mode: 0o600 });
+  await assert.rejects(store.loadPending(), (err: unknown) => err instanceof KeyFileError && err.message === `${path}.pending holds no request`);
+  chmodSync(`${path}.pending`, 0o644);
+  await assert.rejects(store.loadPending(), /readable by others/);
+}));
