@@ -39,7 +39,12 @@ async function subscribe(flags: SubFlags): Promise<void> {
   const finish = async (code: number, message?: string): Promise<void> => {
     if (finished) return;
     finished = true;
-    await client.end();
+    try {
+      await client.end(); // also writes the replay state
+    } catch (err) {
+      message ??= (err as Error).message;
+      code = 1;
+    }
     if (message) process.stderr.write(`mqt-tz: ${message}\n`);
     process.exit(code);
   };

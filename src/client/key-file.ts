@@ -25,6 +25,15 @@ function readPrivateFile(path: string, what: string, holdsKey: boolean): string 
   }
 }
 
+/** writeAtomically, any failure a KeyFileError naming `what` and the path. */
+function writePrivateFile(path: string, what: string, text: string): void {
+  try {
+    writeAtomically(path, text, true);
+  } catch (err) {
+    throw new KeyFileError(`cannot write ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
 /** Temp file (0600), fsync, then rename over `path` (or, without `overwrite`, link: EEXIST rather than replace). */
 function writeAtomically(path: string, text: string, overwrite: boolean): void {
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
@@ -94,12 +103,12 @@ export function fileKeyStore(path: string): KeyStore {
       const text = readPrivateFile(pendingPath, 'pending key change', true);
       return text === undefined ? undefined : decodePendingKeyChange(text, pendingPath);
     },
-    savePending: async (change) => (change === undefined ? removeFile(pendingPath) : writeAtomically(pendingPath, encodePendingKeyChange(change), true)),
+    savePending: async (change) => (change === undefined ? removeFile(pendingPath) : writePrivateFile(pendingPath, 'pending key change', encodePendingKeyChange(change))),
     loadReplayState: async () => {
       const text = readPrivateFile(replayPath, 'replay state', false);
       if (text !== undefined) decodeReplayState(text, replayPath); // a bad file is named here, by its path
       return text;
     },
-    saveReplayState: async (text) => writeAtomically(replayPath, text, true),
+    saveReplayState: async (text) => writePrivateFile(replayPath, 'replay state', text),
   };
 }

@@ -129,3 +129,22 @@ describe('a subscriber restarted after taking a message refuses that message whe
     assert.match(run.stderr, new RegExp(`replayed: message ${seqOf(recording)} from "alice" is older than the maximum age`));
   });
 });
+
+describe('mqt-tz sub --max-age', () => {
+  const run = (args: string[]): Promise<{ code: number | null; stderr: string }> => {
+    const child = spawn(process.execPath, [MAIN, 'sub', '-h', '127.0.0.1', '-p', String(b.port), '-t', 'secure/x', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    return withTimeout(new Promise((resolve) => child.on('close', (code) => resolve({ code, stderr }))), 3 * WAIT_MS, 'mqt-tz sub');
+  };
+
+  it('refuses a value that is not a positive number, and a use without --key-file, with one line', async () => {
+    for (const [args, line] of [
+      [['--key-file', b.keyFile('bob'), '--max-age', '0'], 'mqt-tz: --max-age must be a positive number, got "0"\n'],
+      [['--key-file', b.keyFile('bob'), '--max-age', 'soon'], 'mqt-tz: --max-age must be a positive number, got "soon"\n'],
+      [['--max-age', '5'], 'mqt-tz: --max-age needs --key-file: only protected messages carry their send time\n'],
+    ] as const) {
+      assert.deepEqual(await run([...args]), { code: 1, stderr: line });
+    }
+  });
+});

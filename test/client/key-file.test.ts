@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -74,6 +74,11 @@ test('the replay state is kept next to the key file (0600, no temp files left), 
   assert.deepEqual(readdirSync(dir), ['bob.key.replay']);
   writeFileSync(`${path}.replay`, '{"format":"something else"}');
   await assert.rejects(store.loadReplayState!(), (err: unknown) => err instanceof KeyFileError && err.message.startsWith(`${path}.replay is not a valid mqt-tz replay state`));
+
+  rmSync(`${path}.replay`);
+  mkdirSync(`${path}.replay`); // a write that cannot succeed (root ignores permissions)
+  await assert.rejects(store.saveReplayState!(text), (err: unknown) => err instanceof KeyFileError && err.message === `cannot write replay state ${path}.replay: EISDIR`);
+  assert.deepEqual(readdirSync(dir), ['bob.key.replay'], 'no temp file left behind');
 }));
 
 test('a pending key change is kept next to the key file (0600), removed when done, and a damaged one is refused without quoting the key', withDir(async (dir) => {
