@@ -24,7 +24,7 @@ export function decodeReplayState(text: string, where: string): ReplaySnapshot {
   if (typeof o !== 'object' || o === null || o.format !== FORMAT || o.version !== 1) throw bad('format or version');
   if (!Number.isInteger(o.size) || !Array.isArray(o.senders)) throw bad('size or senders missing');
   for (const e of o.senders) {
-    if (typeof e !== 'object' || e === null || typeof e.sender !== 'string' || !Number.isSafeInteger(e.max) || e.max < 0 || typeof e.seen !== 'string' || !/^[A-Za-z0-9_-]*$/.test(e.seen)) {
+    if (typeof e !== 'object' || e === null || typeof e.sender !== 'string' || !Number.isSafeInteger(e.max) || e.max < 0 || typeof e.seen !== 'string' || !/^[A-Za-z0-9_-]*$/.test(e.seen) || e.seen.length % 4 === 1) {
       throw bad('a sender entry is malformed');
     }
   }

@@ -54,7 +54,8 @@ test('a key store\'s replay state restores the window; a damaged one is refused 
   assert.equal(window.maxAgeMs, 30_000);
   assert.equal(keep?.intervalMs, 1000);
 
-  for (const text of ['{', '{"format":"mqt-tz replay state","version":1,"size":1024,"senders":[{"sender":"a","max":-1,"seen":""}]}']) {
+  const entry = (e: string): string => `{"format":"mqt-tz replay state","version":1,"size":1024,"senders":[${e}]}`;
+  for (const text of ['{', entry('{"sender":"a","max":-1,"seen":""}'), entry('{"sender":"a","max":1,"seen":"AAAAA"}'), entry('7')]) {
     store.replayState = text;
     await assert.rejects(openReplayWindow(store, {}), (err: unknown) => err instanceof KeyFileError && /not a valid mqt-tz replay state .* delete it/.test(err.message));
   }

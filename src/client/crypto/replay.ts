@@ -57,7 +57,11 @@ export class ReplayWindow {
   }
 
   snapshot(): ReplaySnapshot {
-    const senders = [...this.senders].map(([sender, w]) => ({ sender, max: w.max, seen: toBase64Url(new Uint8Array(w.bits.buffer, w.bits.byteOffset, w.bits.byteLength)) }));
+    const senders = [...this.senders].map(([sender, w]) => {
+      const seen = new DataView(new ArrayBuffer(w.bits.byteLength)); // little-endian words, whatever the machine
+      w.bits.forEach((word, i) => seen.setUint32(i * 4, word, true));
+      return { sender, max: w.max, seen: toBase64Url(new Uint8Array(seen.buffer)) };
+    });
     return { size: this.size, senders };
   }
 
@@ -70,8 +74,10 @@ export class ReplayWindow {
     for (const { sender, max, seen } of s.senders) {
       const bits = new Uint32Array(this.size / 32);
       const saved = fromBase64Url(seen);
-      if (s.size === this.size && saved.length === bits.byteLength) new Uint8Array(bits.buffer).set(saved);
-      else bits.fill(0xffffffff);
+      if (s.size === this.size && saved.length === bits.byteLength) {
+        const view = new DataView(saved.buffer, saved.byteOffset, saved.byteLength);
+        for (let i = 0; i < bits.length; i++) bits[i] = view.getUint32(i * 4, true);
+      } else bits.fill(0xffffffff);
       this.senders.set(sender, { max, bits });
     }
   }
