@@ -4,6 +4,7 @@
 // KEY_FILE.replay (the subscriber's replay window), written the same way.
 import { randomBytes } from 'node:crypto';
 import { accessSync, closeSync, constants, existsSync, fsyncSync, linkSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { decodePendingKeyChange, decodeStoredKey, encodePendingKeyChange, encodeStoredKey, KeyFileError, type KeyStore, type StoredKey } from './key-store.js';
 import { decodeReplayState } from './replay-journal.js';
@@ -25,18 +26,32 @@ function readPrivateFile(path: string, what: string, holdsKey: boolean): string 
   }
 }
 
-/** writeAtomically, any failure a KeyFileError naming `what` and the path. */
-function writePrivateFile(path: string, what: string, text: string): void {
+const tempPathFor = (path: string): string => join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+
+/**
+ * Replaces `path` atomically as writeAtomically does, without blocking the event loop on the fsync
+ * (the replay state is written every second while messages arrive); failures are KeyFileErrors.
+ */
+async function writePrivateFile(path: string, what: string, text: string): Promise<void> {
+  const tmp = tempPathFor(path);
   try {
-    writeAtomically(path, text, true);
+    const file = await open(tmp, 'wx', 0o600);
+    try {
+      await file.writeFile(text);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(tmp, path);
   } catch (err) {
+    await rm(tmp, { force: true });
     throw new KeyFileError(`cannot write ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
 }
 
 /** Temp file (0600), fsync, then rename over `path` (or, without `overwrite`, link: EEXIST rather than replace). */
 function writeAtomically(path: string, text: string, overwrite: boolean): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = tempPathFor(path);
   const fd = openSync(tmp, 'wx', 0o600);
   try {
     try {
@@ -103,12 +118,12 @@ export function fileKeyStore(path: string): KeyStore {
       const text = readPrivateFile(pendingPath, 'pending key change', true);
       return text === undefined ? undefined : decodePendingKeyChange(text, pendingPath);
     },
-    savePending: async (change) => (change === undefined ? removeFile(pendingPath) : writePrivateFile(pendingPath, 'pending key change', encodePendingKeyChange(change))),
+    savePending: async (change) => (change === undefined ? removeFile(pendingPath) : await writePrivateFile(pendingPath, 'pending key change', encodePendingKeyChange(change))),
     loadReplayState: async () => {
       const text = readPrivateFile(replayPath, 'replay state', false);
       if (text !== undefined) decodeReplayState(text, replayPath); // a bad file is named here, by its path
       return text;
     },
-    saveReplayState: async (text) => writePrivateFile(replayPath, 'replay state', text),
+    saveReplayState: (text) => writePrivateFile(replayPath, 'replay state', text),
   };
 }
