@@ -54,6 +54,13 @@ export function parseCount(value: string, flag: string): number {
   return integerFlag(value, flag, 0, Number.MAX_SAFE_INTEGER);
 }
 
+/** A positive number, fractions allowed (seconds). */
+export function parsePositive(value: string, flag: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} must be a positive number, got ${JSON.stringify(value)}`);
+  return n;
+}
+
 const VERSIONS: Record<string, 3 | 4 | 5> = { '31': 3, mqttv31: 3, '311': 4, mqttv311: 4, '5': 5, mqttv5: 5 };
 
 /** MQTT.js URL and options for the flags. */

@@ -82,10 +82,11 @@ function wrapProtected(client: ProtectedClient): CliClient {
   };
 }
 
-export async function openClient(flags: ClientFlags): Promise<CliClient> {
+/** `protectedOptions` apply only with --key-file (e.g. sub's --max-age). */
+export async function openClient(flags: ClientFlags, protectedOptions: { maxAgeSeconds?: number } = {}): Promise<CliClient> {
   const { url, options } = clientOptions(flags);
   if (flags.keyFile === undefined) return wrapPlain(await connectMqtt(url, options));
   if (!existsSync(flags.keyFile)) throw new Error(`key file ${flags.keyFile} does not exist; enrol first with mqt-tz enroll`);
   // -i defaults to the identity the key file was enrolled under
-  return wrapProtected(await connectProtected(url, { ...options, identity: flags.id, teeFingerprint: flags.teeFingerprint, keyFile: flags.keyFile }));
+  return wrapProtected(await connectProtected(url, { ...options, ...protectedOptions, identity: flags.id, teeFingerprint: flags.teeFingerprint, keyFile: flags.keyFile }));
 }

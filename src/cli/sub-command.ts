@@ -1,6 +1,6 @@
 /** `mqt-tz sub`: subscribe like mosquitto_sub; protected payloads are opened with --key-file. */
 import type { Command } from 'commander';
-import { addClientOptions, failingClearly, parseCount, parseQos, UsageError, type ClientFlags } from './client-options.js';
+import { addClientOptions, failingClearly, parseCount, parsePositive, parseQos, UsageError, type ClientFlags } from './client-options.js';
 import { openClient } from './open-client.js';
 
 interface SubFlags extends ClientFlags {
@@ -9,6 +9,7 @@ interface SubFlags extends ClientFlags {
   count?: string;
   timeout?: string;
   verbose?: boolean;
+  maxAge?: string;
   /** false with -R */
   retained: boolean;
 }
@@ -21,6 +22,7 @@ export function registerSubCommand(program: Command): void {
     .option('-W, --timeout <seconds>', 'exit after this many seconds')
     .option('-v, --verbose', 'print the topic before each payload')
     .option('-R, --no-retained', 'do not print retained messages')
+    .option('--max-age <seconds>', 'with --key-file: refuse protected messages sent longer ago than this, as replayed')
     .action(failingClearly(subscribe));
 }
 
@@ -29,13 +31,20 @@ async function subscribe(flags: SubFlags): Promise<void> {
   const qos = parseQos(flags.qos);
   const limit = flags.count !== undefined ? parseCount(flags.count, '-C') : Infinity;
   const seconds = flags.timeout !== undefined ? parseCount(flags.timeout, '-W') : undefined;
-  const client = await openClient(flags);
+  const maxAgeSeconds = flags.maxAge !== undefined ? parsePositive(flags.maxAge, '--max-age') : undefined;
+  if (maxAgeSeconds !== undefined && flags.keyFile === undefined) throw new UsageError('--max-age needs --key-file: only protected messages carry their send time');
+  const client = await openClient(flags, { maxAgeSeconds });
   let received = 0;
   let finished = false;
   const finish = async (code: number, message?: string): Promise<void> => {
     if (finished) return;
     finished = true;
-    await client.end();
+    try {
+      await client.end(); // also writes the replay state
+    } catch (err) {
+      message ??= (err as Error).message;
+      code = 1;
+    }
     if (message) process.stderr.write(`mqt-tz: ${message}\n`);
     process.exit(code);
   };
@@ -47,5 +56,7 @@ async function subscribe(flags: SubFlags): Promise<void> {
   client.onError((err) => void finish(1, err.message));
   if (seconds !== undefined) setTimeout(() => void finish(received > 0 || limit === Infinity ? 0 : 27, limit === Infinity ? undefined : `timed out after ${seconds} s`), seconds * 1000);
   await client.subscribe(flags.topic, qos);
+  // Either signal closes cleanly, so the replay state is written (the key file's .replay).
   process.once('SIGINT', () => void finish(0));
+  process.once('SIGTERM', () => void finish(0));
 }

@@ -3,7 +3,7 @@
 // signed answer carries a valid key confirmation. The caller stores the key after that, not before.
 import type { MqttClient } from 'mqtt';
 import { fromUtf8 } from '../tee/bytes.js';
-import { buildEnrolmentRequest, buildRotationRequest, pinTee, verifyKeyResponse, type TeeInfoJson, type TeePublicKeys } from './crypto/enrol.js';
+import { buildEnrolmentRequest, buildRotationRequest, pendingKeyRequest, pinTee, verifyKeyResponse, type TeeInfoJson, type TeePublicKeys } from './crypto/enrol.js';
 import { generateClientKeyBytes, type ClientKey } from './crypto/keys.js';
 import { bs } from './crypto/webcrypto.js';
 import { TeeRequestError, withTeeRequests, type TeeRequest } from './tee-requests.js';
@@ -42,23 +42,47 @@ async function requireCurves(tee: TeePublicKeys): Promise<void> {
   }
 }
 
+/** A key change about to be sent: handed to `beforeSend` first, so a restart can send the same bytes again. */
+export interface OutgoingKeyChange {
+  type: 'enrol' | 'rotate';
+  /** The new raw key. */
+  key: Uint8Array;
+  request: Uint8Array;
+}
+
+export type BeforeSend = (change: OutgoingKeyChange) => Promise<void>;
+
 /** Enrols a fresh key for `identity`; resolves with its raw bytes once confirmed. */
-export function enrolOverMqtt(c: TeeContact, token: string | Uint8Array | undefined): Promise<Uint8Array> {
+export function enrolOverMqtt(c: TeeContact, token: string | Uint8Array | undefined, beforeSend?: BeforeSend): Promise<Uint8Array> {
   return withTeeRequests(c.client, c.timeoutMs, async (request) => {
     const tee = await pinnedTee(request, c.teeFingerprint);
     const raw = generateClientKeyBytes();
     const { request: body, pending } = await buildEnrolmentRequest({ tee, identity: c.identity, key: raw, token });
+    await beforeSend?.({ type: 'enrol', key: raw, request: body });
     await verifyKeyResponse(pending, await request('enrol', body));
     return raw;
   });
 }
 
 /** Replaces the enrolled key; resolves with the new raw key and its derived subkeys once confirmed. */
-export function rotateOverMqtt(c: TeeContact, currentKey: ClientKey): Promise<{ raw: Uint8Array; key: ClientKey }> {
+export function rotateOverMqtt(c: TeeContact, currentKey: ClientKey, beforeSend?: BeforeSend): Promise<{ raw: Uint8Array; key: ClientKey }> {
   return withTeeRequests(c.client, c.timeoutMs, async (request) => {
     const tee = await pinnedTee(request, c.teeFingerprint);
     const raw = generateClientKeyBytes();
     const { request: body, pending } = await buildRotationRequest({ tee, identity: c.identity, currentKey, newKey: raw });
+    await beforeSend?.({ type: 'rotate', key: raw, request: body });
     return { raw, key: await verifyKeyResponse(pending, await request('rotate', body)) };
+  });
+}
+
+/**
+ * Sends a saved key change again, byte for byte (after a crash or a lost answer): the trusted
+ * component answers a repeat with the answer it gave the first time. Resolves with the key once confirmed.
+ */
+export function resendOverMqtt(c: TeeContact, change: OutgoingKeyChange): Promise<ClientKey> {
+  return withTeeRequests(c.client, c.timeoutMs, async (request) => {
+    const tee = await pinnedTee(request, c.teeFingerprint);
+    const pending = await pendingKeyRequest(change.type, tee, c.identity, change.request, change.key);
+    return verifyKeyResponse(pending, await request(change.type, change.request));
   });
 }

@@ -11,6 +11,20 @@ export interface StoredKey {
   teeFingerprint: string;
 }
 
+/**
+ * A new key and the exact request that asks the trusted component to take it, saved before the
+ * request is sent: after a crash or a lost answer the same bytes are sent again (see key-change.ts).
+ */
+export interface PendingKeyChange {
+  type: 'enrol' | 'rotate';
+  identity: string;
+  teeFingerprint: string;
+  /** The new raw 256-bit key. */
+  key: Uint8Array;
+  /** The request as sent (HPKE-sealed to the trusted component). */
+  request: Uint8Array;
+}
+
 export interface KeyStore {
   /** undefined when no key has been stored yet. */
   load(): Promise<StoredKey | undefined>;
@@ -18,6 +32,13 @@ export interface KeyStore {
   save(key: StoredKey, opts?: { replace?: boolean }): Promise<void>;
   /** Optional check, before enrolling, that save() will be able to write (an enrolment cannot be undone). */
   prepare?(): Promise<void>;
+  /** The key change in flight, if any. */
+  loadPending(): Promise<PendingKeyChange | undefined>;
+  /** Saves the key change before its request is sent (durably: it holds the new key); undefined removes it. */
+  savePending(change: PendingKeyChange | undefined): Promise<void>;
+  /** The subscriber's replay state (text made by the SDK); a store without these forgets it on restart. */
+  loadReplayState?(): Promise<string | undefined>;
+  saveReplayState?(text: string): Promise<void>;
 }
 
 export class KeyFileError extends Error {
@@ -33,35 +54,75 @@ export function encodeStoredKey(k: StoredKey): string {
   return `${JSON.stringify({ format: FORMAT, version: 1, identity: k.identity, teeFingerprint: k.teeFingerprint, key: toBase64Url(k.key) }, null, 2)}\n`;
 }
 
-/** `where` names the source in errors (a path); the text itself is never quoted. */
-export function decodeStoredKey(text: string, where: string): StoredKey {
+function parseJson(text: string, where: string, what: string): Record<string, unknown> {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch {
-    throw new KeyFileError(`${where} is not an mqt-tz key file (not JSON)`);
+    throw new KeyFileError(`${where} is not an ${what} (not JSON)`);
   }
-  const o = (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>;
-  if (o.format !== FORMAT || o.version !== 1) throw new KeyFileError(`${where} is not an mqt-tz key file (version 1)`);
+  return (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>;
+}
+
+function bytesField(o: Record<string, unknown>, field: string): Uint8Array {
+  try {
+    return typeof o[field] === 'string' ? fromBase64Url(o[field]) : new Uint8Array(0);
+  } catch {
+    return new Uint8Array(0);
+  }
+}
+
+/** identity, teeFingerprint and a 32-byte key, or a KeyFileError naming what is missing. */
+function keyFields(o: Record<string, unknown>, where: string): StoredKey {
   if (typeof o.identity !== 'string' || o.identity.length === 0) throw new KeyFileError(`${where} has no identity`);
   if (typeof o.teeFingerprint !== 'string' || !/^[0-9a-f]{64}$/.test(o.teeFingerprint)) throw new KeyFileError(`${where} has no valid teeFingerprint`);
-  let key: Uint8Array;
-  try {
-    key = typeof o.key === 'string' ? fromBase64Url(o.key) : new Uint8Array(0);
-  } catch {
-    key = new Uint8Array(0);
-  }
+  const key = bytesField(o, 'key');
   if (key.length !== 32) throw new KeyFileError(`${where} does not hold a 32-byte key`);
   return { identity: o.identity, key, teeFingerprint: o.teeFingerprint };
 }
 
+/** `where` names the source in errors (a path); the text itself is never quoted. */
+export function decodeStoredKey(text: string, where: string): StoredKey {
+  const o = parseJson(text, where, 'mqt-tz key file');
+  if (o.format !== FORMAT || o.version !== 1) throw new KeyFileError(`${where} is not an mqt-tz key file (version 1)`);
+  return keyFields(o, where);
+}
+
+const PENDING_FORMAT = 'mqt-tz pending key change';
+
+export function encodePendingKeyChange(p: PendingKeyChange): string {
+  const fields = { format: PENDING_FORMAT, version: 1, type: p.type, identity: p.identity, teeFingerprint: p.teeFingerprint, key: toBase64Url(p.key), request: toBase64Url(p.request) };
+  return `${JSON.stringify(fields, null, 2)}\n`;
+}
+
+export function decodePendingKeyChange(text: string, where: string): PendingKeyChange {
+  const o = parseJson(text, where, 'mqt-tz pending key change');
+  if (o.format !== PENDING_FORMAT || o.version !== 1) throw new KeyFileError(`${where} is not an mqt-tz pending key change (version 1)`);
+  if (o.type !== 'enrol' && o.type !== 'rotate') throw new KeyFileError(`${where} names no key change type (enrol or rotate)`);
+  const request = bytesField(o, 'request');
+  if (request.length === 0) throw new KeyFileError(`${where} holds no request`);
+  return { type: o.type, ...keyFields(o, where), request };
+}
+
 /** Keeps the key in memory only (browsers, tests); `initial` is what load() returns first. */
-export function memoryKeyStore(initial?: StoredKey): KeyStore & { current: StoredKey | undefined } {
+export function memoryKeyStore(initial?: StoredKey): KeyStore & { current: StoredKey | undefined; pending: PendingKeyChange | undefined; replayState: string | undefined } {
   const store = {
     current: initial,
+    pending: undefined as PendingKeyChange | undefined,
+    replayState: undefined as string | undefined,
     load: () => Promise.resolve(store.current),
     save: (k: StoredKey) => {
       store.current = k;
+      return Promise.resolve();
+    },
+    loadPending: () => Promise.resolve(store.pending),
+    savePending: (p: PendingKeyChange | undefined) => {
+      store.pending = p;
+      return Promise.resolve();
+    },
+    loadReplayState: () => Promise.resolve(store.replayState),
+    saveReplayState: (text: string) => {
+      store.replayState = text;
       return Promise.resolve();
     },
   };

@@ -9,8 +9,10 @@ import { EnrolmentError, ReplayedMessageError } from './crypto/errors.js';
 import { importClientKey, type ClientKey } from './crypto/keys.js';
 import { ReplayWindow, SequenceCounter } from './crypto/replay.js';
 import { TypedEmitter } from './emitter.js';
-import { enrolOverMqtt, rotateOverMqtt } from './enrolment.js';
+import type { TeeContact } from './enrolment.js';
+import { enrolIntoStore, resumeKeyChange, rotateInStore } from './key-change.js';
 import { KeyFileError, type KeyStore } from './key-store.js';
+import { openReplayWindow, ReplayJournal, type RestoredReplay } from './replay-journal.js';
 import { TEE_RESPONSE_PREFIX } from '../mqtt/tee-topics.js';
 import { wire } from './wire.js';
 
@@ -34,6 +36,16 @@ export interface ProtectedClientOptions extends IClientOptions {
   protectedTopics?: readonly string[];
   /** Per-sender replay window in sequence numbers (multiple of 32); default 1024. */
   replayWindowSize?: number;
+  /**
+   * Refuse protected messages sent longer ago than this (by the time in their sequence number) as
+   * replayed. Closes the replay window a crash leaves open (docs/protocol.md §3); default: no limit.
+   */
+  maxAgeSeconds?: number;
+  /**
+   * The replay window is kept in the key store (next to the key file) so a restarted subscriber
+   * refuses messages it already took; written at most this often, and on close. Default 1000 ms.
+   */
+  replayStateIntervalMs?: number;
   /** How long to wait for each answer of the trusted component; default 10 000 ms. */
   teeTimeoutMs?: number;
 }
@@ -69,6 +81,7 @@ export class ProtectedClient extends TypedEmitter<ProtectedClientEvents> {
   private readonly filters: string[];
   private readonly seq = new SequenceCounter();
   private readonly replay: ReplayWindow;
+  private readonly journal: ReplayJournal | undefined;
   private key: Promise<ClientKey>;
   private setKey: (key: ClientKey) => void = noop;
   // Sealing and opening are asynchronous: these chains keep publish and delivery order.
@@ -80,11 +93,15 @@ export class ProtectedClient extends TypedEmitter<ProtectedClientEvents> {
     readonly mqtt: MqttClient,
     readonly identity: string,
     private readonly opts: Pick<ProtectedClientOptions, 'protectedTopics' | 'replayWindowSize' | 'teeFingerprint' | 'keyStore' | 'teeTimeoutMs'>,
+    /** A window restored after a restart, and where to keep it (see replay-journal.ts). */
+    replay?: RestoredReplay,
   ) {
     super();
     checkIdentity(identity);
     this.filters = [...(opts.protectedTopics ?? [])];
-    this.replay = new ReplayWindow(opts.replayWindowSize);
+    this.replay = replay?.window ?? new ReplayWindow(opts.replayWindowSize);
+    const keep = replay?.keep;
+    this.journal = keep && new ReplayJournal(this.replay, keep.save, keep.intervalMs, (err) => this.emit('error', err));
     this.key = new Promise((resolve) => (this.setKey = resolve));
     mqtt.on('message', (topic, payload, packet) => this.receive(topic, payload, packet));
     mqtt.on('connect', (connack) => this.emit('connect', connack));
@@ -152,10 +169,15 @@ export class ProtectedClient extends TypedEmitter<ProtectedClientEvents> {
     return this;
   }
 
-  /** Closes the connection; unless forced, after the messages still being sealed were handed to MQTT.js. */
+  /**
+   * Closes the connection; unless forced, after the messages still being sealed were handed to
+   * MQTT.js. Then writes the replay state (forced or not: it only ever grows).
+   */
   async endAsync(force = false): Promise<void> {
     if (!force) await this.sendChain;
     await this.mqtt.endAsync(force);
+    await this.receiveChain;
+    await this.journal?.flush();
   }
 
   end(force = false, cb?: () => void): this {
@@ -171,9 +193,7 @@ export class ProtectedClient extends TypedEmitter<ProtectedClientEvents> {
     const { teeFingerprint, keyStore } = this.opts;
     if (teeFingerprint === undefined || keyStore === undefined) throw new TypeError('rotateKey needs teeFingerprint and a key store (or key file)');
     const contact = { client: this.mqtt, identity: this.identity, teeFingerprint: teeFingerprint.toLowerCase(), timeoutMs: this.opts.teeTimeoutMs ?? 10_000 };
-    const { raw, key } = await rotateOverMqtt(contact, await this.key);
-    await keyStore.save({ identity: this.identity, key: raw, teeFingerprint: contact.teeFingerprint }, { replace: true });
-    this.useKey(key);
+    this.useKey(await rotateInStore(contact, keyStore, await this.key));
   }
 
   private receive(topic: string, payload: Buffer, packet: IPublishPacket): void {
@@ -188,6 +208,7 @@ export class ProtectedClient extends TypedEmitter<ProtectedClientEvents> {
       (m) => {
         if (m === undefined) this.emit('message', topic, payload, packet, { protected: false });
         else {
+          this.journal?.changed();
           const plaintext = wire(m.payload);
           this.emit('message', topic, plaintext, { ...packet, payload: plaintext }, { protected: true, sender: m.sender, seq: m.seq });
         }
@@ -228,34 +249,42 @@ function whenConnected(client: MqttClient, url: string): Promise<void> {
 
 /**
  * Connects, loads the key (or enrols one on first use when given a token, storing it only once the
- * trusted component confirmed it) and resolves with a connected ProtectedClient.
+ * trusted component confirmed it; or completes an enrolment or rotation a crash or a lost answer
+ * left pending) and resolves with a connected ProtectedClient.
  */
 export async function connectProtected(url: string, options: ProtectedClientOptions): Promise<ProtectedClient> {
-  const { identity: givenIdentity, teeFingerprint, clientKey, keyStore, token, enrolWithoutToken, protectedTopics, replayWindowSize, teeTimeoutMs = 10_000, ...mqttOptions } = options;
+  const {
+    identity: givenIdentity, teeFingerprint, clientKey, keyStore, token, enrolWithoutToken, protectedTopics, replayWindowSize, maxAgeSeconds, replayStateIntervalMs,
+    teeTimeoutMs = 10_000, ...mqttOptions
+  } = options;
   const stored = clientKey === undefined ? await keyStore?.load() : undefined;
-  const identity = givenIdentity ?? stored?.identity ?? mqttOptions.clientId;
+  const pending = clientKey === undefined ? await keyStore?.loadPending() : undefined;
+  const identity = givenIdentity ?? stored?.identity ?? pending?.identity ?? mqttOptions.clientId;
   if (identity === undefined) throw new TypeError('connectProtected needs an identity (or a clientId, or a stored key that names one)');
-  if (stored !== undefined && stored.identity !== identity) throw new KeyFileError(`the stored key is enrolled for ${JSON.stringify(stored.identity)}, not ${JSON.stringify(identity)}`);
-  const fingerprint = teeFingerprint?.toLowerCase() ?? stored?.teeFingerprint;
-  if (stored !== undefined && fingerprint !== stored.teeFingerprint) {
-    throw new EnrolmentError('fingerprint-mismatch', `the stored key was enrolled with trusted component ${stored.teeFingerprint}, not the pinned ${fingerprint}`);
+  for (const [what, saved] of [['stored key is enrolled', stored], ['pending key change is', pending]] as const) {
+    if (saved !== undefined && saved.identity !== identity) throw new KeyFileError(`the ${what} for ${JSON.stringify(saved.identity)}, not ${JSON.stringify(identity)}`);
+  }
+  const fingerprint = teeFingerprint?.toLowerCase() ?? stored?.teeFingerprint ?? pending?.teeFingerprint;
+  for (const [what, saved] of [['stored key was enrolled', stored], ['pending key change was made for', pending]] as const) {
+    if (saved !== undefined && fingerprint !== saved.teeFingerprint) {
+      throw new EnrolmentError('fingerprint-mismatch', `the ${what} with trusted component ${saved.teeFingerprint}, not the pinned ${fingerprint}`);
+    }
   }
   const raw = clientKey ?? stored?.key;
-  if (raw === undefined) {
+  if (raw === undefined && pending === undefined) {
     if (keyStore === undefined) throw new TypeError('connectProtected needs a clientKey, or a key store (key file) to load it from or enrol into');
     if (token === undefined && !enrolWithoutToken) throw new KeyFileError('no enrolled key yet, and no enrolment token to enrol one');
     if (fingerprint === undefined) throw new TypeError('teeFingerprint is required to enrol');
     await keyStore.prepare?.();
   }
-  const client = new ProtectedClient(mqtt.connect(url, { clientId: identity, ...mqttOptions }), identity, { protectedTopics, replayWindowSize, teeFingerprint: fingerprint, keyStore, teeTimeoutMs });
+  const replay = await openReplayWindow(keyStore, { windowSize: replayWindowSize, maxAgeSeconds, saveIntervalMs: replayStateIntervalMs });
+  const client = new ProtectedClient(mqtt.connect(url, { clientId: identity, ...mqttOptions }), identity, { protectedTopics, replayWindowSize, teeFingerprint: fingerprint, keyStore, teeTimeoutMs }, replay);
   try {
     await whenConnected(client.mqtt, url);
-    if (raw !== undefined) client.useKey(await importClientKey(raw));
-    else {
-      const enrolled = await enrolOverMqtt({ client: client.mqtt, identity, teeFingerprint: fingerprint!, timeoutMs: teeTimeoutMs }, token);
-      await keyStore!.save({ identity, key: enrolled, teeFingerprint: fingerprint! });
-      client.useKey(await importClientKey(enrolled));
-    }
+    const contact: TeeContact = { client: client.mqtt, identity, teeFingerprint: fingerprint!, timeoutMs: teeTimeoutMs };
+    if (pending !== undefined) client.useKey(await resumeKeyChange(contact, keyStore!, pending, stored));
+    else if (raw !== undefined) client.useKey(await importClientKey(raw));
+    else client.useKey(await importClientKey(await enrolIntoStore(contact, keyStore!, token)));
   } catch (err) {
     await client.mqtt.endAsync(true).catch(noop);
     throw err;

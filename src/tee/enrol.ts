@@ -6,7 +6,7 @@ import { toHex } from './bytes.js';
 import { checkIdentity } from './envelope-layout.js';
 import { TEE_ERRORS, TeeError, orRefuse } from './errors.js';
 import { AEAD_AES_256_GCM, setupBaseR } from './hpke.js';
-import type { ClientKeys } from './keys.js';
+import { deriveClientKeys, type ClientKeys } from './keys.js';
 import { OBJ, TeeState, sha256, writeIdTimes } from './core.js';
 import {
   LABELS, MSG_ENROL, MSG_ENROL_RESPONSE, MSG_ROTATE, MSG_ROTATE_RESPONSE, STATEMENT_TOKEN, encodeKeyResponseBody, keyConfirmInput,
@@ -68,11 +68,29 @@ function confirmation(state: TeeState, keys: ClientKeys, request: Uint8Array, id
   return hmac(keys.confirm, keyConfirmInput(sha256(request), state.x25519Public, identity));
 }
 
+/**
+ * The identity's current keys when they are the very key `key` (not revoked): the request repeats
+ * one already carried out, sent again because its answer was lost or the client crashed before
+ * storing it. Only the client and this component know the key, so the repeat asks for nothing
+ * new; it gets the answer the first one got (same confirmation; Ed25519 signs deterministically).
+ */
+async function alreadyHolds(state: TeeState, identity: string, key: Uint8Array): Promise<ClientKeys | undefined> {
+  if (state.revoked.has(identity)) return undefined;
+  const current = await state.keysOf(identity);
+  if (current === undefined) return undefined;
+  return timingSafeEqual(deriveClientKeys(key, current.generation).confirm, current.confirm) ? current : undefined;
+}
+
 export function enrol(state: TeeState, request: Uint8Array): Promise<Uint8Array> {
   return answer(state, request, MSG_ENROL_RESPONSE, async () => {
     const { plaintext } = openRequest(state, request, MSG_ENROL);
     const p = orRefuse('enrol-malformed', () => parseEnrolPlaintext(plaintext));
     if (!checkIdentity(p.identity)) throw new TeeError('bad-identity', 'identity must be 1-255 bytes of UTF-8');
+    const repeated = await alreadyHolds(state, p.identity, p.key);
+    if (repeated !== undefined) {
+      plaintext.fill(0);
+      return confirmation(state, repeated, request, p.identity);
+    }
     const now = Date.now();
     const token = checkToken(state, p.token, p.identity, now);
     const revokedAt = state.revoked.get(p.identity);
@@ -102,6 +120,11 @@ export function rotate(state: TeeState, request: Uint8Array): Promise<Uint8Array
     const p = orRefuse('enrol-malformed', () => parseRotatePlaintext(plaintext));
     if (!checkIdentity(p.identity)) throw new TeeError('bad-identity', 'identity must be 1-255 bytes of UTF-8');
     if (state.revoked.has(p.identity)) throw new TeeError('identity-revoked', 'identity was revoked');
+    const repeated = await alreadyHolds(state, p.identity, p.key);
+    if (repeated !== undefined) {
+      plaintext.fill(0);
+      return confirmation(state, repeated, request, p.identity);
+    }
     const old = await state.keysOf(p.identity);
     if (old === undefined) throw new TeeError('unknown-identity', 'identity is not enrolled');
     const expected = hmac(old.confirm, rotateProofInput(p.identity, p.key, p.nonce, req.enc));

@@ -5,6 +5,8 @@
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import mqttPacket from 'mqtt-packet';
 import type { IPublishPacket, Packet } from 'mqtt-packet';
+import type { ProtectedClient } from '../../src/client/index.js';
+import { startProtectedBroker, type ProtectedBroker } from '../client/protected-broker.js';
 
 /** What the client gets instead of `packet` (in order; empty = dropped). */
 export type Rewrite = (packet: IPublishPacket) => IPublishPacket[] | Promise<IPublishPacket[]>;
@@ -72,5 +74,24 @@ export class MitmProxy {
   async close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/**
+ * A protected broker (trusted component in its own process) with a proxy in front, and an enrolled
+ * publisher connected straight to the broker; closed together.
+ */
+export async function startBrokerBehindProxy(publisher: string): Promise<{ b: ProtectedBroker; proxy: MitmProxy; alice: ProtectedClient; close(): Promise<void> }> {
+  const b = await startProtectedBroker('process');
+  const proxy = await MitmProxy.start(b.port);
+  const close = async (): Promise<void> => {
+    await proxy.close();
+    await b.close();
+  };
+  try {
+    return { b, proxy, alice: await b.enrolled(publisher), close };
+  } catch (err) {
+    await close();
+    throw err;
   }
 }

@@ -131,7 +131,7 @@ test('an unknown sender is refused as unknown-sender', async () => {
   await refusedUnchanged(f, 'unknown-sender', () => f.tee.rewrap(m.header, T, 'mallory', ['bob']));
 });
 
-test('a forged token, a replayed enrolment and a forged revocation, policy or endorsement change nothing', async () => {
+test('a forged token, a replayed enrolment (answered as the first time) and a forged revocation, policy or endorsement change nothing', async () => {
   const forged = issueToken(forger(), 'dave', 60);
   const { request } = await buildEnrolmentRequest({ tee: f.teeKeys, identity: 'dave', key: generateClientKeyBytes(), token: forged });
   const before = f.storeState();
@@ -140,9 +140,10 @@ test('a forged token, a replayed enrolment and a forged revocation, policy or en
 
   const token = f.token('erin');
   const first = await buildEnrolmentRequest({ tee: f.teeKeys, identity: 'erin', key: generateClientKeyBytes(), token });
-  assert.equal(parseKeyResponse(await f.tee.enrol(first.request)).status, 0);
+  const answer = await f.tee.enrol(first.request);
+  assert.equal(parseKeyResponse(answer).status, 0);
   const enrolled = f.storeState();
-  assert.equal(codeFromNumber(parseKeyResponse(await f.tee.enrol(first.request)).status), 'token-replayed');
+  assert.deepEqual(await f.tee.enrol(first.request), answer, 'the same request gets the same signed answer, and grants nothing new');
   const second = await buildEnrolmentRequest({ tee: f.teeKeys, identity: 'erin', key: generateClientKeyBytes(), token });
   assert.equal(codeFromNumber(parseKeyResponse(await f.tee.enrol(second.request)).status), 'token-replayed');
   assert.equal(f.storeState(), enrolled);

@@ -73,6 +73,32 @@ test('enrolment refusals are signed responses naming the reason: missing, expire
   }
 });
 
+test('an enrolment request sent again gets the same signed answer (also after a restart) and enrols nothing new; once revoked, the repeat is refused', async () => {
+  const f = await makeFixture();
+  try {
+    const raw = generateClientKeyBytes();
+    const { request, pending } = await buildEnrolmentRequest({ tee: f.teeKeys, identity: 'alice', key: raw, token: f.token('alice') });
+    const answer = await f.tee.enrol(request);
+    await verifyKeyResponse(pending, answer);
+    const enrolled = f.storeState();
+    assert.deepEqual(await f.tee.enrol(request), answer);
+    assert.equal((await f.tee.stats()).enrolments, 1);
+    await f.tee.close();
+    const { openTrustedComponent } = await import('../../src/tee/host.js');
+    const restarted = await openTrustedComponent({ backend: 'inline', store: f.store, deviceSecretPath: join(f.dir, 'tee/device.secret'), operatorPublicKey: f.operator.publicKey });
+    try {
+      assert.deepEqual(await restarted.enrol(request), answer, 'answered from the sealed key record, not from memory');
+      assert.equal(f.storeState(), enrolled);
+      await restarted.revoke(signRevocation(f.operator, 'alice'));
+      assert.equal(statusOf(await restarted.enrol(request)), 'token-replayed');
+    } finally {
+      await restarted.close();
+    }
+  } finally {
+    await f.dispose().catch(() => undefined);
+  }
+});
+
 test('open enrolment accepts a request without a token and warns at start', async () => {
   const warnings: string[] = [];
   const { openDataTee } = await import('../../src/protect/operator.js');
@@ -93,7 +119,7 @@ test('open enrolment accepts a request without a token and warns at start', asyn
   }
 });
 
-test('rotation with proof of the current key replaces it: new headers work, headers under the old key are refused', async () => {
+test('rotation with proof of the current key replaces it: new headers work, headers under the old key are refused; the same request again gets the same answer', async () => {
   const f = await makeFixture();
   try {
     const alice = await f.enrol('alice');
@@ -101,12 +127,18 @@ test('rotation with proof of the current key replaces it: new headers work, head
     const oldMessage = await publish(alice, 't', 'old');
     const newRaw = generateClientKeyBytes();
     const { request, pending } = await buildRotationRequest({ tee: f.teeKeys, identity: 'alice', currentKey: alice.key, newKey: newRaw });
-    const newKey = await verifyKeyResponse(pending, await f.tee.rotate(request));
+    const answer = await f.tee.rotate(request);
+    const newKey = await verifyKeyResponse(pending, answer);
     await refusedUnchanged(f, 'header-auth-failed', () => f.tee.rewrap(oldMessage.header, 't', 'alice', ['bob']));
     const m = await deliver(f, await publish({ ...alice, key: newKey }, 't', 'new'), 't', 'alice', bob);
     assert.equal(new TextDecoder().decode(m.payload), 'new');
-    // Replaying the same rotation now fails: its proof is under the replaced key.
-    assert.equal(statusOf(await f.tee.rotate(request)), 'rotate-proof-invalid');
+    // The same rotation again (its answer lost) gets the same answer and changes nothing; another
+    // rotation with a proof under the replaced key is refused.
+    const before = f.storeState();
+    assert.deepEqual(await f.tee.rotate(request), answer);
+    assert.equal(f.storeState(), before);
+    const stale = await buildRotationRequest({ tee: f.teeKeys, identity: 'alice', currentKey: alice.key, newKey: generateClientKeyBytes() });
+    assert.equal(statusOf(await f.tee.rotate(stale.request)), 'rotate-proof-invalid');
     const stranger = await buildRotationRequest({ tee: f.teeKeys, identity: 'zed', currentKey: alice.key, newKey: newRaw });
     assert.equal(statusOf(await f.tee.rotate(stranger.request)), 'unknown-identity');
     assert.equal((await f.tee.stats()).rotations, 1);

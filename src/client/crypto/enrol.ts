@@ -86,7 +86,12 @@ export async function buildEnrolmentRequest(o: EnrolmentInput): Promise<{ reques
   const token = o.token === undefined ? new Uint8Array(0) : typeof o.token === 'string' ? fromBase64Url(o.token.trim()) : o.token;
   const plaintext = encodeEnrolPlaintext({ identity: o.identity, key: o.key, nonce: randomBytes(CLIENT_NONCE_BYTES), token });
   const request = await sealRequest(o.tee, MSG_ENROL, plaintext);
-  return { request, pending: { type: 'enrol', tee: o.tee, identity: o.identity, requestHash: await sha256(request), newKey: await importClientKey(o.key) } };
+  return { request, pending: await pendingKeyRequest('enrol', o.tee, o.identity, request, o.key) };
+}
+
+/** What verifyKeyResponse needs to check the answer to `request` (also for a request sent again after a restart). */
+export async function pendingKeyRequest(type: 'enrol' | 'rotate', tee: TeePublicKeys, identity: string, request: Uint8Array, newKey: Uint8Array): Promise<PendingKeyRequest> {
+  return { type, tee, identity, requestHash: await sha256(request), newKey: await importClientKey(newKey) };
 }
 
 export interface RotationInput {
@@ -101,7 +106,7 @@ export async function buildRotationRequest(o: RotationInput): Promise<{ request:
   // Proof = MAC under the current key over (identity, new key, nonce, this encapsulation).
   const unproven = encodeRotatePlaintext({ identity: o.identity, key: o.newKey, nonce, proof: new Uint8Array(32) }).subarray(0, -32);
   const request = await sealRequest(o.tee, MSG_ROTATE, unproven, (enc) => hmac(o.currentKey.confirm, rotateProofInput(o.identity, o.newKey, nonce, enc)));
-  return { request, pending: { type: 'rotate', tee: o.tee, identity: o.identity, requestHash: await sha256(request), newKey: await importClientKey(o.newKey) } };
+  return { request, pending: await pendingKeyRequest('rotate', o.tee, o.identity, request, o.newKey) };
 }
 
 /** Verifies the trusted component's answer; resolves with the now-enrolled key, throws EnrolmentError otherwise. */

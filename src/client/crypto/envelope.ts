@@ -89,6 +89,8 @@ async function dataKeyOf(o: OpenOptions, h: EnvelopeHeader): Promise<Bytes> {
   return dek;
 }
 
+const REPLAY_REASONS = { duplicate: 'a duplicate', 'too-old': 'older than the replay window', expired: 'older than the maximum age' } as const;
+
 /** Subscriber side; every failure is a ProtectedMessageError subclass with its own code. */
 export async function openEnvelope(o: OpenOptions): Promise<OpenedMessage> {
   let h: EnvelopeHeader;
@@ -109,7 +111,7 @@ export async function openEnvelope(o: OpenOptions): Promise<OpenedMessage> {
   if (plaintext === undefined) throw new TamperedMessageError('payload fails authentication');
   if (o.replay !== undefined) {
     const verdict = o.replay.check(h.sender, h.seq);
-    if (verdict !== 'fresh') throw new ReplayedMessageError(`message ${h.seq} from ${JSON.stringify(h.sender)} is ${verdict === 'duplicate' ? 'a duplicate' : 'older than the replay window'}`);
+    if (verdict !== 'fresh') throw new ReplayedMessageError(`message ${h.seq} from ${JSON.stringify(h.sender)} is ${REPLAY_REASONS[verdict]}`);
     o.replay.accept(h.sender, h.seq);
   }
   return { sender: h.sender, seq: h.seq, payload: plaintext };
