@@ -9,7 +9,11 @@ import { Broker } from './broker/broker.js';
 import type { AuthHooks } from './auth/hooks.js';
 import { createLogger, type Logger } from './log.js';
 import { listenTcp } from './transport/tcp.js';
-import { listenTls, type TlsSettings } from './transport/tls.js';
+import { listenTls, type TlsListener, type TlsSettings } from './transport/tls.js';
+import { AclAuth } from './auth/acl.js';
+import { PasswordFile } from './auth/password-file.js';
+import { PasswordLogins } from './auth/password-logins.js';
+import { reloadSettings, type ReloadResult } from './ops/reload.js';
 import { listenWebSocket } from './transport/websocket.js';
 import { ensureDevCertificates } from './transport/dev-certs.js';
 import type { Listener, TransportErrorHandler } from './transport/types.js';
@@ -23,6 +27,13 @@ export interface RunningBroker {
   readonly log: Logger;
   /** Port of the first listener of the given kind. */
   port(kind: Listener['transport']): number | undefined;
+  /** The password file in use (the dashboard's logins check it too). */
+  readonly passwords: PasswordLogins;
+  /**
+   * Applies what can change live from `next` (password file, ACL, anonymous access, TLS
+   * certificates, limits) and logs the outcome; on any error nothing changes.
+   */
+  reload(next: BrokerConfig): Promise<ReloadResult>;
   close(): Promise<void>;
 }
 
@@ -57,7 +68,15 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
   const log = options.log ?? createLogger(config.logLevel);
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true });
-  const broker = new Broker(config, log, { auth: options.auth });
+  let passwordFile: PasswordFile | undefined;
+  try {
+    if (config.passwordFile !== null) passwordFile = PasswordFile.load(config.passwordFile);
+  } catch (err) {
+    throw new ConfigError('passwordFile', (err as Error).message);
+  }
+  const passwords = new PasswordLogins(passwordFile);
+  const aclAuth = options.auth ? undefined : new AclAuth(config.allowAnonymous, config.acl, passwords);
+  const broker = new Broker(config, log, { auth: options.auth ?? aclAuth });
   let dataTee: DataTee | undefined;
   let protection: Protection | undefined;
   if (config.tee) {
@@ -110,6 +129,17 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
     listeners,
     log,
     port: (kind) => listeners.find((l) => l.transport === kind)?.port,
+    passwords,
+    async reload(next) {
+      const tls = listeners.find((l): l is TlsListener => l.transport === 'tls');
+      const result = await reloadSettings({ config, auth: aclAuth, passwords, tls, tlsFiles: (c) => tlsSettings(c.tls!, dataDir, log) }, next);
+      if (!result.ok) log.error({ error: result.error }, 'reload failed: keeping the previous settings');
+      else {
+        log.info({ passwordFile: config.passwordFile, users: passwords.file?.size ?? 0, aclRules: config.acl.length }, 'reloaded password file, ACL, TLS certificates and limits');
+        if (result.restartNeeded.length > 0) log.warn({ keys: result.restartNeeded }, 'changed settings that apply only after a restart');
+      }
+      return result;
+    },
     close() {
       closing ??= (async () => {
         await broker.close();
