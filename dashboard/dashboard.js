@@ -42,7 +42,8 @@ function badge(text) {
 
 function drawChart() {
   const svg = $('chart');
-  const w = 800, h = 180, left = 40, bottom = 16;
+  const w = svg.clientWidth || 800, h = 180, left = 40, bottom = 16;
+  svg.setAttribute('viewBox', `0 0 ${w} ${h}`);
   const max = Math.max(1, ...points.map((p) => Math.max(p.in, p.out)));
   const x = (i) => left + ((w - left - 4) * i) / (HISTORY - 1);
   const y = (v) => h - bottom - ((h - bottom - 6) * v) / max;
