@@ -70,17 +70,16 @@ export function startSysTopics(observed: Observed, intervalSeconds: number, vers
     publish('store/messages/count', s.queuedMessages + s.inflightMessages);
     publish('store/messages/bytes', s.queuedBytes);
     publish('heap/current', process.memoryUsage().heapUsed);
-    if (seconds > 0) {
-      for (const [name, read] of LOADS) {
-        const perMinute = ((read(s) - read(previous)) / seconds) * 60;
-        for (const [label, period] of PERIODS) {
-          const key = `load/${name}/${label}`;
-          // exponentially weighted, as mosquitto's load figures
-          const k = Math.exp(-seconds / period);
-          const value = (loads.get(key) ?? perMinute) * k + perMinute * (1 - k);
-          loads.set(key, value);
-          publish(key, value.toFixed(2));
-        }
+    for (const [name, read] of LOADS) {
+      // 0 at the first tick: every topic exists (retained) from the start
+      const perMinute = seconds > 0 ? ((read(s) - read(previous)) / seconds) * 60 : 0;
+      for (const [label, period] of PERIODS) {
+        const key = `load/${name}/${label}`;
+        // exponentially weighted, as mosquitto's load figures
+        const k = Math.exp(-seconds / period);
+        const value = (loads.get(key) ?? perMinute) * k + perMinute * (1 - k);
+        loads.set(key, value);
+        publish(key, value.toFixed(2));
       }
     }
     previous = s;

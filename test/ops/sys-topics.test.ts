@@ -29,7 +29,10 @@ test('$SYS/broker/... is retained under mosquitto\'s names, updated every sysInt
     for (const name of ['uptime', 'clients/connected', 'clients/total', 'messages/received', 'messages/sent', 'publish/messages/received', 'bytes/received', 'bytes/sent', 'subscriptions/count', 'retained messages/count', 'load/messages/received/1min', 'load/bytes/sent/15min', 'load/connections/5min']) {
       await until(sys, `$SYS/broker/${name}`, () => true, name);
     }
-    assert.ok(sys.messages.every((m) => m.packet.retain), 'every value came retained to a new subscription');
+    // the first of each topic is its retained value, sent with the SUBACK; later ones are live
+    const first = new Map<string, boolean>();
+    for (const m of sys.messages) if (!first.has(m.topic)) first.set(m.topic, m.packet.retain);
+    assert.deepEqual([...first].filter(([, retained]) => !retained), [], 'every topic came first as a retained message');
     assert.match(latest(sys).get('$SYS/broker/uptime')!, /^\d+ seconds$/);
     // the two watchers are connected; the count follows within an interval
     await until(sys, '$SYS/broker/clients/connected', (v) => Number(v) >= 2, 'clients/connected to count the watchers');
