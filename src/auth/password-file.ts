@@ -72,7 +72,8 @@ async function derive(h: PasswordHash, password: Buffer): Promise<Buffer> {
 
 export async function hashPassword(password: string, iterations = PASSWD_ITERATIONS): Promise<PasswordHash> {
   const salt = randomBytes(SALT_BYTES);
-  return { kind: 'pbkdf2-sha512', iterations, salt, hash: await derive({ kind: 'pbkdf2-sha512', iterations, salt, hash: Buffer.alloc(0) }, Buffer.from(password, 'utf8')) };
+  const hash = await pbkdf2Async(Buffer.from(password, 'utf8'), salt, iterations, HASH_BYTES, 'sha512');
+  return { kind: 'pbkdf2-sha512', iterations, salt, hash };
 }
 
 export async function verifyPassword(h: PasswordHash, password: Buffer): Promise<boolean> {

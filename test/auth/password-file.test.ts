@@ -214,6 +214,24 @@ describe('mqt-tz passwd', () => {
     assert.equal(await PasswordFile.load(plain).verify('carol', Buffer.from('pass word')), true);
   });
 
+  test('on a terminal the password is asked twice and not echoed', async () => {
+    const file = join(dir, 'tty.passwd');
+    // a real pseudo-terminal: `script` runs the command on one and relays our pipe to it
+    const child = spawn('script', ['-qfec', `'${process.execPath}' '${MAIN}' passwd -c '${file}' erin`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let answered = 0;
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const prompts = (out.match(/password: /gi) ?? []).length;
+      for (; answered < prompts; answered++) child.stdin.write('typed-secret\r');
+    });
+    const code = await withTimeout(new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? -1))), WAIT_MS * 3, 'mqt-tz passwd on a terminal');
+    assert.equal(code, 0, out);
+    assert.match(out, /Password: [\s\S]*Reenter password: [\s\S]*added erin/);
+    assert.doesNotMatch(out, /typed-secret/);
+    assert.equal(await PasswordFile.load(file).verify('erin', Buffer.from('typed-secret')), true);
+  });
+
   test('mistakes are one line and exit code 2: passwords that differ, a missing file without -c, an unknown user to delete, -c with -D', async () => {
     const file = join(dir, 'cli2.passwd');
     const cases: [string[], string | undefined, RegExp][] = [
