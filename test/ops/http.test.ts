@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, describe, test } from 'node:test';
-import { startTestBroker, unique, type TestBroker } from '../helpers/broker.js';
+import { startTestBroker, unique, WAIT_MS, type TestBroker } from '../helpers/broker.js';
 import { startProtectedBroker } from '../client/protected-broker.js';
 import { Events } from '../client/protected-broker.js';
 
@@ -82,6 +82,22 @@ describe('operations HTTP', () => {
       const calls = series(t, 'mqttz_tee_call_duration_seconds_count');
       assert.ok(calls >= 3, `calls timed: ${calls}`);
       assert.equal(series(t, 'mqttz_tee_call_duration_seconds_bucket{le="+Inf"}'), calls);
+    } finally {
+      await b.close();
+    }
+  });
+
+  test('/readyz says 503 and mqttz_tee_up 0 once the trusted component process is gone', async () => {
+    const b = await startProtectedBroker('process', (c) => (c.http = { port: 0, host: '127.0.0.1', admins: [] }));
+    try {
+      assert.equal((await get(b, '/readyz')).status, 200);
+      process.kill(b.tee.pid!, 'SIGKILL');
+      const deadline = Date.now() + WAIT_MS;
+      let ready = await get(b, '/readyz');
+      while (ready.status === 200 && Date.now() < deadline) ready = await get(b, '/readyz');
+      assert.deepEqual([ready.status, ready.text], [503, 'not ready: the trusted component does not answer\n']);
+      assert.equal(series((await get(b, '/metrics')).text, 'mqttz_tee_up'), 0);
+      assert.equal((await get(b, '/healthz')).status, 200);
     } finally {
       await b.close();
     }

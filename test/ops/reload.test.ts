@@ -77,7 +77,7 @@ describe('reload', () => {
     }
   });
 
-  test('in process: reload() applies limits and the ACL to the running broker, reports keys that need a restart, and a missing password file changes nothing', async () => {
+  test('in process: reload() applies limits (to sessions made before it too) and the ACL to the running broker, reports keys that need a restart, and a missing password file changes nothing', async () => {
     const passwd = join(dir, 'inproc.passwd');
     await run('mosquitto_passwd', ['-c', '-b', passwd, 'alice', 'pw-a']);
     const b = await startTestBroker((c) => (c.passwordFile = passwd));
@@ -87,6 +87,16 @@ describe('reload', () => {
       const result = await b.running.reload(next);
       assert.deepEqual(result, { ok: true, restartNeeded: ['port'] });
       assert.equal(b.broker.config.limits.maxQueuedMessages, 7);
+      // a session made before the reload queues at most the new limit
+      const offlineId = unique('offline');
+      const offline = await b.mqtt({ clientId: offlineId, clean: false, protocolVersion: 4, username: 'alice', password: 'pw-a' });
+      const topic = unique('queued');
+      await offline.subscribeAsync(topic, { qos: 1 });
+      await offline.endAsync();
+      const dropped = b.broker.counters.dropped;
+      for (let i = 0; i < 10; i++) await alice.publishAsync(topic, `m${i}`, { qos: 1 });
+      assert.equal(b.broker.sessions.get(offlineId)?.queue.length, 7);
+      assert.equal(b.broker.counters.dropped - dropped, 3);
       await assert.rejects(alice.publishAsync('secret/x', 'no', { qos: 1 }), /Not authorized/);
       await stillConnected(alice);
 
