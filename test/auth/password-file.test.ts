@@ -1,6 +1,6 @@
 // Password files: mosquitto_passwd's own files read unchanged, ours read by mosquitto itself,
 // logins over real sockets (right, wrong, unknown, rate-limited), the ACL's `user` on the
-// authenticated username, and `mqt-tz passwd` as a child process.
+// authenticated username (`mqt-tz passwd`: test/cli/passwd-command.test.ts).
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,8 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, describe, test } from 'node:test';
 import { PasswordFile, PasswordFileError, formatHash, hashPassword } from '../../src/auth/password-file.js';
-import { LoginLimiter } from '../../src/auth/login-limiter.js';
-import { connectMqtt, startTestBroker, WAIT_MS, withTimeout } from '../helpers/broker.js';
+import { connectMqtt, startTestBroker, WAIT_MS } from '../helpers/broker.js';
 
 const run = promisify(execFile);
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -139,29 +138,6 @@ describe('logins against the password file', () => {
     }
   });
 
-  test('the limiter forgets an address a window after its last failure, and a success clears it', () => {
-    let now = 0;
-    const limiter = new LoginLimiter({ maxFailures: 2, windowMs: 1000, maxAddresses: 2 }, () => now);
-    limiter.failed('a');
-    limiter.failed('a');
-    assert.equal(limiter.allows('a'), false);
-    now = 999;
-    assert.equal(limiter.allows('a'), false);
-    now = 2000;
-    assert.equal(limiter.allows('a'), true);
-    limiter.failed('b');
-    limiter.succeeded('b');
-    limiter.failed('b');
-    assert.equal(limiter.allows('b'), true);
-    // bounded: a third address pushes out the oldest
-    limiter.failed('c');
-    limiter.failed('c');
-    limiter.failed('d');
-    limiter.failed('d');
-    assert.equal(limiter.allows('d'), false);
-    assert.equal(limiter.refused, 3);
-  });
-
   test('an ACL rule\'s user matches the username the password file authenticated', async () => {
     const file = join(dir, 'acl.passwd');
     await run('mosquitto_passwd', ['-c', '-b', file, 'alice', 'pw-a']);
@@ -182,74 +158,5 @@ describe('logins against the password file', () => {
     } finally {
       await b.close();
     }
-  });
-});
-
-describe('mqt-tz passwd', () => {
-  const passwd = async (args: string[], input?: string): Promise<{ code: number; stderr: string }> => {
-    const child = spawn(process.execPath, [MAIN, 'passwd', ...args], { stdio: ['pipe', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdin.end(input ?? '');
-    const code = await withTimeout(new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? -1))), WAIT_MS * 3, 'mqt-tz passwd');
-    return { code, stderr };
-  };
-
-  test('-c creates, a password read twice from standard input adds a user, -b updates, -D deletes, -U hashes a plain-text file', async () => {
-    const file = join(dir, 'cli.passwd');
-    assert.equal((await passwd(['-c', '-b', file, 'alice', 'one'])).code, 0);
-    assert.equal((await passwd([file, 'bob'], 'two\ntwo\n')).code, 0);
-    let pw = PasswordFile.load(file);
-    assert.equal(await pw.verify('bob', Buffer.from('two')), true);
-    assert.equal((await passwd(['-b', file, 'alice', 'uno'])).code, 0);
-    pw = PasswordFile.load(file);
-    assert.equal(await pw.verify('alice', Buffer.from('uno')), true);
-    assert.equal((await passwd(['-D', file, 'bob'])).code, 0);
-    assert.equal(PasswordFile.load(file).has('bob'), false);
-
-    const plain = join(dir, 'plain.passwd');
-    writeFileSync(plain, '# team\ncarol:pass word\n');
-    assert.equal((await passwd(['-U', plain])).code, 0);
-    assert.match(readFileSync(plain, 'utf8'), /^# team\ncarol:\$7\$210000\$/);
-    assert.equal(await PasswordFile.load(plain).verify('carol', Buffer.from('pass word')), true);
-  });
-
-  test('on a terminal the password is asked twice and not echoed', async () => {
-    const file = join(dir, 'tty.passwd');
-    // a real pseudo-terminal: `script` runs the command on one and relays our pipe to it
-    const child = spawn('script', ['-qfec', `'${process.execPath}' '${MAIN}' passwd -c '${file}' erin`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    let answered = 0;
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const prompts = (out.match(/password: /gi) ?? []).length;
-      for (; answered < prompts; answered++) child.stdin.write('typed-secret\r');
-    });
-    const code = await withTimeout(new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? -1))), WAIT_MS * 3, 'mqt-tz passwd on a terminal');
-    assert.equal(code, 0, out);
-    assert.match(out, /Password: [\s\S]*Reenter password: [\s\S]*added erin/);
-    assert.doesNotMatch(out, /typed-secret/);
-    assert.equal(await PasswordFile.load(file).verify('erin', Buffer.from('typed-secret')), true);
-  });
-
-  test('mistakes are one line and exit code 2: passwords that differ, a missing file without -c, an unknown user to delete, -c with -D', async () => {
-    const file = join(dir, 'cli2.passwd');
-    const cases: [string[], string | undefined, RegExp][] = [
-      [['-c', file, 'a'], 'x\ny\n', /passwords do not match/],
-      [[join(dir, 'nope'), 'a', 'pw'], undefined, /needs -b/],
-      [['-b', join(dir, 'nope'), 'a', 'pw'], undefined, /does not exist \(use -c/],
-      [['-c', '-D', file, 'a'], undefined, /-c and -D/],
-      [['-b', file, 'a:b', 'pw'], undefined, /may not be empty or contain ':'/],
-    ];
-    for (const [args, input, problem] of cases) {
-      const r = await passwd(args, input);
-      assert.equal(r.code, 2, r.stderr);
-      assert.match(r.stderr, /^mqt-tz passwd: [^\n]+\n$/);
-      assert.match(r.stderr, problem);
-    }
-    await passwd(['-c', '-b', file, 'a', 'pw']);
-    const r = await passwd(['-D', file, 'zed']);
-    assert.equal(r.code, 2);
-    assert.match(r.stderr, /user "zed" not found/);
   });
 });
