@@ -15,7 +15,7 @@ export interface Observed {
   readonly broker: Broker;
   readonly tee: TrustedComponent | undefined;
   readonly protection: Protection | undefined;
-  readonly passwords: { readonly limiter: LoginLimiter };
+  readonly passwords: { readonly limiter: LoginLimiter; readonly refusedBusy: number };
 }
 
 export interface SessionQueue {
@@ -51,6 +51,7 @@ export interface Snapshot {
   inflightMessages: number;
   /** The sessions with the most waiting, most first. */
   busiestQueues: SessionQueue[];
+  /** Logins refused unchecked (address over its limit, or too many checks running). */
   loginsRateLimited: number;
   tee: TeeReading | undefined;
 }
@@ -104,7 +105,7 @@ export function brokerReading(b: Observed): BrokerReading {
     queuedBytes,
     inflightMessages,
     busiestQueues: busiest,
-    loginsRateLimited: b.passwords.limiter.refused,
+    loginsRateLimited: b.passwords.limiter.refused + b.passwords.refusedBusy,
   };
 }
 
