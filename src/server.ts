@@ -152,6 +152,7 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
       const result = await reloadSettings({ config, auth: aclAuth, passwords, tls, tlsFiles: (c) => tlsSettings(c.tls!, dataDir, log) }, next);
       if (!result.ok) log.error({ error: result.error }, 'reload failed: keeping the previous settings');
       else {
+        log.level = config.logLevel;
         log.info({ passwordFile: config.passwordFile, users: passwords.file?.size ?? 0, aclRules: config.acl.length }, 'reloaded password file, ACL, TLS certificates and limits');
         if (result.restartNeeded.length > 0) log.warn({ keys: result.restartNeeded }, 'changed settings that apply only after a restart');
       }

@@ -1,6 +1,6 @@
 /**
- * Live reload (SIGHUP): the password file, the ACL and anonymous access, TLS certificates and the
- * limits take effect for every later connection and check, without dropping any connection.
+ * Live reload (SIGHUP): the password file, the ACL and anonymous access, TLS certificates, the
+ * limits and the log level take effect for every later connection and check, without dropping any connection.
  * Everything is read and checked first and applied only if all of it is usable: a bad file keeps
  * the old settings, and the result says why.
  */
@@ -27,7 +27,7 @@ export type ReloadResult =
   | { ok: false; error: string };
 
 /** Keys read once at start (listeners, the trusted component, data folder...). */
-const START_ONLY = ['dataDir', 'host', 'port', 'websocket', 'protect', 'identityFrom', 'tee', 'subscribeDeniedReason', 'logLevel', 'http', 'sysInterval'] as const;
+const START_ONLY = ['dataDir', 'host', 'port', 'websocket', 'protect', 'identityFrom', 'tee', 'subscribeDeniedReason', 'http', 'sysInterval'] as const;
 
 export async function reloadSettings(target: ReloadTarget, next: BrokerConfig): Promise<ReloadResult> {
   const current = target.config;
@@ -46,6 +46,7 @@ export async function reloadSettings(target: ReloadTarget, next: BrokerConfig): 
   current.passwordFile = next.passwordFile;
   current.allowAnonymous = next.allowAnonymous;
   current.acl = next.acl;
+  current.logLevel = next.logLevel;
   const restartNeeded: string[] = START_ONLY.filter((k) => !isDeepStrictEqual(current[k], next[k]));
   // each listener's own bound is set at start; the broker's check follows the new value
   if (current.limits.maxConnections !== next.limits.maxConnections) restartNeeded.push('limits.maxConnections (per listener)');

@@ -83,9 +83,10 @@ describe('reload', () => {
     const b = await startTestBroker((c) => (c.passwordFile = passwd));
     try {
       const alice = await b.mqtt({ username: 'alice', password: 'pw-a', protocolVersion: 5 });
-      const next = { ...b.config, limits: { ...b.config.limits, maxQueuedMessages: 7 }, acl: [{ permission: 'deny' as const, action: 'all' as const, topic: 'secret/#' }], port: 1 };
+      const next = { ...b.config, limits: { ...b.config.limits, maxQueuedMessages: 7 }, acl: [{ permission: 'deny' as const, action: 'all' as const, topic: 'secret/#' }], port: 1, logLevel: 'fatal' as const };
       const result = await b.running.reload(next);
       assert.deepEqual(result, { ok: true, restartNeeded: ['port'] });
+      assert.equal(b.running.log.level, 'fatal');
       assert.equal(b.broker.config.limits.maxQueuedMessages, 7);
       // a session made before the reload queues at most the new limit
       const offlineId = unique('offline');
