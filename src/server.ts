@@ -35,7 +35,7 @@ export interface RunningBroker {
   readonly passwords: PasswordLogins;
   /**
    * Applies what can change live from `next` (password file, ACL, anonymous access, TLS
-   * certificates, limits) and logs the outcome; on any error nothing changes.
+   * certificates, limits, log level) and logs the outcome; on any error nothing changes.
    */
   reload(next: BrokerConfig): Promise<ReloadResult>;
   close(): Promise<void>;
