@@ -26,6 +26,8 @@ export interface StartBrokerOptions {
   cpuProfileDir?: string;
   /** Our broker only: protect this topic filter, with this trusted backend and open enrolment. */
   protect?: { filter: string; backend: 'process' | 'inline' };
+  /** Our broker only: its operations HTTP listener (/metrics) on this port. */
+  httpPort?: number;
 }
 
 const here = (rel: string): string => fileURLToPath(new URL(rel, import.meta.url));
@@ -87,7 +89,8 @@ export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOpti
     case 'mqt-tz': {
       const prof = opts.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfileDir] : [];
       const protect = opts.protect ? ['--protect', opts.protect.filter, '--tee-backend', opts.protect.backend, '--open-enrolment'] : [];
-      const args = [...BROKER_NODE_FLAGS, ...prof, here('../src/cli/main.js'), 'broker', '--host', '127.0.0.1', '--port', String(port), '--data', dir, '--log-level', 'warn', ...protect];
+      const http = opts.httpPort !== undefined ? ['--http-port', String(opts.httpPort)] : [];
+      const args = [...BROKER_NODE_FLAGS, ...prof, here('../src/cli/main.js'), 'broker', '--host', '127.0.0.1', '--port', String(port), '--data', dir, '--log-level', 'warn', ...protect, ...http];
       return launch(name, packageVersion(), port, process.execPath, args, cleanup);
     }
     case 'mosquitto': {

@@ -5,7 +5,7 @@
  * Runs every selected scenario against our broker and the peers (each its own process on a free
  * port of 127.0.0.1, one after another, so the same machine state is shared), prints one JSON line
  * per scenario with ratios ours/peer, runs the trusted-component benchmark (bench/tee.ts) when it
- * exists, and on a full run (or with --write) writes docs/bench/ and the table in docs/benchmarks.md.
+ * exists, measures what scraping /metrics once a second costs (bench/metrics-scrape.ts), and on a full run (or with --write) writes docs/bench/ and the table in docs/benchmarks.md.
  * Quick: under 2 minutes; full: under 10. A hard time limit stops the run in any case.
  */
 import { cpus, totalmem } from 'node:os';
@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { BROKER_NAMES, mosquittoVersion, startBrokerProcess, type BrokerName, type BrokerProcess } from './brokers.js';
 import { GROUPS, defaultProtectedRounds, plan, protectedPlan, warmUpBroker, type ProtectedScenario, type Variant } from './plan.js';
 import { PROTECTED_FILTER } from './protected.js';
+import { runScrapeCost } from './metrics-scrape.js';
 import { writeReport, type Line, type ProtectedLine, type ScenarioLine } from './report.js';
 import { round } from './stats.js';
 import type { QoS } from 'mqtt-packet';
@@ -242,7 +243,9 @@ async function main(): Promise<void> {
   const protectedScenarios = protectedPlan({ quick: args.quick, rounds: args.rounds }).filter((s) => selected(args.only, s.id, s.group));
   // rounds asked beyond a scenario's usual ones: ~30 s each (three variants, sealing included)
   const extraRounds = protectedScenarios.reduce((n, s) => n + Math.max(0, (s.rounds ?? 1) - defaultProtectedRounds(args.quick)), 0);
-  const limitMs = (args.quick ? 150_000 : 660_000) + extraRounds * 30_000;
+  // the scrape-cost rounds (bench/metrics-scrape.ts): ~15 s quick, ~45 s full
+  const scrapeMs = selected(args.only, 'metrics-scrape', 'metrics-scrape') ? (args.quick ? 20_000 : 50_000) : 0;
+  const limitMs = (args.quick ? 150_000 : 660_000) + extraRounds * 30_000 + scrapeMs;
   const guard = setTimeout(() => {
     process.stderr.write(`bench: stopped after the ${limitMs / 1000} s limit\n`);
     process.exit(1);
@@ -250,8 +253,9 @@ async function main(): Promise<void> {
   guard.unref();
 
   const wantTee = selected(args.only, 'tee', 'tee');
-  if (args.only.length > 0 && scenarios.length === 0 && protectedScenarios.length === 0 && !wantTee) {
-    throw new UsageError(`--only ${args.only.join(',')} selects nothing (groups: ${GROUPS.join(', ')}, protected, tee; or a scenario id prefix)`);
+  const wantScrape = selected(args.only, 'metrics-scrape', 'metrics-scrape');
+  if (args.only.length > 0 && scenarios.length === 0 && protectedScenarios.length === 0 && !wantTee && !wantScrape) {
+    throw new UsageError(`--only ${args.only.join(',')} selects nothing (groups: ${GROUPS.join(', ')}, protected, tee, metrics-scrape; or a scenario id prefix)`);
   }
 
   const skipped: Record<string, string> = {};
@@ -306,6 +310,11 @@ async function main(): Promise<void> {
     }
   } finally {
     await Promise.all([...brokers, ...protectedBrokers].map((b) => b.stop()));
+  }
+  if (wantScrape) {
+    const line = await runScrapeCost({ quick: args.quick }).catch((err: unknown) => ({ bench: 'metrics-scrape', error: (err as Error).message }));
+    lines.push(line);
+    emit(line);
   }
   if (wantTee) await runTee(args.quick, lines);
 

@@ -30,6 +30,15 @@ export interface WebSocketListenerConfig {
   path: string;
 }
 
+/** The operations HTTP listener: Prometheus /metrics, /healthz, /readyz and the dashboard at /. */
+export interface HttpConfig {
+  port: number;
+  /** Default 127.0.0.1: metrics and the dashboard are for the operator's host unless opened on purpose. */
+  host: string;
+  /** Users of the password file who may open the dashboard; empty = no login asked. */
+  admins: string[];
+}
+
 export interface TeeConfig {
   /** 'process' (default): its own OS process; 'inline': inside the broker (tests, measurements only). */
   backend: 'process' | 'inline';
@@ -84,6 +93,12 @@ export interface BrokerConfig {
   subscribeDeniedReason: 0x80 | 0x87;
   limits: Limits;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** mosquitto_passwd file; null = usernames are not checked (only certificates authenticate). */
+  passwordFile: string | null;
+  /** Operations HTTP listener; null = none. */
+  http: HttpConfig | null;
+  /** Seconds between `$SYS/broker/...` updates; 0 = none. */
+  sysInterval: number;
 }
 
 export const defaultLimits: Limits = {
@@ -119,6 +134,9 @@ export function defaultConfig(): BrokerConfig {
     subscribeDeniedReason: 0x87,
     limits: { ...defaultLimits },
     logLevel: 'info',
+    passwordFile: null,
+    http: null,
+    sysInterval: 10,
   };
 }
 
@@ -238,7 +256,7 @@ const limitRanges: Record<keyof Limits, [number, number]> = {
 /** Overlays a parsed JSON object on the defaults, throwing ConfigError on the first bad key. */
 export function parseConfig(raw: unknown, base: BrokerConfig = defaultConfig()): BrokerConfig {
   if (!isObject(raw)) throw new ConfigError('(root)', 'must be a JSON object');
-  checkKeys(raw, '', ['dataDir', 'host', 'port', 'tls', 'websocket', 'allowAnonymous', 'acl', 'protect', 'identityFrom', 'tee', 'subscribeDeniedReason', 'limits', 'logLevel']);
+  checkKeys(raw, '', ['dataDir', 'host', 'port', 'tls', 'websocket', 'allowAnonymous', 'acl', 'protect', 'identityFrom', 'tee', 'subscribeDeniedReason', 'limits', 'logLevel', 'passwordFile', 'http', 'sysInterval']);
   const cfg: BrokerConfig = { ...base, limits: { ...base.limits } };
   if (raw.dataDir !== undefined) cfg.dataDir = string(raw.dataDir, 'dataDir');
   if (raw.host !== undefined) cfg.host = string(raw.host, 'host');
@@ -276,7 +294,23 @@ export function parseConfig(raw: unknown, base: BrokerConfig = defaultConfig()):
       if (v !== undefined) cfg.limits[k] = integer(v, `limits.${k}`, min, max);
     }
   }
+  if (raw.passwordFile !== undefined) cfg.passwordFile = raw.passwordFile === null ? null : string(raw.passwordFile, 'passwordFile');
+  if (raw.http !== undefined) cfg.http = parseHttp(raw.http);
+  if (raw.sysInterval !== undefined) cfg.sysInterval = integer(raw.sysInterval, 'sysInterval', 0, 86_400);
   return cfg;
+}
+
+function parseHttp(v: unknown): HttpConfig | null {
+  if (v === null || v === false) return null;
+  if (!isObject(v)) throw new ConfigError('http', 'must be an object or null');
+  checkKeys(v, 'http', ['port', 'host', 'admins']);
+  const admins = v.admins ?? [];
+  if (!Array.isArray(admins)) throw new ConfigError('http.admins', 'must be an array of usernames from the password file');
+  return {
+    port: integer(v.port ?? 8081, 'http.port', 0, 65535),
+    host: v.host === undefined ? '127.0.0.1' : string(v.host, 'http.host'),
+    admins: admins.map((a, i) => string(a, `http.admins[${i}]`)),
+  };
 }
 
 export function loadConfigFile(path: string, base?: BrokerConfig): BrokerConfig {

@@ -9,7 +9,13 @@ import { Broker } from './broker/broker.js';
 import type { AuthHooks } from './auth/hooks.js';
 import { createLogger, type Logger } from './log.js';
 import { listenTcp } from './transport/tcp.js';
-import { listenTls, type TlsSettings } from './transport/tls.js';
+import { listenTls, type TlsListener, type TlsSettings } from './transport/tls.js';
+import { AclAuth } from './auth/acl.js';
+import { PasswordFile } from './auth/password-file.js';
+import { PasswordLogins } from './auth/password-logins.js';
+import { reloadSettings, type ReloadResult } from './ops/reload.js';
+import { startOpsHttp, type OpsHttp } from './ops/http-server.js';
+import { startSysTopics, type SysTopics } from './ops/sys-topics.js';
 import { listenWebSocket } from './transport/websocket.js';
 import { ensureDevCertificates } from './transport/dev-certs.js';
 import type { Listener, TransportErrorHandler } from './transport/types.js';
@@ -23,6 +29,15 @@ export interface RunningBroker {
   readonly log: Logger;
   /** Port of the first listener of the given kind. */
   port(kind: Listener['transport']): number | undefined;
+  /** The operations HTTP listener (metrics, health, dashboard); undefined when `http` is null. */
+  readonly http: OpsHttp | undefined;
+  /** The password file in use (the dashboard's logins check it too). */
+  readonly passwords: PasswordLogins;
+  /**
+   * Applies what can change live from `next` (password file, ACL, anonymous access, TLS
+   * certificates, limits, log level) and logs the outcome; on any error nothing changes.
+   */
+  reload(next: BrokerConfig): Promise<ReloadResult>;
   close(): Promise<void>;
 }
 
@@ -53,11 +68,26 @@ async function tlsSettings(cfg: TlsListenerConfig, dataDir: string, log: Logger)
   };
 }
 
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
 export async function startBroker(config: BrokerConfig, options: StartOptions = {}): Promise<RunningBroker> {
   const log = options.log ?? createLogger(config.logLevel);
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true });
-  const broker = new Broker(config, log, { auth: options.auth });
+  if (config.http && config.http.admins.length > 0 && config.passwordFile === null) {
+    throw new ConfigError('http.admins', 'dashboard admins log in with the password file: set passwordFile too');
+  }
+  let passwordFile: PasswordFile | undefined;
+  try {
+    if (config.passwordFile !== null) passwordFile = PasswordFile.load(config.passwordFile);
+  } catch (err) {
+    throw new ConfigError('passwordFile', (err as Error).message);
+  }
+  const passwords = new PasswordLogins(passwordFile);
+  const aclAuth = options.auth ? undefined : new AclAuth(config.allowAnonymous, config.acl, passwords);
+  const broker = new Broker(config, log, { auth: options.auth ?? aclAuth });
   let dataTee: DataTee | undefined;
   let protection: Protection | undefined;
   if (config.tee) {
@@ -81,6 +111,8 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
   const onError: TransportErrorHandler = (err, remote) => log.debug({ remote, err: err.message }, 'transport refused a connection');
   const maxConnections = config.limits.maxConnections;
   const listeners: Listener[] = [];
+  const observed = { broker, tee: dataTee?.tee, protection, passwords };
+  let http: OpsHttp | undefined;
   try {
     if (config.port !== null) {
       listeners.push(await listenTcp({ host: config.host, port: config.port, maxConnections, onError }, handler));
@@ -93,6 +125,7 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
       const ws = config.websocket;
       listeners.push(await listenWebSocket({ host: ws.host ?? config.host, port: ws.port, path: ws.path, maxConnections, onError }, handler));
     }
+    if (config.http) http = await startOpsHttp(observed, { ...config.http, passwords, listening: () => listeners.length > 0, log });
   } catch (err) {
     await Promise.allSettled(listeners.map((l) => l.close()));
     await broker.close();
@@ -100,6 +133,8 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
     throw err;
   }
   for (const l of listeners) log.info({ transport: l.transport, host: l.host, port: l.port }, 'listening');
+  const sys: SysTopics | undefined = config.sysInterval > 0 ? startSysTopics(observed, config.sysInterval, packageVersion()) : undefined;
+  if (http) log.info({ transport: 'http', host: http.host, port: http.port, admins: config.http?.admins }, 'listening');
   if (config.allowAnonymous) log.warn('anonymous clients are allowed (development default; set "allowAnonymous": false in the config to refuse them)');
 
   let closing: Promise<void> | undefined;
@@ -110,8 +145,23 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
     listeners,
     log,
     port: (kind) => listeners.find((l) => l.transport === kind)?.port,
+    passwords,
+    http,
+    async reload(next) {
+      const tls = listeners.find((l): l is TlsListener => l.transport === 'tls');
+      const result = await reloadSettings({ config, auth: aclAuth, passwords, tls, tlsFiles: (c) => tlsSettings(c.tls!, dataDir, log) }, next);
+      if (!result.ok) log.error({ error: result.error }, 'reload failed: keeping the previous settings');
+      else {
+        log.level = config.logLevel;
+        log.info({ passwordFile: config.passwordFile, users: passwords.file?.size ?? 0, aclRules: config.acl.length }, 'reloaded password file, ACL, TLS certificates and limits');
+        if (result.restartNeeded.length > 0) log.warn({ keys: result.restartNeeded }, 'changed settings that apply only after a restart');
+      }
+      return result;
+    },
     close() {
       closing ??= (async () => {
+        sys?.stop();
+        await http?.close();
         await broker.close();
         await Promise.allSettled(listeners.map((l) => l.close()));
         await dataTee?.close();

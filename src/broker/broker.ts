@@ -15,6 +15,7 @@ import { Deadline } from './deadline.js';
 import { PublisherOrder, type Place } from './publisher-order.js';
 import { SubscriptionTree, type SubscriptionOptions } from './subscriptions.js';
 import { TargetCollector, type Target } from './targets.js';
+import { TopicSample } from './topic-sample.js';
 
 export type { Target } from './targets.js';
 
@@ -94,6 +95,12 @@ export interface BrokerCounters {
   malformedPackets: number;
   /** Packets whose handler failed (a bug, not the client's fault): each closed its connection only. */
   handlerFailures: number;
+  /** PUBLISHes received and sent, by QoS (index 0, 1, 2). */
+  publishReceived: [number, number, number];
+  publishSent: [number, number, number];
+  /** Bytes read from and written to client connections. */
+  bytesReceived: number;
+  bytesSent: number;
 }
 
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -105,7 +112,12 @@ export class Broker {
   readonly clients = new Map<string, Connection>();
   readonly connections = new Set<Connection>();
   readonly subscriptions = new SubscriptionTree();
-  readonly counters: BrokerCounters = { connectionsAccepted: 0, messagesReceived: 0, messagesRouted: 0, dropped: 0, malformedPackets: 0, handlerFailures: 0 };
+  readonly counters: BrokerCounters = {
+    connectionsAccepted: 0, messagesReceived: 0, messagesRouted: 0, dropped: 0, malformedPackets: 0, handlerFailures: 0,
+    publishReceived: [0, 0, 0], publishSent: [0, 0, 0], bytesReceived: 0, bytesSent: 0,
+  };
+  /** The busiest topics, sampled (see TopicSample). */
+  readonly topicSample = new TopicSample();
   auth: AuthHooks;
   readonly retained: RetainedStore;
   deliveryStage: DeliveryStage | undefined;

@@ -71,6 +71,7 @@ export class Connection implements SessionLink, ClientInfo {
     });
     stream.on('data', (chunk: Buffer) => {
       this.lastActivity = Date.now();
+      broker.counters.bytesReceived += chunk.length;
       this.decoder.push(chunk);
     });
     stream.on('error', (err) => broker.log.debug({ err: err.message, clientId: this.clientId }, 'connection error'));
@@ -177,6 +178,7 @@ export class Connection implements SessionLink, ClientInfo {
 
   write(buf: Buffer): void {
     if (this.closed) return;
+    this.broker.counters.bytesSent += buf.length;
     // Everything written in one turn of the event loop leaves in one system call.
     if (!this.corked) {
       this.corked = true;
@@ -234,6 +236,7 @@ export class Connection implements SessionLink, ClientInfo {
     // Only an alias the client has actually been told about may be used later.
     if (newAlias !== 0) this.outboundAliases.set(m.topic, newAlias);
     this.write(buf);
+    this.broker.counters.publishSent[d.qos]++;
     return true;
   }
 
@@ -246,6 +249,7 @@ export class Connection implements SessionLink, ClientInfo {
     if (header.length + d.payload.length > this.maxPacketSize) return false;
     this.write(header);
     if (d.payload.length > 0) this.write(d.payload);
+    this.broker.counters.publishSent[d.qos]++;
     return true;
   }
 

@@ -15,6 +15,8 @@ interface BrokerFlags {
   teeBackend?: string;
   teeScheduling?: string;
   openEnrolment?: boolean;
+  passwordFile?: string;
+  httpPort?: string;
 }
 
 function portFlag(value: string, flag: string): number {
@@ -46,6 +48,8 @@ export function configFromFlags(flags: BrokerFlags): BrokerConfig {
     if (flags.openEnrolment) tee.openEnrolment = true;
     cfg.tee = tee;
   }
+  if (flags.passwordFile !== undefined) cfg.passwordFile = flags.passwordFile;
+  if (flags.httpPort !== undefined) cfg.http = { host: '127.0.0.1', admins: [], ...cfg.http, port: portFlag(flags.httpPort, '--http-port') };
   if (flags.logLevel) cfg.logLevel = flags.logLevel as BrokerConfig['logLevel'];
   return cfg;
 }
@@ -64,6 +68,8 @@ export function registerBrokerCommand(program: Command): void {
     .option('--tee-backend <backend>', 'trusted component backend: process (default) or inline')
     .option('--tee-scheduling <policy>', 'Linux scheduling of the trusted process: default (the broker\'s own) or batch (SCHED_BATCH: it never preempts the broker when woken; helps with few subscribers per message on a busy host)')
     .option('--open-enrolment', 'development only: let clients enrol without an operator-signed token')
+    .option('--password-file <file>', 'mosquitto_passwd file: usernames must match a password in it (make one with `mqt-tz passwd`)')
+    .option('--http-port <port>', 'HTTP port for Prometheus /metrics, /healthz, /readyz and the dashboard (binds 127.0.0.1 unless http.host says otherwise)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
     .action(async (flags: BrokerFlags) => {
       let config: BrokerConfig;
@@ -83,5 +89,16 @@ export function registerBrokerCommand(program: Command): void {
       };
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
+      // SIGHUP re-reads the config file and the files it names; a bad one keeps the old settings
+      process.on('SIGHUP', () => {
+        let next: BrokerConfig;
+        try {
+          next = configFromFlags(flags);
+        } catch (err) {
+          running.log.error({ error: (err as Error).message }, 'reload failed: keeping the previous settings');
+          return;
+        }
+        void running.reload(next);
+      });
     });
 }

@@ -11,9 +11,11 @@ import type { SealedStorage, TeeStatsCounters } from './core.js';
 import { TeeError, codeFromNumber, type RefusalCode } from './errors.js';
 import { PromisedPart, RewrapBatcher } from './rewrap-batcher.js';
 import { useBatchScheduling, type TeeScheduling } from './scheduling.js';
+import { CallLatency, type CallLatencySnapshot } from './call-latency.js';
 import { CMD, FRAME_COMMAND, FRAME_RESULT, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FrameDecoder, STORE_ABSENT, STORE_DELETE, STORE_FAILED, STORE_GET, STORE_OK, corkedWriter, encodeFrame, type Frame } from './wire.js';
 
 export { TeeError, type RefusalCode, type TeeErrorCode } from './errors.js';
+export type { CallLatencySnapshot } from './call-latency.js';
 export type { TeeScheduling } from './scheduling.js';
 
 /**
@@ -104,6 +106,8 @@ export interface TrustedComponent {
   reencrypt(envelope: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult>;
   isEnrolled(identity: string): Promise<boolean>;
   stats(): Promise<TeeStats>;
+  /** Round-trip times of the calls so far (a batch of re-wraps is one call), kept by the host. */
+  callLatency(): CallLatencySnapshot;
   close(): Promise<void>;
 }
 
@@ -145,7 +149,7 @@ class ProcessTransport implements Transport {
   private readonly child: ChildProcess;
   /** Calls made in one turn of the event loop cross the pipe in one system call. */
   private readonly send: (frame: Uint8Array) => void;
-  private readonly pending = new Map<number, { resolve: (r: Uint8Array) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (r: Uint8Array) => void; reject: (e: Error) => void; sentAt: number }>();
   private nextId = 1;
   private exited: Promise<void>;
   private failure: TeeError | undefined;
@@ -154,7 +158,10 @@ class ProcessTransport implements Transport {
     return this.child.pid;
   }
 
-  constructor(private readonly store: BlobStore) {
+  constructor(
+    private readonly store: BlobStore,
+    private readonly latency: CallLatency,
+  ) {
     this.child = spawn(process.execPath, [`${TEE_DIR}/main.js`], { stdio: ['pipe', 'pipe', 'inherit'], env: {} });
     this.send = corkedWriter(this.child.stdin!);
     const decoder = new FrameDecoder((f) => this.onFrame(f));
@@ -175,13 +182,15 @@ class ProcessTransport implements Transport {
     const id = this.nextId;
     this.nextId = (this.nextId + 1) >>> 0 || 1;
     this.send(encodeFrame(FRAME_COMMAND, id, command, params));
-    return new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    const sentAt = performance.now();
+    return new Promise((resolve, reject) => this.pending.set(id, { resolve, reject, sentAt }));
   }
 
   private onFrame(f: Frame): void {
     if (f.type === FRAME_RESULT) {
       const p = this.pending.get(f.id);
       this.pending.delete(f.id);
+      if (p) this.latency.observe(performance.now() - p.sentAt);
       if (f.code === 0) p?.resolve(f.payload);
       else p?.reject(new TeeError(codeFromNumber(f.code), f.payload.toString()));
     } else if (f.type === FRAME_STORE_REQUEST) {
@@ -215,13 +224,16 @@ class ProcessTransport implements Transport {
   }
 }
 
-function inlineTransport(store: BlobStore): Transport {
+function inlineTransport(store: BlobStore, latency: CallLatency): Transport {
   const dispatcher = new Dispatcher(asyncStorage(store), TEE_DIR);
   const call = (command: number, params: Uint8Array): Promise<Uint8Array> => {
+    const start = performance.now();
     try {
       return Promise.resolve(dispatcher.handle(command, params));
     } catch (err) {
       return Promise.reject(err as Error);
+    } finally {
+      latency.observe(performance.now() - start);
     }
   };
   return { pid: undefined, call, close: async () => undefined };
@@ -265,7 +277,10 @@ function readResults(r: Reader, recipients: readonly string[]): RewrapResult {
 class Handle implements TrustedComponent {
   private readonly batcher: RewrapBatcher;
 
-  constructor(private readonly t: Transport) {
+  constructor(
+    private readonly t: Transport,
+    private readonly latency: CallLatency,
+  ) {
     this.batcher = new RewrapBatcher(t);
   }
 
@@ -321,6 +336,9 @@ class Handle implements TrustedComponent {
   async isEnrolled(identity: string): Promise<boolean> {
     return (await this.t.call(CMD.isEnrolled, new Writer().str8(identity).finish()))[0] === 1;
   }
+  callLatency(): CallLatencySnapshot {
+    return this.latency.snapshot();
+  }
   async stats(): Promise<TeeStats> {
     const r = new Reader(await this.t.call(CMD.stats, new Uint8Array(0)));
     const out = {} as Record<(typeof STATS_FIELDS)[number], number>;
@@ -334,7 +352,8 @@ class Handle implements TrustedComponent {
 
 export async function openTrustedComponent(opts: OpenOptions): Promise<TrustedComponent> {
   if (opts.operatorPublicKey.length !== 32) throw new RangeError('operatorPublicKey must be a raw 32-byte Ed25519 public key');
-  const transport = (opts.backend ?? 'process') === 'process' ? new ProcessTransport(opts.store) : inlineTransport(opts.store);
+  const latency = new CallLatency();
+  const transport = (opts.backend ?? 'process') === 'process' ? new ProcessTransport(opts.store, latency) : inlineTransport(opts.store, latency);
   const init = new Writer().u8(opts.openEnrolment === true ? 1 : 0).u32(opts.cacheSize ?? DEFAULT_KEY_CACHE_SIZE).raw(opts.operatorPublicKey).str16(opts.deviceSecretPath).finish();
   const warn = opts.onWarning ?? ((m: string) => process.emitWarning(m));
   try {
@@ -347,5 +366,5 @@ export async function openTrustedComponent(opts: OpenOptions): Promise<TrustedCo
   if (opts.openEnrolment === true) {
     warn('trusted component started with OPEN ENROLMENT: any client may enrol any unused identity without a token (development only)');
   }
-  return new Handle(transport);
+  return new Handle(transport, latency);
 }

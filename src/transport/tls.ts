@@ -81,13 +81,33 @@ function refuse(socket: TLSSocket, error: Error, onError: TransportErrorHandler 
   socket.destroy();
 }
 
+export interface TlsListener extends Listener {
+  /**
+   * New key, certificate and CA for every later handshake (renewed certificates, SIGHUP);
+   * connections already open keep theirs. Throws, changing nothing, if they are unusable.
+   */
+  replaceCertificates(files: Pick<TlsSettings, 'key' | 'cert' | 'ca'>): void;
+}
+
 /** MQTT over TLS (port 8883): TLS 1.2 minimum, 1.3 preferred, optionally mutual. */
-export async function listenTls(opts: TlsOptions, onConnection: ConnectionHandler): Promise<Listener> {
+export async function listenTls(opts: TlsOptions, onConnection: ConnectionHandler): Promise<TlsListener> {
   const server = createServer(tlsServerOptions(opts), (socket: TLSSocket) => {
     const verdict = admitTlsPeer(socket, opts);
     if (!verdict.admitted) return;
     onConnection(adopt(socket), { transport: 'tls', ...peerOf(socket), certificateIdentity: verdict.identity });
   });
   refuseFailedHandshakes(server, opts.onError);
-  return startListener(server, 'tls', opts);
+  const listener = await startListener(server, 'tls', opts);
+  return {
+    transport: listener.transport,
+    port: listener.port,
+    host: listener.host,
+    get connectionCount() {
+      return listener.connectionCount;
+    },
+    close: () => listener.close(),
+    replaceCertificates(files) {
+      server.setSecureContext(tlsServerOptions({ ...opts, ...files }));
+    },
+  };
 }

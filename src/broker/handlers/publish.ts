@@ -49,6 +49,8 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void {
     return;
   }
   broker.counters.messagesReceived++;
+  broker.counters.publishReceived[packet.qos]++;
+  broker.topicSample.seen(topic);
 
   const accept = (allowed: boolean): void => {
     if (conn.closed) return;
