@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { checkKeyFileWritable, connectProtected } from '../client/index.js';
-import { addClientOptions, clientOptions, failingClearly, UsageError, type ClientFlags } from './client-options.js';
+import { addClientOptions, clientOptions, failingClearly, pinFlags, UsageError, type ClientFlags } from './client-options.js';
 
 interface EnrollFlags extends ClientFlags {
   token?: string;
@@ -31,7 +31,7 @@ async function enroll(flags: EnrollFlags): Promise<void> {
   checkKeyFileWritable(flags.keyFile); // before anything is sent: an enrolment cannot be undone
   const token = flags.token === undefined ? undefined : readToken(flags.token);
   const { url, options } = clientOptions(flags);
-  const client = await connectProtected(url, { ...options, identity: flags.id, teeFingerprint: fingerprint, keyFile: flags.keyFile, token, enrolWithoutToken: token === undefined });
+  const client = await connectProtected(url, { ...options, ...pinFlags(flags), identity: flags.id, teeFingerprint: fingerprint, keyFile: flags.keyFile, token, enrolWithoutToken: token === undefined });
   await client.endAsync();
   process.stdout.write(`enrolled ${JSON.stringify(flags.id)} with trusted component ${fingerprint}; key written to ${flags.keyFile}\n`);
 }

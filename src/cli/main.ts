@@ -14,6 +14,7 @@ const commands: Record<string, () => Promise<Registrar>> = {
   tee: async () => (await import('./tee-commands.js')).registerTeeCommands,
   token: async () => (await import('./tee-commands.js')).registerTeeCommands,
   revoke: async () => (await import('./tee-commands.js')).registerTeeCommands,
+  'operator-key': async () => (await import('./tee-commands.js')).registerTeeCommands,
 };
 
 async function main(): Promise<void> {

@@ -1,21 +1,22 @@
-// Enrolment and rotation over MQTT: fetch the trusted component's keys, accept them only if they
-// hash to the pinned fingerprint, send the HPKE-sealed key, and accept the key only once the
+// Enrolment and rotation over MQTT: fetch the trusted component's info, accept it only if it
+// matches the pin (fingerprint over keys, operator, mode and build; optionally the operator's
+// endorsement; no open enrolment or benchmark build unless opted in), send the HPKE-sealed key, and accept the key only once the
 // signed answer carries a valid key confirmation. The caller stores the key after that, not before.
 import type { MqttClient } from 'mqtt';
 import { fromUtf8 } from '../tee/bytes.js';
-import { buildEnrolmentRequest, buildRotationRequest, pinTee, verifyKeyResponse, type TeeInfoJson, type TeePublicKeys } from './crypto/enrol.js';
+import { buildEnrolmentRequest, buildRotationRequest, pinTee, verifyKeyResponse, type TeeInfoJson, type TeePin, type TeePublicKeys } from './crypto/enrol.js';
 import { generateClientKeyBytes, type ClientKey } from './crypto/keys.js';
 import { bs } from './crypto/webcrypto.js';
 import { TeeRequestError, withTeeRequests, type TeeRequest } from './tee-requests.js';
 
-export interface TeeContact {
+export interface TeeContact extends Pick<TeePin, 'operatorPublicKey' | 'allowOpenEnrolment' | 'allowBenchmarkBuild'> {
   client: MqttClient;
   identity: string;
   teeFingerprint: string;
   timeoutMs: number;
 }
 
-async function pinnedTee(request: TeeRequest, fingerprint: string): Promise<TeePublicKeys> {
+async function pinnedTee(request: TeeRequest, c: TeeContact): Promise<TeePublicKeys> {
   let info: TeeInfoJson;
   try {
     info = JSON.parse(fromUtf8(await request('info', new Uint8Array(0)))) as TeeInfoJson;
@@ -23,7 +24,7 @@ async function pinnedTee(request: TeeRequest, fingerprint: string): Promise<TeeP
     if (err instanceof TeeRequestError) throw err;
     throw new TeeRequestError('the trusted component info is not JSON');
   }
-  const tee = await pinTee(info, fingerprint);
+  const tee = await pinTee(info, { fingerprint: c.teeFingerprint, operatorPublicKey: c.operatorPublicKey, allowOpenEnrolment: c.allowOpenEnrolment, allowBenchmarkBuild: c.allowBenchmarkBuild });
   await requireCurves(tee);
   return tee;
 }
@@ -45,7 +46,7 @@ async function requireCurves(tee: TeePublicKeys): Promise<void> {
 /** Enrols a fresh key for `identity`; resolves with its raw bytes once confirmed. */
 export function enrolOverMqtt(c: TeeContact, token: string | Uint8Array | undefined): Promise<Uint8Array> {
   return withTeeRequests(c.client, c.timeoutMs, async (request) => {
-    const tee = await pinnedTee(request, c.teeFingerprint);
+    const tee = await pinnedTee(request, c);
     const raw = generateClientKeyBytes();
     const { request: body, pending } = await buildEnrolmentRequest({ tee, identity: c.identity, key: raw, token });
     await verifyKeyResponse(pending, await request('enrol', body));
@@ -56,7 +57,7 @@ export function enrolOverMqtt(c: TeeContact, token: string | Uint8Array | undefi
 /** Replaces the enrolled key; resolves with the new raw key and its derived subkeys once confirmed. */
 export function rotateOverMqtt(c: TeeContact, currentKey: ClientKey): Promise<{ raw: Uint8Array; key: ClientKey }> {
   return withTeeRequests(c.client, c.timeoutMs, async (request) => {
-    const tee = await pinnedTee(request, c.teeFingerprint);
+    const tee = await pinnedTee(request, c);
     const raw = generateClientKeyBytes();
     const { request: body, pending } = await buildRotationRequest({ tee, identity: c.identity, currentKey, newKey: raw });
     return { raw, key: await verifyKeyResponse(pending, await request('rotate', body)) };

@@ -19,6 +19,12 @@ export interface ProtectedClientOptions extends IClientOptions {
   identity?: string;
   /** Fingerprint of the trusted component to pin (from `mqt-tz tee info`); needed to enrol and rotate. */
   teeFingerprint?: string;
+  /** Also require the component to be provisioned for this operator (hex public key) and to carry its endorsement. */
+  operatorPublicKey?: string;
+  /** Accept a component provisioned for open enrolment (development only). */
+  allowOpenEnrolment?: boolean;
+  /** Accept a benchmark build (it can decrypt payloads for paper-mode re-encryption). */
+  allowBenchmarkBuild?: boolean;
   /**
    * The raw 256-bit enrolled key, when the application keeps it itself. (Not `key`: MQTT.js
    * already uses that name for the TLS client private key.)
@@ -60,6 +66,12 @@ export type ProtectedClientEvents = {
 
 const noop = (): void => undefined;
 
+type PinOption = 'operatorPublicKey' | 'allowOpenEnrolment' | 'allowBenchmarkBuild';
+
+function pinOptions(o: Pick<ProtectedClientOptions, PinOption>): Pick<ProtectedClientOptions, PinOption> {
+  return { operatorPublicKey: o.operatorPublicKey, allowOpenEnrolment: o.allowOpenEnrolment, allowBenchmarkBuild: o.allowBenchmarkBuild };
+}
+
 export function checkIdentity(identity: string): void {
   const n = utf8(identity).length;
   if (n < 1 || n > 255) throw new RangeError(`identity must be 1 to 255 bytes of UTF-8, got ${n}`);
@@ -79,7 +91,7 @@ export class ProtectedClient extends TypedEmitter<ProtectedClientEvents> {
     /** The underlying MQTT.js client: whatever is sent through it directly is not protected. */
     readonly mqtt: MqttClient,
     readonly identity: string,
-    private readonly opts: Pick<ProtectedClientOptions, 'protectedTopics' | 'replayWindowSize' | 'teeFingerprint' | 'keyStore' | 'teeTimeoutMs'>,
+    private readonly opts: Pick<ProtectedClientOptions, 'protectedTopics' | 'replayWindowSize' | 'teeFingerprint' | 'keyStore' | 'teeTimeoutMs' | PinOption>,
   ) {
     super();
     checkIdentity(identity);
@@ -170,7 +182,7 @@ export class ProtectedClient extends TypedEmitter<ProtectedClientEvents> {
   async rotateKey(): Promise<void> {
     const { teeFingerprint, keyStore } = this.opts;
     if (teeFingerprint === undefined || keyStore === undefined) throw new TypeError('rotateKey needs teeFingerprint and a key store (or key file)');
-    const contact = { client: this.mqtt, identity: this.identity, teeFingerprint: teeFingerprint.toLowerCase(), timeoutMs: this.opts.teeTimeoutMs ?? 10_000 };
+    const contact = { ...pinOptions(this.opts), client: this.mqtt, identity: this.identity, teeFingerprint: teeFingerprint.toLowerCase(), timeoutMs: this.opts.teeTimeoutMs ?? 10_000 };
     const { raw, key } = await rotateOverMqtt(contact, await this.key);
     await keyStore.save({ identity: this.identity, key: raw, teeFingerprint: contact.teeFingerprint }, { replace: true });
     this.useKey(key);
@@ -231,7 +243,8 @@ function whenConnected(client: MqttClient, url: string): Promise<void> {
  * trusted component confirmed it) and resolves with a connected ProtectedClient.
  */
 export async function connectProtected(url: string, options: ProtectedClientOptions): Promise<ProtectedClient> {
-  const { identity: givenIdentity, teeFingerprint, clientKey, keyStore, token, enrolWithoutToken, protectedTopics, replayWindowSize, teeTimeoutMs = 10_000, ...mqttOptions } = options;
+  const { identity: givenIdentity, teeFingerprint, clientKey, keyStore, token, enrolWithoutToken, protectedTopics, replayWindowSize, teeTimeoutMs = 10_000, operatorPublicKey, allowOpenEnrolment, allowBenchmarkBuild, ...mqttOptions } = options;
+  const pin = { operatorPublicKey, allowOpenEnrolment, allowBenchmarkBuild };
   const stored = clientKey === undefined ? await keyStore?.load() : undefined;
   const identity = givenIdentity ?? stored?.identity ?? mqttOptions.clientId;
   if (identity === undefined) throw new TypeError('connectProtected needs an identity (or a clientId, or a stored key that names one)');
@@ -247,12 +260,12 @@ export async function connectProtected(url: string, options: ProtectedClientOpti
     if (fingerprint === undefined) throw new TypeError('teeFingerprint is required to enrol');
     await keyStore.prepare?.();
   }
-  const client = new ProtectedClient(mqtt.connect(url, { clientId: identity, ...mqttOptions }), identity, { protectedTopics, replayWindowSize, teeFingerprint: fingerprint, keyStore, teeTimeoutMs });
+  const client = new ProtectedClient(mqtt.connect(url, { clientId: identity, ...mqttOptions }), identity, { protectedTopics, replayWindowSize, teeFingerprint: fingerprint, keyStore, teeTimeoutMs, ...pin });
   try {
     await whenConnected(client.mqtt, url);
     if (raw !== undefined) client.useKey(await importClientKey(raw));
     else {
-      const enrolled = await enrolOverMqtt({ client: client.mqtt, identity, teeFingerprint: fingerprint!, timeoutMs: teeTimeoutMs }, token);
+      const enrolled = await enrolOverMqtt({ ...pin, client: client.mqtt, identity, teeFingerprint: fingerprint!, timeoutMs: teeTimeoutMs }, token);
       await keyStore!.save({ identity, key: enrolled, teeFingerprint: fingerprint! });
       client.useKey(await importClientKey(enrolled));
     }

@@ -10,6 +10,7 @@ export const TEE_REQUEST_TOPICS = {
   rotate: '$tee/rotate/request',
   policy: '$tee/policy/request',
   revoke: '$tee/revoke/request',
+  endorse: '$tee/endorse/request',
 } as const;
 export type TeeRequestKind = keyof typeof TEE_REQUEST_TOPICS;
 

@@ -6,8 +6,9 @@
  *   $tee/rotate/request  → key rotation (likewise)
  *   $tee/policy/request  → load an operator-signed policy (answer: the policy serial, as text)
  *   $tee/revoke/request  → apply an operator-signed revocation (answer: empty)
+ *   $tee/endorse/request → store an operator-signed endorsement (answer: empty)
  *
- * Policy and revocation statements are signed by the operator, so relaying them through the
+ * Policy, revocation and endorsement statements are signed by the operator, so relaying them through the
  * untrusted broker is safe: the trusted component checks the signature, not the broker.
  *
  * The response goes to the request's MQTT 5 Response Topic (with its Correlation Data), or, for
@@ -71,6 +72,9 @@ export class TeeRelay {
         return Buffer.from(String((await this.tee.info()).policySerial));
       case TEE_REQUEST_TOPICS.revoke:
         await this.tee.revoke(req.payload);
+        return Buffer.alloc(0);
+      case TEE_REQUEST_TOPICS.endorse:
+        await this.tee.setEndorsement(req.payload);
         return Buffer.alloc(0);
       default:
         throw new TeeError('unknown-command', `no trusted command behind ${req.topic}`);

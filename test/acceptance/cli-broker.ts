@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { connectProtected, readKeyFile, type NodeProtectedClientOptions, type ProtectedClient } from '../../src/client/index.js';
-import { issueToken, loadOrCreateOperatorKey } from '../../src/protect/operator.js';
+import { issueToken, loadOperatorKey, OPERATOR_KEY_FILE } from '../../src/protect/operator.js';
 import { toBase64Url } from '../../src/tee/bytes.js';
 import { withTimeout, WAIT_MS } from '../helpers/broker.js';
 
@@ -95,7 +95,7 @@ export async function startCliBroker(): Promise<CliBroker> {
       'the CLI broker to listen',
     );
     assert.equal(fingerprint.length, 64, `the broker logged its trusted component's fingerprint: ${stderr}`);
-    const operator = loadOrCreateOperatorKey(dataDir); // the operator key the broker created on first start
+    const operator = loadOperatorKey(join(dataDir, OPERATOR_KEY_FILE)); // the development operator key the broker created on first start
     const url = `mqtt://127.0.0.1:${port}`;
     const keyFile = (identity: string): string => join(clientDir, `${identity}.key`);
     return {
@@ -108,7 +108,7 @@ export async function startCliBroker(): Promise<CliBroker> {
       keyFile,
       rawKey: (identity) => Buffer.from(readKeyFile(keyFile(identity))!.key),
       async enrolled(identity, options = {}) {
-        const token = toBase64Url(issueToken(operator, identity, 600));
+        const token = toBase64Url(issueToken(operator, identity, 600, { publish: [PROTECTED], read: [PROTECTED] }));
         const c = await connectProtected(url, { identity, teeFingerprint: fingerprint, keyFile: keyFile(identity), token, protectedTopics: [PROTECTED], reconnectPeriod: 0, ...options });
         clients.push(c);
         return c;
