@@ -101,6 +101,7 @@ export const OBJ = {
   provisioning: 'tee/provisioning',
   policy: 'tee/policy',
   revoked: 'tee/revoked',
+  lifted: 'tee/lifted',
   tokens: 'tee/tokens',
   endorsement: 'tee/endorsement',
   key: (identity: string) => `key/${identity}`,
@@ -152,6 +153,8 @@ export class TeeState {
   policy: Policy | undefined;
   /** identity -> revocation time (ms); an enrolment token issued later lifts it. */
   readonly revoked = new Map<string, number>();
+  /** identity -> issue time of the token that lifted its last revocation: revocations up to then are replays. */
+  readonly lifted = new Map<string, number>();
   /** token id (hex) -> expiry (ms): single use until they expire anyway. */
   readonly usedTokens = new Map<string, number>();
   endorsement: Uint8Array = new Uint8Array(0);
@@ -222,6 +225,8 @@ export class TeeState {
     if (policy !== undefined) state.policy = state.verifyPolicy(policy, 0);
     const revoked = await objects.read(OBJ.revoked);
     if (revoked !== undefined) readIdTimes(revoked, (id, at) => state.revoked.set(id, at));
+    const lifted = await objects.read(OBJ.lifted);
+    if (lifted !== undefined) readIdTimes(lifted, (id, at) => state.lifted.set(id, at));
     const tokens = await objects.read(OBJ.tokens);
     if (tokens !== undefined) readIdTimes(tokens, (id, at) => state.usedTokens.set(id, at));
     state.endorsement = (await objects.read(OBJ.endorsement)) ?? new Uint8Array(0);
@@ -265,8 +270,10 @@ export class TeeState {
     const body = this.verifyOperator(bytes, STATEMENT_REVOCATION, 'revocation-invalid');
     const v = orRefuse('revocation-invalid', () => parseRevocationBody(body));
     if (!checkIdentity(v.identity)) throw new TeeError('bad-identity', 'revocation names an invalid identity');
-    const previous = this.revoked.get(v.identity);
-    if (previous !== undefined && previous >= v.revokedAt) return; // an older or repeated revocation changes nothing
+    const previous = this.revoked.get(v.identity) ?? this.lifted.get(v.identity);
+    if (previous !== undefined && previous >= v.revokedAt) {
+      throw new TeeError('revocation-replayed', `${JSON.stringify(v.identity)} was revoked, or re-enrolled, at or after this revocation's time`);
+    }
     // Denied in memory at once; the key record and the list leave the store in one commit.
     this.revoked.set(v.identity, v.revokedAt);
     this.epoch++;
@@ -274,6 +281,14 @@ export class TeeState {
     this.counters.storeWrites += 2;
     await this.objects.write([[OBJ.key(v.identity), null], [OBJ.revoked, writeIdTimes(this.revoked)]]);
     this.counters.revocations++;
+  }
+
+  /** A re-enrolment with a token issued after the revocation: the identity is usable again, and older revocations are replays. */
+  liftRevocation(identity: string, tokenIssuedAt: number): Promise<void> {
+    this.revoked.delete(identity);
+    this.lifted.set(identity, tokenIssuedAt);
+    this.counters.storeWrites += 2;
+    return this.objects.write([[OBJ.revoked, writeIdTimes(this.revoked)], [OBJ.lifted, writeIdTimes(this.lifted)]]);
   }
 
   async setEndorsement(bytes: Uint8Array): Promise<void> {

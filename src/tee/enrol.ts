@@ -88,10 +88,7 @@ export function enrol(state: TeeState, request: Uint8Array): Promise<Uint8Array>
       state.usedTokens.set(toHex(token.tokenId), token.expiresAt);
       writes.push(state.put(OBJ.tokens, writeIdTimes(state.usedTokens)));
     }
-    if (revokedAt !== undefined) {
-      state.revoked.delete(p.identity);
-      writes.push(state.put(OBJ.revoked, writeIdTimes(state.revoked)));
-    }
+    if (revokedAt !== undefined) writes.push(state.liftRevocation(p.identity, token!.issuedAt));
     await Promise.all(writes);
     const keys = await stored;
     p.key.fill(0); // a view into the plaintext

@@ -41,6 +41,7 @@ export const TEE_ERRORS = {
   'bad-identity': 38,
   'sealed-missing': 39,
   'benchmark-only': 50,
+  'revocation-replayed': 51,
   // Per-recipient refusals inside a re-wrap result (never thrown for the whole batch).
   'recipient-unknown': 40,
   'recipient-revoked': 41,

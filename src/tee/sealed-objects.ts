@@ -11,7 +11,7 @@
 // Writes are group-committed: what is written while a commit is in flight goes out together in the
 // next one (objects, then the manifest at counter n+1, then the counter raised to n+1). A caller's
 // write resolves only once its commit is durable, so nothing is answered before it is committed.
-import { Reader, Writer } from './bytes.js';
+import { Reader } from './bytes.js';
 import type { SealedStorage } from './core.js';
 import { TeeError } from './errors.js';
 import type { Sealer } from './seal.js';
@@ -26,10 +26,30 @@ export function storageName(name: string, version: number): string {
   return `${name}#${version}`;
 }
 
-function encodeManifest(counter: number, entries: ReadonlyMap<string, number>): Uint8Array {
-  const w = new Writer().u64(counter).u32(entries.size);
-  for (const [name, version] of entries) w.str16(name).u64(version);
-  return w.finish();
+/** `u64 counter | u32 n | n x (str16 name | u64 version)`, written straight into one buffer (rewritten on every commit: thousands of entries). */
+function encodeManifest(counter: number, entries: ReadonlyMap<string, number>): Buffer {
+  let size = 12;
+  const names: Buffer[] = [];
+  for (const name of entries.keys()) {
+    const b = Buffer.from(name);
+    names.push(b);
+    size += 10 + b.length;
+  }
+  const out = Buffer.allocUnsafe(size);
+  const u64 = (v: number, at: number): number => {
+    out.writeUInt32BE(Math.floor(v / 2 ** 32), at);
+    return out.writeUInt32BE(v >>> 0, at + 4);
+  };
+  let at = u64(counter, 0);
+  at = out.writeUInt32BE(entries.size, at);
+  let i = 0;
+  for (const version of entries.values()) {
+    const name = names[i++]!;
+    at = out.writeUInt16BE(name.length, at);
+    at += name.copy(out, at);
+    at = u64(version, at);
+  }
+  return out;
 }
 
 function parseManifest(bytes: Uint8Array): { counter: number; entries: Map<string, number> } {
