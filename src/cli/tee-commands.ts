@@ -1,4 +1,4 @@
-// Operator tooling for the trusted component: `tee info`, `tee endorse`, `tee policy sign|load`,
+// Operator tooling for the trusted component: `tee info`, `tee endorse`, `tee mode`, `tee policy sign|load`,
 // `token`, `revoke`, `operator-key`. The operator key is read here, by the operator's CLI, which
 // may run on another machine: what reaches the broker are signed statements, relayed with
 // `--broker URL` (or loaded into the data folder's component with `--data` when no broker runs).
@@ -12,7 +12,7 @@ import { checkFilter } from '../tee/policy.js';
 import type { TeeInfo } from '../tee/host.js';
 import { connectMqtt } from './open-client.js';
 import {
-  DEFAULT_DATA_DIR, createOperatorKey, issueToken, loadOperatorKey, openDataTee, operatorKeyPath, signEndorsement, signPolicy, signRevocation, type DataTee,
+  DEFAULT_DATA_DIR, createOperatorKey, issueToken, loadOperatorKey, openDataTee, operatorKeyPath, signEndorsement, signModeChange, signPolicy, signRevocation, type DataTee,
 } from '../protect/operator.js';
 
 export interface CliOutput {
@@ -42,6 +42,10 @@ async function viaBroker(url: string, kind: TeeRequestKind, body: Uint8Array): P
   } finally {
     await client.endAsync();
   }
+}
+
+async function infoViaBroker(url: string): Promise<TeeInfo> {
+  return JSON.parse(new TextDecoder().decode(await viaBroker(url, 'info', new Uint8Array(0)))) as TeeInfo;
 }
 
 function readSignedArg(value: string): Uint8Array {
@@ -77,7 +81,7 @@ export function registerTeeCommands(program: Command, io: CliOutput = stdoutOutp
     .option(...dataOpt)
     .option('--broker <url>', 'ask the trusted component of this running broker instead of opening the data folder')
     .action(async (o: { data: string; broker?: string }) => {
-      const info = o.broker !== undefined ? (JSON.parse(new TextDecoder().decode(await viaBroker(o.broker, 'info', new Uint8Array(0)))) as TeeInfo) : await withTee(o.data, (d) => d.tee.info());
+      const info = o.broker !== undefined ? await infoViaBroker(o.broker) : await withTee(o.data, (d) => d.tee.info());
       io.out(JSON.stringify(info, null, 2));
     });
 
@@ -99,10 +103,30 @@ export function registerTeeCommands(program: Command, io: CliOutput = stdoutOutp
       };
       const signed =
         o.broker !== undefined
-          ? await endorse(JSON.parse(new TextDecoder().decode(await viaBroker(o.broker, 'info', new Uint8Array(0)))) as TeeInfo, (s) => viaBroker(o.broker!, 'endorse', s))
+          ? await endorse(await infoViaBroker(o.broker), (s) => viaBroker(o.broker!, 'endorse', s))
           : await withTee(o.data, async (d) => endorse(await d.tee.info(), (s) => d.tee.setEndorsement(s)));
       io.out('endorsement stored; signed endorsement:');
       io.out(toBase64Url(signed));
+    });
+
+  tee
+    .command('mode <mode>')
+    .description('switch the trusted component\'s enrolment mode (token or open) by an operator-signed statement; its fingerprint changes, so clients pin the new one')
+    .option(...dataOpt)
+    .option(...keyOpt)
+    .option(...brokerOpt)
+    .action(async (mode: string, o: { data: string; operatorKey?: string; broker?: string }) => {
+      if (mode !== 'token' && mode !== 'open') throw new RangeError(`mode must be token or open, got ${JSON.stringify(mode)}`);
+      const operator = operatorOf(o);
+      const fingerprint =
+        o.broker !== undefined
+          ? new TextDecoder().decode(await viaBroker(o.broker, 'mode', signModeChange(operator, await infoViaBroker(o.broker), mode)))
+          : await withTee(o.data, async (d) => {
+              await d.tee.changeMode(signModeChange(operator, await d.tee.info(), mode));
+              return (await d.tee.info()).fingerprint;
+            });
+      io.out(`enrolment mode ${mode}; new fingerprint (start the broker ${mode === 'open' ? 'with' : 'without'} --open-enrolment from now on):`);
+      io.out(fingerprint);
     });
 
   const policy = tee.command('policy').description('operator-signed re-wrap policy');

@@ -11,6 +11,7 @@ export const TEE_REQUEST_TOPICS = {
   policy: '$tee/policy/request',
   revoke: '$tee/revoke/request',
   endorse: '$tee/endorse/request',
+  mode: '$tee/mode/request',
 } as const;
 export type TeeRequestKind = keyof typeof TEE_REQUEST_TOPICS;
 

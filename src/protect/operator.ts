@@ -8,8 +8,8 @@ import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs
 import { dirname, join } from 'node:path';
 import { openSealedBlobStore, type SealedBlobStore } from '../store/sealed-blobs.js';
 import { fromBase64Url, fromHex } from '../tee/bytes.js';
-import { openTrustedComponent, TeeError, type OpenOptions, type TeeInfo, type TrustedComponent } from '../tee/host.js';
-import { BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_OPEN, MODE_TOKEN, encodeEndorsementBody, encodePolicyBody, encodeRevocationBody, encodeTokenBody, operatorSignedInput, TOKEN_ID_BYTES, type Grants } from '../tee/messages.js';
+import { openTrustedComponent, TeeError, type EnrolmentMode, type OpenOptions, type TeeInfo, type TrustedComponent } from '../tee/host.js';
+import { BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_OPEN, MODE_TOKEN, encodeEndorsementBody, encodeModeBody, encodePolicyBody, encodeRevocationBody, encodeTokenBody, operatorSignedInput, TOKEN_ID_BYTES, type Grants } from '../tee/messages.js';
 
 export interface OperatorKey {
   privateKey: KeyObject;
@@ -82,6 +82,11 @@ export function signPolicy(operator: OperatorKey, json: string, serial: number =
 
 export function signRevocation(operator: OperatorKey, identity: string, now = Date.now()): Uint8Array {
   return signStatement(operator, encodeRevocationBody({ identity, revokedAt: now }));
+}
+
+/** The operator's change of the enrolment mode of the component `info` describes (bound to its Ed25519 key). */
+export function signModeChange(operator: OperatorKey, info: TeeInfo, mode: EnrolmentMode, now = Date.now()): Uint8Array {
+  return signStatement(operator, encodeModeBody({ ed25519: fromHex(info.ed25519), mode: mode === 'open' ? MODE_OPEN : MODE_TOKEN, issuedAt: now }));
 }
 
 /** The operator's endorsement of the component `info` describes: its keys, code, enrolment mode and build. */

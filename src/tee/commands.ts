@@ -148,6 +148,9 @@ export class Dispatcher {
       case CMD.setEndorsement:
         await this.ready().setEndorsement(params);
         return EMPTY;
+      case CMD.setMode:
+        await this.ready().changeMode(params);
+        return EMPTY;
       case CMD.rewrap: {
         const s = this.ready();
         const b = decodeBatch(params);

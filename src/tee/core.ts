@@ -12,7 +12,7 @@ import { generateX25519, rawPrivateKey, rawPublicKey, x25519PrivateKey } from '.
 import { KeyCache, deriveClientKeys, type ClientKeys } from './keys.js';
 import {
   BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_OPEN, MODE_TOKEN, fingerprintInput, operatorSignedInput, parseEndorsementBody, parsePolicyBody, parseRevocationBody,
-  readGrants, splitSigned, writeGrants, STATEMENT_ENDORSEMENT, STATEMENT_POLICY, STATEMENT_REVOCATION, type Grants, type Provisioning,
+  parseModeBody, readGrants, splitSigned, writeGrants, STATEMENT_ENDORSEMENT, STATEMENT_MODE, STATEMENT_POLICY, STATEMENT_REVOCATION, type Grants, type Provisioning,
 } from './messages.js';
 import type { GroupTable } from './groups.js';
 import { Lru } from './lru.js';
@@ -45,9 +45,11 @@ export interface CoreConfig {
   requested: RequestedProvisioning;
 }
 
-/** The sealed provisioning record: fixed at first start, bound into the fingerprint. */
+/** The sealed provisioning record: fixed at first start (the mode by operator statements since), bound into the fingerprint. */
 export interface ProvisioningRecord extends Provisioning {
   operator: Buffer;
+  /** Issue time of the operator's last mode statement (0: none): older ones are replays. */
+  modeSince: number;
 }
 
 export interface TeeStatsCounters {
@@ -114,12 +116,12 @@ const MODE_NAMES: Record<number, string> = { [MODE_TOKEN]: 'token enrolment', [M
 const BUILD_NAMES: Record<number, string> = { [BUILD_PRODUCTION]: 'a production build', [BUILD_BENCHMARK]: 'a benchmark build' };
 
 function encodeProvisioning(p: ProvisioningRecord): Uint8Array {
-  return new Writer().raw(p.operator).u8(p.mode).u8(p.build).finish();
+  return new Writer().raw(p.operator).u8(p.mode).u8(p.build).u64(p.modeSince).finish();
 }
 
 function parseProvisioning(bytes: Uint8Array): ProvisioningRecord {
   const r = new Reader(bytes);
-  const p = { operator: Buffer.from(r.take(32, 'operator key')), mode: r.u8('mode'), build: r.u8('build') };
+  const p = { operator: Buffer.from(r.take(32, 'operator key')), mode: r.u8('mode'), build: r.u8('build'), modeSince: r.u64('mode since') };
   r.end('provisioning record');
   return p;
 }
@@ -161,8 +163,8 @@ export class TeeState {
   /** Moves on with every policy load, revocation and key rotation: older recipient groups are stale. */
   epoch = 0;
   readonly groups: GroupTable;
-  /** Read by enrol.ts: token-free enrolment is allowed only in a component provisioned for it. */
-  readonly config: { readonly openEnrolment: boolean };
+  /** Read by enrol.ts: token-free enrolment is allowed only in a component provisioned (or switched by the operator) for it. */
+  readonly config: { openEnrolment: boolean };
   readonly operatorKey: KeyObject;
   private readonly pending = new Map<string, Promise<ClientKeys | undefined>>();
   /** Identities whose first key is being committed: a concurrent enrolment of the same one is already-enrolled. */
@@ -170,7 +172,7 @@ export class TeeState {
 
   private constructor(
     readonly objects: SealedObjects,
-    readonly provisioning: ProvisioningRecord,
+    public provisioning: ProvisioningRecord,
     readonly x25519: KeyObject,
     readonly x25519Public: Buffer,
     private readonly ed25519: KeyObject,
@@ -200,7 +202,7 @@ export class TeeState {
       const operator = config.requested.operatorPublicKey;
       if (operator === undefined) throw new TeeError('not-provisioned', `the trusted component of ${dir.dir} is not provisioned: its first start needs the operator public key`);
       if (operator.length !== 32) throw new TeeError('bad-request', 'the operator public key must be 32 bytes');
-      provisioning = { operator: Buffer.from(operator), mode: config.requested.mode ?? MODE_TOKEN, build: config.requested.build ?? BUILD_PRODUCTION };
+      provisioning = { operator: Buffer.from(operator), mode: config.requested.mode ?? MODE_TOKEN, build: config.requested.build ?? BUILD_PRODUCTION, modeSince: 0 };
       if (MODE_NAMES[provisioning.mode] === undefined || BUILD_NAMES[provisioning.build] === undefined) throw new TeeError('bad-request', 'unknown enrolment mode or build kind');
       ident = newIdentity();
       const sealer = new Sealer(dir.createSecret());
@@ -281,6 +283,22 @@ export class TeeState {
     this.counters.storeWrites += 2;
     await this.objects.write([[OBJ.key(v.identity), null], [OBJ.revoked, writeIdTimes(this.revoked)]]);
     this.counters.revocations++;
+  }
+
+  /**
+   * The operator's signed change of enrolment mode for this component (named by its Ed25519 key),
+   * newer than the last: the fingerprint changes with it, so pinned clients notice.
+   */
+  async changeMode(bytes: Uint8Array): Promise<void> {
+    const body = this.verifyOperator(bytes, STATEMENT_MODE, 'mode-invalid');
+    const m = orRefuse('mode-invalid', () => parseModeBody(body));
+    if (!this.ed25519Public.equals(m.ed25519)) throw new TeeError('mode-invalid', 'the mode statement names another trusted component');
+    if (MODE_NAMES[m.mode] === undefined) throw new TeeError('mode-invalid', `unknown enrolment mode ${m.mode}`);
+    if (m.issuedAt <= this.provisioning.modeSince) throw new TeeError('mode-replayed', 'a mode statement as new or newer was already applied');
+    const next = { ...this.provisioning, mode: m.mode, modeSince: m.issuedAt };
+    await this.put(OBJ.provisioning, encodeProvisioning(next));
+    this.provisioning = next;
+    this.config.openEnrolment = m.mode === MODE_OPEN;
   }
 
   /** A re-enrolment with a token issued after the revocation: the identity is usable again, and older revocations are replays. */

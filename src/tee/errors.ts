@@ -42,6 +42,9 @@ export const TEE_ERRORS = {
   'sealed-missing': 39,
   'benchmark-only': 50,
   'revocation-replayed': 51,
+  'mode-invalid': 52,
+  'mode-replayed': 53,
+  'state-conflict': 54,
   // Per-recipient refusals inside a re-wrap result (never thrown for the whole batch).
   'recipient-unknown': 40,
   'recipient-revoked': 41,

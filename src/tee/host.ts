@@ -86,6 +86,8 @@ export interface TrustedComponent {
   loadPolicy(signedPolicy: Uint8Array): Promise<void>;
   /** Stores an operator-signed endorsement of this component's keys and measurement. */
   setEndorsement(signedEndorsement: Uint8Array): Promise<void>;
+  /** Applies an operator-signed change of enrolment mode (the fingerprint changes with it). */
+  changeMode(signedModeChange: Uint8Array): Promise<void>;
   /** One call per PUBLISH: re-wrap the message's data key for every recipient in one batch. */
   rewrap(header: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult>;
   /**
@@ -307,6 +309,9 @@ class Handle implements TrustedComponent {
   }
   async setEndorsement(signedEndorsement: Uint8Array): Promise<void> {
     await this.t.call(CMD.setEndorsement, signedEndorsement);
+  }
+  async changeMode(signedModeChange: Uint8Array): Promise<void> {
+    await this.t.call(CMD.setMode, signedModeChange);
   }
   async rewrap(header: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult> {
     return decodeResults(await this.t.call(CMD.rewrap, encodeBatch(topic, sender, recipients, header)), recipients);

@@ -12,6 +12,7 @@ export const STATEMENT_TOKEN = 1;
 export const STATEMENT_POLICY = 2;
 export const STATEMENT_REVOCATION = 3;
 export const STATEMENT_ENDORSEMENT = 4;
+export const STATEMENT_MODE = 5;
 export const SIGNATURE_BYTES = 64;
 export const CLIENT_NONCE_BYTES = 16;
 export const TOKEN_ID_BYTES = 16;
@@ -162,6 +163,26 @@ export function parseEndorsementBody(body: Uint8Array): Endorsement {
   const e = { x25519: r.take(32, 'x25519'), ed25519: r.take(32, 'ed25519'), measurement: r.take(32, 'measurement'), mode: r.u8('mode'), build: r.u8('build'), issuedAt: r.u64('issuedAt') };
   r.end('endorsement');
   return e;
+}
+
+/** The operator changing a provisioned component's enrolment mode; it names the component by its Ed25519 key. */
+export interface ModeChange {
+  ed25519: Uint8Array;
+  mode: number;
+  issuedAt: number;
+}
+
+export function encodeModeBody(m: ModeChange): Bytes {
+  return new Writer().u8(PROTOCOL_VERSION).u8(STATEMENT_MODE).raw(m.ed25519).u8(m.mode).u64(m.issuedAt).finish();
+}
+
+export function parseModeBody(body: Uint8Array): ModeChange {
+  const r = new Reader(body);
+  r.u8();
+  if (r.u8() !== STATEMENT_MODE) throw new RangeError('statement is not a mode change');
+  const m = { ed25519: r.take(32, 'ed25519'), mode: r.u8('mode'), issuedAt: r.u64('issuedAt') };
+  r.end('mode change');
+  return m;
 }
 
 // ---- enrolment and rotation

@@ -132,6 +132,12 @@ export class SealedObjects {
   }
 
   private async commit(batch: Map<string, Buffer | null>): Promise<void> {
+    // Another instance over the same state directory (an operator command given --data while the
+    // broker runs) would have its commits overwritten by ours: refuse instead of losing them.
+    const onDisk = this.stateDir.counter();
+    if (onDisk !== undefined && onDisk !== this.counter) {
+      throw new TeeError('state-conflict', `the counter ${this.stateDir.counterPath} is at ${onDisk}, not at this component's ${this.counter}: another instance wrote this state; restart (operator commands reach a running broker with --broker)`);
+    }
     const counter = this.counter + 1;
     const entries = new Map(this.entries);
     const superseded: string[] = [];

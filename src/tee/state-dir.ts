@@ -64,6 +64,12 @@ export class StateDir {
     return { secret, counter: Number(counter.readBigUInt64BE(0)) };
   }
 
+  /** The counter as it is on disk now (undefined before the first commit of a new component). */
+  counter(): number | undefined {
+    const bytes = readIfPresent(this.counterPath);
+    return bytes?.length === COUNTER_BYTES ? Number(bytes.readBigUInt64BE(0)) : undefined;
+  }
+
   /** A fresh device secret; the counter file is created by the first `writeCounter`. */
   createSecret(): Buffer {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });

@@ -19,7 +19,7 @@ async function run(args: string[]): Promise<string[]> {
   return lines;
 }
 
-test('operator-key, tee info, endorse, token with grants, policy sign/load and revoke work on one data folder, the operator key kept apart', async () => {
+test('operator-key, tee info, endorse, mode, token with grants, policy sign/load and revoke work on one data folder, the operator key kept apart', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mqt-tz-cli-'));
   const keyFile = join(dir, 'elsewhere', 'op.key'); // the operator's machine, in the test a folder the broker does not use
   try {
@@ -42,6 +42,12 @@ test('operator-key, tee info, endorse, token with grants, policy sign/load and r
     const stranger = join(dir, 'stranger.key');
     await run(['operator-key', '--out', stranger]);
     await assert.rejects(run(['tee', 'endorse', '--data', dir, '--operator-key', stranger]), /provisioned for operator/);
+
+    const opened = await run(['tee', 'mode', 'open', '--data', dir, '--operator-key', keyFile]);
+    assert.match(opened[0]!, /enrolment mode open/);
+    assert.notEqual(opened[1], info.fingerprint);
+    assert.equal((await run(['tee', 'mode', 'token', '--data', dir, '--operator-key', keyFile]))[1], info.fingerprint);
+    await assert.rejects(run(['tee', 'mode', 'closed', '--data', dir, '--operator-key', keyFile]), /mode must be token or open/);
 
     const tokenLines = await run(['token', '--id', 'alice', '--ttl', '60', '--read', 'secure/#', '--publish', 'secure/alice/#', '--operator-key', keyFile]);
     const token = parseTokenBody(splitSigned(fromBase64Url(tokenLines.at(-1)!)).body);

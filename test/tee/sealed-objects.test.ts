@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildEnrolmentRequest, generateClientKeyBytes } from '../../src/client/crypto/index.js';
-import { createOperatorKey, signEndorsement, signPolicy, signRevocation } from '../../src/protect/operator.js';
+import { createOperatorKey, signEndorsement, signModeChange, signPolicy, signRevocation } from '../../src/protect/operator.js';
 import { openTrustedComponent, TeeError, type OpenOptions, type TrustedComponent } from '../../src/tee/host.js';
 import { codeFromNumber } from '../../src/tee/errors.js';
 import { parseKeyResponse } from '../../src/tee/messages.js';
@@ -238,6 +238,52 @@ test('concurrent enrolments share commits and the same identity enrols once', as
     assert.deepEqual(statuses.filter((s) => s !== 0).map(codeFromNumber), ['already-enrolled'], 'one of the two p-0 enrolments');
     assert.ok(readCounter(f) - counterBefore < 40, `${readCounter(f) - counterBefore} commits for 40 enrolments`);
     for (const id of ids) assert.equal(await f.tee.isEnrolled(id), true, id);
+  } finally {
+    await f.dispose();
+  }
+});
+
+test('an operator-signed mode statement switches the enrolment mode and the fingerprint; a forged, foreign or replayed one is refused', async () => {
+  const f = await makeFixture('inline');
+  const other = await makeFixture('inline');
+  try {
+    const toOpen = signModeChange(f.operator, f.info, 'open', Date.now() - 1000);
+    await assert.rejects(f.tee.changeMode(signModeChange(other.operator, f.info, 'open')), refusedWith('mode-invalid', 'signature'));
+    await assert.rejects(f.tee.changeMode(signModeChange(f.operator, other.info, 'open')), refusedWith('mode-invalid', 'another trusted component'));
+    await f.tee.changeMode(toOpen);
+    const open = await f.tee.info();
+    assert.equal(open.openEnrolment, true);
+    assert.notEqual(open.fingerprint, f.info.fingerprint, 'pinned clients notice');
+    const tokenless = await buildEnrolmentRequest({ tee: f.teeKeys, identity: 'dev', key: generateClientKeyBytes() });
+    assert.equal(parseKeyResponse(await f.tee.enrol(tokenless.request)).status, 0, 'enrolment without a token now');
+    await f.tee.changeMode(signModeChange(f.operator, f.info, 'token'));
+    await f.tee.close();
+    await assert.rejects(reopen(f, { enrolmentMode: 'open' }), refusedWith('provisioning-mismatch'), 'the switched mode is sealed');
+    const again = await reopen(f, { enrolmentMode: 'token' });
+    assert.equal((await again.info()).fingerprint, f.info.fingerprint, 'back in token mode: the first fingerprint again');
+    await assert.rejects(again.changeMode(toOpen), refusedWith('mode-replayed'), 'a recorded statement does not switch it back');
+    const late = await buildEnrolmentRequest({ tee: f.teeKeys, identity: 'dev2', key: generateClientKeyBytes() });
+    assert.equal(codeFromNumber(parseKeyResponse(await again.enrol(late.request)).status), 'token-missing');
+    await again.close();
+  } finally {
+    await f.dispose();
+    await other.dispose();
+  }
+});
+
+test('a second instance over the same state makes the other one\'s writes fail as state-conflict instead of losing its commits', async () => {
+  const f = await makeFixture('inline');
+  try {
+    await f.enrol('alice');
+    const second = await reopen(f); // e.g. an operator command given --data while the broker runs
+    await second.loadPolicy(signPolicy(f.operator, JSON.stringify({ rules: [{ identity: 'alice', publish: ['#'], read: ['#'] }] }), 1));
+    const late = await buildEnrolmentRequest({ tee: f.teeKeys, identity: 'bob', key: generateClientKeyBytes(), token: f.token('bob') });
+    assert.equal(codeFromNumber(parseKeyResponse(await f.tee.enrol(late.request)).status), 'state-conflict');
+    await second.close();
+    await f.tee.close();
+    const restarted = await reopen(f);
+    assert.deepEqual([(await restarted.info()).policySerial, await restarted.isEnrolled('bob')], [1, false], 'the policy commit was kept');
+    await restarted.close();
   } finally {
     await f.dispose();
   }
