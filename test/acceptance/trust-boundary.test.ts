@@ -163,6 +163,21 @@ describe('the hostile host of the issue, through the CLI broker', () => {
     }
   });
 
+  it('a broker given the operator public key on its first start provisions with it and creates no key file; the operator\'s tokens from elsewhere enrol', async () => {
+    const dataDir = folder('data');
+    const operator = createOperatorKey(join(folder('operator'), 'op.key'));
+    const publicHex = Buffer.from(operator.publicKey).toString('hex');
+    const b = await startCliBroker({ dataDir, clientDir: folder('clients'), operator, args: ['--operator-public-key', publicHex] });
+    try {
+      assert.equal(existsSync(join(dataDir, OPERATOR_KEY_FILE)), false);
+      const info = JSON.parse((await cli(['tee', 'info', '--broker', b.url])).stdout) as { operatorPublicKey: string; openEnrolment: boolean };
+      assert.deepEqual([info.operatorPublicKey, info.openEnrolment], [publicHex, false]);
+      await (await b.enrolled('alice')).endAsync();
+    } finally {
+      await b.close();
+    }
+  });
+
   it('restarts with another mode or operator key are refused; a replaced operator key file changes nothing but makes its tokens invalid; the broker runs without the key file and never endorses', async () => {
     const dataDir = folder('data');
     const clientDir = folder('clients');
