@@ -4,7 +4,7 @@
 // signed answer carries a valid key confirmation. The caller stores the key after that, not before.
 import type { MqttClient } from 'mqtt';
 import { fromUtf8 } from '../tee/bytes.js';
-import { buildEnrolmentRequest, buildRotationRequest, pinTee, verifyKeyResponse, type TeeInfoJson, type TeePin, type TeePublicKeys } from './crypto/enrol.js';
+import { buildEnrolmentRequest, buildRotationRequest, fingerprintOf, pinTee, verifyKeyResponse, type TeeInfoJson, type TeePin, type TeePublicKeys } from './crypto/enrol.js';
 import { generateClientKeyBytes, type ClientKey } from './crypto/keys.js';
 import { bs } from './crypto/webcrypto.js';
 import { TeeRequestError, withTeeRequests, type TeeRequest } from './tee-requests.js';
@@ -16,14 +16,30 @@ export interface TeeContact extends Pick<TeePin, 'operatorPublicKey' | 'allowOpe
   timeoutMs: number;
 }
 
-async function pinnedTee(request: TeeRequest, c: TeeContact): Promise<TeePublicKeys> {
-  let info: TeeInfoJson;
+async function teeInfo(request: TeeRequest): Promise<TeeInfoJson> {
   try {
-    info = JSON.parse(fromUtf8(await request('info', new Uint8Array(0)))) as TeeInfoJson;
+    return JSON.parse(fromUtf8(await request('info', new Uint8Array(0)))) as TeeInfoJson;
   } catch (err) {
     if (err instanceof TeeRequestError) throw err;
     throw new TeeRequestError('the trusted component info is not JSON');
   }
+}
+
+/**
+ * For a client that pins the operator rather than a fingerprint: the fingerprint of the broker's
+ * trusted component, once it is provisioned for that operator and carries its endorsement of
+ * exactly its keys, code, mode and build. The key file then records it, as if it had been pinned.
+ */
+export function fingerprintEndorsedBy(c: Omit<TeeContact, 'teeFingerprint' | 'identity'> & { operatorPublicKey: string }): Promise<string> {
+  return withTeeRequests(c.client, c.timeoutMs, async (request) => {
+    const info = await teeInfo(request);
+    await pinTee(info, { operatorPublicKey: c.operatorPublicKey, allowOpenEnrolment: c.allowOpenEnrolment, allowBenchmarkBuild: c.allowBenchmarkBuild });
+    return fingerprintOf(info);
+  });
+}
+
+async function pinnedTee(request: TeeRequest, c: TeeContact): Promise<TeePublicKeys> {
+  const info = await teeInfo(request);
   const tee = await pinTee(info, { fingerprint: c.teeFingerprint, operatorPublicKey: c.operatorPublicKey, allowOpenEnrolment: c.allowOpenEnrolment, allowBenchmarkBuild: c.allowBenchmarkBuild });
   await requireCurves(tee);
   return tee;

@@ -9,7 +9,7 @@ import { EnrolmentError, ReplayedMessageError } from './crypto/errors.js';
 import { importClientKey, type ClientKey } from './crypto/keys.js';
 import { ReplayWindow, SequenceCounter } from './crypto/replay.js';
 import { TypedEmitter } from './emitter.js';
-import { enrolOverMqtt, rotateOverMqtt } from './enrolment.js';
+import { enrolOverMqtt, fingerprintEndorsedBy, rotateOverMqtt } from './enrolment.js';
 import { KeyFileError, type KeyStore } from './key-store.js';
 import { TEE_RESPONSE_PREFIX } from '../mqtt/tee-topics.js';
 import { wire } from './wire.js';
@@ -17,9 +17,12 @@ import { wire } from './wire.js';
 export interface ProtectedClientOptions extends IClientOptions {
   /** Identity the key is enrolled under; default: the key store's, else `clientId`. Also the default client id. */
   identity?: string;
-  /** Fingerprint of the trusted component to pin (from `mqt-tz tee info`); needed to enrol and rotate. */
+  /** Fingerprint of the trusted component to pin (from `mqt-tz tee info`); this or operatorPublicKey is needed to enrol. */
   teeFingerprint?: string;
-  /** Also require the component to be provisioned for this operator (hex public key) and to carry its endorsement. */
+  /**
+   * The operator's public key (hex): the component must be provisioned for it and carry its
+   * endorsement. Without teeFingerprint, the endorsed component's fingerprint is pinned on enrolment.
+   */
   operatorPublicKey?: string;
   /** Accept a component provisioned for open enrolment (development only). */
   allowOpenEnrolment?: boolean;
@@ -180,7 +183,8 @@ export class ProtectedClient extends TypedEmitter<ProtectedClientEvents> {
    * old key fail to open afterwards, as 'tampered'.
    */
   async rotateKey(): Promise<void> {
-    const { teeFingerprint, keyStore } = this.opts;
+    const { keyStore } = this.opts;
+    const teeFingerprint = this.opts.teeFingerprint ?? (await keyStore?.load())?.teeFingerprint; // pinned by operator: the one recorded at enrolment
     if (teeFingerprint === undefined || keyStore === undefined) throw new TypeError('rotateKey needs teeFingerprint and a key store (or key file)');
     const contact = { ...pinOptions(this.opts), client: this.mqtt, identity: this.identity, teeFingerprint: teeFingerprint.toLowerCase(), timeoutMs: this.opts.teeTimeoutMs ?? 10_000 };
     const { raw, key } = await rotateOverMqtt(contact, await this.key);
@@ -257,7 +261,7 @@ export async function connectProtected(url: string, options: ProtectedClientOpti
   if (raw === undefined) {
     if (keyStore === undefined) throw new TypeError('connectProtected needs a clientKey, or a key store (key file) to load it from or enrol into');
     if (token === undefined && !enrolWithoutToken) throw new KeyFileError('no enrolled key yet, and no enrolment token to enrol one');
-    if (fingerprint === undefined) throw new TypeError('teeFingerprint is required to enrol');
+    if (fingerprint === undefined && operatorPublicKey === undefined) throw new TypeError('teeFingerprint or operatorPublicKey is required to enrol');
     await keyStore.prepare?.();
   }
   const client = new ProtectedClient(mqtt.connect(url, { clientId: identity, ...mqttOptions }), identity, { protectedTopics, replayWindowSize, teeFingerprint: fingerprint, keyStore, teeTimeoutMs, ...pin });
@@ -265,8 +269,9 @@ export async function connectProtected(url: string, options: ProtectedClientOpti
     await whenConnected(client.mqtt, url);
     if (raw !== undefined) client.useKey(await importClientKey(raw));
     else {
-      const enrolled = await enrolOverMqtt({ ...pin, client: client.mqtt, identity, teeFingerprint: fingerprint!, timeoutMs: teeTimeoutMs }, token);
-      await keyStore!.save({ identity, key: enrolled, teeFingerprint: fingerprint! });
+      const pinned = fingerprint ?? (await fingerprintEndorsedBy({ ...pin, operatorPublicKey: operatorPublicKey!, client: client.mqtt, timeoutMs: teeTimeoutMs }));
+      const enrolled = await enrolOverMqtt({ ...pin, client: client.mqtt, identity, teeFingerprint: pinned, timeoutMs: teeTimeoutMs }, token);
+      await keyStore!.save({ identity, key: enrolled, teeFingerprint: pinned });
       client.useKey(await importClientKey(enrolled));
     }
   } catch (err) {

@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { connectProtected, EnrolmentError, type ProtectedClient } from '../../src/client/index.js';
+import { connectProtected, EnrolmentError, readKeyFile, type ProtectedClient } from '../../src/client/index.js';
 import { createOperatorKey, loadOperatorKey, OPERATOR_KEY_FILE, type OperatorKey } from '../../src/protect/operator.js';
 import { openSealedBlobStore } from '../../src/store/sealed-blobs.js';
 import { withTimeout, WAIT_MS } from '../helpers/broker.js';
@@ -215,6 +215,13 @@ describe('the hostile host of the issue, through the CLI broker', () => {
       const endorsed = await cli(['tee', 'endorse', '--broker', b.url, '--operator-key', realKeyFile, '--tee-fingerprint', b.fingerprint]);
       assert.equal(endorsed.code, 0, endorsed.stderr);
       const carol = await b.enrolled('carol', pinByOperator);
+      // Pinning the operator alone: the endorsed component's fingerprint is what the key file records.
+      await (await b.enrolled('frank', { ...pinByOperator, teeFingerprint: undefined })).endAsync();
+      assert.equal(readKeyFile(b.keyFile('frank'))!.teeFingerprint, b.fingerprint);
+      const gusToken = (await cli(['token', '--id', 'gus', '--read', PROTECTED, '--operator-key', realKeyFile])).stdout.trim().split('\n').at(-1)!;
+      const gus = await cli(['enroll', '-h', '127.0.0.1', '-p', String(b.port), '-i', 'gus', '--token', gusToken, '--operator-public-key', publicHex, '--key-file', b.keyFile('gus')]);
+      assert.equal(gus.code, 0, gus.stderr);
+      assert.match(gus.stdout, new RegExp(`with trusted component ${b.fingerprint}`));
       const alice: ProtectedClient = await connectProtected(b.url, { identity: 'alice', keyFile: b.keyFile('alice'), protectedTopics: [PROTECTED], reconnectPeriod: 0 });
       const carolEvents = new Events(carol);
       await carol.subscribeAsync('secure/#', { qos: 1 });
