@@ -6,7 +6,7 @@
 // clients refuse; no client accepts a forged sender.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -134,7 +134,6 @@ describe('the hostile host of the issue, through the CLI broker', () => {
       await bob.subscribeAsync('secure/#', { qos: 1 });
       const beforePolicy = storeRows(dataDir);
       const policyFile = join(clientDir, 'policy.json');
-      const { writeFileSync } = await import('node:fs');
       writeFileSync(policyFile, JSON.stringify({ rules: [{ identity: 'alice', publish: ['secure/#'], read: ['secure/#'] }, { identity: 'bob', read: ['secure/public/#'] }] }));
       const signed = await cli(['tee', 'policy', 'sign', '--file', policyFile, '--data', dataDir]);
       assert.equal(signed.code, 0, signed.stderr);
