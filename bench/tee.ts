@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { issueToken, openDataTee, type DataTee } from '../src/protect/operator.js';
+import { createOperatorKey, issueToken, openDataTee, type DataTee } from '../src/protect/operator.js';
 import { buildEnrolmentRequest, generateClientKeyBytes, pinTee, sealEnvelope, verifyKeyResponse, type ClientKey } from '../src/client/crypto/index.js';
 import { joinEnvelope, splitEnvelope, type EnvelopeParts } from '../src/tee/envelope-layout.js';
 import { rng } from './ecg.js';
@@ -25,11 +25,14 @@ interface Setup {
 /** A trusted component with a publisher and `subscriberCount` subscribers enrolled. */
 async function setup(backend: 'inline' | 'process', cacheSize: number, subscriberCount = Math.max(...RECIPIENT_COUNTS)): Promise<Setup> {
   const dir = mkdtempSync(join(tmpdir(), 'mqt-tz-bench-'));
-  const d = await openDataTee(dir, { backend, cacheSize });
+  // Paper mode decrypts payloads: only a component provisioned as a benchmark build serves it.
+  const operator = createOperatorKey(join(dir, 'operator.key'));
+  const d = await openDataTee(dir, { backend, cacheSize, build: 'benchmark', operatorPublicKey: operator.publicKey, onWarning: () => undefined });
   const info = await d.tee.info();
-  const tee = await pinTee(info, info.fingerprint);
+  const tee = await pinTee(info, { fingerprint: info.fingerprint, allowBenchmarkBuild: true });
+  const grants = { publish: [TOPIC], read: [TOPIC] };
   const enrol = async (identity: string): Promise<ClientKey> => {
-    const { request, pending } = await buildEnrolmentRequest({ tee, identity, key: generateClientKeyBytes(), token: issueToken(d.operator, identity, 600) });
+    const { request, pending } = await buildEnrolmentRequest({ tee, identity, key: generateClientKeyBytes(), token: issueToken(operator, identity, 600, grants) });
     return verifyKeyResponse(pending, await d.tee.enrol(request));
   };
   const publisher = await enrol('publisher');
@@ -215,7 +218,7 @@ export async function runTeeBench(opts: { quick: boolean }): Promise<void> {
       for (const pct of [100, 50, 10]) {
         const cacheSize = Math.ceil((KEY_CACHE_KEYS * pct) / 100) + 1;
         await s.d.close();
-        s.d = await openDataTee(s.dir, { backend, cacheSize });
+        s.d = await openDataTee(s.dir, { backend, cacheSize, onWarning: () => undefined });
         let k = 0;
         const call = (): Promise<unknown> => s.d.tee.rewrap(msg.header, TOPIC, 'publisher', sets[k++ % sets.length]!);
         for (let i = 0; i < sets.length; i++) await call(); // fill the cache as use fills it

@@ -44,8 +44,18 @@ export interface TeeConfig {
   backend: 'process' | 'inline';
   /** Unsealed client keys kept in the trusted component's memory. */
   cacheSize: number;
-  /** Development only: enrolment without an operator-signed token. */
+  /**
+   * Development only: provision the trusted component for enrolment without an operator-signed
+   * token. Fixed at provisioning (first start): a provisioned component refuses to start when this
+   * differs from how it was provisioned.
+   */
   openEnrolment: boolean;
+  /**
+   * The operator's raw Ed25519 public key, 64 hex digits (`mqt-tz operator-key` prints it). Sealed
+   * into the trusted component on its first start; later starts refuse another. null on the first
+   * start: a development operator key is created in the data folder for the CLI.
+   */
+  operatorPublicKey: string | null;
   /** OS scheduling of the `process` backend on Linux: 'default' (the broker's own) or 'batch' (SCHED_BATCH: no wake-up preemption of the broker). */
   scheduling: TeeScheduling;
 }
@@ -116,7 +126,7 @@ export const defaultLimits: Limits = {
 
 /** The trusted component as the embedded default runs it: its own process, keys cached, no open enrolment. */
 export function defaultTeeConfig(): TeeConfig {
-  return { backend: 'process', cacheSize: DEFAULT_KEY_CACHE_SIZE, openEnrolment: false, scheduling: 'default' };
+  return { backend: 'process', cacheSize: DEFAULT_KEY_CACHE_SIZE, openEnrolment: false, operatorPublicKey: null, scheduling: 'default' };
 }
 
 export function defaultConfig(): BrokerConfig {
@@ -222,15 +232,23 @@ export function parseFilters(v: unknown, key: string): string[] {
   });
 }
 
+/** An operator public key in the config or on the command line: 64 hex digits (or null: none configured). */
+export function parseOperatorPublicKeyHex(v: unknown, key: string): string | null {
+  if (v === null) return null;
+  if (typeof v !== 'string' || !/^[0-9a-fA-F]{64}$/.test(v)) throw new ConfigError(key, 'must be the 64 hex digits of the operator\'s raw Ed25519 public key (`mqt-tz operator-key` prints it)');
+  return v.toLowerCase();
+}
+
 function parseTee(v: unknown, base: TeeConfig | null): TeeConfig | null {
   if (v === null || v === false) return null;
   if (!isObject(v)) throw new ConfigError('tee', 'must be an object or null');
-  checkKeys(v, 'tee', ['backend', 'cacheSize', 'openEnrolment', 'scheduling']);
+  checkKeys(v, 'tee', ['backend', 'cacheSize', 'openEnrolment', 'operatorPublicKey', 'scheduling']);
   const d = base ?? defaultTeeConfig();
   const cfg: TeeConfig = {
     backend: oneOf(v.backend ?? d.backend, 'tee.backend', ['process', 'inline'] as const),
     cacheSize: integer(v.cacheSize ?? d.cacheSize, 'tee.cacheSize', 1, 10_000_000),
     openEnrolment: d.openEnrolment,
+    operatorPublicKey: v.operatorPublicKey === undefined ? d.operatorPublicKey : parseOperatorPublicKeyHex(v.operatorPublicKey, 'tee.operatorPublicKey'),
     scheduling: oneOf(v.scheduling ?? d.scheduling, 'tee.scheduling', ['batch', 'default'] as const),
   };
   if (v.openEnrolment !== undefined) {

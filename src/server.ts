@@ -2,7 +2,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ConfigError, type BrokerConfig, type TlsListenerConfig } from './config.js';
-import { openDataTee, type DataTee } from './protect/operator.js';
+import { endorsesCurrentCode, openDataTee, type DataTee } from './protect/operator.js';
 import { attachProtection, type Protection } from './protect/attach.js';
 import type { TrustedComponent } from './tee/host.js';
 import { Broker } from './broker/broker.js';
@@ -91,18 +91,24 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
   let dataTee: DataTee | undefined;
   let protection: Protection | undefined;
   if (config.tee) {
+    // The broker asks for what its config says and the trusted component compares it with what it
+    // sealed at provisioning; it never holds the operator's private key.
+    const operatorPublicKey = config.tee.operatorPublicKey;
     dataTee = await openDataTee(dataDir, {
       backend: config.tee.backend,
       cacheSize: config.tee.cacheSize,
-      openEnrolment: config.tee.openEnrolment,
+      enrolmentMode: config.tee.openEnrolment ? 'open' : 'token',
+      build: 'production',
+      operatorPublicKey: operatorPublicKey === null ? undefined : Buffer.from(operatorPublicKey, 'hex'),
+      createDevOperatorKey: operatorPublicKey === null,
       scheduling: config.tee.scheduling,
       onWarning: (message) => log.warn(message),
     });
     const info = await dataTee.tee.info();
     protection = attachProtection(broker, dataTee.tee, config.protect, log);
     log.info({ backend: config.tee.backend, teePid: dataTee.tee.pid, fingerprint: info.fingerprint, protect: config.protect }, 'trusted component ready');
-    if (info.policySerial === 0 && config.protect.length > 0) {
-      log.warn('no operator-signed policy loaded: every enrolled identity may publish and read every protected topic');
+    if (info.endorsement === null || !endorsesCurrentCode(info)) {
+      log.warn('the trusted component carries no operator endorsement of its current keys and code: clients that pin the operator key refuse it until the operator runs `mqt-tz tee endorse`');
     }
   } else if (config.protect.length > 0) {
     throw new ConfigError('protect', 'protected topics need the trusted component (tee must not be null)');

@@ -1,6 +1,7 @@
 /** `mqt-tz broker`: start the broker with the embedded defaults, a config file, and flag overrides. */
 import type { Command } from 'commander';
-import { ConfigError, defaultConfig, defaultTeeConfig, loadConfigFile, parseFilters, type BrokerConfig } from '../config.js';
+import { ConfigError, defaultConfig, defaultTeeConfig, loadConfigFile, parseFilters, parseOperatorPublicKeyHex, type BrokerConfig } from '../config.js';
+import { TeeError } from '../tee/host.js';
 import { startBroker } from '../server.js';
 
 interface BrokerFlags {
@@ -17,6 +18,7 @@ interface BrokerFlags {
   openEnrolment?: boolean;
   passwordFile?: string;
   httpPort?: string;
+  operatorPublicKey?: string;
 }
 
 function portFlag(value: string, flag: string): number {
@@ -35,7 +37,7 @@ export function configFromFlags(flags: BrokerFlags): BrokerConfig {
   }
   if (flags.wsPort !== undefined) cfg.websocket = { ...(cfg.websocket ?? { path: '/mqtt' }), port: portFlag(flags.wsPort, '--ws-port') };
   if (flags.protect.length > 0) cfg.protect = [...cfg.protect, ...parseFilters(flags.protect, '--protect')];
-  if (flags.teeBackend !== undefined || flags.teeScheduling !== undefined || flags.openEnrolment) {
+  if (flags.teeBackend !== undefined || flags.teeScheduling !== undefined || flags.openEnrolment || flags.operatorPublicKey !== undefined) {
     const tee = { ...defaultTeeConfig(), ...cfg.tee };
     if (flags.teeBackend !== undefined) {
       if (flags.teeBackend !== 'process' && flags.teeBackend !== 'inline') throw new ConfigError('--tee-backend', `must be process or inline, got ${JSON.stringify(flags.teeBackend)}`);
@@ -46,6 +48,7 @@ export function configFromFlags(flags: BrokerFlags): BrokerConfig {
       tee.scheduling = flags.teeScheduling;
     }
     if (flags.openEnrolment) tee.openEnrolment = true;
+    if (flags.operatorPublicKey !== undefined) tee.operatorPublicKey = parseOperatorPublicKeyHex(flags.operatorPublicKey, '--operator-public-key');
     cfg.tee = tee;
   }
   if (flags.passwordFile !== undefined) cfg.passwordFile = flags.passwordFile;
@@ -67,9 +70,10 @@ export function registerBrokerCommand(program: Command): void {
     .option('--protect <filter>', 'protect payloads on topics matching this filter end to end (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--tee-backend <backend>', 'trusted component backend: process (default) or inline')
     .option('--tee-scheduling <policy>', 'Linux scheduling of the trusted process: default (the broker\'s own) or batch (SCHED_BATCH: it never preempts the broker when woken; helps with few subscribers per message on a busy host)')
-    .option('--open-enrolment', 'development only: let clients enrol without an operator-signed token')
     .option('--password-file <file>', 'mosquitto_passwd file: usernames must match a password in it (make one with `mqt-tz passwd`)')
     .option('--http-port <port>', 'HTTP port for Prometheus /metrics, /healthz, /readyz and the dashboard (binds 127.0.0.1 unless http.host says otherwise)')
+    .option('--open-enrolment', 'development only: provision the trusted component (first start) for enrolment without an operator-signed token; later starts must say the same')
+    .option('--operator-public-key <hex>', 'the operator\'s Ed25519 public key (from `mqt-tz operator-key`), sealed on the first start; default: a development key created in the data folder')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
     .action(async (flags: BrokerFlags) => {
       let config: BrokerConfig;
@@ -82,7 +86,15 @@ export function registerBrokerCommand(program: Command): void {
         }
         throw err;
       }
-      const running = await startBroker(config);
+      let running: Awaited<ReturnType<typeof startBroker>>;
+      try {
+        running = await startBroker(config);
+      } catch (err) {
+        // The trusted component refusing to start (another operator key or mode, tampered state) is the host's problem to fix, said in one line.
+        if (!(err instanceof TeeError) && !(err instanceof ConfigError)) throw err;
+        process.stderr.write(`mqt-tz: the broker did not start: ${err.message}\n`);
+        process.exit(2);
+      }
       const stop = (signal: string): void => {
         running.log.info({ signal }, 'shutting down');
         void running.close().then(() => process.exit(0));

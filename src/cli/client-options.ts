@@ -18,9 +18,18 @@ export interface ClientFlags {
   insecure?: boolean;
   keyFile?: string;
   teeFingerprint?: string;
+  operatorPublicKey?: string;
+  allowOpenEnrolment?: boolean;
+  allowBenchmarkBuild?: boolean;
 }
 
 export class UsageError extends Error {}
+
+/** The pinning flags as SDK options (see ProtectedClientOptions). */
+export function pinFlags(flags: ClientFlags): { operatorPublicKey?: string; allowOpenEnrolment?: boolean; allowBenchmarkBuild?: boolean } {
+  if (flags.operatorPublicKey !== undefined && !/^[0-9a-fA-F]{64}$/.test(flags.operatorPublicKey)) throw new UsageError('--operator-public-key must be 64 hex digits');
+  return { operatorPublicKey: flags.operatorPublicKey, allowOpenEnrolment: flags.allowOpenEnrolment === true, allowBenchmarkBuild: flags.allowBenchmarkBuild === true };
+}
 
 export function addClientOptions(cmd: Command): Command {
   return cmd
@@ -37,7 +46,10 @@ export function addClientOptions(cmd: Command): Command {
     .option('--key <file>', 'private key of the client certificate')
     .option('--insecure', 'do not check the broker certificate host name')
     .option('--key-file <file>', 'enrolled key file: protect payloads of protected topics end to end')
-    .option('--tee-fingerprint <fp>', 'fingerprint of the trusted component to pin (from `mqt-tz tee info`)');
+    .option('--tee-fingerprint <fp>', 'fingerprint of the trusted component to pin (from `mqt-tz tee info`)')
+    .option('--operator-public-key <hex>', 'also require the trusted component to be provisioned for, and endorsed by, this operator')
+    .option('--allow-open-enrolment', 'accept a trusted component in open-enrolment mode (development only)')
+    .option('--allow-benchmark-build', 'accept a trusted component provisioned as a benchmark build (it can decrypt payloads)');
 }
 
 function integerFlag(value: string, flag: string, min: number, max: number): number {

@@ -15,6 +15,7 @@ const commands: Record<string, () => Promise<Registrar>> = {
   token: async () => (await import('./tee-commands.js')).registerTeeCommands,
   revoke: async () => (await import('./tee-commands.js')).registerTeeCommands,
   passwd: async () => (await import('./passwd-command.js')).registerPasswdCommand,
+  'operator-key': async () => (await import('./tee-commands.js')).registerTeeCommands,
 };
 
 async function main(): Promise<void> {

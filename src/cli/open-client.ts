@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import mqtt, { type ISubscriptionGrant, type MqttClient } from 'mqtt';
 import { connectProtected, ProtectedMessageError, type ProtectedClient } from '../client/index.js';
-import { clientOptions, type ClientFlags } from './client-options.js';
+import { clientOptions, pinFlags, type ClientFlags } from './client-options.js';
 
 export interface CliClient {
   publish(topic: string, payload: Buffer, opts: { qos: 0 | 1 | 2; retain: boolean }): Promise<void>;
@@ -88,5 +88,5 @@ export async function openClient(flags: ClientFlags, protectedOptions: { maxAgeS
   if (flags.keyFile === undefined) return wrapPlain(await connectMqtt(url, options));
   if (!existsSync(flags.keyFile)) throw new Error(`key file ${flags.keyFile} does not exist; enrol first with mqt-tz enroll`);
   // -i defaults to the identity the key file was enrolled under
-  return wrapProtected(await connectProtected(url, { ...options, ...protectedOptions, identity: flags.id, teeFingerprint: flags.teeFingerprint, keyFile: flags.keyFile }));
+  return wrapProtected(await connectProtected(url, { ...options, ...protectedOptions, ...pinFlags(flags), identity: flags.id, teeFingerprint: flags.teeFingerprint, keyFile: flags.keyFile }));
 }

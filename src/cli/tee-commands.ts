@@ -1,10 +1,19 @@
-// Operator tooling for the trusted component: `tee info`, `token`, `policy sign|load`, `revoke`.
+// Operator tooling for the trusted component: `tee info`, `tee endorse`, `tee mode`, `tee policy sign|load`,
+// `token`, `revoke`, `operator-key`. The operator key is read here, by the operator's CLI, which
+// may run on another machine: what reaches the broker are signed statements, relayed with
+// `--broker URL` (or loaded into the data folder's component with `--data` when no broker runs).
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { fromBase64Url, toBase64Url } from '../tee/bytes.js';
+import { fromBase64Url, toBase64Url, toHex } from '../tee/bytes.js';
+import { pinTee, type TeeInfoJson } from '../client/crypto/enrol.js';
 import { withTeeRequests } from '../client/tee-requests.js';
+import type { TeeRequestKind } from '../mqtt/tee-topics.js';
+import { checkFilter } from '../tee/policy.js';
+import type { TeeInfo } from '../tee/host.js';
 import { connectMqtt } from './open-client.js';
-import { DEFAULT_DATA_DIR, openDataTee, issueToken, signPolicy, signRevocation, loadOrCreateOperatorKey, type DataTee } from '../protect/operator.js';
+import {
+  DEFAULT_DATA_DIR, createOperatorKey, issueToken, loadOperatorKey, openDataTee, operatorKeyPath, signEndorsement, signModeChange, signPolicy, signRevocation, type DataTee,
+} from '../protect/operator.js';
 
 export interface CliOutput {
   out(line: string): void;
@@ -12,8 +21,9 @@ export interface CliOutput {
 
 const stdoutOutput: CliOutput = { out: (line) => process.stdout.write(`${line}\n`) };
 
-async function withTee<T>(dataDir: string, keyFile: string | undefined, work: (d: DataTee) => Promise<T>): Promise<T> {
-  const d = await openDataTee(dataDir, { operatorKeyFile: keyFile });
+/** The trusted component of a data folder whose broker is not running; it must be provisioned already. */
+async function withTee<T>(dataDir: string, work: (d: DataTee) => Promise<T>): Promise<T> {
+  const d = await openDataTee(dataDir);
   try {
     return await work(d);
   } finally {
@@ -25,13 +35,17 @@ async function withTee<T>(dataDir: string, keyFile: string | undefined, work: (d
  * A running broker's trusted component holds the keys in its cache: operator statements for it go
  * through the broker's `$tee/` relay (safe: they are signed), not through a second instance.
  */
-async function viaBroker(url: string, kind: 'policy' | 'revoke', signed: Uint8Array): Promise<Uint8Array> {
+async function viaBroker(url: string, kind: TeeRequestKind, body: Uint8Array): Promise<Uint8Array> {
   const client = await connectMqtt(url, { protocolVersion: 5, reconnectPeriod: 0, clientId: `mqt-tz-operator-${process.pid}` });
   try {
-    return await withTeeRequests(client, 10_000, (request) => request(kind, signed));
+    return await withTeeRequests(client, 10_000, (request) => request(kind, body));
   } finally {
     await client.endAsync();
   }
+}
+
+async function infoViaBroker(url: string): Promise<TeeInfo> {
+  return JSON.parse(new TextDecoder().decode(await viaBroker(url, 'info', new Uint8Array(0)))) as TeeInfo;
 }
 
 function readSignedArg(value: string): Uint8Array {
@@ -40,20 +54,79 @@ function readSignedArg(value: string): Uint8Array {
   return fromBase64Url(lines[lines.length - 1]!.trim());
 }
 
+const collect = (v: string, acc: string[]): string[] => [...acc, v];
+
+/** Topic filters of a token grant, checked here so a typo fails before anything is signed. */
+function grantFilters(list: string[], flag: string): string[] {
+  for (const f of list) {
+    try {
+      checkFilter(f);
+    } catch (err) {
+      throw new RangeError(`${flag}: ${(err as Error).message}`);
+    }
+  }
+  return list;
+}
+
 export function registerTeeCommands(program: Command, io: CliOutput = stdoutOutput): void {
   const dataOpt = ['--data <dir>', 'data folder', DEFAULT_DATA_DIR] as const;
-  const keyOpt = ['--operator-key <file>', 'operator Ed25519 private key (PKCS#8 PEM); default <data>/operator.key'] as const;
+  const keyOpt = ['--operator-key <file>', 'operator Ed25519 private key (PKCS#8 PEM); default <data>/operator.key (the quick start\'s development key)'] as const;
   const brokerOpt = ['--broker <url>', 'send the signed statement to the trusted component of this running broker (e.g. mqtt://localhost:1883) instead of opening the data folder'] as const;
+  const operatorOf = (o: { data: string; operatorKey?: string }) => loadOperatorKey(operatorKeyPath(o.data, o.operatorKey));
 
   const tee = program.command('tee').description('trusted component tools');
   tee
     .command('info')
     .description('print the trusted component identity, measurement, endorsement and fingerprint as JSON')
     .option(...dataOpt)
-    .option(...keyOpt)
-    .action(async (o: { data: string; operatorKey?: string }) => {
-      const info = await withTee(o.data, o.operatorKey, (d) => d.tee.info());
+    .option('--broker <url>', 'ask the trusted component of this running broker instead of opening the data folder')
+    .action(async (o: { data: string; broker?: string }) => {
+      const info = o.broker !== undefined ? await infoViaBroker(o.broker) : await withTee(o.data, (d) => d.tee.info());
       io.out(JSON.stringify(info, null, 2));
+    });
+
+  tee
+    .command('endorse')
+    .description('sign the operator\'s endorsement of the trusted component\'s keys, code, enrolment mode and build, and store it there (clients pinning the operator key check it)')
+    .option(...dataOpt)
+    .option(...keyOpt)
+    .option(...brokerOpt)
+    .option('--tee-fingerprint <fp>', 'endorse only the component with this fingerprint')
+    .action(async (o: { data: string; operatorKey?: string; broker?: string; teeFingerprint?: string }) => {
+      const operator = operatorOf(o);
+      const endorse = async (info: TeeInfo, store: (signed: Uint8Array) => Promise<unknown>): Promise<Uint8Array> => {
+        if (info.operatorPublicKey !== toHex(operator.publicKey)) throw new Error(`the trusted component was provisioned for operator ${info.operatorPublicKey}, not for this operator key`);
+        if (o.teeFingerprint !== undefined) await pinTee(info as TeeInfoJson, { fingerprint: o.teeFingerprint, allowOpenEnrolment: true, allowBenchmarkBuild: true });
+        const signed = signEndorsement(operator, info);
+        await store(signed);
+        return signed;
+      };
+      const signed =
+        o.broker !== undefined
+          ? await endorse(await infoViaBroker(o.broker), (s) => viaBroker(o.broker!, 'endorse', s))
+          : await withTee(o.data, async (d) => endorse(await d.tee.info(), (s) => d.tee.setEndorsement(s)));
+      io.out('endorsement stored; signed endorsement:');
+      io.out(toBase64Url(signed));
+    });
+
+  tee
+    .command('mode <mode>')
+    .description('switch the trusted component\'s enrolment mode (token or open) by an operator-signed statement; its fingerprint changes, so clients pin the new one')
+    .option(...dataOpt)
+    .option(...keyOpt)
+    .option(...brokerOpt)
+    .action(async (mode: string, o: { data: string; operatorKey?: string; broker?: string }) => {
+      if (mode !== 'token' && mode !== 'open') throw new RangeError(`mode must be token or open, got ${JSON.stringify(mode)}`);
+      const operator = operatorOf(o);
+      const fingerprint =
+        o.broker !== undefined
+          ? new TextDecoder().decode(await viaBroker(o.broker, 'mode', signModeChange(operator, await infoViaBroker(o.broker), mode)))
+          : await withTee(o.data, async (d) => {
+              await d.tee.changeMode(signModeChange(operator, await d.tee.info(), mode));
+              return (await d.tee.info()).fingerprint;
+            });
+      io.out(`enrolment mode ${mode}; new fingerprint (start the broker ${mode === 'open' ? 'with' : 'without'} --open-enrolment from now on):`);
+      io.out(fingerprint);
     });
 
   const policy = tee.command('policy').description('operator-signed re-wrap policy');
@@ -69,21 +142,20 @@ export function registerTeeCommands(program: Command, io: CliOutput = stdoutOutp
       if (!Number.isSafeInteger(serial) || serial <= 0) throw new RangeError('--serial must be a positive integer');
       const json = readFileSync(o.file, 'utf8');
       JSON.parse(json); // fail here, clearly, rather than inside the trusted component
-      io.out(toBase64Url(signPolicy(loadOrCreateOperatorKey(o.data, o.operatorKey), json, serial)));
+      io.out(toBase64Url(signPolicy(operatorOf(o), json, serial)));
     });
   policy
     .command('load')
-    .description('load a signed policy into the trusted component of the data folder (stored sealed)')
+    .description('load a signed policy into the trusted component (stored sealed); it replaces the token grants of every identity')
     .requiredOption('--signed <base64url|@file>', 'output of `tee policy sign`')
     .option(...dataOpt)
-    .option(...keyOpt)
     .option(...brokerOpt)
-    .action(async (o: { signed: string; data: string; operatorKey?: string; broker?: string }) => {
+    .action(async (o: { signed: string; data: string; broker?: string }) => {
       const signed = readSignedArg(o.signed);
       const serial =
         o.broker !== undefined
           ? new TextDecoder().decode(await viaBroker(o.broker, 'policy', signed))
-          : await withTee(o.data, o.operatorKey, async (d) => {
+          : await withTee(o.data, async (d) => {
               await d.tee.loadPolicy(signed);
               return (await d.tee.info()).policySerial;
             });
@@ -92,15 +164,18 @@ export function registerTeeCommands(program: Command, io: CliOutput = stdoutOutp
 
   program
     .command('token')
-    .description('issue an operator-signed enrolment token; printed alone on the last line')
+    .description('issue an operator-signed enrolment token carrying the identity\'s grants; printed alone on the last line')
     .requiredOption('--id <identity>', 'identity (MQTT client id) the token enrols')
+    .option('--publish <filter>', 'protected topics the identity may publish to (repeatable)', collect, [] as string[])
+    .option('--read <filter>', 'protected topics the identity may read (repeatable)', collect, [] as string[])
     .option('--ttl <seconds>', 'validity in seconds', '86400')
     .option(...dataOpt)
     .option(...keyOpt)
-    .action((o: { id: string; ttl: string; data: string; operatorKey?: string }) => {
-      const operator = loadOrCreateOperatorKey(o.data, o.operatorKey);
-      const token = issueToken(operator, o.id, Number(o.ttl));
-      io.out(`enrolment token for ${JSON.stringify(o.id)}, valid ${Number(o.ttl)} s:`);
+    .action((o: { id: string; ttl: string; publish: string[]; read: string[]; data: string; operatorKey?: string }) => {
+      const grants = { publish: grantFilters(o.publish, '--publish'), read: grantFilters(o.read, '--read') };
+      const token = issueToken(operatorOf(o), o.id, Number(o.ttl), grants);
+      const granted = grants.publish.length + grants.read.length === 0 ? 'grants nothing (only a policy can allow it anything)' : `publish ${JSON.stringify(grants.publish)}, read ${JSON.stringify(grants.read)}`;
+      io.out(`enrolment token for ${JSON.stringify(o.id)}, valid ${Number(o.ttl)} s, ${granted}:`);
       io.out(toBase64Url(token));
     });
 
@@ -112,18 +187,21 @@ export function registerTeeCommands(program: Command, io: CliOutput = stdoutOutp
     .option(...keyOpt)
     .option(...brokerOpt)
     .action(async (o: { id: string; data: string; operatorKey?: string; broker?: string }) => {
-      let signed: Uint8Array;
-      if (o.broker !== undefined) {
-        signed = signRevocation(loadOrCreateOperatorKey(o.data, o.operatorKey), o.id);
-        await viaBroker(o.broker, 'revoke', signed);
-      } else {
-        signed = await withTee(o.data, o.operatorKey, async (d) => {
-          const revocation = signRevocation(d.operator, o.id);
-          await d.tee.revoke(revocation);
-          return revocation;
-        });
-      }
+      const signed = signRevocation(operatorOf(o), o.id);
+      if (o.broker !== undefined) await viaBroker(o.broker, 'revoke', signed);
+      else await withTee(o.data, (d) => d.tee.revoke(signed));
       io.out(`revoked ${JSON.stringify(o.id)}; signed revocation:`);
       io.out(toBase64Url(signed));
+    });
+
+  program
+    .command('operator-key')
+    .description('create an operator key pair (for a machine other than the broker host) or show the public key of one; prints the public key (hex) for the broker\'s --operator-public-key')
+    .option('--out <file>', 'create a new key pair in this file (mode 0600)')
+    .option('--show <file>', 'print the public key of this existing key file')
+    .action((o: { out?: string; show?: string }) => {
+      if ((o.out === undefined) === (o.show === undefined)) throw new RangeError('give exactly one of --out FILE and --show FILE');
+      const key = o.out !== undefined ? createOperatorKey(o.out) : loadOperatorKey(o.show!);
+      io.out(toHex(key.publicKey));
     });
 }

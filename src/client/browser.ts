@@ -4,5 +4,5 @@ export { connectProtected, ProtectedClient, checkIdentity, type ProtectedClientO
 export { memoryKeyStore, encodeStoredKey, decodeStoredKey, KeyFileError, type KeyStore, type StoredKey } from './key-store.js';
 export { TeeRequestError } from './tee-requests.js';
 export { TEE_REQUEST_TOPICS } from '../mqtt/tee-topics.js';
-export { enrolOverMqtt, rotateOverMqtt, type TeeContact } from './enrolment.js';
+export { enrolOverMqtt, fingerprintEndorsedBy, rotateOverMqtt, type TeeContact } from './enrolment.js';
 export * from './crypto/index.js';

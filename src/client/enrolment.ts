@@ -1,29 +1,47 @@
-// Enrolment and rotation over MQTT: fetch the trusted component's keys, accept them only if they
-// hash to the pinned fingerprint, send the HPKE-sealed key, and accept the key only once the
-// signed answer carries a valid key confirmation. The caller stores the key after that, not before.
+// Enrolment and rotation over MQTT: fetch the trusted component's info, accept it only if it
+// matches the pin (fingerprint over keys, operator, mode and build; optionally the operator's
+// endorsement; no open enrolment or benchmark build unless opted in), send the HPKE-sealed key,
+// and accept the key only once the signed answer carries a valid key confirmation. The caller
+// stores the key after that, not before.
 import type { MqttClient } from 'mqtt';
 import { fromUtf8 } from '../tee/bytes.js';
-import { buildEnrolmentRequest, buildRotationRequest, pendingKeyRequest, pinTee, verifyKeyResponse, type TeeInfoJson, type TeePublicKeys } from './crypto/enrol.js';
+import { buildEnrolmentRequest, buildRotationRequest, fingerprintOf, pendingKeyRequest, pinTee, verifyKeyResponse, type TeeInfoJson, type TeePin, type TeePublicKeys } from './crypto/enrol.js';
 import { generateClientKeyBytes, type ClientKey } from './crypto/keys.js';
 import { bs } from './crypto/webcrypto.js';
 import { TeeRequestError, withTeeRequests, type TeeRequest } from './tee-requests.js';
 
-export interface TeeContact {
+export interface TeeContact extends Pick<TeePin, 'operatorPublicKey' | 'allowOpenEnrolment' | 'allowBenchmarkBuild'> {
   client: MqttClient;
   identity: string;
   teeFingerprint: string;
   timeoutMs: number;
 }
 
-async function pinnedTee(request: TeeRequest, fingerprint: string): Promise<TeePublicKeys> {
-  let info: TeeInfoJson;
+async function teeInfo(request: TeeRequest): Promise<TeeInfoJson> {
   try {
-    info = JSON.parse(fromUtf8(await request('info', new Uint8Array(0)))) as TeeInfoJson;
+    return JSON.parse(fromUtf8(await request('info', new Uint8Array(0)))) as TeeInfoJson;
   } catch (err) {
     if (err instanceof TeeRequestError) throw err;
     throw new TeeRequestError('the trusted component info is not JSON');
   }
-  const tee = await pinTee(info, fingerprint);
+}
+
+/**
+ * For a client that pins the operator rather than a fingerprint: the fingerprint of the broker's
+ * trusted component, once it is provisioned for that operator and carries its endorsement of
+ * exactly its keys, code, mode and build. The key file then records it, as if it had been pinned.
+ */
+export function fingerprintEndorsedBy(c: Omit<TeeContact, 'teeFingerprint' | 'identity'> & { operatorPublicKey: string }): Promise<string> {
+  return withTeeRequests(c.client, c.timeoutMs, async (request) => {
+    const info = await teeInfo(request);
+    await pinTee(info, { operatorPublicKey: c.operatorPublicKey, allowOpenEnrolment: c.allowOpenEnrolment, allowBenchmarkBuild: c.allowBenchmarkBuild });
+    return fingerprintOf(info);
+  });
+}
+
+async function pinnedTee(request: TeeRequest, c: TeeContact): Promise<TeePublicKeys> {
+  const info = await teeInfo(request);
+  const tee = await pinTee(info, { fingerprint: c.teeFingerprint, operatorPublicKey: c.operatorPublicKey, allowOpenEnrolment: c.allowOpenEnrolment, allowBenchmarkBuild: c.allowBenchmarkBuild });
   await requireCurves(tee);
   return tee;
 }
@@ -55,7 +73,7 @@ export type BeforeSend = (change: OutgoingKeyChange) => Promise<void>;
 /** Enrols a fresh key for `identity`; resolves with its raw bytes once confirmed. */
 export function enrolOverMqtt(c: TeeContact, token: string | Uint8Array | undefined, beforeSend?: BeforeSend): Promise<Uint8Array> {
   return withTeeRequests(c.client, c.timeoutMs, async (request) => {
-    const tee = await pinnedTee(request, c.teeFingerprint);
+    const tee = await pinnedTee(request, c);
     const raw = generateClientKeyBytes();
     const { request: body, pending } = await buildEnrolmentRequest({ tee, identity: c.identity, key: raw, token });
     await beforeSend?.({ type: 'enrol', key: raw, request: body });
@@ -67,7 +85,7 @@ export function enrolOverMqtt(c: TeeContact, token: string | Uint8Array | undefi
 /** Replaces the enrolled key; resolves with the new raw key and its derived subkeys once confirmed. */
 export function rotateOverMqtt(c: TeeContact, currentKey: ClientKey, beforeSend?: BeforeSend): Promise<{ raw: Uint8Array; key: ClientKey }> {
   return withTeeRequests(c.client, c.timeoutMs, async (request) => {
-    const tee = await pinnedTee(request, c.teeFingerprint);
+    const tee = await pinnedTee(request, c);
     const raw = generateClientKeyBytes();
     const { request: body, pending } = await buildRotationRequest({ tee, identity: c.identity, currentKey, newKey: raw });
     await beforeSend?.({ type: 'rotate', key: raw, request: body });
@@ -81,7 +99,7 @@ export function rotateOverMqtt(c: TeeContact, currentKey: ClientKey, beforeSend?
  */
 export function resendOverMqtt(c: TeeContact, change: OutgoingKeyChange): Promise<ClientKey> {
   return withTeeRequests(c.client, c.timeoutMs, async (request) => {
-    const tee = await pinnedTee(request, c.teeFingerprint);
+    const tee = await pinnedTee(request, c);
     const pending = await pendingKeyRequest(change.type, tee, c.identity, change.request, change.key);
     return verifyKeyResponse(pending, await request(change.type, change.request));
   });

@@ -9,7 +9,7 @@ import { EnrolmentError, ReplayedMessageError } from './crypto/errors.js';
 import { importClientKey, type ClientKey } from './crypto/keys.js';
 import { ReplayWindow, SequenceCounter } from './crypto/replay.js';
 import { TypedEmitter } from './emitter.js';
-import type { TeeContact } from './enrolment.js';
+import { fingerprintEndorsedBy, type TeeContact } from './enrolment.js';
 import { enrolIntoStore, resumeKeyChange, rotateInStore } from './key-change.js';
 import { KeyFileError, type KeyStore } from './key-store.js';
 import { openReplayWindow, ReplayJournal, type RestoredReplay } from './replay-journal.js';
@@ -19,8 +19,17 @@ import { wire } from './wire.js';
 export interface ProtectedClientOptions extends IClientOptions {
   /** Identity the key is enrolled under; default: the key store's, else `clientId`. Also the default client id. */
   identity?: string;
-  /** Fingerprint of the trusted component to pin (from `mqt-tz tee info`); needed to enrol and rotate. */
+  /** Fingerprint of the trusted component to pin (from `mqt-tz tee info`); this or operatorPublicKey is needed to enrol. */
   teeFingerprint?: string;
+  /**
+   * The operator's public key (hex): the component must be provisioned for it and carry its
+   * endorsement. Without teeFingerprint, the endorsed component's fingerprint is pinned on enrolment.
+   */
+  operatorPublicKey?: string;
+  /** Accept a component provisioned for open enrolment (development only). */
+  allowOpenEnrolment?: boolean;
+  /** Accept a benchmark build (it can decrypt payloads for paper-mode re-encryption). */
+  allowBenchmarkBuild?: boolean;
   /**
    * The raw 256-bit enrolled key, when the application keeps it itself. (Not `key`: MQTT.js
    * already uses that name for the TLS client private key.)
@@ -72,6 +81,12 @@ export type ProtectedClientEvents = {
 
 const noop = (): void => undefined;
 
+type PinOption = 'operatorPublicKey' | 'allowOpenEnrolment' | 'allowBenchmarkBuild';
+
+function pinOptions(o: Pick<ProtectedClientOptions, PinOption>): Pick<ProtectedClientOptions, PinOption> {
+  return { operatorPublicKey: o.operatorPublicKey, allowOpenEnrolment: o.allowOpenEnrolment, allowBenchmarkBuild: o.allowBenchmarkBuild };
+}
+
 export function checkIdentity(identity: string): void {
   const n = utf8(identity).length;
   if (n < 1 || n > 255) throw new RangeError(`identity must be 1 to 255 bytes of UTF-8, got ${n}`);
@@ -92,7 +107,7 @@ export class ProtectedClient extends TypedEmitter<ProtectedClientEvents> {
     /** The underlying MQTT.js client: whatever is sent through it directly is not protected. */
     readonly mqtt: MqttClient,
     readonly identity: string,
-    private readonly opts: Pick<ProtectedClientOptions, 'protectedTopics' | 'replayWindowSize' | 'teeFingerprint' | 'keyStore' | 'teeTimeoutMs'>,
+    private readonly opts: Pick<ProtectedClientOptions, 'protectedTopics' | 'replayWindowSize' | 'teeFingerprint' | 'keyStore' | 'teeTimeoutMs' | PinOption>,
     /** A window restored after a restart, and where to keep it (see replay-journal.ts). */
     replay?: RestoredReplay,
   ) {
@@ -190,9 +205,10 @@ export class ProtectedClient extends TypedEmitter<ProtectedClientEvents> {
    * old key fail to open afterwards, as 'tampered'.
    */
   async rotateKey(): Promise<void> {
-    const { teeFingerprint, keyStore } = this.opts;
+    const { keyStore } = this.opts;
+    const teeFingerprint = this.opts.teeFingerprint ?? (await keyStore?.load())?.teeFingerprint; // pinned by operator: the one recorded at enrolment
     if (teeFingerprint === undefined || keyStore === undefined) throw new TypeError('rotateKey needs teeFingerprint and a key store (or key file)');
-    const contact = { client: this.mqtt, identity: this.identity, teeFingerprint: teeFingerprint.toLowerCase(), timeoutMs: this.opts.teeTimeoutMs ?? 10_000 };
+    const contact = { ...pinOptions(this.opts), client: this.mqtt, identity: this.identity, teeFingerprint: teeFingerprint.toLowerCase(), timeoutMs: this.opts.teeTimeoutMs ?? 10_000 };
     this.useKey(await rotateInStore(contact, keyStore, await this.key));
   }
 
@@ -255,8 +271,9 @@ function whenConnected(client: MqttClient, url: string): Promise<void> {
 export async function connectProtected(url: string, options: ProtectedClientOptions): Promise<ProtectedClient> {
   const {
     identity: givenIdentity, teeFingerprint, clientKey, keyStore, token, enrolWithoutToken, protectedTopics, replayWindowSize, maxAgeSeconds, replayStateIntervalMs,
-    teeTimeoutMs = 10_000, ...mqttOptions
+    teeTimeoutMs = 10_000, operatorPublicKey, allowOpenEnrolment, allowBenchmarkBuild, ...mqttOptions
   } = options;
+  const pin = { operatorPublicKey, allowOpenEnrolment, allowBenchmarkBuild };
   const stored = clientKey === undefined ? await keyStore?.load() : undefined;
   const pending = clientKey === undefined ? await keyStore?.loadPending() : undefined;
   const identity = givenIdentity ?? stored?.identity ?? pending?.identity ?? mqttOptions.clientId;
@@ -274,17 +291,21 @@ export async function connectProtected(url: string, options: ProtectedClientOpti
   if (raw === undefined && pending === undefined) {
     if (keyStore === undefined) throw new TypeError('connectProtected needs a clientKey, or a key store (key file) to load it from or enrol into');
     if (token === undefined && !enrolWithoutToken) throw new KeyFileError('no enrolled key yet, and no enrolment token to enrol one');
-    if (fingerprint === undefined) throw new TypeError('teeFingerprint is required to enrol');
+    if (fingerprint === undefined && operatorPublicKey === undefined) throw new TypeError('teeFingerprint or operatorPublicKey is required to enrol');
     await keyStore.prepare?.();
   }
   const replay = await openReplayWindow(keyStore, { windowSize: replayWindowSize, maxAgeSeconds, saveIntervalMs: replayStateIntervalMs });
-  const client = new ProtectedClient(mqtt.connect(url, { clientId: identity, ...mqttOptions }), identity, { protectedTopics, replayWindowSize, teeFingerprint: fingerprint, keyStore, teeTimeoutMs }, replay);
+  const client = new ProtectedClient(mqtt.connect(url, { clientId: identity, ...mqttOptions }), identity, { protectedTopics, replayWindowSize, teeFingerprint: fingerprint, keyStore, teeTimeoutMs, ...pin }, replay);
   try {
     await whenConnected(client.mqtt, url);
-    const contact: TeeContact = { client: client.mqtt, identity, teeFingerprint: fingerprint!, timeoutMs: teeTimeoutMs };
-    if (pending !== undefined) client.useKey(await resumeKeyChange(contact, keyStore!, pending, stored));
+    // pinned by the operator alone: the fingerprint of the component it endorses, recorded in the key file
+    const contact = async (): Promise<TeeContact> => ({
+      ...pin, client: client.mqtt, identity, timeoutMs: teeTimeoutMs,
+      teeFingerprint: fingerprint ?? (await fingerprintEndorsedBy({ ...pin, operatorPublicKey: operatorPublicKey!, client: client.mqtt, timeoutMs: teeTimeoutMs })),
+    });
+    if (pending !== undefined) client.useKey(await resumeKeyChange(await contact(), keyStore!, pending, stored));
     else if (raw !== undefined) client.useKey(await importClientKey(raw));
-    else client.useKey(await importClientKey(await enrolIntoStore(contact, keyStore!, token)));
+    else client.useKey(await importClientKey(await enrolIntoStore(await contact(), keyStore!, token)));
   } catch (err) {
     await client.mqtt.endAsync(true).catch(noop);
     throw err;

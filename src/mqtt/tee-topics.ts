@@ -10,6 +10,8 @@ export const TEE_REQUEST_TOPICS = {
   rotate: '$tee/rotate/request',
   policy: '$tee/policy/request',
   revoke: '$tee/revoke/request',
+  endorse: '$tee/endorse/request',
+  mode: '$tee/mode/request',
 } as const;
 export type TeeRequestKind = keyof typeof TEE_REQUEST_TOPICS;
 

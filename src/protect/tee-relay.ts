@@ -6,8 +6,10 @@
  *   $tee/rotate/request  → key rotation (likewise)
  *   $tee/policy/request  → load an operator-signed policy (answer: the policy serial, as text)
  *   $tee/revoke/request  → apply an operator-signed revocation (answer: empty)
+ *   $tee/endorse/request → store an operator-signed endorsement (answer: empty)
+ *   $tee/mode/request    → apply an operator-signed enrolment-mode change (answer: the new fingerprint)
  *
- * Policy and revocation statements are signed by the operator, so relaying them through the
+ * Policy, revocation, endorsement and mode statements are signed by the operator, so relaying them through the
  * untrusted broker is safe: the trusted component checks the signature, not the broker.
  *
  * The response goes to the request's MQTT 5 Response Topic (with its Correlation Data), or, for
@@ -72,6 +74,12 @@ export class TeeRelay {
       case TEE_REQUEST_TOPICS.revoke:
         await this.tee.revoke(req.payload);
         return Buffer.alloc(0);
+      case TEE_REQUEST_TOPICS.endorse:
+        await this.tee.setEndorsement(req.payload);
+        return Buffer.alloc(0);
+      case TEE_REQUEST_TOPICS.mode:
+        await this.tee.changeMode(req.payload);
+        return Buffer.from((await this.tee.info()).fingerprint);
       default:
         throw new TeeError('unknown-command', `no trusted command behind ${req.topic}`);
     }

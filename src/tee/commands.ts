@@ -7,6 +7,7 @@ import { enrol, rotate } from './enrol.js';
 import { groupRewrapBatch } from './group-batch.js';
 import { formGroup, groupRewrap } from './groups.js';
 import { reencrypt, rewrap, type RecipientOutput } from './rewrap.js';
+import { BUILD_BENCHMARK } from './messages.js';
 import { CMD } from './wire.js';
 
 export const STATS_FIELDS = [
@@ -15,6 +16,8 @@ export const STATS_FIELDS = [
 ] as const;
 
 const EMPTY = new Uint8Array(0);
+/** An init field the host leaves to the sealed provisioning record. */
+export const NOT_ASKED = 0xff;
 
 /** `u16 n | n x (u8 0 | bytes32 header  or  u8 refusal)`, written into one exactly sized buffer. */
 function encodeOutputs(outputs: readonly RecipientOutput[]): Uint8Array {
@@ -111,20 +114,25 @@ export class Dispatcher {
   private async run(command: number, params: Uint8Array): Promise<Uint8Array> {
     switch (command) {
       case CMD.init: {
+        // `u32 cache size | str16 state dir | u8 mode | u8 build (0xff: not asked) | operator key (0 or 32 bytes)`
         if (this.state !== undefined) throw new TeeError('bad-request', 'already initialised');
         const r = new Reader(params);
-        const flags = r.u8('flags');
         const cacheSize = r.u32('cache size');
-        const operatorPublicKey = Uint8Array.from(r.take(32, 'operator key'));
-        const deviceSecretPath = r.str16('device secret path');
-        this.state = await TeeState.open({ deviceSecretPath, operatorPublicKey, cacheSize, openEnrolment: (flags & 1) === 1 }, this.storage, measureTrustedCode(this.codeDir));
+        const stateDir = r.str16('state directory');
+        const asked = (v: number): number | undefined => (v === NOT_ASKED ? undefined : v);
+        const mode = asked(r.u8('mode'));
+        const build = asked(r.u8('build'));
+        const operator = r.rest();
+        if (operator.length !== 0 && operator.length !== 32) throw new TeeError('bad-request', 'the operator public key must be 32 bytes');
+        const requested = { mode, build, operatorPublicKey: operator.length === 0 ? undefined : Uint8Array.from(operator) };
+        this.state = await TeeState.open({ stateDir, cacheSize, requested }, this.storage, measureTrustedCode(this.codeDir));
         return EMPTY;
       }
       case CMD.info: {
         const s = this.ready();
         return new Writer()
-          .raw(s.x25519Public).raw(s.ed25519Public).raw(s.measurement).raw(s.fingerprint).raw(s.operatorKey.export({ format: 'der', type: 'spki' }).subarray(-32))
-          .u8(s.config.openEnrolment ? 1 : 0).u64(s.policy.serial).bytes16(s.endorsement)
+          .raw(s.x25519Public).raw(s.ed25519Public).raw(s.measurement).raw(s.fingerprint).raw(s.provisioning.operator)
+          .u8(s.provisioning.mode).u8(s.provisioning.build).u64(s.policy?.serial ?? 0).bytes16(s.endorsement)
           .finish();
       }
       case CMD.enrol:
@@ -140,13 +148,18 @@ export class Dispatcher {
       case CMD.setEndorsement:
         await this.ready().setEndorsement(params);
         return EMPTY;
+      case CMD.setMode:
+        await this.ready().changeMode(params);
+        return EMPTY;
       case CMD.rewrap: {
         const s = this.ready();
         const b = decodeBatch(params);
         return encodeOutputs(await rewrap(s, b.data, b.topic, b.sender, b.recipients));
       }
       case CMD.reencrypt: {
+        // Paper mode decrypts whole payloads: only a component provisioned as a benchmark build serves it.
         const s = this.ready();
+        if (s.provisioning.build !== BUILD_BENCHMARK) throw new TeeError('benchmark-only', 'paper-mode re-encryption decrypts payloads; only a component provisioned as a benchmark build serves it');
         const b = decodeBatch(params);
         return encodeOutputs(await reencrypt(s, b.data, b.topic, b.sender, b.recipients));
       }

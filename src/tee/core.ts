@@ -1,18 +1,25 @@
-// State of the trusted component: its identity, the pinned operator key, policy, revocations,
-// used tokens and the key cache. Everything persistent goes through `SealedStorage` as sealed
-// blobs; the host keeps them but can neither read nor forge them.
+// State of the trusted component: its identity, how it was provisioned (operator key, enrolment
+// mode, build kind), policy, revocations, used tokens and the key cache. Everything persistent is
+// a sealed object named in the sealed manifest (sealed-objects.ts); the host keeps the blobs but can
+// neither read, forge, drop nor roll them back unnoticed. Nothing that decides trust comes from the
+// host: init parameters are only compared with what was sealed at provisioning.
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { Reader, Writer } from './bytes.js';
+import { Reader, Writer, toHex } from './bytes.js';
 import { checkIdentity } from './envelope-layout.js';
 import { TeeError, orRefuse, type TeeErrorCode } from './errors.js';
 import { generateX25519, rawPrivateKey, rawPublicKey, x25519PrivateKey } from './hpke.js';
 import { KeyCache, deriveClientKeys, type ClientKeys } from './keys.js';
-import { fingerprintInput, operatorSignedInput, parseEndorsementBody, parsePolicyBody, parseRevocationBody, splitSigned, STATEMENT_ENDORSEMENT, STATEMENT_POLICY, STATEMENT_REVOCATION } from './messages.js';
+import {
+  BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_OPEN, MODE_TOKEN, fingerprintInput, operatorSignedInput, parseEndorsementBody, parsePolicyBody, parseRevocationBody,
+  parseModeBody, readGrants, splitSigned, writeGrants, STATEMENT_ENDORSEMENT, STATEMENT_MODE, STATEMENT_POLICY, STATEMENT_REVOCATION, type Grants, type Provisioning,
+} from './messages.js';
 import type { GroupTable } from './groups.js';
 import { Lru } from './lru.js';
-import { Policy } from './policy.js';
-import { Sealer, readDeviceSecret } from './seal.js';
+import { Policy, grantAllows } from './policy.js';
+import { Sealer } from './seal.js';
+import { SealedObjects } from './sealed-objects.js';
+import { StateDir } from './state-dir.js';
 
 /** The host's side of the storage RPC (the tee-supplicant's role in OP-TEE). */
 export interface SealedStorage {
@@ -21,13 +28,28 @@ export interface SealedStorage {
   delete(name: string): Promise<void>;
 }
 
+/**
+ * What the host asks for at init. Used once, to provision an empty state directory; a provisioned
+ * component only compares them with its sealed record and refuses to start on any difference.
+ */
+export interface RequestedProvisioning {
+  operatorPublicKey?: Uint8Array;
+  mode?: number;
+  build?: number;
+}
+
 export interface CoreConfig {
-  deviceSecretPath: string;
-  /** Raw 32-byte Ed25519 public key of the operator; pinned sealed on first start. */
-  operatorPublicKey: Uint8Array;
+  /** The trusted component's own state directory: device secret and counter. */
+  stateDir: string;
   cacheSize: number;
-  /** Development only: enrolment without a token, first come first served. */
-  openEnrolment: boolean;
+  requested: RequestedProvisioning;
+}
+
+/** The sealed provisioning record: fixed at first start (the mode by operator statements since), bound into the fingerprint. */
+export interface ProvisioningRecord extends Provisioning {
+  operator: Buffer;
+  /** Issue time of the operator's last mode statement (0: none): older ones are replays. */
+  modeSince: number;
 }
 
 export interface TeeStatsCounters {
@@ -78,13 +100,50 @@ const GROUP_TABLE_SIZE = 16_384;
 
 export const OBJ = {
   identity: 'tee/identity',
-  operator: 'tee/operator',
+  provisioning: 'tee/provisioning',
   policy: 'tee/policy',
   revoked: 'tee/revoked',
+  lifted: 'tee/lifted',
   tokens: 'tee/tokens',
   endorsement: 'tee/endorsement',
   key: (identity: string) => `key/${identity}`,
 } as const;
+
+/** What an identity enrolled without a token (open-enrolment mode only) may do: everything. */
+export const OPEN_GRANTS: Grants = { publish: ['#'], read: ['#'] };
+
+const MODE_NAMES: Record<number, string> = { [MODE_TOKEN]: 'token enrolment', [MODE_OPEN]: 'open enrolment' };
+const BUILD_NAMES: Record<number, string> = { [BUILD_PRODUCTION]: 'a production build', [BUILD_BENCHMARK]: 'a benchmark build' };
+
+function encodeProvisioning(p: ProvisioningRecord): Uint8Array {
+  return new Writer().raw(p.operator).u8(p.mode).u8(p.build).u64(p.modeSince).finish();
+}
+
+function parseProvisioning(bytes: Uint8Array): ProvisioningRecord {
+  const r = new Reader(bytes);
+  const p = { operator: Buffer.from(r.take(32, 'operator key')), mode: r.u8('mode'), build: r.u8('build'), modeSince: r.u64('mode since') };
+  r.end('provisioning record');
+  return p;
+}
+
+/** Refuses a start whose host asks for anything other than what was sealed at provisioning. */
+function checkRequested(sealed: ProvisioningRecord, asked: RequestedProvisioning): void {
+  if (asked.operatorPublicKey !== undefined && !sealed.operator.equals(asked.operatorPublicKey)) {
+    throw new TeeError('operator-mismatch', `the host asked for operator key ${toHex(asked.operatorPublicKey)}, but this component was provisioned with ${toHex(sealed.operator)}; only a new component (a new fingerprint) can have another operator`);
+  }
+  if (asked.mode !== undefined && asked.mode !== sealed.mode) {
+    throw new TeeError('provisioning-mismatch', `the host asked for ${MODE_NAMES[asked.mode] ?? `mode ${asked.mode}`}, but this component was provisioned for ${MODE_NAMES[sealed.mode]}; an operator-signed mode statement or a new component (a new fingerprint) changes it`);
+  }
+  if (asked.build !== undefined && asked.build !== sealed.build) {
+    throw new TeeError('provisioning-mismatch', `the host asked for ${BUILD_NAMES[asked.build] ?? `build ${asked.build}`}, but this component was provisioned as ${BUILD_NAMES[sealed.build]}; only a new component (a new fingerprint) changes it`);
+  }
+}
+
+function newIdentity(): Buffer {
+  const x = generateX25519().privateKey;
+  const ed = generateKeyPairSync('ed25519').privateKey;
+  return Buffer.concat([rawPrivateKey(x), ed.export({ format: 'der', type: 'pkcs8' }).subarray(-32)]);
+}
 
 export class TeeState {
   readonly cache: KeyCache;
@@ -92,67 +151,92 @@ export class TeeState {
     calls: 0, rewrapCalls: 0, rewrapped: 0, groupsFormed: 0, refusals: 0, rejectedMessages: 0, reencryptCalls: 0,
     enrolments: 0, rotations: 0, revocations: 0, storeReads: 0, storeWrites: 0,
   };
-  policy = Policy.open();
+  /** The operator's policy; none loaded = each identity's token grants decide (deny by default). */
+  policy: Policy | undefined;
   /** identity -> revocation time (ms); an enrolment token issued later lifts it. */
   readonly revoked = new Map<string, number>();
+  /** identity -> issue time of the token that lifted its last revocation: revocations up to then are replays. */
+  readonly lifted = new Map<string, number>();
   /** token id (hex) -> expiry (ms): single use until they expire anyway. */
   readonly usedTokens = new Map<string, number>();
   endorsement: Uint8Array = new Uint8Array(0);
   /** Moves on with every policy load, revocation and key rotation: older recipient groups are stale. */
   epoch = 0;
   readonly groups: GroupTable;
+  /** Read by enrol.ts: token-free enrolment is allowed only in a component provisioned (or switched by the operator) for it. */
+  readonly config: { openEnrolment: boolean };
+  readonly operatorKey: KeyObject;
   private readonly pending = new Map<string, Promise<ClientKeys | undefined>>();
+  /** Identities whose first key is being committed: a concurrent enrolment of the same one is already-enrolled. */
+  private readonly enrolling = new Set<string>();
 
   private constructor(
-    readonly config: CoreConfig,
-    readonly storage: SealedStorage,
-    readonly sealer: Sealer,
+    readonly objects: SealedObjects,
+    public provisioning: ProvisioningRecord,
     readonly x25519: KeyObject,
     readonly x25519Public: Buffer,
     private readonly ed25519: KeyObject,
     readonly ed25519Public: Buffer,
-    readonly operatorKey: KeyObject,
     readonly measurement: Buffer,
+    cacheSize: number,
   ) {
-    this.cache = new KeyCache(config.cacheSize);
+    this.cache = new KeyCache(cacheSize);
     this.groups = new Lru(GROUP_TABLE_SIZE);
+    this.config = { openEnrolment: provisioning.mode === MODE_OPEN };
+    this.operatorKey = ed25519PublicKey(provisioning.operator);
   }
 
+  /**
+   * Opens the component of `config.stateDir`: provisions it when the directory is empty (fresh device
+   * secret and identity keys, the host's requested operator key, mode and build sealed once),
+   * otherwise checks the sealed manifest against the counter and the host's request against the
+   * sealed provisioning record.
+   */
   static async open(config: CoreConfig, storage: SealedStorage, measurement: Buffer): Promise<TeeState> {
-    const sealer = new Sealer(readDeviceSecret(config.deviceSecretPath));
-    const read = async (name: string): Promise<Buffer | undefined> => {
-      const blob = await storage.get(name);
-      return blob === undefined ? undefined : sealer.unseal(name, blob);
-    };
-    const operator = Buffer.from(config.operatorPublicKey);
-    const pinned = await read(OBJ.operator);
-    if (pinned !== undefined && !pinned.equals(operator)) {
-      throw new TeeError('operator-mismatch', 'the operator key differs from the one pinned on first start');
+    const dir = new StateDir(config.stateDir);
+    const existing = dir.read();
+    let objects: SealedObjects;
+    let provisioning: ProvisioningRecord;
+    let ident: Buffer;
+    if (existing === undefined) {
+      const operator = config.requested.operatorPublicKey;
+      if (operator === undefined) throw new TeeError('not-provisioned', `the trusted component of ${dir.dir} is not provisioned: its first start needs the operator public key`);
+      if (operator.length !== 32) throw new TeeError('bad-request', 'the operator public key must be 32 bytes');
+      provisioning = { operator: Buffer.from(operator), mode: config.requested.mode ?? MODE_TOKEN, build: config.requested.build ?? BUILD_PRODUCTION, modeSince: 0 };
+      if (MODE_NAMES[provisioning.mode] === undefined || BUILD_NAMES[provisioning.build] === undefined) throw new TeeError('bad-request', 'unknown enrolment mode or build kind');
+      ident = newIdentity();
+      const sealer = new Sealer(dir.createSecret());
+      objects = await SealedObjects.provision(storage, sealer, dir, [[OBJ.identity, ident], [OBJ.provisioning, encodeProvisioning(provisioning)]]);
+    } else {
+      objects = await SealedObjects.open(storage, new Sealer(existing.secret), dir, existing.counter);
+      const required = async (name: string): Promise<Buffer> => {
+        const plain = await objects.read(name);
+        if (plain === undefined) throw new TeeError('sealed-missing', `the sealed manifest names no ${name}`);
+        return plain;
+      };
+      ident = await required(OBJ.identity);
+      const record = await required(OBJ.provisioning);
+      provisioning = orRefuse('sealed-invalid', () => parseProvisioning(record));
+      checkRequested(provisioning, config.requested);
     }
-    let ident = await read(OBJ.identity);
-    if (ident === undefined) {
-      const x = generateX25519().privateKey;
-      const ed = generateKeyPairSync('ed25519').privateKey;
-      ident = Buffer.concat([rawPrivateKey(x), ed.export({ format: 'der', type: 'pkcs8' }).subarray(-32)]);
-      await storage.put(OBJ.identity, sealer.seal(OBJ.identity, ident));
-    }
-    if (pinned === undefined) await storage.put(OBJ.operator, sealer.seal(OBJ.operator, operator));
     const x25519 = x25519PrivateKey(ident.subarray(0, 32));
     const ed = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8, ident.subarray(32, 64)]), format: 'der', type: 'pkcs8' });
-    const state = new TeeState(config, storage, sealer, x25519, rawPublicKey(x25519), ed, rawPublicKey(ed), ed25519PublicKey(operator), measurement);
     ident.fill(0);
-    const policy = await read(OBJ.policy);
+    const state = new TeeState(objects, provisioning, x25519, rawPublicKey(x25519), ed, rawPublicKey(ed), measurement, config.cacheSize);
+    const policy = await objects.read(OBJ.policy);
     if (policy !== undefined) state.policy = state.verifyPolicy(policy, 0);
-    const revoked = await read(OBJ.revoked);
+    const revoked = await objects.read(OBJ.revoked);
     if (revoked !== undefined) readIdTimes(revoked, (id, at) => state.revoked.set(id, at));
-    const tokens = await read(OBJ.tokens);
+    const lifted = await objects.read(OBJ.lifted);
+    if (lifted !== undefined) readIdTimes(lifted, (id, at) => state.lifted.set(id, at));
+    const tokens = await objects.read(OBJ.tokens);
     if (tokens !== undefined) readIdTimes(tokens, (id, at) => state.usedTokens.set(id, at));
-    state.endorsement = (await read(OBJ.endorsement)) ?? new Uint8Array(0);
+    state.endorsement = (await objects.read(OBJ.endorsement)) ?? new Uint8Array(0);
     return state;
   }
 
   get fingerprint(): Buffer {
-    return sha256(fingerprintInput(this.x25519Public, this.ed25519Public));
+    return sha256(fingerprintInput(this.x25519Public, this.ed25519Public, this.provisioning.operator, this.provisioning));
   }
 
   signAsTee(data: Uint8Array): Buffer {
@@ -178,7 +262,7 @@ export class TeeState {
   }
 
   async loadPolicy(bytes: Uint8Array): Promise<void> {
-    const p = this.verifyPolicy(bytes, this.policy.serial);
+    const p = this.verifyPolicy(bytes, this.policy?.serial ?? 0);
     await this.put(OBJ.policy, bytes);
     this.policy = p;
     this.epoch++;
@@ -188,15 +272,41 @@ export class TeeState {
     const body = this.verifyOperator(bytes, STATEMENT_REVOCATION, 'revocation-invalid');
     const v = orRefuse('revocation-invalid', () => parseRevocationBody(body));
     if (!checkIdentity(v.identity)) throw new TeeError('bad-identity', 'revocation names an invalid identity');
-    const previous = this.revoked.get(v.identity);
-    if (previous !== undefined && previous >= v.revokedAt) return; // an older or repeated revocation changes nothing
+    const previous = this.revoked.get(v.identity) ?? this.lifted.get(v.identity);
+    if (previous !== undefined && previous >= v.revokedAt) {
+      throw new TeeError('revocation-replayed', `${JSON.stringify(v.identity)} was revoked, or re-enrolled, at or after this revocation's time`);
+    }
+    // Denied in memory at once; the key record and the list leave the store in one commit.
     this.revoked.set(v.identity, v.revokedAt);
     this.epoch++;
     this.cache.delete(v.identity);
-    await this.storage.delete(OBJ.key(v.identity));
-    this.counters.storeWrites++;
-    await this.put(OBJ.revoked, writeIdTimes(this.revoked));
+    this.counters.storeWrites += 2;
+    await this.objects.write([[OBJ.key(v.identity), null], [OBJ.revoked, writeIdTimes(this.revoked)]]);
     this.counters.revocations++;
+  }
+
+  /**
+   * The operator's signed change of enrolment mode for this component (named by its Ed25519 key),
+   * newer than the last: the fingerprint changes with it, so pinned clients notice.
+   */
+  async changeMode(bytes: Uint8Array): Promise<void> {
+    const body = this.verifyOperator(bytes, STATEMENT_MODE, 'mode-invalid');
+    const m = orRefuse('mode-invalid', () => parseModeBody(body));
+    if (!this.ed25519Public.equals(m.ed25519)) throw new TeeError('mode-invalid', 'the mode statement names another trusted component');
+    if (MODE_NAMES[m.mode] === undefined) throw new TeeError('mode-invalid', `unknown enrolment mode ${m.mode}`);
+    if (m.issuedAt <= this.provisioning.modeSince) throw new TeeError('mode-replayed', 'a mode statement as new or newer was already applied');
+    const next = { ...this.provisioning, mode: m.mode, modeSince: m.issuedAt };
+    await this.put(OBJ.provisioning, encodeProvisioning(next));
+    this.provisioning = next;
+    this.config.openEnrolment = m.mode === MODE_OPEN;
+  }
+
+  /** A re-enrolment with a token issued after the revocation: the identity is usable again, and older revocations are replays. */
+  liftRevocation(identity: string, tokenIssuedAt: number): Promise<void> {
+    this.revoked.delete(identity);
+    this.lifted.set(identity, tokenIssuedAt);
+    this.counters.storeWrites += 2;
+    return this.objects.write([[OBJ.revoked, writeIdTimes(this.revoked)], [OBJ.lifted, writeIdTimes(this.lifted)]]);
   }
 
   async setEndorsement(bytes: Uint8Array): Promise<void> {
@@ -205,22 +315,42 @@ export class TeeState {
     if (!this.x25519Public.equals(e.x25519) || !this.ed25519Public.equals(e.ed25519) || !this.measurement.equals(e.measurement)) {
       throw new TeeError('endorsement-invalid', 'endorsement names other keys or another measurement');
     }
+    if (e.mode !== this.provisioning.mode || e.build !== this.provisioning.build) throw new TeeError('endorsement-invalid', 'endorsement names another enrolment mode or build kind');
     await this.put(OBJ.endorsement, bytes);
     this.endorsement = Uint8Array.from(bytes);
   }
 
-  async put(name: string, plaintext: Uint8Array): Promise<void> {
+  /** Seals and commits one object; queued at once (before the first await), so writes made in one turn share a commit. */
+  put(name: string, plaintext: Uint8Array): Promise<void> {
     this.counters.storeWrites++;
-    await this.storage.put(name, this.sealer.seal(name, plaintext));
+    return this.objects.write([[name, plaintext]]);
+  }
+
+  /** Whether `identity` may publish to `topic`: the loaded policy if any, else its token grants. */
+  mayPublish(identity: string, keys: ClientKeys, topic: string): boolean {
+    return this.policy !== undefined ? this.policy.mayPublish(identity, topic) : grantAllows(keys.grants.publish, topic);
+  }
+
+  mayRead(identity: string, keys: ClientKeys, topic: string): boolean {
+    return this.policy !== undefined ? this.policy.mayRead(identity, topic) : grantAllows(keys.grants.read, topic);
+  }
+
+  /** mayPublish for the group streams' fast path: false when the decision needs a key not cached (the general path then decides). */
+  mayPublishCached(identity: string, topic: string): boolean {
+    if (this.policy !== undefined) return this.policy.mayPublish(identity, topic);
+    const keys = this.cache.peek(identity);
+    return keys !== undefined && grantAllows(keys.grants.publish, topic);
   }
 
   /**
    * The enrolled keys of `identity`, from the cache or (one sealed-store read) from the host.
-   * undefined when not enrolled; throws sealed-invalid when the blob was altered or swapped.
+   * undefined when the sealed manifest names no key for it; throws sealed-missing or sealed-invalid
+   * when the blob is absent, altered, swapped or older.
    */
   keysOf(identity: string): ClientKeys | undefined | Promise<ClientKeys | undefined> {
     const hit = this.cache.get(identity);
     if (hit !== undefined) return hit;
+    if (!this.objects.has(OBJ.key(identity))) return undefined;
     let p = this.pending.get(identity);
     if (p === undefined) {
       p = this.loadKeys(identity).finally(() => this.pending.delete(identity));
@@ -231,24 +361,35 @@ export class TeeState {
 
   private async loadKeys(identity: string): Promise<ClientKeys | undefined> {
     this.counters.storeReads++;
-    const name = OBJ.key(identity);
-    const blob = await this.storage.get(name);
-    if (blob === undefined) return undefined;
-    const plain = this.sealer.unseal(name, blob);
+    const plain = await this.objects.read(OBJ.key(identity));
+    if (plain === undefined) return undefined;
     const r = new Reader(plain);
     const generation = r.u32();
     r.u64();
-    const keys = deriveClientKeys(r.take(32), generation);
+    const keys = deriveClientKeys(r.take(32), generation, readGrants(r));
     plain.fill(0);
     if (!this.revoked.has(identity)) this.cache.set(identity, keys);
     return keys;
   }
 
-  async storeKey(identity: string, raw: Uint8Array, generation: number): Promise<ClientKeys> {
-    const plain = new Writer().u32(generation).u64(Date.now()).raw(raw).finish();
-    await this.put(OBJ.key(identity), plain);
+  /**
+   * Commits `identity`'s key record (generation 1: a first enrolment, refused as already-enrolled
+   * when one exists or is being committed). Queued before the first await, so writes the caller
+   * makes right after it join the same commit.
+   */
+  async storeKey(identity: string, raw: Uint8Array, generation: number, grants: Grants): Promise<ClientKeys> {
+    const name = OBJ.key(identity);
+    if (generation === 1 && (this.objects.has(name) || this.enrolling.has(identity))) throw new TeeError('already-enrolled', 'identity is enrolled; use rotation to change its key');
+    const plain = writeGrants(new Writer().u32(generation).u64(Date.now()).raw(raw), grants).finish();
+    const written = this.put(name, plain);
     plain.fill(0);
-    const keys = deriveClientKeys(raw, generation);
+    this.enrolling.add(identity);
+    try {
+      await written;
+    } finally {
+      this.enrolling.delete(identity);
+    }
+    const keys = deriveClientKeys(raw, generation, grants);
     this.cache.set(identity, keys);
     if (generation > 1) this.epoch++; // a rotation: group keys wrapped under the old key are stale
     return keys;

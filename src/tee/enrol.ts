@@ -7,7 +7,7 @@ import { checkIdentity } from './envelope-layout.js';
 import { TEE_ERRORS, TeeError, orRefuse } from './errors.js';
 import { AEAD_AES_256_GCM, setupBaseR } from './hpke.js';
 import { deriveClientKeys, type ClientKeys } from './keys.js';
-import { OBJ, TeeState, sha256, writeIdTimes } from './core.js';
+import { OBJ, OPEN_GRANTS, TeeState, sha256, writeIdTimes } from './core.js';
 import {
   LABELS, MSG_ENROL, MSG_ENROL_RESPONSE, MSG_ROTATE, MSG_ROTATE_RESPONSE, STATEMENT_TOKEN, encodeKeyResponseBody, keyConfirmInput,
   operatorSignedInput, parseEnrolPlaintext, parseKeyRequest, parseRotatePlaintext, parseTokenBody, responseSignedInput, rotateProofInput, splitSigned,
@@ -78,7 +78,7 @@ async function alreadyHolds(state: TeeState, identity: string, key: Uint8Array):
   if (state.revoked.has(identity)) return undefined;
   const current = await state.keysOf(identity);
   if (current === undefined) return undefined;
-  return timingSafeEqual(deriveClientKeys(key, current.generation).confirm, current.confirm) ? current : undefined;
+  return timingSafeEqual(deriveClientKeys(key, current.generation, current.grants).confirm, current.confirm) ? current : undefined;
 }
 
 export function enrol(state: TeeState, request: Uint8Array): Promise<Uint8Array> {
@@ -98,17 +98,18 @@ export function enrol(state: TeeState, request: Uint8Array): Promise<Uint8Array>
       throw new TeeError('identity-revoked', 'identity was revoked; a token issued after the revocation is needed');
     }
     if ((await state.keysOf(p.identity)) !== undefined) throw new TeeError('already-enrolled', 'identity is enrolled; use rotation to change its key');
-    const keys = await state.storeKey(p.identity, p.key, 1);
-    p.key.fill(0); // a view into the plaintext; the token (also a view) is still needed below
+    // The key record (with the token's grants), the used token and the lifted revocation go out in one commit.
+    const stored = state.storeKey(p.identity, p.key, 1, token?.grants ?? OPEN_GRANTS);
+    const writes: Promise<unknown>[] = [stored];
     if (token !== undefined) {
       for (const [id, exp] of state.usedTokens) if (exp <= now) state.usedTokens.delete(id);
       state.usedTokens.set(toHex(token.tokenId), token.expiresAt);
-      await state.put(OBJ.tokens, writeIdTimes(state.usedTokens));
+      writes.push(state.put(OBJ.tokens, writeIdTimes(state.usedTokens)));
     }
-    if (revokedAt !== undefined) {
-      state.revoked.delete(p.identity);
-      await state.put(OBJ.revoked, writeIdTimes(state.revoked));
-    }
+    if (revokedAt !== undefined) writes.push(state.liftRevocation(p.identity, token!.issuedAt));
+    await Promise.all(writes);
+    const keys = await stored;
+    p.key.fill(0); // a view into the plaintext
     state.counters.enrolments++;
     return confirmation(state, keys, request, p.identity);
   });
@@ -129,7 +130,7 @@ export function rotate(state: TeeState, request: Uint8Array): Promise<Uint8Array
     if (old === undefined) throw new TeeError('unknown-identity', 'identity is not enrolled');
     const expected = hmac(old.confirm, rotateProofInput(p.identity, p.key, p.nonce, req.enc));
     if (!timingSafeEqual(expected, p.proof)) throw new TeeError('rotate-proof-invalid', 'proof of the current key does not verify');
-    const keys = await state.storeKey(p.identity, p.key, old.generation + 1);
+    const keys = await state.storeKey(p.identity, p.key, old.generation + 1, old.grants);
     plaintext.fill(0);
     state.counters.rotations++;
     return confirmation(state, keys, request, p.identity);

@@ -145,7 +145,7 @@ function streamOf(state: TeeState, g: FormedGroup, topic: string, senderBytes: U
   }
   let s = g.streams.get(sender);
   if (s === undefined) {
-    if (sender.length === 0 || state.revoked.has(sender) || !state.policy.mayPublish(sender, topic)) return undefined;
+    if (sender.length === 0 || state.revoked.has(sender) || !state.mayPublishCached(sender, topic)) return undefined;
     s = { sender, senderBytes: Uint8Array.from(senderBytes), openAd: senderWrapAdTemplate(topic, sender), sealAd: groupWrapAdTemplate(topic, sender, g.id) };
     if (g.streams.size >= STREAMS_KEPT) g.streams.clear();
     g.streams.set(sender, s);

@@ -5,7 +5,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Reader, Writer, toBase64Url, toHex } from './bytes.js';
-import { Dispatcher, STATS_FIELDS } from './commands.js';
+import { Dispatcher, NOT_ASKED, STATS_FIELDS } from './commands.js';
+import { BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_OPEN, MODE_TOKEN } from './messages.js';
 import { GROUP_ID_BYTES } from './envelope-layout.js';
 import type { SealedStorage, TeeStatsCounters } from './core.js';
 import { TeeError, codeFromNumber, type RefusalCode } from './errors.js';
@@ -40,16 +41,22 @@ export interface TeeInfo {
   ed25519: string;
   /** Hex SHA-256 of the trusted code (docs/protocol.md §5). */
   measurement: string;
-  /** Hex SHA-256("mqt-tz/1 fingerprint" || x25519 || ed25519): what clients pin. */
+  /** Hex SHA-256 over the keys, operator key, enrolment mode and build kind (docs/protocol.md §2): what clients pin. */
   fingerprint: string;
+  /** Hex of the operator's raw Ed25519 public key, sealed at provisioning. */
   operatorPublicKey: string;
+  /** Provisioned for open enrolment (development only): enrolment without a token. */
   openEnrolment: boolean;
+  /** 'benchmark': provisioned to also serve paper-mode re-encryption, which decrypts payloads. */
+  build: BuildKind;
   policySerial: number;
   /** base64url of the operator-signed endorsement statement, or null if none was set. */
   endorsement: string | null;
 }
 
 export type TeeStats = TeeStatsCounters;
+export type BuildKind = 'production' | 'benchmark';
+export type EnrolmentMode = 'token' | 'open';
 
 export type RecipientResult =
   | { recipient: string; header: Uint8Array; refusal?: undefined }
@@ -81,6 +88,8 @@ export interface TrustedComponent {
   loadPolicy(signedPolicy: Uint8Array): Promise<void>;
   /** Stores an operator-signed endorsement of this component's keys and measurement. */
   setEndorsement(signedEndorsement: Uint8Array): Promise<void>;
+  /** Applies an operator-signed change of enrolment mode (the fingerprint changes with it). */
+  changeMode(signedModeChange: Uint8Array): Promise<void>;
   /** One call per PUBLISH: re-wrap the message's data key for every recipient in one batch. */
   rewrap(header: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult>;
   /**
@@ -115,14 +124,19 @@ export interface OpenOptions {
   /** Default 'process'. */
   backend?: 'process' | 'inline';
   store: BlobStore;
-  /** Device secret file (created on first start); only the trusted side reads it. */
-  deviceSecretPath: string;
-  /** Raw 32-byte Ed25519 operator public key; must equal the one pinned on first start. */
-  operatorPublicKey: Uint8Array;
+  /** The trusted component's own state directory (device secret, counter); only the trusted side reads it. */
+  stateDir: string;
+  /**
+   * Raw 32-byte Ed25519 operator public key. Provisions an empty state directory (required then);
+   * a provisioned component refuses to start when it differs from the sealed one (operator-mismatch).
+   */
+  operatorPublicKey?: Uint8Array;
+  /** Enrolment mode to provision, or to insist on (provisioning-mismatch otherwise); default: as provisioned, token for a new one. */
+  enrolmentMode?: EnrolmentMode;
+  /** Build kind to provision, or to insist on; default: as provisioned, production for a new one. */
+  build?: BuildKind;
   /** Bound of the unsealed-key LRU cache; default DEFAULT_KEY_CACHE_SIZE. */
   cacheSize?: number;
-  /** Development only: enrolment without a token. A warning is emitted at start. */
-  openEnrolment?: boolean;
   /** OS scheduling of the `process` backend (see scheduling.ts); default 'default'. */
   scheduling?: TeeScheduling;
   onWarning?: (message: string) => void;
@@ -291,7 +305,8 @@ class Handle implements TrustedComponent {
   async info(): Promise<TeeInfo> {
     const r = new Reader(await this.t.call(CMD.info, new Uint8Array(0)));
     const hex = (): string => toHex(r.take(32));
-    const info = { x25519: hex(), ed25519: hex(), measurement: hex(), fingerprint: hex(), operatorPublicKey: hex(), openEnrolment: r.u8() === 1, policySerial: r.u64() };
+    const keys = { x25519: hex(), ed25519: hex(), measurement: hex(), fingerprint: hex(), operatorPublicKey: hex() };
+    const info = { ...keys, openEnrolment: r.u8() === MODE_OPEN, build: r.u8() === BUILD_BENCHMARK ? ('benchmark' as const) : ('production' as const), policySerial: r.u64() };
     const endorsement = r.bytes16();
     return { ...info, endorsement: endorsement.length === 0 ? null : toBase64Url(endorsement) };
   }
@@ -309,6 +324,9 @@ class Handle implements TrustedComponent {
   }
   async setEndorsement(signedEndorsement: Uint8Array): Promise<void> {
     await this.t.call(CMD.setEndorsement, signedEndorsement);
+  }
+  async changeMode(signedModeChange: Uint8Array): Promise<void> {
+    await this.t.call(CMD.setMode, signedModeChange);
   }
   async rewrap(header: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult> {
     return decodeResults(await this.t.call(CMD.rewrap, encodeBatch(topic, sender, recipients, header)), recipients);
@@ -351,20 +369,24 @@ class Handle implements TrustedComponent {
 }
 
 export async function openTrustedComponent(opts: OpenOptions): Promise<TrustedComponent> {
-  if (opts.operatorPublicKey.length !== 32) throw new RangeError('operatorPublicKey must be a raw 32-byte Ed25519 public key');
+  if (opts.operatorPublicKey !== undefined && opts.operatorPublicKey.length !== 32) throw new RangeError('operatorPublicKey must be a raw 32-byte Ed25519 public key');
   const latency = new CallLatency();
   const transport = (opts.backend ?? 'process') === 'process' ? new ProcessTransport(opts.store, latency) : inlineTransport(opts.store, latency);
-  const init = new Writer().u8(opts.openEnrolment === true ? 1 : 0).u32(opts.cacheSize ?? DEFAULT_KEY_CACHE_SIZE).raw(opts.operatorPublicKey).str16(opts.deviceSecretPath).finish();
+  const mode = opts.enrolmentMode === undefined ? NOT_ASKED : opts.enrolmentMode === 'open' ? MODE_OPEN : MODE_TOKEN;
+  const build = opts.build === undefined ? NOT_ASKED : opts.build === 'benchmark' ? BUILD_BENCHMARK : BUILD_PRODUCTION;
+  const init = new Writer().u32(opts.cacheSize ?? DEFAULT_KEY_CACHE_SIZE).str16(opts.stateDir).u8(mode).u8(build).raw(opts.operatorPublicKey ?? new Uint8Array(0)).finish();
   const warn = opts.onWarning ?? ((m: string) => process.emitWarning(m));
+  const handle = new Handle(transport, latency);
+  let info: TeeInfo;
   try {
     await transport.call(CMD.init, init);
+    info = await handle.info();
   } catch (err) {
     await transport.close();
     throw err;
   }
   if (transport.pid !== undefined && opts.scheduling === 'batch') await useBatchScheduling(transport.pid, warn);
-  if (opts.openEnrolment === true) {
-    warn('trusted component started with OPEN ENROLMENT: any client may enrol any unused identity without a token (development only)');
-  }
-  return new Handle(transport, latency);
+  if (info.openEnrolment) warn('trusted component provisioned for OPEN ENROLMENT: any client may enrol any unused identity without a token (development only; pinned clients refuse it unless they opt in)');
+  if (info.build === 'benchmark') warn('trusted component provisioned as a BENCHMARK build: it serves paper-mode re-encryption, which decrypts payloads (pinned clients refuse it unless they opt in)');
+  return handle;
 }

@@ -3,6 +3,7 @@
 import { hkdfSync } from 'node:crypto';
 import { GcmKey } from './gcm.js';
 import { Lru } from './lru.js';
+import type { Grants } from './messages.js';
 
 export interface ClientKeys {
   /** Subkey wrapping data keys (AES-256-GCM, its key schedule made once per cached key). */
@@ -10,17 +11,19 @@ export interface ClientKeys {
   /** Subkey for key confirmation and rotation proofs (HMAC-SHA256). */
   confirm: Buffer;
   generation: number;
+  /** What the identity's enrolment token granted (sealed with the key); a loaded policy overrides it. */
+  grants: Grants;
 }
 
 function subkey(raw: Uint8Array, label: string): Buffer {
   return Buffer.from(hkdfSync('sha256', raw, new Uint8Array(0), label, 32));
 }
 
-export function deriveClientKeys(raw: Uint8Array, generation: number): ClientKeys {
+export function deriveClientKeys(raw: Uint8Array, generation: number, grants: Grants): ClientKeys {
   const wrapKey = subkey(raw, 'mqt-tz/1 wrap key');
   const wrap = new GcmKey(wrapKey);
   wrapKey.fill(0);
-  return { wrap, confirm: subkey(raw, 'mqt-tz/1 confirm key'), generation };
+  return { wrap, confirm: subkey(raw, 'mqt-tz/1 confirm key'), generation, grants };
 }
 
 /** The LRU of unsealed client keys, counting hits and misses. */

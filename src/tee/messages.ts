@@ -12,6 +12,7 @@ export const STATEMENT_TOKEN = 1;
 export const STATEMENT_POLICY = 2;
 export const STATEMENT_REVOCATION = 3;
 export const STATEMENT_ENDORSEMENT = 4;
+export const STATEMENT_MODE = 5;
 export const SIGNATURE_BYTES = 64;
 export const CLIENT_NONCE_BYTES = 16;
 export const TOKEN_ID_BYTES = 16;
@@ -48,22 +49,48 @@ export function operatorSignedInput(body: Uint8Array): Bytes {
   return concat(LABELS.operatorSigned, body);
 }
 
+/** Topic filters an identity may publish to and read from, granted by its enrolment token. */
+export interface Grants {
+  publish: string[];
+  read: string[];
+}
+
+/** At most this many filters per list: a grant is a handful of filters, not a policy. */
+export const MAX_GRANT_FILTERS = 255;
+
+/** `u8 n | n x str16 publish filter | u8 m | m x str16 read filter`. */
+export function writeGrants(w: Writer, g: Grants): Writer {
+  for (const list of [g.publish, g.read]) {
+    if (list.length > MAX_GRANT_FILTERS) throw new RangeError(`at most ${MAX_GRANT_FILTERS} filters per grant list`);
+    w.u8(list.length);
+    for (const f of list) w.str16(f);
+  }
+  return w;
+}
+
+export function readGrants(r: Reader): Grants {
+  const list = (what: string): string[] => Array.from({ length: r.u8(what) }, () => r.str16(what));
+  return { publish: list('publish grants'), read: list('read grants') };
+}
+
 export interface Token {
   identity: string;
   issuedAt: number;
   expiresAt: number;
   tokenId: Uint8Array;
+  grants: Grants;
 }
 
 export function encodeTokenBody(t: Token): Bytes {
-  return new Writer().u8(PROTOCOL_VERSION).u8(STATEMENT_TOKEN).str8(t.identity).u64(t.issuedAt).u64(t.expiresAt).raw(t.tokenId).finish();
+  const w = new Writer().u8(PROTOCOL_VERSION).u8(STATEMENT_TOKEN).str8(t.identity).u64(t.issuedAt).u64(t.expiresAt).raw(t.tokenId);
+  return writeGrants(w, t.grants).finish();
 }
 
 export function parseTokenBody(body: Uint8Array): Token {
   const r = new Reader(body);
   r.u8();
   if (r.u8() !== STATEMENT_TOKEN) throw new RangeError('statement is not an enrolment token');
-  const t = { identity: r.str8('token identity'), issuedAt: r.u64('issuedAt'), expiresAt: r.u64('expiresAt'), tokenId: r.take(TOKEN_ID_BYTES, 'token id') };
+  const t = { identity: r.str8('token identity'), issuedAt: r.u64('issuedAt'), expiresAt: r.u64('expiresAt'), tokenId: r.take(TOKEN_ID_BYTES, 'token id'), grants: readGrants(r) };
   r.end('token');
   return t;
 }
@@ -107,7 +134,18 @@ export function parseRevocationBody(body: Uint8Array): Revocation {
   return v;
 }
 
-export interface Endorsement {
+/** How the component was provisioned: enrolment mode (0 token, 1 open) and build kind (0 production, 1 benchmark). */
+export interface Provisioning {
+  mode: number;
+  build: number;
+}
+
+export const MODE_TOKEN = 0;
+export const MODE_OPEN = 1;
+export const BUILD_PRODUCTION = 0;
+export const BUILD_BENCHMARK = 1;
+
+export interface Endorsement extends Provisioning {
   x25519: Uint8Array;
   ed25519: Uint8Array;
   measurement: Uint8Array;
@@ -115,16 +153,36 @@ export interface Endorsement {
 }
 
 export function encodeEndorsementBody(e: Endorsement): Bytes {
-  return new Writer().u8(PROTOCOL_VERSION).u8(STATEMENT_ENDORSEMENT).raw(e.x25519).raw(e.ed25519).raw(e.measurement).u64(e.issuedAt).finish();
+  return new Writer().u8(PROTOCOL_VERSION).u8(STATEMENT_ENDORSEMENT).raw(e.x25519).raw(e.ed25519).raw(e.measurement).u8(e.mode).u8(e.build).u64(e.issuedAt).finish();
 }
 
 export function parseEndorsementBody(body: Uint8Array): Endorsement {
   const r = new Reader(body);
   r.u8();
   if (r.u8() !== STATEMENT_ENDORSEMENT) throw new RangeError('statement is not an endorsement');
-  const e = { x25519: r.take(32, 'x25519'), ed25519: r.take(32, 'ed25519'), measurement: r.take(32, 'measurement'), issuedAt: r.u64('issuedAt') };
+  const e = { x25519: r.take(32, 'x25519'), ed25519: r.take(32, 'ed25519'), measurement: r.take(32, 'measurement'), mode: r.u8('mode'), build: r.u8('build'), issuedAt: r.u64('issuedAt') };
   r.end('endorsement');
   return e;
+}
+
+/** The operator changing a provisioned component's enrolment mode; it names the component by its Ed25519 key. */
+export interface ModeChange {
+  ed25519: Uint8Array;
+  mode: number;
+  issuedAt: number;
+}
+
+export function encodeModeBody(m: ModeChange): Bytes {
+  return new Writer().u8(PROTOCOL_VERSION).u8(STATEMENT_MODE).raw(m.ed25519).u8(m.mode).u64(m.issuedAt).finish();
+}
+
+export function parseModeBody(body: Uint8Array): ModeChange {
+  const r = new Reader(body);
+  r.u8();
+  if (r.u8() !== STATEMENT_MODE) throw new RangeError('statement is not a mode change');
+  const m = { ed25519: r.take(32, 'ed25519'), mode: r.u8('mode'), issuedAt: r.u64('issuedAt') };
+  r.end('mode change');
+  return m;
 }
 
 // ---- enrolment and rotation
@@ -222,6 +280,7 @@ export function responseSignedInput(requestHash: Uint8Array, body: Uint8Array): 
   return concat(LABELS.response, requestHash, body);
 }
 
-export function fingerprintInput(x25519: Uint8Array, ed25519: Uint8Array): Bytes {
-  return concat(LABELS.fingerprint, x25519, ed25519);
+/** What clients pin: the keys, the operator and how the component was provisioned (docs/protocol.md §2). */
+export function fingerprintInput(x25519: Uint8Array, ed25519: Uint8Array, operator: Uint8Array, p: Provisioning): Bytes {
+  return concat(LABELS.fingerprint, x25519, ed25519, operator, Uint8Array.of(p.mode, p.build));
 }

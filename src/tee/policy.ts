@@ -23,6 +23,12 @@ export function topicMatches(filter: string, topic: string): boolean {
   return f.length === t.length;
 }
 
+/** True when one of `filters` (an identity's token grants) matches `topic`; no filters, nothing allowed. */
+export function grantAllows(filters: readonly string[], topic: string): boolean {
+  for (const f of filters) if (topicMatches(f, topic)) return true;
+  return false;
+}
+
 interface Rule {
   identity: string; // exact identity or "*"
   publish: string[];
@@ -31,11 +37,6 @@ interface Rule {
 
 export class Policy {
   private constructor(private readonly rules: Rule[], readonly serial: number) {}
-
-  /** No policy loaded: every enrolled identity may publish and read every protected topic. */
-  static open(): Policy {
-    return new Policy([{ identity: '*', publish: ['#'], read: ['#'] }], 0);
-  }
 
   /** Parses `{"rules":[{"identity":"alice","publish":["a/#"],"read":["b/+"]}]}`; throws RangeError with the reason. */
   static parse(json: string, serial: number): Policy {
@@ -61,10 +62,7 @@ export class Policy {
   }
 
   private allows(identity: string, topic: string, pick: (r: Rule) => string[]): boolean {
-    for (const r of this.rules) {
-      if (r.identity !== identity && r.identity !== '*') continue;
-      for (const f of pick(r)) if (topicMatches(f, topic)) return true;
-    }
+    for (const r of this.rules) if ((r.identity === identity || r.identity === '*') && grantAllows(pick(r), topic)) return true;
     return false;
   }
 

@@ -79,7 +79,6 @@ export function openSenderHeader(state: TeeState, headerBytes: Uint8Array, topic
   if (h.sender !== sender) reject(state, 'sender-mismatch', `header names sender ${JSON.stringify(h.sender)}, the publisher is ${JSON.stringify(sender)}`);
   if (!topicTag(topic).equals(h.topicTag)) reject(state, 'wrong-topic', `header was not made for topic ${JSON.stringify(topic)}`);
   if (state.revoked.has(sender)) reject(state, 'revoked-sender', 'sender was revoked');
-  if (!state.policy.mayPublish(sender, topic)) reject(state, 'publish-denied', `${JSON.stringify(sender)} may not publish to ${JSON.stringify(topic)}`);
   const header = h;
   let keys: ClientKeys | undefined | Promise<ClientKeys | undefined>;
   try {
@@ -97,6 +96,7 @@ function keyFailure(state: TeeState, err: unknown): never {
 
 function unwrapSenderKey(state: TeeState, h: EnvelopeHeader, keys: ClientKeys | undefined, topic: string, sender: string): OpenedHeader {
   if (keys === undefined) reject(state, 'unknown-sender', `${JSON.stringify(sender)} is not enrolled`);
+  if (!state.mayPublish(sender, keys, topic)) reject(state, 'publish-denied', `${JSON.stringify(sender)} may not publish to ${JSON.stringify(topic)}`);
   const dek = keys.wrap.open(h.wrapNonce, h.wrappedKey, wrapAd(KIND_SENDER, h.seq, topic, sender, '', h.payloadNonce));
   if (dek === undefined) reject(state, 'header-auth-failed', 'wrapped data key fails authentication (tampered header, wrong topic, sender or sequence number)');
   return { h, dek };
@@ -119,12 +119,14 @@ export async function forEachRecipient(
     const rb = Buffer.from(r); // UTF-8 once: checked here, then used in the AD and the header
     if (rb.length === 0 || rb.length > MAX_IDENTITY_BYTES) out[i] = TEE_ERRORS['recipient-bad-identity'];
     else if (state.revoked.has(r)) out[i] = TEE_ERRORS['recipient-revoked'];
-    else if (!state.policy.mayRead(r, topic)) out[i] = TEE_ERRORS['read-denied'];
     else {
+      // Read access needs the key record (its token grants) unless a policy is loaded.
+      const output = (keys: ClientKeys | undefined): RecipientOutput =>
+        keys === undefined ? TEE_ERRORS['recipient-unknown'] : !state.mayRead(r, keys, topic) ? TEE_ERRORS['read-denied'] : make(r, rb, keys, i);
       const k = state.keysOf(r);
       if (k instanceof Promise) {
-        waits.push(k.then((keys) => { out[i] = keys === undefined ? TEE_ERRORS['recipient-unknown'] : make(r, rb, keys, i); }, () => { out[i] = TEE_ERRORS['recipient-sealed-invalid']; }));
-      } else out[i] = k === undefined ? TEE_ERRORS['recipient-unknown'] : make(r, rb, k, i);
+        waits.push(k.then((keys) => { out[i] = output(keys); }, () => { out[i] = TEE_ERRORS['recipient-sealed-invalid']; }));
+      } else out[i] = output(k);
     }
   }
   if (waits.length > 0) await Promise.all(waits);

@@ -25,6 +25,7 @@ export const CMD = {
   formGroup: 0x0c,
   groupRewrap: 0x0d,
   groupRewrapBatch: 0x0e,
+  setMode: 0x0f,
 } as const;
 
 export const STORE_GET = 1;

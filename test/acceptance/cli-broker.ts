@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { connectProtected, readKeyFile, type NodeProtectedClientOptions, type ProtectedClient } from '../../src/client/index.js';
-import { issueToken, loadOrCreateOperatorKey } from '../../src/protect/operator.js';
+import { issueToken, loadOperatorKey, OPERATOR_KEY_FILE, type OperatorKey } from '../../src/protect/operator.js';
 import { toBase64Url } from '../../src/tee/bytes.js';
 import { withTimeout, WAIT_MS } from '../helpers/broker.js';
 
@@ -55,12 +55,36 @@ function exited(child: ChildProcess): Promise<void> {
   return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
-export async function startCliBroker(): Promise<CliBroker> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'mqt-tz-acceptance-broker-'));
-  const clientDir = mkdtempSync(join(tmpdir(), 'mqt-tz-acceptance-clients-'));
-  const child = spawn(process.execPath, [MAIN, 'broker', '--port', '0', '--host', '127.0.0.1', '--data', dataDir, '--protect', PROTECTED], {
-    stdio: ['ignore', 'ignore', 'pipe'],
+export interface CliBrokerOptions {
+  /** An existing data folder (a restart); the caller removes it, and the client folder it gives. */
+  dataDir?: string;
+  clientDir?: string;
+  /** More `mqt-tz broker` flags. */
+  args?: string[];
+  /** The operator key that signs enrolment tokens; default the development key the broker created in the data folder. */
+  operator?: OperatorKey;
+}
+
+function spawnBroker(dataDir: string, args: readonly string[]): ChildProcess {
+  return spawn(process.execPath, [MAIN, 'broker', '--port', '0', '--host', '127.0.0.1', '--data', dataDir, '--protect', PROTECTED, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** `mqt-tz broker` over `dataDir` that must stop before listening: its exit code and what it wrote to stderr. */
+export async function failingCliBroker(dataDir: string, args: readonly string[] = []): Promise<{ code: number | null; stderr: string }> {
+  const child = spawnBroker(dataDir, args);
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await withTimeout(new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c))), 3 * WAIT_MS, 'the broker to refuse to start').catch((err: unknown) => {
+    child.kill('SIGKILL');
+    throw err;
   });
+  return { code, stderr };
+}
+
+export async function startCliBroker(opts: CliBrokerOptions = {}): Promise<CliBroker> {
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'mqt-tz-acceptance-broker-'));
+  const clientDir = opts.clientDir ?? mkdtempSync(join(tmpdir(), 'mqt-tz-acceptance-clients-'));
+  const child = spawnBroker(dataDir, opts.args ?? []);
   const clients: ProtectedClient[] = [];
   let stderr = '';
   const close = async (): Promise<void> => {
@@ -71,8 +95,8 @@ export async function startCliBroker(): Promise<CliBroker> {
       await withTimeout(exited(child), WAIT_MS, 'the broker to exit on SIGTERM').catch(() => child.kill('SIGKILL'));
     }
     await exited(child);
-    rmSync(dataDir, { recursive: true, force: true });
-    rmSync(clientDir, { recursive: true, force: true });
+    if (opts.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
+    if (opts.clientDir === undefined) rmSync(clientDir, { recursive: true, force: true });
   };
   try {
     let fingerprint = '';
@@ -95,7 +119,7 @@ export async function startCliBroker(): Promise<CliBroker> {
       'the CLI broker to listen',
     );
     assert.equal(fingerprint.length, 64, `the broker logged its trusted component's fingerprint: ${stderr}`);
-    const operator = loadOrCreateOperatorKey(dataDir); // the operator key the broker created on first start
+    let operator = opts.operator;
     const url = `mqtt://127.0.0.1:${port}`;
     const keyFile = (identity: string): string => join(clientDir, `${identity}.key`);
     return {
@@ -108,7 +132,8 @@ export async function startCliBroker(): Promise<CliBroker> {
       keyFile,
       rawKey: (identity) => Buffer.from(readKeyFile(keyFile(identity))!.key),
       async enrolled(identity, options = {}) {
-        const token = toBase64Url(issueToken(operator, identity, 600));
+        operator ??= loadOperatorKey(join(dataDir, OPERATOR_KEY_FILE)); // the development operator key the broker created on first start
+        const token = toBase64Url(issueToken(operator, identity, 600, { publish: [PROTECTED], read: [PROTECTED] }));
         const c = await connectProtected(url, { identity, teeFingerprint: fingerprint, keyFile: keyFile(identity), token, protectedTopics: [PROTECTED], reconnectPeriod: 0, ...options });
         clients.push(c);
         return c;

@@ -8,7 +8,8 @@ import { after, before, describe, it } from 'node:test';
 import type { MqttClient } from 'mqtt';
 import type { IPublishPacket } from 'mqtt-packet';
 import { connectProtected, importClientKey, joinEnvelope, openEnvelope, readKeyFile, sealEnvelope, splitEnvelope, type ProtectedClient } from '../../src/client/index.js';
-import { loadOrCreateOperatorKey, signPolicy } from '../../src/protect/operator.js';
+import { join } from 'node:path';
+import { loadOperatorKey, OPERATOR_KEY_FILE, signPolicy } from '../../src/protect/operator.js';
 import { encodeHeader, parseHeader, topicTagInput, type EnvelopeHeader } from '../../src/tee/envelope-layout.js';
 import { inboxOf, waitUntil, type Inbox } from '../helpers/broker.js';
 import { Events, PROTECTED, startProtectedBroker, type ProtectedBroker } from '../client/protected-broker.js';
@@ -132,7 +133,7 @@ describe('a hostile host asking the trusted component to re-wrap for an identity
         { identity: 'carol', read: ['secure/#'] },
       ],
     };
-    await b.tee.loadPolicy(signPolicy(loadOrCreateOperatorKey(b.dataDir), JSON.stringify(policy)));
+    await b.tee.loadPolicy(signPolicy(loadOperatorKey(join(b.dataDir, OPERATOR_KEY_FILE)), JSON.stringify(policy)));
 
     // The host calls the trusted component itself with a genuine header of alice's.
     const aliceKey = await importClientKey(readKeyFile(b.keyFile('alice'))!.key);

@@ -70,3 +70,14 @@ test('the trusted process keeps the default scheduling unless the config or --te
   assert.equal(configFromFlags({ protect: [], teeScheduling: 'batch' }).tee?.scheduling, 'batch');
   assert.throws(() => configFromFlags({ protect: [], teeScheduling: 'idle' }), (err: unknown) => err instanceof ConfigError && err.key === '--tee-scheduling' && /batch or default/.test(err.message));
 });
+
+test('the operator public key comes from tee.operatorPublicKey or --operator-public-key as 64 hex digits; a bad one names the key', () => {
+  const hex = 'AB'.repeat(32);
+  assert.equal(defaultConfig().tee?.operatorPublicKey, null, 'none configured: the quick start creates a development key');
+  assert.equal(parseConfig({ tee: { operatorPublicKey: hex } }).tee?.operatorPublicKey, hex.toLowerCase());
+  assert.equal(configFromFlags({ protect: [], operatorPublicKey: hex }).tee?.operatorPublicKey, hex.toLowerCase());
+  for (const bad of ['ab', 'zz'.repeat(32), 42]) {
+    assert.throws(() => parseConfig({ tee: { operatorPublicKey: bad } }), (err: unknown) => err instanceof ConfigError && err.key === 'tee.operatorPublicKey' && /64 hex digits/.test(err.message), String(bad));
+  }
+  assert.throws(() => configFromFlags({ protect: [], operatorPublicKey: 'ab' }), (err: unknown) => err instanceof ConfigError && err.key === '--operator-public-key');
+});

@@ -94,10 +94,11 @@ describe('mqt-tz enroll, pub and sub with --key-file', { concurrency: true }, ()
 
   test('sub --key-file exits non-zero naming a tampered message', async () => {
     const [alice, gina] = [unique('alice'), unique('gina')];
-    await (await b.enrolled(alice)).endAsync();
-    await (await b.enrolled(gina)).endAsync();
-    // The test plays a hostile host on a topic the broker does not protect: a genuine re-wrap, one bit flipped.
     const topic = `hostile/${gina}`;
+    const grants = { publish: [topic], read: [topic] };
+    await (await b.enrolled(alice, { token: b.token(alice, grants) })).endAsync();
+    await (await b.enrolled(gina, { token: b.token(gina, grants) })).endAsync();
+    // The test plays a hostile host on a topic the broker does not protect: a genuine re-wrap, one bit flipped.
     const env = await sealEnvelope({ key: await importClientKey(readKeyFile(b.keyFile(alice))!.key), sender: alice, topic, seq: 1, payload: Buffer.from('x') });
     const { header, payload } = splitEnvelope(env);
     const [forGina] = await b.tee.rewrap(header, topic, alice, [gina]);

@@ -4,11 +4,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connectProtected, EnrolmentError, fileKeyStore, readKeyFile, TeeRequestError, type ProtectedClient } from '../../src/client/index.js';
 import { unique, waitUntil, withTimeout, WAIT_MS } from '../helpers/broker.js';
 import { MAIN } from '../acceptance/cli-broker.js';
-import { loadOrCreateOperatorKey, signRevocation } from '../../src/protect/operator.js';
+import { loadOperatorKey, OPERATOR_KEY_FILE, signRevocation } from '../../src/protect/operator.js';
 import { startBrokerBehindProxy, type MitmProxy } from '../acceptance/mitm-proxy.js';
 import { Events, type ProtectedBroker } from './protected-broker.js';
 
@@ -87,7 +88,7 @@ describe('a key change whose answer is lost completes on the next start with the
     const id = unique('vera');
     dropKeyAnswer();
     await assert.rejects(connectProtected(proxy.url, { identity: id, teeFingerprint: b.fingerprint, keyFile: b.keyFile(id), token: b.token(id), teeTimeoutMs: 1000, reconnectPeriod: 0 }), TeeRequestError);
-    await b.tee.revoke(signRevocation(loadOrCreateOperatorKey(b.dataDir), id));
+    await b.tee.revoke(signRevocation(loadOperatorKey(join(b.dataDir, OPERATOR_KEY_FILE)), id));
     await assert.rejects(b.client(id), (err: unknown) => err instanceof EnrolmentError && err.refusal === 'token-replayed');
     assert.equal(await pendingOf(id), undefined);
     assert.equal(existsSync(b.keyFile(id)), false);

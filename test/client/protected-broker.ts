@@ -2,10 +2,11 @@
 // enrolment tokens from the data folder's operator key, key files in the temp data folder.
 import { join } from 'node:path';
 import { defaultTeeConfig } from '../../src/config.js';
-import { issueToken, loadOrCreateOperatorKey } from '../../src/protect/operator.js';
+import { issueToken, loadOperatorKey, OPERATOR_KEY_FILE } from '../../src/protect/operator.js';
 import { connectProtected, type NodeProtectedClientOptions, type ProtectedClient } from '../../src/client/index.js';
 import { toBase64Url } from '../../src/tee/bytes.js';
 import type { TrustedComponent } from '../../src/tee/host.js';
+import type { Grants } from '../../src/tee/messages.js';
 import { startTestBroker, WAIT_MS, withTimeout, type TestBroker } from '../helpers/broker.js';
 
 export const PROTECTED = 'secure/#';
@@ -13,8 +14,8 @@ export const PROTECTED = 'secure/#';
 export interface ProtectedBroker extends TestBroker {
   tee: TrustedComponent;
   fingerprint: string;
-  /** An operator-signed enrolment token for `identity`, base64url as `mqt-tz token` prints it. */
-  token(identity: string): string;
+  /** An operator-signed enrolment token for `identity` granting the protected topics, base64url as `mqt-tz token` prints it. */
+  token(identity: string, grants?: Grants): string;
   keyFile(identity: string): string;
   /** connectProtected against the plain listener, closed with the broker. */
   client(identity: string, options?: Partial<NodeProtectedClientOptions>): Promise<ProtectedClient>;
@@ -31,13 +32,13 @@ export async function startProtectedBroker(backend: 'inline' | 'process' = 'inli
   const tee = base.running.tee;
   if (tee === undefined) throw new Error('the broker started without its trusted component');
   const fingerprint = (await tee.info()).fingerprint;
-  const operator = loadOrCreateOperatorKey(base.dataDir);
+  const operator = loadOperatorKey(join(base.dataDir, OPERATOR_KEY_FILE)); // the development key the broker created on first start
   const clients: ProtectedClient[] = [];
   const pb: ProtectedBroker = {
     ...base,
     tee,
     fingerprint,
-    token: (identity) => toBase64Url(issueToken(operator, identity, 600)),
+    token: (identity, grants = { publish: [PROTECTED], read: [PROTECTED] }) => toBase64Url(issueToken(operator, identity, 600, grants)),
     keyFile: (identity) => join(base.dataDir, `${identity}.key`),
     async client(identity, options = {}) {
       const c = await connectProtected(base.url, { identity, teeFingerprint: fingerprint, keyFile: pb.keyFile(identity), protectedTopics: [PROTECTED], reconnectPeriod: 0, ...options });

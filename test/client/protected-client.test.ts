@@ -99,9 +99,10 @@ test('a hostile broker\'s tampering is reported as its own error, never delivere
   // hostile/# is protected by the clients but not by the broker, so the test can play the hostile
   // host: it calls the real trusted component and injects whatever bytes it likes.
   const [alice, bob, carol] = [unique('alice'), unique('bob'), unique('carol')];
-  await (await b.enrolled(alice)).endAsync();
-  await (await b.enrolled(carol)).endAsync();
-  const events = await subscribed(await b.enrolled(bob, { protectedTopics: ['hostile/#'] }), ['hostile/#']);
+  const grants = { publish: ['hostile/#'], read: ['hostile/#'] };
+  await (await b.enrolled(alice, { token: b.token(alice, grants) })).endAsync();
+  await (await b.enrolled(carol, { token: b.token(carol, grants) })).endAsync();
+  const events = await subscribed(await b.enrolled(bob, { protectedTopics: ['hostile/#'], token: b.token(bob, grants) }), ['hostile/#']);
   const aliceKey = await importClientKey(readKeyFile(b.keyFile(alice))!.key);
   const seal = async (seq: number, text: string) => {
     const env = await sealEnvelope({ key: aliceKey, sender: alice, topic: 'hostile/a', seq, payload: Buffer.from(text) });

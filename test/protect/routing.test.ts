@@ -13,7 +13,12 @@ import { connectMqtt, inboxOf, startTestBroker, waitUntil, withTimeout, type Tes
 import {
   buildEnrolmentRequest, generateClientKeyBytes, openEnvelope, pinTee, ReplayWindow, sealEnvelope, verifyKeyResponse, type ClientKey, type TeeInfoJson,
 } from '../../src/client/crypto/index.js';
-import { issueToken, loadOrCreateOperatorKey, signPolicy, signRevocation } from '../../src/protect/operator.js';
+import { join } from 'node:path';
+import { issueToken, loadOperatorKey, signPolicy, signRevocation } from '../../src/protect/operator.js';
+
+/** The development operator key the broker created on its first start, as the operator's CLI reads it. */
+const operatorOf = (tb: TestBroker): ReturnType<typeof loadOperatorKey> => loadOperatorKey(join(tb.dataDir, 'operator.key'));
+const SECURE = { publish: ['secure/#'], read: ['secure/#'] };
 import { TEE_REQUEST_TOPICS, v311ResponseTopic } from '../../src/mqtt/tee-topics.js';
 
 const { info: TEE_INFO_TOPIC, enrol: TEE_ENROL_TOPIC, policy: TEE_POLICY_TOPIC, revoke: TEE_REVOKE_TOPIC } = TEE_REQUEST_TOPICS;
@@ -50,7 +55,7 @@ async function enrol(tb: TestBroker, id: string, version: 4 | 5 = 5): Promise<Pa
   assert.equal(infoStatus, 0);
   const info = JSON.parse(infoBody.toString()) as TeeInfoJson & { fingerprint: string };
   const tee = await pinTee(info, (await tb.running.tee!.info()).fingerprint);
-  const token = issueToken(loadOrCreateOperatorKey(tb.dataDir), id, 600);
+  const token = issueToken(operatorOf(tb), id, 600, SECURE);
   const { request, pending } = await buildEnrolmentRequest({ tee, identity: id, key: generateClientKeyBytes(), token });
   const [status, body] = await teeRequest(client, TEE_ENROL_TOPIC, request, version, id);
   assert.equal(status, 0, body.toString());
@@ -227,7 +232,7 @@ describe('protected topics through the broker', () => {
   it('revokes an identity through the running broker: its next messages are refused by the trusted component', async () => {
     const frank = await enrol(tb, 'frank');
     try {
-      const operator = loadOrCreateOperatorKey(tb.dataDir);
+      const operator = operatorOf(tb);
       const [status, answer] = await teeRequest(alice.client, TEE_REVOKE_TOPIC, signRevocation(operator, 'frank'), 5, 'alice');
       assert.equal(status, 0, answer.toString());
       assert.equal(await tb.running.tee!.isEnrolled('frank'), false);
@@ -258,7 +263,7 @@ describe('protected topics through the broker', () => {
       for (const text of ['one', 'two']) await alice.client.publishAsync(topic, Buffer.from(await seal(alice, topic, text)), { qos: 1 });
       await waitUntil(() => bobInbox.messages.length >= b0 + 2 && ginaInbox.messages.length >= g0 + 2, 'both to receive two messages');
       assert.equal(counters.groupsFormed - formed0, 1, 'one group serves the topic');
-      const [status] = await teeRequest(alice.client, TEE_REVOKE_TOPIC, signRevocation(loadOrCreateOperatorKey(tb.dataDir), 'gina'), 5, 'alice');
+      const [status] = await teeRequest(alice.client, TEE_REVOKE_TOPIC, signRevocation(operatorOf(tb), 'gina'), 5, 'alice');
       assert.equal(status, 0);
       await alice.client.publishAsync(topic, Buffer.from(await seal(alice, topic, 'after revocation')), { qos: 1 });
       await waitUntil(() => bobInbox.messages.length >= b0 + 3, 'bob to receive the third message');
@@ -292,7 +297,7 @@ describe('protected topics through the broker', () => {
   });
 
   it('applies an operator-signed policy sent through the running broker at once, and refuses a forged one', async () => {
-    const operator = loadOrCreateOperatorKey(tb.dataDir);
+    const operator = operatorOf(tb);
     const policy = JSON.stringify({ rules: [{ identity: 'alice', publish: ['secure/#'], read: ['secure/#'] }, { identity: 'bob', publish: [], read: ['secure/public/#'] }] });
     const [status, answer] = await teeRequest(alice.client, TEE_POLICY_TOPIC, signPolicy(operator, policy), 5, 'alice');
     assert.equal(status, 0, answer.toString());

@@ -154,7 +154,7 @@ test('a forged token, a replayed enrolment (answered as the first time) and a fo
   flipped[20]! ^= 1;
   await refusedUnchanged(f, 'policy-invalid', () => f.tee.loadPolicy(flipped));
   const info = f.info;
-  const body = encodeEndorsementBody({ x25519: Buffer.from(info.x25519, 'hex'), ed25519: Buffer.from(info.ed25519, 'hex'), measurement: randomBytes(32), issuedAt: 1 });
+  const body = encodeEndorsementBody({ x25519: Buffer.from(info.x25519, 'hex'), ed25519: Buffer.from(info.ed25519, 'hex'), measurement: randomBytes(32), mode: 0, build: 0, issuedAt: 1 });
   await refusedUnchanged(f, 'endorsement-invalid', () => f.tee.setEndorsement(signStatement(forger(), body)));
   await refusedUnchanged(f, 'endorsement-invalid', () => f.tee.setEndorsement(signStatement(f.operator, body)));
   assert.equal(await f.tee.isEnrolled('bob'), true);
@@ -164,8 +164,9 @@ test('a sealed key blob swapped between two identities is refused as sealed-inva
   // The cache holds 2 keys: publishing as alice below must read her blob from the store.
   await f.enrol('frank');
   await f.enrol('gina');
-  const aliceBlob = f.store.get('key/alice')!;
-  f.store.put('key/alice', f.store.get('key/bob')!);
+  const aliceName = f.storedName('key/alice');
+  const aliceBlob = f.store.get(aliceName)!;
+  f.store.put(aliceName, f.store.get(f.storedName('key/bob'))!);
   try {
     const m = await publish(alice, T, 'x');
     await refusedUnchanged(f, 'sealed-invalid', () => f.tee.rewrap(m.header, T, 'alice', ['bob']));
@@ -174,7 +175,7 @@ test('a sealed key blob swapped between two identities is refused as sealed-inva
     assert.equal(r!.refusal, 'recipient-sealed-invalid');
     assert.equal(await f.tee.isEnrolled('alice'), false);
   } finally {
-    f.store.put('key/alice', aliceBlob);
+    f.store.put(aliceName, aliceBlob);
   }
   const m = await publish(alice, T, 'restored');
   assert.equal(new TextDecoder().decode((await deliver(f, m, T, 'alice', bob)).payload), 'restored');
@@ -183,12 +184,15 @@ test('a sealed key blob swapped between two identities is refused as sealed-inva
 test('a blob sealed by another device does not unseal here', async () => {
   const other = await makeFixture('inline');
   try {
-    const otherAlice = await other.enrol('ivan');
-    f.store.put('key/ivan', other.store.get('key/ivan')!);
-    const m = await publish(otherAlice, T, 'x');
+    await f.enrol('ivan');
+    await f.enrol('jack');
+    await f.enrol('kate'); // the cache holds 2 keys: ivan's must be read from the store
+    const ivanName = f.storedName('key/ivan');
+    const otherIvan = await other.enrol('ivan');
+    f.store.put(ivanName, other.store.get(other.storedName('key/ivan'))!);
+    const m = await publish(otherIvan, T, 'x');
     await refusedUnchanged(f, 'sealed-invalid', () => f.tee.rewrap(m.header, T, 'ivan', ['bob']));
   } finally {
-    f.store.delete('key/ivan');
     await other.dispose();
   }
 });

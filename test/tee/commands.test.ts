@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   EnrolmentError, ReplayWindow, buildEnrolmentRequest, buildRotationRequest, generateClientKeyBytes, openEnvelope, verifyEndorsement, verifyKeyResponse,
 } from '../../src/client/crypto/index.js';
-import { issueToken, signPolicy, signRevocation } from '../../src/protect/operator.js';
+import { issueToken, signEndorsement, signPolicy, signRevocation } from '../../src/protect/operator.js';
 import { Dispatcher } from '../../src/tee/commands.js';
 import { CMD } from '../../src/tee/wire.js';
 import { measureTrustedCode } from '../../src/tee/core.js';
@@ -14,24 +14,29 @@ import { joinEnvelope } from '../../src/tee/envelope-layout.js';
 import { TeeError } from '../../src/tee/errors.js';
 import { parseKeyResponse } from '../../src/tee/messages.js';
 import { codeFromNumber } from '../../src/tee/errors.js';
-import { makeFixture } from './fixture.js';
+import { ALL_GRANTS, makeFixture } from './fixture.js';
 import { deliver, publish, refusedUnchanged, text } from './publishing.js';
 
 const TEE_DIST = join(dirname(fileURLToPath(import.meta.url)), '../../src/tee');
 const statusOf = (response: Uint8Array): string => codeFromNumber(parseKeyResponse(response).status);
 
-test('info reports the keys, the measurement of the trusted code, a fingerprint over the keys and an operator endorsement', async () => {
+test('info reports the keys, the measurement of the trusted code, a fingerprint over keys, operator, mode and build, and the operator endorsement once stored', async () => {
   const f = await makeFixture();
   try {
     const i = f.info;
     assert.match(i.x25519, /^[0-9a-f]{64}$/);
     assert.match(i.ed25519, /^[0-9a-f]{64}$/);
     assert.equal(i.measurement, measureTrustedCode(TEE_DIST).toString('hex'));
-    const fp = createHash('sha256').update('mqt-tz/1 fingerprint').update(Buffer.from(i.x25519, 'hex')).update(Buffer.from(i.ed25519, 'hex')).digest('hex');
+    assert.deepEqual([i.openEnrolment, i.build], [false, 'production']);
+    const fp = createHash('sha256').update('mqt-tz/1 fingerprint').update(Buffer.from(i.x25519, 'hex')).update(Buffer.from(i.ed25519, 'hex'))
+      .update(f.operator.publicKey).update(Uint8Array.of(0, 0)).digest('hex');
     assert.equal(i.fingerprint, fp);
     assert.equal(i.operatorPublicKey, Buffer.from(f.operator.publicKey).toString('hex'));
-    assert.ok((await verifyEndorsement(i, i.operatorPublicKey)) > 0);
-    await assert.rejects(verifyEndorsement(i, Buffer.alloc(32, 1).toString('hex')), (e: unknown) => e instanceof EnrolmentError && e.code === 'endorsement-invalid');
+    assert.equal(i.endorsement, null, 'nothing endorses the component by itself');
+    await f.tee.setEndorsement(signEndorsement(f.operator, i));
+    const endorsed = await f.tee.info();
+    assert.ok((await verifyEndorsement(endorsed, endorsed.operatorPublicKey)) > 0);
+    await assert.rejects(verifyEndorsement(endorsed, Buffer.alloc(32, 1).toString('hex')), (e: unknown) => e instanceof EnrolmentError && e.code === 'endorsement-invalid');
   } finally {
     await f.dispose();
   }
@@ -43,7 +48,7 @@ test('enrolment stores only a sealed key, answers with a verifiable key confirma
     assert.equal(await f.tee.isEnrolled('alice'), false);
     const alice = await f.enrol('alice');
     assert.equal(await f.tee.isEnrolled('alice'), true);
-    const blob = f.store.get('key/alice')!;
+    const blob = f.store.get(f.storedName('key/alice'))!;
     assert.ok(blob.length > 32);
     assert.equal(Buffer.from(blob).indexOf(Buffer.from(alice.raw)), -1, 'stored blob does not contain the key');
     assert.equal((await f.tee.stats()).enrolments, 1);
@@ -63,7 +68,7 @@ test('enrolment refusals are signed responses naming the reason: missing, expire
       return statusOf(response);
     };
     assert.equal(await attempt('bob'), 'token-missing');
-    assert.equal(await attempt('bob', issueToken(f.operator, 'bob', 1, Date.now() - 10_000)), 'token-expired');
+    assert.equal(await attempt('bob', issueToken(f.operator, 'bob', 1, ALL_GRANTS, Date.now() - 10_000)), 'token-expired');
     assert.equal(await attempt('bob', f.token('carol')), 'token-identity-mismatch');
     assert.equal(await attempt('alice', f.token('alice')), 'already-enrolled');
     assert.equal(statusOf(await f.tee.enrol(randomBytes(40))), 'enrol-malformed');
@@ -85,7 +90,7 @@ test('an enrolment request sent again gets the same signed answer (also after a 
     assert.equal((await f.tee.stats()).enrolments, 1);
     await f.tee.close();
     const { openTrustedComponent } = await import('../../src/tee/host.js');
-    const restarted = await openTrustedComponent({ backend: 'inline', store: f.store, deviceSecretPath: join(f.dir, 'tee/device.secret'), operatorPublicKey: f.operator.publicKey });
+    const restarted = await openTrustedComponent({ backend: 'inline', store: f.store, stateDir: join(f.dir, 'tee'), operatorPublicKey: f.operator.publicKey });
     try {
       assert.deepEqual(await restarted.enrol(request), answer, 'answered from the sealed key record, not from memory');
       assert.equal(f.storeState(), enrolled);
@@ -99,18 +104,20 @@ test('an enrolment request sent again gets the same signed answer (also after a 
   }
 });
 
-test('open enrolment accepts a request without a token and warns at start', async () => {
+test('open enrolment accepts a request without a token, warns at start and shows in info and fingerprint', async () => {
   const warnings: string[] = [];
-  const { openDataTee } = await import('../../src/protect/operator.js');
+  const { openDataTee, createOperatorKey } = await import('../../src/protect/operator.js');
   const { mkdtempSync, rmSync } = await import('node:fs');
   const dir = mkdtempSync(join((await import('node:os')).tmpdir(), 'mqt-tz-open-'));
-  const d = await openDataTee(dir, { backend: 'inline', openEnrolment: true, onWarning: (m) => warnings.push(m) });
+  const operator = createOperatorKey(join(dir, 'operator.key'));
+  const d = await openDataTee(dir, { backend: 'inline', enrolmentMode: 'open', operatorPublicKey: operator.publicKey, onWarning: (m) => warnings.push(m) });
   try {
     assert.match(warnings.join(), /OPEN ENROLMENT/);
     const info = await d.tee.info();
     assert.equal(info.openEnrolment, true);
-    const { pinTee } = await import('../../src/client/crypto/index.js');
-    const { request, pending } = await buildEnrolmentRequest({ tee: await pinTee(info, info.fingerprint), identity: 'dev', key: generateClientKeyBytes() });
+    const { pinTee, fingerprintOf } = await import('../../src/client/crypto/index.js');
+    assert.equal(await fingerprintOf({ ...info, openEnrolment: false }) === info.fingerprint, false, 'the mode is part of the fingerprint');
+    const { request, pending } = await buildEnrolmentRequest({ tee: await pinTee(info, { fingerprint: info.fingerprint, allowOpenEnrolment: true }), identity: 'dev', key: generateClientKeyBytes() });
     await verifyKeyResponse(pending, await d.tee.enrol(request));
     assert.equal(await d.tee.isEnrolled('dev'), true);
   } finally {
@@ -154,7 +161,7 @@ test('revocation removes the key from cache and store at once; a token issued la
     const bob = await f.enrol('bob');
     const parts = await publish(alice, 't', 'x');
     await f.tee.revoke(signRevocation(f.operator, 'bob'));
-    assert.equal(f.store.get('key/bob'), undefined);
+    assert.deepEqual(f.store.snapshot().filter((e) => e.name.startsWith('key/bob#')), [], 'no version of bob\'s key is left in the store');
     assert.equal(await f.tee.isEnrolled('bob'), false);
     const [r] = await f.tee.rewrap(parts.header, 't', 'alice', ['bob']);
     assert.equal(r!.refusal, 'recipient-revoked');
@@ -185,7 +192,7 @@ test('a loaded policy limits publishing and reading per identity, and survives a
     await refusedUnchanged(f, 'policy-malformed', () => f.tee.loadPolicy(signPolicy(f.operator, '{"rules":[{"identity":"a","read":["a/#/b"]}]}', 9)));
     await f.tee.close();
     const { openTrustedComponent } = await import('../../src/tee/host.js');
-    const again = await openTrustedComponent({ backend: 'inline', store: f.store, deviceSecretPath: join(f.dir, 'tee/device.secret'), operatorPublicKey: f.operator.publicKey });
+    const again = await openTrustedComponent({ backend: 'inline', store: f.store, stateDir: join(f.dir, 'tee'), operatorPublicKey: f.operator.publicKey });
     assert.equal((await again.info()).policySerial, 5);
     assert.equal((await again.info()).fingerprint, f.info.fingerprint);
     await again.close();
@@ -221,8 +228,21 @@ test('re-wrap returns one header per allowed recipient in order, of a size indep
   }
 });
 
-test('paper mode re-encrypts the whole payload per recipient into envelopes the recipients can open', async () => {
+test('paper mode is refused by a production component', async () => {
   const f = await makeFixture();
+  try {
+    const alice = await f.enrol('alice');
+    await f.enrol('bob');
+    const parts = await publish(alice, 'p', 'paper mode payload');
+    await refusedUnchanged(f, 'benchmark-only', () => f.tee.reencrypt(joinEnvelope(parts.header, parts.payload), 'p', 'alice', ['bob']));
+    assert.equal((await f.tee.stats()).reencryptCalls, 0);
+  } finally {
+    await f.dispose();
+  }
+});
+
+test('paper mode (benchmark build only) re-encrypts the whole payload per recipient into envelopes the recipients can open', async () => {
+  const f = await makeFixture('inline', { build: 'benchmark' });
   try {
     const alice = await f.enrol('alice');
     const bob = await f.enrol('bob');
@@ -280,7 +300,7 @@ test('a different operator key than the pinned one is refused at start', async (
   try {
     const { openTrustedComponent } = await import('../../src/tee/host.js');
     await assert.rejects(
-      openTrustedComponent({ backend: 'inline', store: f.store, deviceSecretPath: join(f.dir, 'tee/device.secret'), operatorPublicKey: randomBytes(32) }),
+      openTrustedComponent({ backend: 'inline', store: f.store, stateDir: join(f.dir, 'tee'), operatorPublicKey: randomBytes(32) }),
       (e: unknown) => e instanceof TeeError && e.code === 'operator-mismatch',
     );
   } finally {

@@ -1,13 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EnvelopeFormatError, KIND_SENDER, encodeHeader, joinEnvelope, parseHeader, splitEnvelope } from '../../src/tee/envelope-layout.js';
 import { fromBase64Url, toBase64Url } from '../../src/tee/bytes.js';
 import { KeyCache, deriveClientKeys } from '../../src/tee/keys.js';
-import { Policy, checkFilter, topicMatches } from '../../src/tee/policy.js';
-import { Sealer, readDeviceSecret } from '../../src/tee/seal.js';
+import { Policy, checkFilter, grantAllows, topicMatches } from '../../src/tee/policy.js';
+const NONE = { publish: [], read: [] };
+import { Sealer } from '../../src/tee/seal.js';
+import { StateDir } from '../../src/tee/state-dir.js';
 import { TeeError } from '../../src/tee/errors.js';
 import { FRAME_COMMAND, FrameDecoder, encodeFrame, type Frame } from '../../src/tee/wire.js';
 
@@ -156,24 +158,26 @@ test('MQTT filter matching follows the spec, including # at the parent level and
   for (const bad of ['a/#/b', 'a+', '#a', '']) assert.throws(() => checkFilter(bad), RangeError, bad);
 });
 
-test('a policy grants by identity or "*", and the default policy grants everything', () => {
+test('a policy grants by identity or "*"; token grants allow only the filters they list', () => {
   const p = Policy.parse(JSON.stringify({ rules: [{ identity: 'a', publish: ['x/#'] }, { identity: '*', read: ['x/+'] }] }), 3);
   assert.equal(p.mayPublish('a', 'x/1'), true);
   assert.equal(p.mayPublish('b', 'x/1'), false);
   assert.equal(p.mayRead('b', 'x/1'), true);
   assert.equal(p.mayRead('b', 'x/1/2'), false);
-  assert.equal(Policy.open().mayRead('anyone', 'any/topic'), true);
+  assert.equal(grantAllows(['x/#'], 'x/1/2'), true);
+  assert.equal(grantAllows(['x/#'], 'y'), false);
+  assert.equal(grantAllows([], 'any/topic'), false, 'no grants, nothing allowed');
   assert.throws(() => Policy.parse('{"rules":{}}', 1), /rules/);
   assert.throws(() => Policy.parse('{"rules":[{"identity":"a","read":"x"}]}', 1), /read/);
 });
 
 test('the key cache evicts the least recently used entry and counts hits and misses', () => {
   const c = new KeyCache(2);
-  const a = deriveClientKeys(new Uint8Array(32).fill(1), 1);
+  const a = deriveClientKeys(new Uint8Array(32).fill(1), 1, NONE);
   c.set('a', a);
-  c.set('b', deriveClientKeys(new Uint8Array(32).fill(2), 1));
+  c.set('b', deriveClientKeys(new Uint8Array(32).fill(2), 1, NONE));
   assert.ok(c.get('a'));
-  c.set('c', deriveClientKeys(new Uint8Array(32).fill(3), 1)); // evicts b (a was used)
+  c.set('c', deriveClientKeys(new Uint8Array(32).fill(3), 1, NONE)); // evicts b (a was used)
   assert.equal(c.get('b'), undefined);
   assert.ok(c.get('c'));
   assert.deepEqual([c.hits, c.misses, c.size], [2, 1, 2]);
@@ -185,20 +189,27 @@ test('the key cache evicts the least recently used entry and counts hits and mis
   assert.throws(() => new KeyCache(0), RangeError);
 });
 
-test('sealing binds the object name; the device secret is created once with mode 0600', () => {
+test('sealing binds the object name and version; the device secret is created once with mode 0600 and the counter only moves on', () => {
   const dir = mkdtempSync(join(tmpdir(), 'mqt-tz-seal-'));
   try {
-    const path = join(dir, 'tee', 'device.secret');
-    const secret = readDeviceSecret(path);
-    assert.equal(statSync(path).mode & 0o777, 0o600);
-    assert.deepEqual(readDeviceSecret(path), secret);
+    const state = new StateDir(join(dir, 'tee'));
+    assert.equal(state.read(), undefined, 'an empty state directory is not provisioned');
+    const secret = state.createSecret();
+    assert.equal(statSync(state.secretPath).mode & 0o777, 0o600);
+    assert.throws(() => state.read(), (e: unknown) => e instanceof TeeError && e.code === 'state-incomplete' && /counter/.test(e.detail), 'a secret without a counter is refused');
+    assert.throws(() => state.createSecret(), /EEXIST/, 'never overwritten');
+    state.writeCounter(1);
+    state.writeCounter(7);
+    assert.deepEqual(state.read(), { secret, counter: 7 });
     const s = new Sealer(secret);
-    const blob = s.seal('key/alice', Buffer.from('k'));
-    assert.equal(s.unseal('key/alice', blob).toString(), 'k');
-    assert.throws(() => s.unseal('key/bob', blob), (e: unknown) => e instanceof TeeError && e.code === 'sealed-invalid');
-    assert.throws(() => new Sealer(Buffer.alloc(32, 1)).unseal('key/alice', blob), (e: unknown) => e instanceof TeeError && e.code === 'sealed-invalid');
-    writeFileSync(join(dir, 'short'), 'x');
-    assert.throws(() => readDeviceSecret(join(dir, 'short')), /shorter than 32/);
+    const blob = s.seal('key/alice', 3, Buffer.from('k'));
+    assert.equal(s.unseal('key/alice', 3, blob).toString(), 'k');
+    for (const [name, version] of [['key/bob', 3], ['key/alice', 2], ['key/alice', 4]] as const) {
+      assert.throws(() => s.unseal(name, version, blob), (e: unknown) => e instanceof TeeError && e.code === 'sealed-invalid', `${name}#${version}`);
+    }
+    assert.throws(() => new Sealer(Buffer.alloc(32, 1)).unseal('key/alice', 3, blob), (e: unknown) => e instanceof TeeError && e.code === 'sealed-invalid');
+    rmSync(state.secretPath);
+    assert.throws(() => state.read(), (e: unknown) => e instanceof TeeError && e.code === 'state-incomplete' && /device.secret/.test(e.detail), 'a counter without a secret is refused');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -6,7 +6,7 @@ import { codeFromNumber } from '../../tee/errors.js';
 import {
   CLIENT_NONCE_BYTES, LABELS, MSG_ENROL, MSG_ENROL_RESPONSE, MSG_ROTATE, MSG_ROTATE_RESPONSE, encodeEnrolPlaintext, encodeRotatePlaintext,
   fingerprintInput, keyConfirmInput, keyRequestPrefix, operatorSignedInput, parseEndorsementBody, parseKeyResponse, responseSignedInput,
-  rotateProofInput, splitSigned, STATEMENT_ENDORSEMENT,
+  rotateProofInput, splitSigned, BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_OPEN, MODE_TOKEN, STATEMENT_ENDORSEMENT, type Provisioning,
 } from '../../tee/messages.js';
 import { concat, equalBytes } from '../../tee/bytes.js';
 import { EnrolmentError } from './errors.js';
@@ -23,25 +23,69 @@ export interface TeePublicKeys {
 export interface TeeInfoJson {
   x25519: string;
   ed25519: string;
+  operatorPublicKey: string;
+  openEnrolment: boolean;
+  build: string;
   measurement?: string;
   endorsement?: string | null;
 }
 
-export async function fingerprintOf(x25519: Uint8Array, ed25519: Uint8Array): Promise<string> {
-  return toHex(await sha256(fingerprintInput(x25519, ed25519)));
+/** What a client trusts a trusted component by, and what it accepts beyond a production, token-mode one. */
+export interface TeePin {
+  /** The component's fingerprint (keys, operator, mode, build), from `mqt-tz tee info`. */
+  fingerprint?: string;
+  /** The operator's public key (hex): the component must be provisioned with it and carry its endorsement. */
+  operatorPublicKey?: string;
+  /** Accept a component provisioned for open enrolment (development only: anyone may enrol any unused identity). */
+  allowOpenEnrolment?: boolean;
+  /** Accept a benchmark build (it serves paper-mode re-encryption, which decrypts payloads). */
+  allowBenchmarkBuild?: boolean;
 }
 
-/** Accepts the trusted component's keys only if they hash to the pinned fingerprint. */
-export async function pinTee(info: TeeInfoJson, fingerprint: string): Promise<TeePublicKeys> {
-  const keys = { x25519: fromHex(info.x25519), ed25519: fromHex(info.ed25519) };
-  if (keys.x25519.length !== 32 || keys.ed25519.length !== 32) throw new EnrolmentError('fingerprint-mismatch', 'trusted component keys must be 32 bytes each');
-  if ((await fingerprintOf(keys.x25519, keys.ed25519)) !== fingerprint.toLowerCase()) {
-    throw new EnrolmentError('fingerprint-mismatch', 'trusted component keys do not match the pinned fingerprint');
+function provisioningOf(info: TeeInfoJson): Provisioning {
+  if (typeof info.openEnrolment !== 'boolean' || (info.build !== 'production' && info.build !== 'benchmark')) {
+    throw new EnrolmentError('fingerprint-mismatch', 'trusted component info lacks its enrolment mode or build kind');
+  }
+  return { mode: info.openEnrolment ? MODE_OPEN : MODE_TOKEN, build: info.build === 'benchmark' ? BUILD_BENCHMARK : BUILD_PRODUCTION };
+}
+
+function key32(hex: string | undefined, what: string): Bytes {
+  if (typeof hex !== 'string' || !/^[0-9a-fA-F]{64}$/.test(hex)) throw new EnrolmentError('fingerprint-mismatch', `trusted component ${what} must be 32 bytes of hex`);
+  return fromHex(hex.toLowerCase());
+}
+
+/** SHA-256 over the component's keys, operator key, enrolment mode and build kind (docs/protocol.md §2). */
+export async function fingerprintOf(info: TeeInfoJson): Promise<string> {
+  return toHex(await sha256(fingerprintInput(key32(info.x25519, 'X25519 key'), key32(info.ed25519, 'Ed25519 key'), key32(info.operatorPublicKey, 'operator key'), provisioningOf(info))));
+}
+
+/**
+ * Accepts the trusted component only if it matches what the client pins: its fingerprint, and/or
+ * the operator's key with the operator's endorsement of exactly these keys, mode and build. Open
+ * enrolment and benchmark builds are refused unless the pin allows them.
+ */
+export async function pinTee(info: TeeInfoJson, pin: string | TeePin): Promise<TeePublicKeys> {
+  const p: TeePin = typeof pin === 'string' ? { fingerprint: pin } : pin;
+  if (p.fingerprint === undefined && p.operatorPublicKey === undefined) throw new EnrolmentError('fingerprint-mismatch', 'pin the trusted component by its fingerprint or by the operator public key');
+  const keys = { x25519: key32(info.x25519, 'X25519 key'), ed25519: key32(info.ed25519, 'Ed25519 key') };
+  if (p.fingerprint !== undefined && (await fingerprintOf(info)) !== p.fingerprint.toLowerCase()) {
+    throw new EnrolmentError('fingerprint-mismatch', 'trusted component keys, operator, enrolment mode or build do not match the pinned fingerprint');
+  }
+  if (p.operatorPublicKey !== undefined) {
+    if (String(info.operatorPublicKey).toLowerCase() !== p.operatorPublicKey.toLowerCase()) throw new EnrolmentError('endorsement-invalid', 'trusted component was provisioned for another operator');
+    await verifyEndorsement(info, p.operatorPublicKey);
+  }
+  const provisioning = provisioningOf(info);
+  if (provisioning.mode === MODE_OPEN && p.allowOpenEnrolment !== true) {
+    throw new EnrolmentError('open-enrolment-refused', 'trusted component is in open-enrolment mode (anyone may enrol any unused identity); opt in with allowOpenEnrolment / --allow-open-enrolment, for development only');
+  }
+  if (provisioning.build === BUILD_BENCHMARK && p.allowBenchmarkBuild !== true) {
+    throw new EnrolmentError('benchmark-build-refused', 'trusted component is a benchmark build (it decrypts payloads for paper-mode re-encryption); opt in with allowBenchmarkBuild / --allow-benchmark-build');
   }
   return keys;
 }
 
-/** Checks the operator's endorsement of these keys and this measurement; returns its time. */
+/** Checks the operator's endorsement of these keys, this measurement, mode and build; returns its time. */
 export async function verifyEndorsement(info: TeeInfoJson, operatorPublicKeyHex: string): Promise<number> {
   try {
     const s = splitSigned(fromBase64Url(info.endorsement ?? ''));
@@ -49,6 +93,8 @@ export async function verifyEndorsement(info: TeeInfoJson, operatorPublicKeyHex:
     if (!(await ed25519Verify(fromHex(operatorPublicKeyHex), s.signature, operatorSignedInput(s.body)))) throw new Error('signature does not verify');
     const e = parseEndorsementBody(s.body);
     if (toHex(e.x25519) !== info.x25519 || toHex(e.ed25519) !== info.ed25519 || toHex(e.measurement) !== info.measurement) throw new Error('names other keys or code');
+    const p = provisioningOf(info);
+    if (e.mode !== p.mode || e.build !== p.build) throw new Error('names another enrolment mode or build');
     return e.issuedAt;
   } catch (err) {
     throw new EnrolmentError('endorsement-invalid', `endorsement: ${(err as Error).message}`);

@@ -51,7 +51,7 @@ export class NotForMeError extends ProtectedMessageError {
   }
 }
 
-export type EnrolmentErrorCode = 'fingerprint-mismatch' | 'endorsement-invalid' | 'bad-response' | 'bad-signature' | 'bad-confirmation' | 'refused';
+export type EnrolmentErrorCode = 'fingerprint-mismatch' | 'endorsement-invalid' | 'open-enrolment-refused' | 'benchmark-build-refused' | 'bad-response' | 'bad-signature' | 'bad-confirmation' | 'refused';
 
 export class EnrolmentError extends Error {
   constructor(readonly code: EnrolmentErrorCode, message: string, readonly refusal?: TeeErrorCode) {
