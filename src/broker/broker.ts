@@ -15,6 +15,7 @@ import { Deadline } from './deadline.js';
 import { PublisherOrder, type Place } from './publisher-order.js';
 import { SubscriptionTree, type SubscriptionOptions } from './subscriptions.js';
 import { TargetCollector, type Target } from './targets.js';
+import { AbuseLimits, type AbuseCounters } from '../limits/abuse.js';
 
 export type { Target } from './targets.js';
 
@@ -85,7 +86,7 @@ class StagedDelivery implements Place, StageOutput {
   }
 }
 
-export interface BrokerCounters {
+export interface BrokerCounters extends AbuseCounters {
   connectionsAccepted: number;
   messagesReceived: number;
   messagesRouted: number;
@@ -94,10 +95,19 @@ export interface BrokerCounters {
   malformedPackets: number;
   /** Packets whose handler failed (a bug, not the client's fault): each closed its connection only. */
   handlerFailures: number;
+  /** Connections closed for not sending CONNECT within `limits.connectTimeout`. */
+  connectTimeouts: number;
+  /** Connections refused at `limits.maxConnections` (v5: CONNACK 0x97). */
+  refusedConnectionLimit: number;
 }
 
-const CONNECT_TIMEOUT_MS = 10_000;
 const FOREVER = 0xffffffff;
+
+/**
+ * Connections past `maxConnections` that are still read until their CONNECT, to refuse it in a
+ * CONNACK (v5: 0x97 Quota exceeded); beyond these, new connections are closed at once.
+ */
+export const REFUSAL_SLOTS = 1024;
 
 export class Broker {
   readonly sessions = new Map<string, Session>();
@@ -105,7 +115,22 @@ export class Broker {
   readonly clients = new Map<string, Connection>();
   readonly connections = new Set<Connection>();
   readonly subscriptions = new SubscriptionTree();
-  readonly counters: BrokerCounters = { connectionsAccepted: 0, messagesReceived: 0, messagesRouted: 0, dropped: 0, malformedPackets: 0, handlerFailures: 0 };
+  readonly counters: BrokerCounters = {
+    connectionsAccepted: 0,
+    messagesReceived: 0,
+    messagesRouted: 0,
+    dropped: 0,
+    malformedPackets: 0,
+    handlerFailures: 0,
+    connectTimeouts: 0,
+    refusedConnectionLimit: 0,
+    refusedConnectionRate: 0,
+    refusedPerAddress: 0,
+    refusedBanned: 0,
+    flapBans: 0,
+    publishPauses: 0,
+  };
+  readonly abuse: AbuseLimits;
   auth: AuthHooks;
   readonly retained: RetainedStore;
   deliveryStage: DeliveryStage | undefined;
@@ -118,6 +143,8 @@ export class Broker {
   private readonly order = new PublisherOrder((err, origin) => this.log.error({ err, origin }, 'delivery failed'));
   private readonly targets = new TargetCollector(this.subscriptions, this.sessions, this.clients);
   private closing = false;
+  /** Connections in `connections` taken past `maxConnections`, only to be refused at CONNECT. */
+  private overLimit = 0;
 
   constructor(
     readonly config: BrokerConfig,
@@ -126,19 +153,37 @@ export class Broker {
   ) {
     this.auth = options.auth ?? new AclAuth(config.allowAnonymous, config.acl);
     this.retained = options.retained ?? new MemoryRetainedStore();
+    this.abuse = new AbuseLimits(config.limits, this.counters, log);
     this.sweeper = setInterval(() => this.sweep(), 1000);
     this.sweeper.unref();
   }
 
   /** Entry point for every transport: one accepted byte stream = one MQTT connection. */
   handleStream(stream: Duplex, info: TransportInfo): void {
-    if (this.closing || this.connections.size >= this.config.limits.maxConnections) {
-      this.log.warn({ remote: info.remoteAddress }, 'connection refused: connection limit reached');
+    const max = this.config.limits.maxConnections;
+    if (this.closing || this.connections.size >= max + REFUSAL_SLOTS) {
+      this.refusedAtLimit(info.remoteAddress);
+      stream.destroy();
+      return;
+    }
+    if (!this.abuse.admit(info.transport, info.remoteAddress)) {
       stream.destroy();
       return;
     }
     this.counters.connectionsAccepted++;
-    this.connections.add(new Connection(this, stream, info));
+    const conn = new Connection(this, stream, info);
+    if (this.connections.size - this.overLimit >= max) {
+      conn.overLimit = true;
+      this.overLimit++;
+    }
+    this.connections.add(conn);
+  }
+
+  /** @internal A connection refused at `maxConnections` (before or at its CONNECT). */
+  refusedAtLimit(remote: string): void {
+    if (this.closing) return;
+    this.counters.refusedConnectionLimit++;
+    this.abuse.burst.note('maxConnections', { remote, max: this.config.limits.maxConnections }, 'connection refused: connection limit reached');
   }
 
   newSession(clientId: string): Session {
@@ -177,7 +222,10 @@ export class Broker {
   }
 
   connectionClosed(conn: Connection): void {
-    if (!this.connections.delete(conn) || !conn.connected) return;
+    if (!this.connections.delete(conn)) return;
+    this.abuse.released(conn.transport.remoteAddress);
+    if (conn.overLimit) this.overLimit--;
+    if (!conn.connected) return;
     if (this.clients.get(conn.clientId) === conn) this.clients.delete(conn.clientId);
     const session = conn.session;
     if (!session || session.link !== conn) return;
@@ -334,9 +382,14 @@ export class Broker {
 
   private sweep(): void {
     const now = Date.now();
+    const connectTimeoutMs = this.config.limits.connectTimeout * 1000;
     for (const conn of this.connections) {
       if (!conn.connected) {
-        if (!conn.connecting && now - conn.openedAt > CONNECT_TIMEOUT_MS) conn.destroy();
+        if (!conn.connecting && now - conn.openedAt > connectTimeoutMs) {
+          this.counters.connectTimeouts++;
+          this.abuse.burst.note('connectTimeout', { remote: conn.transport.remoteAddress, seconds: this.config.limits.connectTimeout }, 'connection closed: no CONNECT in time');
+          conn.destroy();
+        }
       } else if (conn.keepalive > 0 && now - conn.lastActivity > conn.keepalive * 1500) {
         this.log.debug({ clientId: conn.clientId }, 'keep alive timeout');
         conn.close(Reason.KeepAliveTimeout, 'keep alive timeout');
@@ -351,6 +404,7 @@ export class Broker {
   async close(): Promise<void> {
     this.closing = true;
     clearInterval(this.sweeper);
+    this.abuse.close();
     for (const conn of [...this.connections]) conn.close(Reason.ServerShuttingDown, 'server shutting down');
     for (const session of [...this.sessions.values()]) this.flushWill(session);
     await this.order.drained();

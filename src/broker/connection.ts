@@ -1,7 +1,7 @@
 /** One client network connection: decoding, dispatch, keep alive, v5 negotiation, sending. */
 import type { Duplex } from 'node:stream';
 import type { IPublishPacket, Packet } from 'mqtt-packet';
-import { Decoder, encode, type ProtocolVersion } from '../mqtt/codec.js';
+import { Decoder, encode, totalPacketSize, type ProtocolVersion } from '../mqtt/codec.js';
 import { leadBytes, publishHeader, writeLead } from '../mqtt/publish-header.js';
 import { Reason } from '../mqtt/reason-codes.js';
 import type { TransportInfo } from '../transport/types.js';
@@ -11,6 +11,7 @@ import { remainingExpiry } from './message.js';
 import type { Session, SessionLink } from './session.js';
 import type { Broker } from './broker.js';
 import { dispatch } from './handlers/dispatch.js';
+import type { Pausable, PublishThrottle } from '../limits/abuse.js';
 
 /** First byte of PUBACK, PUBREC, PUBREL (flags 0b0010) and PUBCOMP. */
 const ACK_TYPES: Partial<Record<Packet['cmd'], number>> = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70 };
@@ -28,7 +29,7 @@ export class ProtocolViolation extends Error {
   }
 }
 
-export class Connection implements SessionLink, ClientInfo {
+export class Connection implements SessionLink, ClientInfo, Pausable {
   version: ProtocolVersion = 4;
   clientId = '';
   username: string | undefined;
@@ -40,6 +41,8 @@ export class Connection implements SessionLink, ClientInfo {
   connected = false;
   connecting = false;
   closed = false;
+  /** Taken past `limits.maxConnections`: its CONNECT is refused (v5: CONNACK 0x97). */
+  overLimit = false;
   keepalive = 0;
   lastActivity = Date.now();
   readonly openedAt = Date.now();
@@ -58,6 +61,8 @@ export class Connection implements SessionLink, ClientInfo {
   /** Packets that arrived while CONNECT was still being processed. */
   private pending: Packet[] | undefined;
   private readonly decoder: Decoder;
+  /** Only when a publish rate or byte rate is configured. */
+  private readonly throttle: PublishThrottle | undefined;
 
   constructor(
     readonly broker: Broker,
@@ -69,6 +74,7 @@ export class Connection implements SessionLink, ClientInfo {
       malformed: (msg, reason, packet) => this.onMalformed(msg, reason, packet),
       tooLarge: (size) => this.close(Reason.PacketTooLarge, `packet of ${size} bytes exceeds the maximum of ${broker.config.limits.maxPacketSize}`),
     });
+    this.throttle = broker.abuse.publishThrottle();
     stream.on('data', (chunk: Buffer) => {
       this.lastActivity = Date.now();
       this.decoder.push(chunk);
@@ -88,6 +94,18 @@ export class Connection implements SessionLink, ClientInfo {
 
   get busy(): boolean {
     return this.chain !== undefined;
+  }
+
+  pauseReading(): void {
+    this.stream.pause();
+  }
+
+  resumeReading(): void {
+    if (this.closed) return;
+    // the pause was the broker's doing, not the client's silence
+    this.lastActivity = Date.now();
+    this.releasePackets();
+    if (this.pending === undefined) this.stream.resume();
   }
 
   /** Runs `task` after all earlier serial work of this connection. */
@@ -119,6 +137,16 @@ export class Connection implements SessionLink, ClientInfo {
     if (this.pending) {
       this.pending.push(packet);
       return;
+    }
+    if (this.throttle !== undefined && packet.cmd === 'publish') {
+      const ms = this.throttle.admit(totalPacketSize(packet.length ?? 0));
+      if (ms > 0) {
+        // over budget: this PUBLISH and what follows it wait, and nothing more is read meanwhile
+        this.pending = [packet];
+        this.throttle.pause(this, ms);
+        this.broker.abuse.paused(this.clientId, ms);
+        return;
+      }
     }
     try {
       dispatch(this, packet);
@@ -277,6 +305,7 @@ export class Connection implements SessionLink, ClientInfo {
 
   private onClosed(): void {
     this.closed = true;
+    this.throttle?.stop();
     this.broker.connectionClosed(this);
   }
 }

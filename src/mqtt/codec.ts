@@ -130,10 +130,10 @@ export class Decoder {
     }
     this.parser.parse(chunk);
     if (this.failed) return;
-    // A packet still being assembled whose announced length is over the limit: refuse it now
-    // instead of buffering up to 256 MB of it.
+    // A packet still being assembled whose announced length is over the limit: refuse it as soon
+    // as its header is read, before any of its body (up to 256 MB) arrives.
     const length = internals.packet.length;
-    if (length >= 0 && totalPacketSize(length) > this.maxPacketSize && internals._list.length > 0) {
+    if (length >= 0 && totalPacketSize(length) > this.maxPacketSize) {
       this.failed = true;
       this.events.tooLarge(length);
     }
