@@ -196,7 +196,7 @@ export class Broker {
   endSession(session: Session): void {
     this.flushWill(session);
     for (const [, sub] of session.subscriptions) this.subscriptions.remove(session.clientId, sub.filter, sub.group);
-    session.subscriptions.clear();
+    session.clearSubscriptions();
     session.clearMessages();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
   }

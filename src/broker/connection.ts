@@ -1,7 +1,7 @@
 /** One client network connection: decoding, dispatch, keep alive, v5 negotiation, sending. */
 import type { Duplex } from 'node:stream';
 import type { IPublishPacket, Packet } from 'mqtt-packet';
-import { Decoder, encode, totalPacketSize, type ProtocolVersion } from '../mqtt/codec.js';
+import { Decoder, encode, totalPacketSize, type DecoderEvents, type ProtocolVersion } from '../mqtt/codec.js';
 import { leadBytes, publishHeader, writeLead } from '../mqtt/publish-header.js';
 import { Reason } from '../mqtt/reason-codes.js';
 import type { TransportInfo } from '../transport/types.js';
@@ -12,6 +12,31 @@ import type { Session, SessionLink } from './session.js';
 import type { Broker } from './broker.js';
 import { dispatch } from './handlers/dispatch.js';
 import type { Pausable, PublishThrottle } from '../limits/abuse.js';
+
+/*
+ * The stream's listeners and the uncork callback are functions shared by every connection (the
+ * stream carries its connection), not closures per connection: at 10 000 idle connections every
+ * few hundred bytes per connection count (docs/architecture.md, "Memory per connection").
+ */
+const CONNECTION = Symbol('connection');
+type Carrier = Duplex & { [CONNECTION]: Connection };
+
+function onStreamData(this: Carrier, chunk: Buffer): void {
+  this[CONNECTION].received(chunk);
+}
+
+function onStreamError(this: Carrier, err: Error): void {
+  const conn = this[CONNECTION];
+  conn.broker.log.debug({ err: err.message, clientId: conn.clientId }, 'connection error');
+}
+
+function onStreamClose(this: Carrier): void {
+  this[CONNECTION].streamClosed();
+}
+
+function uncork(conn: Connection): void {
+  conn.uncorkNow();
+}
 
 /** First byte of PUBACK, PUBREC, PUBREL (flags 0b0010) and PUBCOMP. */
 const ACK_TYPES: Partial<Record<Packet['cmd'], number>> = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70 };
@@ -29,7 +54,7 @@ export class ProtocolViolation extends Error {
   }
 }
 
-export class Connection implements SessionLink, ClientInfo, Pausable {
+export class Connection implements SessionLink, ClientInfo, Pausable, DecoderEvents {
   version: ProtocolVersion = 4;
   clientId = '';
   username: string | undefined;
@@ -52,8 +77,9 @@ export class Connection implements SessionLink, ClientInfo, Pausable {
   maxPacketSize = Infinity;
   topicAliasMaximum = 0;
   requestProblemInformation = true;
-  readonly inboundAliases = new Map<number, string>();
-  readonly outboundAliases = new Map<string, number>();
+  /** Made at first use, as most clients use no aliases. */
+  inboundAliases: Map<number, string> | undefined;
+  private outboundAliases: Map<string, number> | undefined;
 
   /** Tail of the work that must finish, in order, before the next incoming message is handled. */
   private chain: Promise<void> | undefined;
@@ -69,18 +95,23 @@ export class Connection implements SessionLink, ClientInfo, Pausable {
     private readonly stream: Duplex,
     readonly transport: TransportInfo,
   ) {
-    this.decoder = new Decoder(broker.config.limits.maxPacketSize, {
-      packet: (p) => this.onPacket(p),
-      malformed: (msg, reason, packet) => this.onMalformed(msg, reason, packet),
-      tooLarge: (size) => this.close(Reason.PacketTooLarge, `packet of ${size} bytes exceeds the maximum of ${broker.config.limits.maxPacketSize}`),
-    });
+    this.decoder = new Decoder(broker.config.limits.maxPacketSize, this);
     this.throttle = broker.abuse.publishThrottle();
-    stream.on('data', (chunk: Buffer) => {
-      this.lastActivity = Date.now();
-      this.decoder.push(chunk);
-    });
-    stream.on('error', (err) => broker.log.debug({ err: err.message, clientId: this.clientId }, 'connection error'));
-    stream.on('close', () => this.onClosed());
+    (stream as Carrier)[CONNECTION] = this;
+    stream.on('data', onStreamData);
+    stream.on('error', onStreamError);
+    stream.on('close', onStreamClose);
+  }
+
+  /** @internal (stream listener) */
+  received(chunk: Buffer): void {
+    this.lastActivity = Date.now();
+    this.decoder.push(chunk);
+  }
+
+  /** @internal (stream listener) */
+  streamClosed(): void {
+    this.onClosed();
   }
 
   get certificateIdentity(): string | undefined {
@@ -132,7 +163,8 @@ export class Connection implements SessionLink, ClientInfo, Pausable {
     if (pending) for (const p of pending) this.onPacket(p);
   }
 
-  private onPacket(packet: Packet): void {
+  /** @internal (Decoder) */
+  onPacket(packet: Packet): void {
     if (this.closed) return;
     if (this.pending) {
       this.pending.push(packet);
@@ -162,7 +194,13 @@ export class Connection implements SessionLink, ClientInfo, Pausable {
     }
   }
 
-  private onMalformed(message: string, reason: number, packet?: Packet): void {
+  /** @internal (Decoder) */
+  onTooLarge(size: number): void {
+    this.close(Reason.PacketTooLarge, `packet of ${size} bytes exceeds the maximum of ${this.broker.config.limits.maxPacketSize}`);
+  }
+
+  /** @internal (Decoder) */
+  onMalformed(message: string, reason: number, packet?: Packet): void {
     this.broker.counters.malformedPackets++;
     // a v5 CONNECT that breaks a rule is refused in a v5 CONNACK (MQTT-3.2.2.2)
     if (!this.connected && packet?.cmd === 'connect' && packet.protocolVersion === 5) this.setProtocolVersion(5);
@@ -209,16 +247,18 @@ export class Connection implements SessionLink, ClientInfo, Pausable {
     if (!this.corked) {
       this.corked = true;
       this.stream.cork();
-      process.nextTick(this.uncork);
+      process.nextTick(uncork, this);
     }
     this.stream.write(buf);
   }
 
   private corked = false;
-  private readonly uncork = (): void => {
+
+  /** @internal (nextTick after the first write of a turn) */
+  uncorkNow(): void {
     this.corked = false;
     this.stream.uncork();
-  };
+  }
 
   sendPublish(d: Delivery, dup: boolean): boolean {
     if (this.closed) return false;
@@ -246,12 +286,13 @@ export class Connection implements SessionLink, ClientInfo, Pausable {
       }
       if (d.subscriptionIds) props.subscriptionIdentifier = d.subscriptionIds.length === 1 ? d.subscriptionIds[0]! : d.subscriptionIds;
       if (this.topicAliasMaximum > 0) {
-        const alias = this.outboundAliases.get(m.topic);
+        const aliases = (this.outboundAliases ??= new Map());
+        const alias = aliases.get(m.topic);
         if (alias !== undefined) {
           props.topicAlias = alias;
           packet.topic = '';
-        } else if (this.outboundAliases.size < this.topicAliasMaximum) {
-          newAlias = this.outboundAliases.size + 1;
+        } else if (aliases.size < this.topicAliasMaximum) {
+          newAlias = aliases.size + 1;
           props.topicAlias = newAlias;
         }
       }
@@ -260,7 +301,7 @@ export class Connection implements SessionLink, ClientInfo, Pausable {
     const buf = encode(packet, this.version);
     if (buf.length > this.maxPacketSize) return false;
     // Only an alias the client has actually been told about may be used later.
-    if (newAlias !== 0) this.outboundAliases.set(m.topic, newAlias);
+    if (newAlias !== 0) this.outboundAliases!.set(m.topic, newAlias);
     this.write(buf);
     return true;
   }
