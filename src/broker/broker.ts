@@ -140,7 +140,10 @@ export class Broker {
   interceptor: ((client: Connection, message: Message) => boolean) | undefined;
   private readonly sweeper: NodeJS.Timeout;
   /** Per-publisher order of deliveries while protected messages wait for the trusted component. */
-  private readonly order = new PublisherOrder((err, origin) => this.log.error({ err, origin }, 'delivery failed'));
+  private readonly order = new PublisherOrder((err, origin) => {
+    this.counters.handlerFailures++;
+    this.log.error({ err, origin }, 'delivery failed');
+  });
   private readonly targets = new TargetCollector(this.subscriptions, this.sessions, this.clients);
   private closing = false;
   /** Connections in `connections` taken past `maxConnections`, only to be refused at CONNECT. */
@@ -194,11 +197,12 @@ export class Broker {
 
   /** Ends a session: its subscriptions and messages are gone; a will still waiting is published. */
   endSession(session: Session): void {
-    this.flushWill(session);
+    // the session's own state first: publishing the will runs routing, which must find it gone
     for (const [, sub] of session.subscriptions) this.subscriptions.remove(session.clientId, sub.filter, sub.group);
     session.clearSubscriptions();
     session.clearMessages();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
+    this.flushWill(session);
   }
 
   /** Stops the session's timers and publishes a will still waiting for its delay. */
@@ -221,6 +225,11 @@ export class Broker {
     }
   }
 
+  /**
+   * Runs from the stream's 'close' event, outside any packet handler: every state change comes
+   * before the will is routed (the one step that runs code for other clients), and that step
+   * cannot throw out of here (see publishWill).
+   */
   connectionClosed(conn: Connection): void {
     if (!this.connections.delete(conn)) return;
     this.abuse.released(conn.transport.remoteAddress);
@@ -232,15 +241,15 @@ export class Broker {
     session.link = null;
     const will = conn.will;
     conn.will = undefined;
-    if (will) this.scheduleWill(session, will);
     if (session.expiryInterval === 0) {
       this.endSession(session);
-      return;
+    } else {
+      session.settleWaiting();
+      if (session.expiryInterval !== FOREVER) {
+        session.expiryTimer = new Deadline(Date.now() + session.expiryInterval * 1000, () => this.endSession(session));
+      }
     }
-    session.settleWaiting();
-    if (session.expiryInterval !== FOREVER) {
-      session.expiryTimer = new Deadline(Date.now() + session.expiryInterval * 1000, () => this.endSession(session));
-    }
+    if (will) this.scheduleWill(session, will);
   }
 
   /** The will goes at the earlier of its delay and the session's end (MQTT-3.1.3-9). */
@@ -256,9 +265,18 @@ export class Broker {
     session.pendingWill = { message: will.message, timer };
   }
 
+  /**
+   * Wills are published from a closed stream's event or a timer, where nothing would catch a
+   * failure: it is counted and logged, and the broker's state is already settled by the caller.
+   */
   private publishWill(message: Message): void {
-    if (message.retain) this.retain(message);
-    this.route(message);
+    try {
+      if (message.retain) this.retain(message);
+      this.route(message);
+    } catch (err) {
+      this.counters.handlerFailures++;
+      this.log.error({ err, origin: message.origin, topic: message.topic }, 'publishing a will failed');
+    }
   }
 
   retain(message: Message): void {
@@ -336,7 +354,7 @@ export class Broker {
    * A session resumes with deliveries queued in the publisher's form: run each through the
    * delivery stage (one call per message) before anything is sent, then drain in order.
    */
-  resumeSession(session: Session, link: SessionLink): void {
+  resumeSession(session: Session, link: Connection): void {
     const stage = this.deliveryStage;
     const pending = stage ? [...session.queue].filter((d) => d.staged) : [];
     if (!stage || pending.length === 0) {
@@ -345,7 +363,7 @@ export class Broker {
     }
     session.preparing = true;
     session.link = link;
-    void (async () => {
+    (async () => {
       const refused = new Set<Delivery>();
       for (const d of pending) {
         const target: Target = { session, qos: d.qos, retain: d.retain, subscriptionIds: d.subscriptionIds };
@@ -365,14 +383,24 @@ export class Broker {
       if (refused.size > 0) session.removeQueued(refused);
       session.preparing = false;
       if (session.link === link) session.resume(link);
-    })();
+    })().catch((err: unknown) => {
+      // not left half prepared: the client reconnects and its session is prepared again
+      session.preparing = false;
+      link.handlerFailed(err, 'resuming a session failed');
+    });
   }
 
   private throughStage(stage: DeliveryStage, message: Message, targets: Target[]): void {
     // The trusted call starts now (calls pipeline); only the delivery waits for its turn.
     const staged = new StagedDelivery(this, message, targets);
     this.order.enqueue(message.origin, staged);
-    stage.transform(message, targets, staged);
+    try {
+      stage.transform(message, targets, staged);
+    } catch (err) {
+      // a stage that throws instead of answering must not block its publisher's lane for good
+      this.counters.handlerFailures++;
+      staged.staged(err instanceof Error ? err : new Error(String(err)), undefined);
+    }
   }
 
   /** @internal A message left the stage: deliver it and whatever of its publisher waited on it. */
@@ -384,19 +412,28 @@ export class Broker {
     const now = Date.now();
     const connectTimeoutMs = this.config.limits.connectTimeout * 1000;
     for (const conn of this.connections) {
-      if (!conn.connected) {
-        if (!conn.connecting && now - conn.openedAt > connectTimeoutMs) {
-          this.counters.connectTimeouts++;
-          this.abuse.burst.note('connectTimeout', { remote: conn.transport.remoteAddress, seconds: this.config.limits.connectTimeout }, 'connection closed: no CONNECT in time');
-          conn.destroy();
-        }
-      } else if (conn.keepalive > 0 && now - conn.lastActivity > conn.keepalive * 1500) {
-        this.log.debug({ clientId: conn.clientId }, 'keep alive timeout');
-        conn.close(Reason.KeepAliveTimeout, 'keep alive timeout');
-      } else {
-        const session = conn.session;
-        if (session && session.link === conn && (session.queue.length > 0 || session.inflight.size > 0)) session.settleWaiting();
+      try {
+        this.sweepOne(conn, now, connectTimeoutMs);
+      } catch (err) {
+        conn.handlerFailed(err, 'timer work for a connection failed');
       }
+    }
+  }
+
+  /** One connection's share of the sweep: its CONNECT timeout, keep alive, and settling what waits on it. */
+  private sweepOne(conn: Connection, now: number, connectTimeoutMs: number): void {
+    if (!conn.connected) {
+      if (!conn.connecting && now - conn.openedAt > connectTimeoutMs) {
+        this.counters.connectTimeouts++;
+        this.abuse.burst.note('connectTimeout', { remote: conn.transport.remoteAddress, seconds: this.config.limits.connectTimeout }, 'connection closed: no CONNECT in time');
+        conn.destroy();
+      }
+    } else if (conn.keepalive > 0 && now - conn.lastActivity > conn.keepalive * 1500) {
+      this.log.debug({ clientId: conn.clientId }, 'keep alive timeout');
+      conn.close(Reason.KeepAliveTimeout, 'keep alive timeout');
+    } else {
+      const session = conn.session;
+      if (session && session.link === conn && (session.queue.length > 0 || session.inflight.size > 0)) session.settleWaiting();
     }
   }
 

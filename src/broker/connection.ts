@@ -141,11 +141,7 @@ export class Connection implements SessionLink, ClientInfo, Pausable, DecoderEve
 
   /** Runs `task` after all earlier serial work of this connection. */
   serially(task: () => Promise<void>): void {
-    const next = (this.chain ?? Promise.resolve()).then(task).catch((err: unknown) => {
-      this.broker.counters.handlerFailures++;
-      this.broker.log.error({ err, clientId: this.clientId }, 'asynchronous handler failed');
-      this.close(Reason.ImplementationSpecificError, 'internal error');
-    });
+    const next = (this.chain ?? Promise.resolve()).then(task).catch((err: unknown) => this.handlerFailed(err, 'asynchronous handler failed'));
     this.chain = next;
     void next.then(() => {
       if (this.chain === next) this.chain = undefined;
@@ -187,11 +183,19 @@ export class Connection implements SessionLink, ClientInfo, Pausable, DecoderEve
         this.broker.log.debug({ clientId: this.clientId, reason: err.reason }, err.message);
         this.close(err.reason, err.message);
       } else {
-        this.broker.counters.handlerFailures++;
-        this.broker.log.error({ err, clientId: this.clientId, cmd: packet.cmd }, 'handler failed');
-        this.close(Reason.ImplementationSpecificError, 'internal error');
+        this.handlerFailed(err, `handler failed on ${packet.cmd.toUpperCase()}`);
       }
     }
+  }
+
+  /**
+   * Work for this connection failed (a bug, not the client's fault): counted, logged, and this
+   * connection alone is closed (v5: DISCONNECT 0x83 first); the broker goes on.
+   */
+  handlerFailed(err: unknown, what: string): void {
+    this.broker.counters.handlerFailures++;
+    this.broker.log.error({ err, clientId: this.clientId }, what);
+    this.close(Reason.ImplementationSpecificError, 'internal error');
   }
 
   /** @internal (Decoder) */

@@ -74,6 +74,12 @@ export class Decoder implements ParserHolder {
       this.events.onMalformed(`property ${repeated} appears more than once (MQTT-2.2.2.2)`, Reason.ProtocolError, p);
       return;
     }
+    const misplaced = misplacedProperty(p);
+    if (misplaced !== undefined) {
+      this.fail();
+      this.events.onMalformed(`property ${misplaced} is not allowed in ${p.cmd.toUpperCase()} (MQTT-2.2.2.2)`, Reason.MalformedPacket, p);
+      return;
+    }
     this.events.onPacket(p);
   }
 
@@ -246,6 +252,40 @@ export function repeatedProperty(packet: Packet): string | undefined {
     }
   }
   return undefined;
+}
+
+const ACK_PROPERTIES = ['reasonString', 'userProperties'];
+
+/**
+ * The properties a client may send in each packet (MQTT 5 table 2-4; a will's are those of its
+ * CONNECT's Will Properties). mqtt-packet decodes any property in any packet: a PUBLISH carrying,
+ * say, a Session Expiry Interval was forwarded as it came, malformed, to every subscriber.
+ */
+const ALLOWED_PROPERTIES: Partial<Record<Packet['cmd'] | 'will', ReadonlySet<string>>> = {
+  connect: new Set(['sessionExpiryInterval', 'receiveMaximum', 'maximumPacketSize', 'topicAliasMaximum', 'requestResponseInformation', 'requestProblemInformation', 'userProperties', 'authenticationMethod', 'authenticationData']),
+  will: new Set(['willDelayInterval', 'payloadFormatIndicator', 'messageExpiryInterval', 'contentType', 'responseTopic', 'correlationData', 'userProperties']),
+  // a Subscription Identifier from a client is refused later, as a Protocol Error (MQTT-3.3.4-6)
+  publish: new Set(['payloadFormatIndicator', 'messageExpiryInterval', 'topicAlias', 'responseTopic', 'correlationData', 'userProperties', 'subscriptionIdentifier', 'contentType']),
+  puback: new Set(ACK_PROPERTIES),
+  pubrec: new Set(ACK_PROPERTIES),
+  pubrel: new Set(ACK_PROPERTIES),
+  pubcomp: new Set(ACK_PROPERTIES),
+  subscribe: new Set(['subscriptionIdentifier', 'userProperties']),
+  unsubscribe: new Set(['userProperties']),
+  disconnect: new Set(['sessionExpiryInterval', 'reasonString', 'userProperties', 'serverReference']),
+  auth: new Set(['authenticationMethod', 'authenticationData', 'reasonString', 'userProperties']),
+};
+
+/** The first property a client's packet (or its will) carries that its kind of packet does not allow. */
+export function misplacedProperty(packet: Packet): string | undefined {
+  const check = (properties: object | undefined, allowed: ReadonlySet<string> | undefined): string | undefined => {
+    if (properties === undefined) return undefined;
+    for (const name in properties) if (!allowed?.has(name)) return name;
+    return undefined;
+  };
+  const own = check((packet as { properties?: object }).properties, ALLOWED_PROPERTIES[packet.cmd]);
+  if (own !== undefined || packet.cmd !== 'connect') return own;
+  return check(packet.will?.properties, ALLOWED_PROPERTIES.will);
 }
 
 export function encode(packet: Packet, version: ProtocolVersion): Buffer {

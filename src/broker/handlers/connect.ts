@@ -68,13 +68,16 @@ export function handleConnect(conn: Connection, packet: IConnectPacket): void {
   if (typeof result === 'object' && !(result instanceof Promise) && typeof willCheck === 'boolean') {
     accept(conn, packet, result, willCheck, assigned);
   } else {
-    Promise.all([result, willCheck]).then(
-      ([r, w]) => accept(conn, packet, r, w, assigned),
-      (err: unknown) => {
-        broker.log.error({ err }, 'authenticate hook failed');
-        refuse(conn, Reason.ServerUnavailable);
-      },
-    );
+    Promise.all([result, willCheck])
+      .then(
+        ([r, w]) => accept(conn, packet, r, w, assigned),
+        (err: unknown) => {
+          broker.log.error({ err }, 'authenticate hook failed');
+          refuse(conn, Reason.ServerUnavailable);
+        },
+      )
+      // outside the packet handler's try/catch: a failure here must close this connection, not reject unhandled
+      .catch((err: unknown) => conn.handlerFailed(err, 'CONNECT failed after authentication'));
   }
 }
 
