@@ -95,6 +95,8 @@ export interface BrokerCounters extends AbuseCounters {
   malformedPackets: number;
   /** Packets whose handler failed (a bug, not the client's fault): each closed its connection only. */
   handlerFailures: number;
+  /** Packets refused for announcing more than `limits.maxPacketSize` (each closed its connection). */
+  oversizedPackets: number;
   /** Connections closed for not sending CONNECT within `limits.connectTimeout`. */
   connectTimeouts: number;
   /** Connections refused at `limits.maxConnections` (v5: CONNACK 0x97). */
@@ -122,6 +124,7 @@ export class Broker {
     dropped: 0,
     malformedPackets: 0,
     handlerFailures: 0,
+    oversizedPackets: 0,
     connectTimeouts: 0,
     refusedConnectionLimit: 0,
     refusedConnectionRate: 0,

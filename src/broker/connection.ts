@@ -16,7 +16,7 @@ import type { Pausable, PublishThrottle } from '../limits/abuse.js';
 /*
  * The stream's listeners and the uncork callback are functions shared by every connection (the
  * stream carries its connection), not closures per connection: at 10 000 idle connections every
- * few hundred bytes per connection count (docs/architecture.md, "Memory per connection").
+ * few hundred bytes per connection count (docs/benchmarks.md, "Memory per idle connection").
  */
 const CONNECTION = Symbol('connection');
 type Carrier = Duplex & { [CONNECTION]: Connection };
@@ -200,6 +200,7 @@ export class Connection implements SessionLink, ClientInfo, Pausable, DecoderEve
 
   /** @internal (Decoder) */
   onTooLarge(size: number): void {
+    this.broker.counters.oversizedPackets++;
     this.close(Reason.PacketTooLarge, `packet of ${size} bytes exceeds the maximum of ${this.broker.config.limits.maxPacketSize}`);
   }
 

@@ -43,6 +43,7 @@ for (const version of [5, 4] as const) {
   test(`v${version === 5 ? '5' : '3.1.1'}: a 256 MiB PUBLISH whose header is trickled in byte by byte is refused${version === 5 ? ' with DISCONNECT 0x95' : ''} once the header is complete, before any of its body is sent (nothing of it is buffered)`, async () => {
     const raw = await tb.raw(version);
     await raw.connect({ clientId: unique('trickle') });
+    const before = tb.broker.counters.oversizedPackets;
     // the header one byte at a time, each in its own segment
     for (const b of HUGE_HEADER) {
       raw.write(Buffer.from([b]));
@@ -50,5 +51,6 @@ for (const version of [5, 4] as const) {
     }
     const rest = await raw.closedByBroker();
     assert.deepEqual(codes(rest), version === 5 ? [['disconnect', 0x95]] : []);
+    assert.equal(tb.broker.counters.oversizedPackets, before + 1);
   });
 }
