@@ -431,7 +431,7 @@ export class Broker {
         this.abuse.burst.note('connectTimeout', { remote: conn.transport.remoteAddress, seconds: this.config.limits.connectTimeout }, 'connection closed: no CONNECT in time');
         conn.destroy();
       }
-    } else if (conn.keepalive > 0 && now - conn.lastActivity > conn.keepalive * 1500) {
+    } else if (conn.keepalive > 0 && !conn.throttled && now - conn.lastActivity > conn.keepalive * 1500) {
       this.log.debug({ clientId: conn.clientId }, 'keep alive timeout');
       conn.close(Reason.KeepAliveTimeout, 'keep alive timeout');
     } else {

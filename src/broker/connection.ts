@@ -68,6 +68,8 @@ export class Connection implements SessionLink, ClientInfo, Pausable, DecoderEve
   closed = false;
   /** Taken past `limits.maxConnections`: its CONNECT is refused (v5: CONNACK 0x97). */
   overLimit = false;
+  /** Not read while over its publish budget (its keep alive is not held against it meanwhile). */
+  throttled = false;
   keepalive = 0;
   lastActivity = Date.now();
   readonly openedAt = Date.now();
@@ -135,6 +137,7 @@ export class Connection implements SessionLink, ClientInfo, Pausable, DecoderEve
     if (this.closed) return;
     // the pause was the broker's doing, not the client's silence
     this.lastActivity = Date.now();
+    this.throttled = false;
     this.releasePackets();
     if (this.pending === undefined) this.stream.resume();
   }
@@ -171,6 +174,7 @@ export class Connection implements SessionLink, ClientInfo, Pausable, DecoderEve
       if (ms > 0) {
         // over budget: this PUBLISH and what follows it wait, and nothing more is read meanwhile
         this.pending = [packet];
+        this.throttled = true;
         this.throttle.pause(this, ms);
         this.broker.abuse.paused(this.clientId, ms);
         return;

@@ -3,7 +3,7 @@ import { isUtf8 } from 'node:buffer';
 import mqttPacket from 'mqtt-packet';
 import type { IPubackPacket, IPublishPacket, Packet } from 'mqtt-packet';
 import { Reason } from './reason-codes.js';
-import { borrowParser, returnParser, type LentParser, type ParserHolder } from './parser-pool.js';
+import { borrowParser, parserSettings, returnParser, type LentParser, type ParserHolder } from './parser-pool.js';
 
 export type ProtocolVersion = 3 | 4 | 5;
 
@@ -101,7 +101,7 @@ export class Decoder implements ParserHolder {
   setProtocolVersion(version: ProtocolVersion): void {
     this.version = version;
     this.v5 = version === 5;
-    if (this.lent) this.lent.internals.settings = { protocolVersion: version };
+    if (this.lent) this.lent.internals.settings = parserSettings(version);
   }
 
   /** Bytes of a partial packet held (0 between whole packets). */

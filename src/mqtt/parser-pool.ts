@@ -72,11 +72,20 @@ export class LentParser {
 
 const idle: LentParser[] = [];
 
+// mqtt-packet only reads its settings (and replaces them at CONNECT): one object per version serves all
+const NO_VERSION: ParserInternals['settings'] = Object.freeze({});
+const BY_VERSION = new Map<number, ParserInternals['settings']>([3, 4, 5].map((v) => [v, Object.freeze({ protocolVersion: v })]));
+
+/** mqtt-packet's settings for `protocolVersion` (undefined: until CONNECT says). */
+export function parserSettings(protocolVersion: number | undefined): ParserInternals['settings'] {
+  return (protocolVersion === undefined ? undefined : BY_VERSION.get(protocolVersion)) ?? NO_VERSION;
+}
+
 /** A parser for `holder`, set to parse `protocolVersion` (undefined: until CONNECT says). */
 export function borrowParser(holder: ParserHolder, protocolVersion: number | undefined): LentParser {
   const p = idle.pop() ?? new LentParser();
   p.holder = holder;
-  p.internals.settings = protocolVersion === undefined ? {} : { protocolVersion };
+  p.internals.settings = parserSettings(protocolVersion);
   return p;
 }
 
@@ -84,6 +93,6 @@ export function borrowParser(holder: ParserHolder, protocolVersion: number | und
 export function returnParser(p: LentParser): void {
   p.holder = undefined;
   // mqtt-packet keeps the last CONNECT as its settings: drop it with the connection's credentials
-  p.internals.settings = {};
+  p.internals.settings = NO_VERSION;
   if (idle.length < MAX_IDLE) idle.push(p);
 }
