@@ -40,10 +40,11 @@ export class PublishThrottle {
   pause(client: Pausable, ms: number): void {
     clearTimeout(this.timer);
     client.pauseReading();
+    // +1: a timer may fire within the millisecond before Date.now() shows the budget refilled
     this.timer = setTimeout(() => {
       this.timer = undefined;
       client.resumeReading();
-    }, ms);
+    }, ms + 1);
   }
 
   /** The connection is gone: no resume. */

@@ -198,7 +198,8 @@ test('a client held back by its byte rate longer than its keep alive is not disc
     assert.ok(ms >= 2500, `the second PUBLISH waited only ${ms.toFixed(0)} ms`);
     raw.send({ cmd: 'pingreq' });
     await raw.expect('pingresp');
-    assert.equal(tb.broker.counters.publishPauses, 1);
+    assert.ok(tb.broker.counters.publishPauses >= 1);
+    assert.equal(raw.isClosed, false);
   } finally {
     await tb.close();
   }
