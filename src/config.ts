@@ -82,6 +82,23 @@ export interface Limits {
   topicAliasMaximum: number;
   /** Upper bound on a session's expiry interval, seconds. */
   maxSessionExpiry: number;
+  /** Seconds a new connection has to send CONNECT before it is closed. */
+  connectTimeout: number;
+  // Abuse limits (src/limits/); 0 = off.
+  /** New connections per second per listener (a burst of as many at once); more are closed before CONNECT is read. */
+  connectionRate: number;
+  /** Open connections per source address. */
+  maxConnectionsPerAddress: number;
+  /** PUBLISH packets per second per client; past it the client's socket is not read until the budget refills. */
+  publishRate: number;
+  /** PUBLISH bytes (whole packets) per second per client, enforced the same way. */
+  publishByteRate: number;
+  /** More CONNECTs than this from one client id or one address within `flapWindow` ban both for `flapBan`. */
+  flapConnects: number;
+  /** Seconds over which `flapConnects` is counted. */
+  flapWindow: number;
+  /** Seconds a flapping client id and address stay banned. */
+  flapBan: number;
 }
 
 export interface BrokerConfig {
@@ -122,6 +139,14 @@ export const defaultLimits: Limits = {
   maxKeepalive: 60,
   topicAliasMaximum: 16,
   maxSessionExpiry: 0xffffffff,
+  connectTimeout: 10,
+  connectionRate: 0,
+  maxConnectionsPerAddress: 0,
+  publishRate: 0,
+  publishByteRate: 0,
+  flapConnects: 0,
+  flapWindow: 60,
+  flapBan: 300,
 };
 
 /** The trusted component as the embedded default runs it: its own process, keys cached, no open enrolment. */
@@ -269,6 +294,14 @@ const limitRanges: Record<keyof Limits, [number, number]> = {
   maxKeepalive: [1, 65535],
   topicAliasMaximum: [0, 65535],
   maxSessionExpiry: [0, 0xffffffff],
+  connectTimeout: [1, 3600],
+  connectionRate: [0, 1_000_000],
+  maxConnectionsPerAddress: [0, 10_000_000],
+  publishRate: [0, 10_000_000],
+  publishByteRate: [0, 2 ** 40],
+  flapConnects: [0, 1_000_000],
+  flapWindow: [1, 86_400],
+  flapBan: [1, 31_536_000],
 };
 
 /** Overlays a parsed JSON object on the defaults, throwing ConfigError on the first bad key. */

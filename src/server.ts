@@ -5,7 +5,7 @@ import { ConfigError, type BrokerConfig, type TlsListenerConfig } from './config
 import { endorsesCurrentCode, openDataTee, type DataTee } from './protect/operator.js';
 import { attachProtection, type Protection } from './protect/attach.js';
 import type { TrustedComponent } from './tee/host.js';
-import { Broker } from './broker/broker.js';
+import { Broker, REFUSAL_SLOTS } from './broker/broker.js';
 import type { AuthHooks } from './auth/hooks.js';
 import { createLogger, type Logger } from './log.js';
 import { listenTcp } from './transport/tcp.js';
@@ -115,7 +115,8 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
   }
   const handler = broker.handleStream.bind(broker);
   const onError: TransportErrorHandler = (err, remote) => log.debug({ remote, err: err.message }, 'transport refused a connection');
-  const maxConnections = config.limits.maxConnections;
+  // room past the broker's limit to read CONNECTs it refuses with a reason (v5: CONNACK 0x97)
+  const maxConnections = config.limits.maxConnections + REFUSAL_SLOTS;
   const listeners: Listener[] = [];
   const observed = { broker, tee: dataTee?.tee, protection, passwords };
   let http: OpsHttp | undefined;

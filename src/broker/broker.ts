@@ -16,6 +16,7 @@ import { PublisherOrder, type Place } from './publisher-order.js';
 import { SubscriptionTree, type SubscriptionOptions } from './subscriptions.js';
 import { TargetCollector, type Target } from './targets.js';
 import { TopicSample } from './topic-sample.js';
+import { AbuseLimits, type AbuseCounters } from '../limits/abuse.js';
 
 export type { Target } from './targets.js';
 
@@ -86,7 +87,7 @@ class StagedDelivery implements Place, StageOutput {
   }
 }
 
-export interface BrokerCounters {
+export interface BrokerCounters extends AbuseCounters {
   connectionsAccepted: number;
   messagesReceived: number;
   messagesRouted: number;
@@ -101,10 +102,21 @@ export interface BrokerCounters {
   /** Bytes read from and written to client connections. */
   bytesReceived: number;
   bytesSent: number;
+  /** Packets refused for announcing more than `limits.maxPacketSize` (each closed its connection). */
+  oversizedPackets: number;
+  /** Connections closed for not sending CONNECT within `limits.connectTimeout`. */
+  connectTimeouts: number;
+  /** Connections refused at `limits.maxConnections` (v5: CONNACK 0x97). */
+  refusedConnectionLimit: number;
 }
 
-const CONNECT_TIMEOUT_MS = 10_000;
 const FOREVER = 0xffffffff;
+
+/**
+ * Connections past `maxConnections` that are still read until their CONNECT, to refuse it in a
+ * CONNACK (v5: 0x97 Quota exceeded); beyond these, new connections are closed at once.
+ */
+export const REFUSAL_SLOTS = 1024;
 
 export class Broker {
   readonly sessions = new Map<string, Session>();
@@ -113,11 +125,28 @@ export class Broker {
   readonly connections = new Set<Connection>();
   readonly subscriptions = new SubscriptionTree();
   readonly counters: BrokerCounters = {
-    connectionsAccepted: 0, messagesReceived: 0, messagesRouted: 0, dropped: 0, malformedPackets: 0, handlerFailures: 0,
-    publishReceived: [0, 0, 0], publishSent: [0, 0, 0], bytesReceived: 0, bytesSent: 0,
+    connectionsAccepted: 0,
+    messagesReceived: 0,
+    messagesRouted: 0,
+    dropped: 0,
+    malformedPackets: 0,
+    handlerFailures: 0,
+    publishReceived: [0, 0, 0],
+    publishSent: [0, 0, 0],
+    bytesReceived: 0,
+    bytesSent: 0,
+    oversizedPackets: 0,
+    connectTimeouts: 0,
+    refusedConnectionLimit: 0,
+    refusedConnectionRate: 0,
+    refusedPerAddress: 0,
+    refusedBanned: 0,
+    flapBans: 0,
+    publishPauses: 0,
   };
   /** The busiest topics, sampled (see TopicSample). */
   readonly topicSample = new TopicSample();
+  readonly abuse: AbuseLimits;
   auth: AuthHooks;
   readonly retained: RetainedStore;
   deliveryStage: DeliveryStage | undefined;
@@ -127,9 +156,14 @@ export class Broker {
   interceptor: ((client: Connection, message: Message) => boolean) | undefined;
   private readonly sweeper: NodeJS.Timeout;
   /** Per-publisher order of deliveries while protected messages wait for the trusted component. */
-  private readonly order = new PublisherOrder((err, origin) => this.log.error({ err, origin }, 'delivery failed'));
+  private readonly order = new PublisherOrder((err, origin) => {
+    this.counters.handlerFailures++;
+    this.log.error({ err, origin }, 'delivery failed');
+  });
   private readonly targets = new TargetCollector(this.subscriptions, this.sessions, this.clients);
   private closing = false;
+  /** Connections in `connections` taken past `maxConnections`, only to be refused at CONNECT. */
+  private overLimit = 0;
 
   constructor(
     readonly config: BrokerConfig,
@@ -138,19 +172,37 @@ export class Broker {
   ) {
     this.auth = options.auth ?? new AclAuth(config.allowAnonymous, config.acl);
     this.retained = options.retained ?? new MemoryRetainedStore();
+    this.abuse = new AbuseLimits(config.limits, this.counters, log);
     this.sweeper = setInterval(() => this.sweep(), 1000);
     this.sweeper.unref();
   }
 
   /** Entry point for every transport: one accepted byte stream = one MQTT connection. */
   handleStream(stream: Duplex, info: TransportInfo): void {
-    if (this.closing || this.connections.size >= this.config.limits.maxConnections) {
-      this.log.warn({ remote: info.remoteAddress }, 'connection refused: connection limit reached');
+    const max = this.config.limits.maxConnections;
+    if (this.closing || this.connections.size >= max + REFUSAL_SLOTS) {
+      this.refusedAtLimit(info.remoteAddress);
+      stream.destroy();
+      return;
+    }
+    if (!this.abuse.admit(info.transport, info.remoteAddress)) {
       stream.destroy();
       return;
     }
     this.counters.connectionsAccepted++;
-    this.connections.add(new Connection(this, stream, info));
+    const conn = new Connection(this, stream, info);
+    if (this.connections.size - this.overLimit >= max) {
+      conn.overLimit = true;
+      this.overLimit++;
+    }
+    this.connections.add(conn);
+  }
+
+  /** @internal A connection refused at `maxConnections` (before or at its CONNECT). */
+  refusedAtLimit(remote: string): void {
+    if (this.closing) return;
+    this.counters.refusedConnectionLimit++;
+    this.abuse.burst.note('maxConnections', { remote, max: this.config.limits.maxConnections }, 'connection refused: connection limit reached');
   }
 
   newSession(clientId: string): Session {
@@ -161,11 +213,12 @@ export class Broker {
 
   /** Ends a session: its subscriptions and messages are gone; a will still waiting is published. */
   endSession(session: Session): void {
-    this.flushWill(session);
+    // the session's own state first: publishing the will runs routing, which must find it gone
     for (const [, sub] of session.subscriptions) this.subscriptions.remove(session.clientId, sub.filter, sub.group);
-    session.subscriptions.clear();
+    session.clearSubscriptions();
     session.clearMessages();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
+    this.flushWill(session);
   }
 
   /** Stops the session's timers and publishes a will still waiting for its delay. */
@@ -188,23 +241,31 @@ export class Broker {
     }
   }
 
+  /**
+   * Runs from the stream's 'close' event, outside any packet handler: every state change comes
+   * before the will is routed (the one step that runs code for other clients), and that step
+   * cannot throw out of here (see publishWill).
+   */
   connectionClosed(conn: Connection): void {
-    if (!this.connections.delete(conn) || !conn.connected) return;
+    if (!this.connections.delete(conn)) return;
+    this.abuse.released(conn.transport.remoteAddress);
+    if (conn.overLimit) this.overLimit--;
+    if (!conn.connected) return;
     if (this.clients.get(conn.clientId) === conn) this.clients.delete(conn.clientId);
     const session = conn.session;
     if (!session || session.link !== conn) return;
     session.link = null;
     const will = conn.will;
     conn.will = undefined;
-    if (will) this.scheduleWill(session, will);
     if (session.expiryInterval === 0) {
       this.endSession(session);
-      return;
+    } else {
+      session.settleWaiting();
+      if (session.expiryInterval !== FOREVER) {
+        session.expiryTimer = new Deadline(Date.now() + session.expiryInterval * 1000, () => this.endSession(session));
+      }
     }
-    session.settleWaiting();
-    if (session.expiryInterval !== FOREVER) {
-      session.expiryTimer = new Deadline(Date.now() + session.expiryInterval * 1000, () => this.endSession(session));
-    }
+    if (will) this.scheduleWill(session, will);
   }
 
   /** The will goes at the earlier of its delay and the session's end (MQTT-3.1.3-9). */
@@ -220,9 +281,18 @@ export class Broker {
     session.pendingWill = { message: will.message, timer };
   }
 
+  /**
+   * Wills are published from a closed stream's event or a timer, where nothing would catch a
+   * failure: it is counted and logged, and the broker's state is already settled by the caller.
+   */
   private publishWill(message: Message): void {
-    if (message.retain) this.retain(message);
-    this.route(message);
+    try {
+      if (message.retain) this.retain(message);
+      this.route(message);
+    } catch (err) {
+      this.counters.handlerFailures++;
+      this.log.error({ err, origin: message.origin, topic: message.topic }, 'publishing a will failed');
+    }
   }
 
   retain(message: Message): void {
@@ -300,7 +370,7 @@ export class Broker {
    * A session resumes with deliveries queued in the publisher's form: run each through the
    * delivery stage (one call per message) before anything is sent, then drain in order.
    */
-  resumeSession(session: Session, link: SessionLink): void {
+  resumeSession(session: Session, link: Connection): void {
     const stage = this.deliveryStage;
     const pending = stage ? [...session.queue].filter((d) => d.staged) : [];
     if (!stage || pending.length === 0) {
@@ -309,7 +379,7 @@ export class Broker {
     }
     session.preparing = true;
     session.link = link;
-    void (async () => {
+    (async () => {
       const refused = new Set<Delivery>();
       for (const d of pending) {
         const target: Target = { session, qos: d.qos, retain: d.retain, subscriptionIds: d.subscriptionIds };
@@ -329,14 +399,24 @@ export class Broker {
       if (refused.size > 0) session.removeQueued(refused);
       session.preparing = false;
       if (session.link === link) session.resume(link);
-    })();
+    })().catch((err: unknown) => {
+      // not left half prepared: the client reconnects and its session is prepared again
+      session.preparing = false;
+      link.handlerFailed(err, 'resuming a session failed');
+    });
   }
 
   private throughStage(stage: DeliveryStage, message: Message, targets: Target[]): void {
     // The trusted call starts now (calls pipeline); only the delivery waits for its turn.
     const staged = new StagedDelivery(this, message, targets);
     this.order.enqueue(message.origin, staged);
-    stage.transform(message, targets, staged);
+    try {
+      stage.transform(message, targets, staged);
+    } catch (err) {
+      // a stage that throws instead of answering must not block its publisher's lane for good
+      this.counters.handlerFailures++;
+      staged.staged(err instanceof Error ? err : new Error(String(err)), undefined);
+    }
   }
 
   /** @internal A message left the stage: deliver it and whatever of its publisher waited on it. */
@@ -346,16 +426,30 @@ export class Broker {
 
   private sweep(): void {
     const now = Date.now();
+    const connectTimeoutMs = this.config.limits.connectTimeout * 1000;
     for (const conn of this.connections) {
-      if (!conn.connected) {
-        if (!conn.connecting && now - conn.openedAt > CONNECT_TIMEOUT_MS) conn.destroy();
-      } else if (conn.keepalive > 0 && now - conn.lastActivity > conn.keepalive * 1500) {
-        this.log.debug({ clientId: conn.clientId }, 'keep alive timeout');
-        conn.close(Reason.KeepAliveTimeout, 'keep alive timeout');
-      } else {
-        const session = conn.session;
-        if (session && session.link === conn && (session.queue.length > 0 || session.inflight.size > 0)) session.settleWaiting();
+      try {
+        this.sweepOne(conn, now, connectTimeoutMs);
+      } catch (err) {
+        conn.handlerFailed(err, 'timer work for a connection failed');
       }
+    }
+  }
+
+  /** One connection's share of the sweep: its CONNECT timeout, keep alive, and settling what waits on it. */
+  private sweepOne(conn: Connection, now: number, connectTimeoutMs: number): void {
+    if (!conn.connected) {
+      if (!conn.connecting && now - conn.openedAt > connectTimeoutMs) {
+        this.counters.connectTimeouts++;
+        this.abuse.burst.note('connectTimeout', { remote: conn.transport.remoteAddress, seconds: this.config.limits.connectTimeout }, 'connection closed: no CONNECT in time');
+        conn.destroy();
+      }
+    } else if (conn.keepalive > 0 && !conn.throttled && now - conn.lastActivity > conn.keepalive * 1500) {
+      this.log.debug({ clientId: conn.clientId }, 'keep alive timeout');
+      conn.close(Reason.KeepAliveTimeout, 'keep alive timeout');
+    } else {
+      const session = conn.session;
+      if (session && session.link === conn && (session.queue.length > 0 || session.inflight.size > 0)) session.settleWaiting();
     }
   }
 
@@ -363,6 +457,7 @@ export class Broker {
   async close(): Promise<void> {
     this.closing = true;
     clearInterval(this.sweeper);
+    this.abuse.close();
     for (const conn of [...this.connections]) conn.close(Reason.ServerShuttingDown, 'server shutting down');
     for (const session of [...this.sessions.values()]) this.flushWill(session);
     await this.order.drained();

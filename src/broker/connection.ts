@@ -1,7 +1,7 @@
 /** One client network connection: decoding, dispatch, keep alive, v5 negotiation, sending. */
 import type { Duplex } from 'node:stream';
 import type { IPublishPacket, Packet } from 'mqtt-packet';
-import { Decoder, encode, type ProtocolVersion } from '../mqtt/codec.js';
+import { Decoder, encode, totalPacketSize, type DecoderEvents, type ProtocolVersion } from '../mqtt/codec.js';
 import { leadBytes, publishHeader, writeLead } from '../mqtt/publish-header.js';
 import { Reason } from '../mqtt/reason-codes.js';
 import type { TransportInfo } from '../transport/types.js';
@@ -11,6 +11,32 @@ import { remainingExpiry } from './message.js';
 import type { Session, SessionLink } from './session.js';
 import type { Broker } from './broker.js';
 import { dispatch } from './handlers/dispatch.js';
+import type { Pausable, PublishThrottle } from '../limits/abuse.js';
+
+/*
+ * The stream's listeners and the uncork callback are functions shared by every connection (the
+ * stream carries its connection), not closures per connection: at 10 000 idle connections every
+ * few hundred bytes per connection count (docs/benchmarks.md, "Memory per idle connection").
+ */
+const CONNECTION = Symbol('connection');
+type Carrier = Duplex & { [CONNECTION]: Connection };
+
+function onStreamData(this: Carrier, chunk: Buffer): void {
+  this[CONNECTION].received(chunk);
+}
+
+function onStreamError(this: Carrier, err: Error): void {
+  const conn = this[CONNECTION];
+  conn.broker.log.debug({ err: err.message, clientId: conn.clientId }, 'connection error');
+}
+
+function onStreamClose(this: Carrier): void {
+  this[CONNECTION].streamClosed();
+}
+
+function uncork(conn: Connection): void {
+  conn.uncorkNow();
+}
 
 /** First byte of PUBACK, PUBREC, PUBREL (flags 0b0010) and PUBCOMP. */
 const ACK_TYPES: Partial<Record<Packet['cmd'], number>> = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70 };
@@ -28,7 +54,7 @@ export class ProtocolViolation extends Error {
   }
 }
 
-export class Connection implements SessionLink, ClientInfo {
+export class Connection implements SessionLink, ClientInfo, Pausable, DecoderEvents {
   version: ProtocolVersion = 4;
   clientId = '';
   username: string | undefined;
@@ -40,6 +66,10 @@ export class Connection implements SessionLink, ClientInfo {
   connected = false;
   connecting = false;
   closed = false;
+  /** Taken past `limits.maxConnections`: its CONNECT is refused (v5: CONNACK 0x97). */
+  overLimit = false;
+  /** Not read while over its publish budget (its keep alive is not held against it meanwhile). */
+  throttled = false;
   keepalive = 0;
   lastActivity = Date.now();
   readonly openedAt = Date.now();
@@ -49,8 +79,9 @@ export class Connection implements SessionLink, ClientInfo {
   maxPacketSize = Infinity;
   topicAliasMaximum = 0;
   requestProblemInformation = true;
-  readonly inboundAliases = new Map<number, string>();
-  readonly outboundAliases = new Map<string, number>();
+  /** Made at first use, as most clients use no aliases. */
+  inboundAliases: Map<number, string> | undefined;
+  private outboundAliases: Map<string, number> | undefined;
 
   /** Tail of the work that must finish, in order, before the next incoming message is handled. */
   private chain: Promise<void> | undefined;
@@ -58,24 +89,32 @@ export class Connection implements SessionLink, ClientInfo {
   /** Packets that arrived while CONNECT was still being processed. */
   private pending: Packet[] | undefined;
   private readonly decoder: Decoder;
+  /** Only when a publish rate or byte rate is configured. */
+  private readonly throttle: PublishThrottle | undefined;
 
   constructor(
     readonly broker: Broker,
     private readonly stream: Duplex,
     readonly transport: TransportInfo,
   ) {
-    this.decoder = new Decoder(broker.config.limits.maxPacketSize, {
-      packet: (p) => this.onPacket(p),
-      malformed: (msg, reason, packet) => this.onMalformed(msg, reason, packet),
-      tooLarge: (size) => this.close(Reason.PacketTooLarge, `packet of ${size} bytes exceeds the maximum of ${broker.config.limits.maxPacketSize}`),
-    });
-    stream.on('data', (chunk: Buffer) => {
-      this.lastActivity = Date.now();
-      broker.counters.bytesReceived += chunk.length;
-      this.decoder.push(chunk);
-    });
-    stream.on('error', (err) => broker.log.debug({ err: err.message, clientId: this.clientId }, 'connection error'));
-    stream.on('close', () => this.onClosed());
+    this.decoder = new Decoder(broker.config.limits.maxPacketSize, this);
+    this.throttle = broker.abuse.publishThrottle();
+    (stream as Carrier)[CONNECTION] = this;
+    stream.on('data', onStreamData);
+    stream.on('error', onStreamError);
+    stream.on('close', onStreamClose);
+  }
+
+  /** @internal (stream listener) */
+  received(chunk: Buffer): void {
+    this.lastActivity = Date.now();
+    this.broker.counters.bytesReceived += chunk.length;
+    this.decoder.push(chunk);
+  }
+
+  /** @internal (stream listener) */
+  streamClosed(): void {
+    this.onClosed();
   }
 
   get certificateIdentity(): string | undefined {
@@ -91,13 +130,22 @@ export class Connection implements SessionLink, ClientInfo {
     return this.chain !== undefined;
   }
 
+  pauseReading(): void {
+    this.stream.pause();
+  }
+
+  resumeReading(): void {
+    if (this.closed) return;
+    // the pause was the broker's doing, not the client's silence
+    this.lastActivity = Date.now();
+    this.throttled = false;
+    this.releasePackets();
+    if (this.pending === undefined) this.stream.resume();
+  }
+
   /** Runs `task` after all earlier serial work of this connection. */
   serially(task: () => Promise<void>): void {
-    const next = (this.chain ?? Promise.resolve()).then(task).catch((err: unknown) => {
-      this.broker.counters.handlerFailures++;
-      this.broker.log.error({ err, clientId: this.clientId }, 'asynchronous handler failed');
-      this.close(Reason.ImplementationSpecificError, 'internal error');
-    });
+    const next = (this.chain ?? Promise.resolve()).then(task).catch((err: unknown) => this.handlerFailed(err, 'asynchronous handler failed'));
     this.chain = next;
     void next.then(() => {
       if (this.chain === next) this.chain = undefined;
@@ -115,11 +163,23 @@ export class Connection implements SessionLink, ClientInfo {
     if (pending) for (const p of pending) this.onPacket(p);
   }
 
-  private onPacket(packet: Packet): void {
+  /** @internal (Decoder) */
+  onPacket(packet: Packet): void {
     if (this.closed) return;
     if (this.pending) {
       this.pending.push(packet);
       return;
+    }
+    if (this.throttle !== undefined && packet.cmd === 'publish') {
+      const ms = this.throttle.admit(totalPacketSize(packet.length ?? 0));
+      if (ms > 0) {
+        // over budget: this PUBLISH and what follows it wait, and nothing more is read meanwhile
+        this.pending = [packet];
+        this.throttled = true;
+        this.throttle.pause(this, ms);
+        this.broker.abuse.paused(this.clientId, ms);
+        return;
+      }
     }
     try {
       dispatch(this, packet);
@@ -128,14 +188,29 @@ export class Connection implements SessionLink, ClientInfo {
         this.broker.log.debug({ clientId: this.clientId, reason: err.reason }, err.message);
         this.close(err.reason, err.message);
       } else {
-        this.broker.counters.handlerFailures++;
-        this.broker.log.error({ err, clientId: this.clientId, cmd: packet.cmd }, 'handler failed');
-        this.close(Reason.ImplementationSpecificError, 'internal error');
+        this.handlerFailed(err, `handler failed on ${packet.cmd.toUpperCase()}`);
       }
     }
   }
 
-  private onMalformed(message: string, reason: number, packet?: Packet): void {
+  /**
+   * Work for this connection failed (a bug, not the client's fault): counted, logged, and this
+   * connection alone is closed (v5: DISCONNECT 0x83 first); the broker goes on.
+   */
+  handlerFailed(err: unknown, what: string): void {
+    this.broker.counters.handlerFailures++;
+    this.broker.log.error({ err, clientId: this.clientId }, what);
+    this.close(Reason.ImplementationSpecificError, 'internal error');
+  }
+
+  /** @internal (Decoder) */
+  onTooLarge(size: number): void {
+    this.broker.counters.oversizedPackets++;
+    this.close(Reason.PacketTooLarge, `packet of ${size} bytes exceeds the maximum of ${this.broker.config.limits.maxPacketSize}`);
+  }
+
+  /** @internal (Decoder) */
+  onMalformed(message: string, reason: number, packet?: Packet): void {
     this.broker.counters.malformedPackets++;
     // a v5 CONNECT that breaks a rule is refused in a v5 CONNACK (MQTT-3.2.2.2)
     if (!this.connected && packet?.cmd === 'connect' && packet.protocolVersion === 5) this.setProtocolVersion(5);
@@ -183,16 +258,18 @@ export class Connection implements SessionLink, ClientInfo {
     if (!this.corked) {
       this.corked = true;
       this.stream.cork();
-      process.nextTick(this.uncork);
+      process.nextTick(uncork, this);
     }
     this.stream.write(buf);
   }
 
   private corked = false;
-  private readonly uncork = (): void => {
+
+  /** @internal (nextTick after the first write of a turn) */
+  uncorkNow(): void {
     this.corked = false;
     this.stream.uncork();
-  };
+  }
 
   sendPublish(d: Delivery, dup: boolean): boolean {
     if (this.closed) return false;
@@ -220,12 +297,13 @@ export class Connection implements SessionLink, ClientInfo {
       }
       if (d.subscriptionIds) props.subscriptionIdentifier = d.subscriptionIds.length === 1 ? d.subscriptionIds[0]! : d.subscriptionIds;
       if (this.topicAliasMaximum > 0) {
-        const alias = this.outboundAliases.get(m.topic);
+        const aliases = (this.outboundAliases ??= new Map());
+        const alias = aliases.get(m.topic);
         if (alias !== undefined) {
           props.topicAlias = alias;
           packet.topic = '';
-        } else if (this.outboundAliases.size < this.topicAliasMaximum) {
-          newAlias = this.outboundAliases.size + 1;
+        } else if (aliases.size < this.topicAliasMaximum) {
+          newAlias = aliases.size + 1;
           props.topicAlias = newAlias;
         }
       }
@@ -234,7 +312,7 @@ export class Connection implements SessionLink, ClientInfo {
     const buf = encode(packet, this.version);
     if (buf.length > this.maxPacketSize) return false;
     // Only an alias the client has actually been told about may be used later.
-    if (newAlias !== 0) this.outboundAliases.set(m.topic, newAlias);
+    if (newAlias !== 0) this.outboundAliases!.set(m.topic, newAlias);
     this.write(buf);
     this.broker.counters.publishSent[d.qos]++;
     return true;
@@ -281,6 +359,7 @@ export class Connection implements SessionLink, ClientInfo {
 
   private onClosed(): void {
     this.closed = true;
+    this.throttle?.stop();
     this.broker.connectionClosed(this);
   }
 }

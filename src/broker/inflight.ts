@@ -13,13 +13,16 @@
 import type { Delivery } from './message.js';
 
 const EMPTY = 0;
+// Shared by every table until its first entry (grow replaces them): an idle session holds no arrays.
+const NO_IDS = new Uint16Array(0);
+const NO_ORDERS = new Float64Array(0);
 
 export class InflightTable {
   /** Packet id per slot; EMPTY (0, never a packet id) for a free slot. */
-  private ids: Uint16Array = new Uint16Array(0);
+  private ids: Uint16Array = NO_IDS;
   private items: (Delivery | undefined)[] = [];
   /** Order of insertion per slot, for `inOrder`. */
-  private orders: Float64Array = new Float64Array(0);
+  private orders: Float64Array = NO_ORDERS;
   private nextOrder = 0;
   private count = 0;
   /**

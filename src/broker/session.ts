@@ -37,13 +37,18 @@ export interface QueueLimits {
   readonly maxQueuedBytes: number;
 }
 
+const NO_SUBSCRIPTIONS: ReadonlyMap<string, StoredSubscription> = new Map();
+
+/*
+ * The Maps and Sets of a session are made at first use: an idle connection's session would
+ * otherwise hold ~1 KiB of empty hash tables (most sessions never use most of them).
+ */
 export class Session {
-  /** Keyed by the filter exactly as subscribed (shared ones keep their `$share/` prefix). */
-  readonly subscriptions = new Map<string, StoredSubscription>();
+  private subscriptionsByKey: Map<string, StoredSubscription> | undefined;
   /** Outgoing QoS 1/2 messages sent and not yet completed, by packet id. */
   readonly inflight = new InflightTable();
-  /** Incoming QoS 2 packet ids acknowledged with PUBREC and awaiting PUBREL. */
-  readonly incomingQoS2 = new Set<number>();
+  /** Incoming QoS 2 packet ids acknowledged with PUBREC and awaiting PUBREL; undefined until the first. */
+  incomingQoS2: Set<number> | undefined;
   readonly queue = new Fifo<Delivery>();
   /** Payload bytes of the messages in `queue` (each counted by its message's payload as published). */
   queuedBytes = 0;
@@ -51,7 +56,7 @@ export class Session {
    * Packet ids of in-flight deliveries not yet resent on the current connection, oldest first:
    * a client that resumes with a smaller Receive Maximum gets them as acknowledgements free slots.
    */
-  private readonly held = new Set<number>();
+  private held: Set<number> | undefined;
   /** The first `settledQueued` deliveries of `queue` hold memory of their own (see `settleWaiting`). */
   private settledQueued = 0;
   /** Acknowledgements that completed a flow, and their count at the last `settleWaiting`. */
@@ -84,6 +89,30 @@ export class Session {
     private readonly log?: Pick<Logger, 'warn'>,
   ) {}
 
+  /** Keyed by the filter exactly as subscribed (shared ones keep their `$share/` prefix). */
+  get subscriptions(): ReadonlyMap<string, StoredSubscription> {
+    return this.subscriptionsByKey ?? NO_SUBSCRIPTIONS;
+  }
+
+  /** Adds or replaces a subscription; true if one with that key existed. */
+  setSubscription(key: string, sub: StoredSubscription): boolean {
+    const subs = (this.subscriptionsByKey ??= new Map());
+    const existed = subs.has(key);
+    subs.set(key, sub);
+    return existed;
+  }
+
+  /** Removes a subscription and returns it (undefined if there was none). */
+  removeSubscription(key: string): StoredSubscription | undefined {
+    const sub = this.subscriptionsByKey?.get(key);
+    if (sub) this.subscriptionsByKey!.delete(key);
+    return sub;
+  }
+
+  clearSubscriptions(): void {
+    this.subscriptionsByKey = undefined;
+  }
+
   /** Hands a delivery to the client now, or queues it (QoS > 0) for later. */
   deliver(d: Delivery): void {
     const link = this.preparing ? null : this.link;
@@ -91,7 +120,7 @@ export class Session {
       if (link) link.sendPublish(d, false);
       return;
     }
-    if (link && this.queue.length === 0 && this.held.size === 0 && this.inflight.size < link.receiveMaximum) {
+    if (link && this.queue.length === 0 && (this.held === undefined || this.held.size === 0) && this.inflight.size < link.receiveMaximum) {
       this.sendNew(link, d);
       return;
     }
@@ -126,7 +155,7 @@ export class Session {
   complete(packetId: number): boolean {
     if (!this.inflight.delete(packetId)) return false;
     this.completions++;
-    this.held.delete(packetId);
+    this.held?.delete(packetId);
     this.drain();
     return true;
   }
@@ -136,7 +165,7 @@ export class Session {
     const d = this.inflight.get(packetId);
     if (!d || d.qos !== 2) return false;
     d.state = 'pubrel';
-    this.held.delete(packetId);
+    this.held?.delete(packetId);
     return true;
   }
 
@@ -148,7 +177,7 @@ export class Session {
    */
   resume(link: SessionLink): void {
     this.link = link;
-    this.held.clear();
+    this.held = undefined;
     const now = Date.now();
     let unacknowledged = 0;
     const inflight = this.inflight.inOrder();
@@ -159,7 +188,7 @@ export class Session {
       } else if (remainingExpiry(d.message, now) === 0) {
         this.inflight.delete(id);
       } else if (unacknowledged >= link.receiveMaximum) {
-        this.held.add(id);
+        (this.held ??= new Set()).add(id);
       } else if (link.sendPublish(d, true)) {
         unacknowledged++;
       } else {
@@ -173,8 +202,8 @@ export class Session {
     const link = this.link;
     if (!link || this.preparing) return;
     const now = Date.now();
-    if (this.held.size > 0) {
-      this.resendHeld(link, now);
+    if (this.held !== undefined && this.held.size > 0) {
+      this.resendHeld(link, this.held, now);
       // queued messages go out behind the held ones, never before
       if (this.held.size > 0) return;
     }
@@ -203,8 +232,8 @@ export class Session {
   /** Forgets all message state (clean start / session end). */
   clearMessages(): void {
     this.inflight.clear();
-    this.held.clear();
-    this.incomingQoS2.clear();
+    this.held = undefined;
+    this.incomingQoS2 = undefined;
     this.queue.clear();
     this.queuedBytes = 0;
     this.settledQueued = 0;
@@ -212,10 +241,10 @@ export class Session {
   }
 
   /** Sends held in-flight deliveries (DUP, original packet ids, oldest first) while slots are free. */
-  private resendHeld(link: SessionLink, now: number): void {
-    for (const id of this.held) {
-      if (this.inflight.size - this.held.size >= link.receiveMaximum) return;
-      this.held.delete(id);
+  private resendHeld(link: SessionLink, held: Set<number>, now: number): void {
+    for (const id of held) {
+      if (this.inflight.size - held.size >= link.receiveMaximum) return;
+      held.delete(id);
       const d = this.inflight.get(id);
       if (!d) continue;
       if (remainingExpiry(d.message, now) === 0 || !link.sendPublish(d, true)) this.inflight.delete(id);

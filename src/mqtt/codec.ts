@@ -3,6 +3,7 @@ import { isUtf8 } from 'node:buffer';
 import mqttPacket from 'mqtt-packet';
 import type { IPubackPacket, IPublishPacket, Packet } from 'mqtt-packet';
 import { Reason } from './reason-codes.js';
+import { borrowParser, parserSettings, returnParser, type LentParser, type ParserHolder } from './parser-pool.js';
 
 export type ProtocolVersion = 3 | 4 | 5;
 
@@ -14,32 +15,26 @@ const LAST_TOPIC_BYTES = 256;
 // load). Ids are written into each packet instead (mqtt-packet's documented switch).
 (mqttPacket.writeToStream as unknown as { cacheNumbers: boolean }).cacheNumbers = false;
 
-/** The parser state mqtt-packet keeps but does not type. */
-interface ParserInternals {
-  settings: { protocolVersion?: number };
-  packet: { length: number };
-  _list: { length: number; slice(start: number, end: number): Buffer };
-  _pos: number;
-  _stateCounter: number;
-  _parseString(): string | null;
-}
-
 export interface DecoderEvents {
-  packet(packet: Packet): void;
+  onPacket(packet: Packet): void;
   /**
    * A malformed byte sequence (reason 0x81) or a packet that breaks a rule of its form (0x82, with
    * the packet: a v5 CONNECT must be refused in a v5 CONNACK); the connection must be closed.
    */
-  malformed(message: string, reason: number, packet?: Packet): void;
+  onMalformed(message: string, reason: number, packet?: Packet): void;
   /** A packet announced a length above the limit; nothing of it is buffered further. */
-  tooLarge(length: number): void;
+  onTooLarge(length: number): void;
 }
 
-export class Decoder {
-  private readonly parser = mqttPacket.parser();
+/**
+ * One connection's decoder: whole PUBLISH and PUBACK packets by hand (the fast path), the rest with
+ * an mqtt-packet parser borrowed for as long as it holds part of a packet (see parser-pool.ts).
+ */
+export class Decoder implements ParserHolder {
+  private lent: LentParser | undefined;
   private failed = false;
-  /** Set while parsing a packet that holds a string which is not well-formed UTF-8 or has U+0000. */
-  private badString = false;
+  /** Negotiated by CONNECT; undefined before. */
+  private version: ProtocolVersion | undefined;
   /** MQTT 5 PUBLISHes carry a properties length the fast path must read. */
   private v5 = false;
   /**
@@ -51,92 +46,110 @@ export class Decoder {
   private lastTopicLength = -1;
   private lastTopic = '';
 
-  constructor(private readonly maxPacketSize: number, private readonly events: DecoderEvents) {
-    this.checkStrings();
-    this.parser.on('packet', (p: Packet) => {
-      if (this.failed) return;
-      const total = totalPacketSize(p.length ?? 0);
-      if (total > this.maxPacketSize) {
-        this.failed = true;
-        this.events.tooLarge(total);
-        return;
-      }
-      // mqtt-packet decodes strings leniently and lets DUP through on QoS 0; both are malformed.
-      const problem = this.badString
-        ? 'a string is not well-formed UTF-8 or contains U+0000 (MQTT-1.5.4-1/2)'
-        : p.cmd === 'publish' && p.qos === 0 && p.dup
-          ? 'DUP flag set on a QoS 0 PUBLISH (MQTT-3.3.1-2)'
-          : undefined;
-      if (problem !== undefined) {
-        this.failed = true;
-        this.events.malformed(problem, Reason.MalformedPacket);
-        return;
-      }
-      const repeated = repeatedProperty(p);
-      if (repeated !== undefined) {
-        this.failed = true;
-        this.events.malformed(`property ${repeated} appears more than once (MQTT-2.2.2.2)`, Reason.ProtocolError, p);
-        return;
-      }
-      this.events.packet(p);
-    });
-    this.parser.on('error', (err: Error) => {
-      if (this.failed) return;
-      this.failed = true;
-      this.events.malformed(err.message, Reason.MalformedPacket);
-    });
+  constructor(private readonly maxPacketSize: number, private readonly events: DecoderEvents) {}
+
+  /** @internal (LentParser) a packet from the borrowed parser. */
+  parsed(p: Packet, badString: boolean): void {
+    if (this.failed) return;
+    const total = totalPacketSize(p.length ?? 0);
+    if (total > this.maxPacketSize) {
+      this.fail();
+      this.events.onTooLarge(total);
+      return;
+    }
+    // mqtt-packet decodes strings leniently and lets DUP through on QoS 0; both are malformed.
+    const problem = badString
+      ? 'a string is not well-formed UTF-8 or contains U+0000 (MQTT-1.5.4-1/2)'
+      : p.cmd === 'publish' && p.qos === 0 && p.dup
+        ? 'DUP flag set on a QoS 0 PUBLISH (MQTT-3.3.1-2)'
+        : undefined;
+    if (problem !== undefined) {
+      this.fail();
+      this.events.onMalformed(problem, Reason.MalformedPacket);
+      return;
+    }
+    const repeated = repeatedProperty(p);
+    if (repeated !== undefined) {
+      this.fail();
+      this.events.onMalformed(`property ${repeated} appears more than once (MQTT-2.2.2.2)`, Reason.ProtocolError, p);
+      return;
+    }
+    const misplaced = misplacedProperty(p);
+    if (misplaced !== undefined) {
+      this.fail();
+      this.events.onMalformed(`property ${misplaced} is not allowed in ${p.cmd.toUpperCase()} (MQTT-2.2.2.2)`, Reason.MalformedPacket, p);
+      return;
+    }
+    this.events.onPacket(p);
   }
 
-  /** Wraps the parser's string reader to validate the raw bytes of every UTF-8 string field. */
-  private checkStrings(): void {
-    const internals = this.parser as unknown as ParserInternals;
-    const parseString = internals._parseString;
-    if (typeof parseString !== 'function') throw new Error('mqtt-packet parser has no _parseString: update Decoder.checkStrings');
-    internals._parseString = () => {
-      const start = internals._pos + 2;
-      const result = parseString.call(internals);
-      if (result !== null) {
-        const bytes = internals._list.slice(start, internals._pos);
-        if (!isUtf8(bytes) || bytes.includes(0)) this.badString = true;
-      }
-      return result;
-    };
+  /** @internal (LentParser) */
+  parseError(err: Error): void {
+    if (this.failed) return;
+    this.fail();
+    this.events.onMalformed(err.message, Reason.MalformedPacket);
+  }
+
+  /** Nothing more is decoded; a borrowed parser is dropped with whatever state it is in. */
+  private fail(): void {
+    this.failed = true;
+    if (this.lent) this.lent.holder = undefined;
+    this.lent = undefined;
   }
 
   /** Switches the parser to the version negotiated by CONNECT (v5 packets carry properties). */
   setProtocolVersion(version: ProtocolVersion): void {
-    (this.parser as unknown as ParserInternals).settings.protocolVersion = version;
+    this.version = version;
     this.v5 = version === 5;
+    if (this.lent) this.lent.internals.settings = parserSettings(version);
+  }
+
+  /** Bytes of a partial packet held (0 between whole packets). */
+  get buffered(): number {
+    return this.lent?.internals._list.length ?? 0;
   }
 
   push(chunk: Buffer): void {
     if (this.failed) return;
-    const internals = this.parser as unknown as ParserInternals;
-    // mqtt-packet holds the start of a packet whose length it has read (state 2: payload pending):
-    // give it just the rest of that packet, so the fast path takes over again at the next one
-    // (with large payloads almost every chunk ends inside a packet).
-    if (internals._stateCounter === 2 && internals.packet.length >= 0 && totalPacketSize(internals.packet.length) <= this.maxPacketSize) {
-      const need = internals.packet.length - internals._list.length;
-      if (need > 0 && need < chunk.length) {
-        this.parser.parse(chunk.subarray(0, need));
-        if (this.failed) return;
-        chunk = chunk.subarray(need);
+    let lent = this.lent;
+    if (lent !== undefined) {
+      const internals = lent.internals;
+      // The parser holds the start of a packet whose length it has read (state 2: payload pending):
+      // give it just the rest of that packet, so the fast path takes over again at the next one
+      // (with large payloads almost every chunk ends inside a packet).
+      if (internals._stateCounter === 2 && internals.packet.length >= 0) {
+        const need = internals.packet.length - internals._list.length;
+        if (need > 0 && need < chunk.length) {
+          internals.parse(chunk.subarray(0, need));
+          if (this.failed) return;
+          chunk = chunk.subarray(need);
+          if (lent.idle) lent = this.giveBack();
+        }
       }
     }
-    if (internals._list.length === 0 && internals._stateCounter === 0) {
+    if (lent === undefined) {
       const at = this.fastPath(chunk);
       if (at === chunk.length || this.failed) return;
       if (at > 0) chunk = chunk.subarray(at);
+      lent = this.lent = borrowParser(this, this.version);
     }
-    this.parser.parse(chunk);
+    lent.internals.parse(chunk);
     if (this.failed) return;
-    // A packet still being assembled whose announced length is over the limit: refuse it now
-    // instead of buffering up to 256 MB of it.
-    const length = internals.packet.length;
-    if (length >= 0 && totalPacketSize(length) > this.maxPacketSize && internals._list.length > 0) {
-      this.failed = true;
-      this.events.tooLarge(length);
+    // A packet still being assembled whose announced length is over the limit: refuse it as soon
+    // as its header is read, before any of its body (up to 256 MB) arrives.
+    const length = lent.internals.packet.length;
+    if (length >= 0 && totalPacketSize(length) > this.maxPacketSize) {
+      this.fail();
+      this.events.onTooLarge(length);
+      return;
     }
+    if (lent.idle) this.giveBack();
+  }
+
+  private giveBack(): undefined {
+    returnParser(this.lent!);
+    this.lent = undefined;
+    return undefined;
   }
 
   /**
@@ -170,7 +183,7 @@ export class Decoder {
         const ack = { cmd: 'puback', retain: false, qos: 0, dup: false, length: 2, messageId: chunk.readUInt16BE(i) } as IPubackPacket;
         if (this.v5) ack.reasonCode = 0;
         at = end;
-        this.events.packet(ack);
+        this.events.onPacket(ack);
         continue;
       }
       const qos = (b0 >> 1) & 3;
@@ -196,7 +209,7 @@ export class Decoder {
       };
       if (qos > 0) packet.messageId = chunk.readUInt16BE(topicEnd);
       at = end;
-      this.events.packet(packet);
+      this.events.onPacket(packet);
     }
     return at;
   }
@@ -239,6 +252,40 @@ export function repeatedProperty(packet: Packet): string | undefined {
     }
   }
   return undefined;
+}
+
+const ACK_PROPERTIES = ['reasonString', 'userProperties'];
+
+/**
+ * The properties a client may send in each packet (MQTT 5 table 2-4; a will's are those of its
+ * CONNECT's Will Properties). mqtt-packet decodes any property in any packet: a PUBLISH carrying,
+ * say, a Session Expiry Interval was forwarded as it came, malformed, to every subscriber.
+ */
+const ALLOWED_PROPERTIES: Partial<Record<Packet['cmd'] | 'will', ReadonlySet<string>>> = {
+  connect: new Set(['sessionExpiryInterval', 'receiveMaximum', 'maximumPacketSize', 'topicAliasMaximum', 'requestResponseInformation', 'requestProblemInformation', 'userProperties', 'authenticationMethod', 'authenticationData']),
+  will: new Set(['willDelayInterval', 'payloadFormatIndicator', 'messageExpiryInterval', 'contentType', 'responseTopic', 'correlationData', 'userProperties']),
+  // a Subscription Identifier from a client is refused later, as a Protocol Error (MQTT-3.3.4-6)
+  publish: new Set(['payloadFormatIndicator', 'messageExpiryInterval', 'topicAlias', 'responseTopic', 'correlationData', 'userProperties', 'subscriptionIdentifier', 'contentType']),
+  puback: new Set(ACK_PROPERTIES),
+  pubrec: new Set(ACK_PROPERTIES),
+  pubrel: new Set(ACK_PROPERTIES),
+  pubcomp: new Set(ACK_PROPERTIES),
+  subscribe: new Set(['subscriptionIdentifier', 'userProperties']),
+  unsubscribe: new Set(['userProperties']),
+  disconnect: new Set(['sessionExpiryInterval', 'reasonString', 'userProperties', 'serverReference']),
+  auth: new Set(['authenticationMethod', 'authenticationData', 'reasonString', 'userProperties']),
+};
+
+/** The first property a client's packet (or its will) carries that its kind of packet does not allow. */
+export function misplacedProperty(packet: Packet): string | undefined {
+  const check = (properties: object | undefined, allowed: ReadonlySet<string> | undefined): string | undefined => {
+    if (properties === undefined) return undefined;
+    for (const name in properties) if (!allowed?.has(name)) return name;
+    return undefined;
+  };
+  const own = check((packet as { properties?: object }).properties, ALLOWED_PROPERTIES[packet.cmd]);
+  if (own !== undefined || packet.cmd !== 'connect') return own;
+  return check(packet.will?.properties, ALLOWED_PROPERTIES.will);
 }
 
 export function encode(packet: Packet, version: ProtocolVersion): Buffer {

@@ -11,6 +11,8 @@ import { PasswordFile } from '../auth/password-file.js';
 import type { PasswordLogins } from '../auth/password-logins.js';
 import type { TlsListener, TlsSettings } from '../transport/tls.js';
 
+const ABUSE_LIMITS = ['connectionRate', 'maxConnectionsPerAddress', 'publishRate', 'publishByteRate', 'flapConnects', 'flapWindow', 'flapBan'] as const;
+
 export interface ReloadTarget {
   /** The running broker's config object: reloaded values are written into it. */
   readonly config: BrokerConfig;
@@ -50,8 +52,12 @@ export async function reloadSettings(target: ReloadTarget, next: BrokerConfig): 
   const restartNeeded: string[] = START_ONLY.filter((k) => !isDeepStrictEqual(current[k], next[k]));
   // each listener's own bound is set at start; the broker's check follows the new value
   if (current.limits.maxConnections !== next.limits.maxConnections) restartNeeded.push('limits.maxConnections (per listener)');
+  // the abuse limits build their trackers at start (src/limits/abuse.ts): a change waits for a restart
+  for (const key of ABUSE_LIMITS) {
+    if (current.limits[key] !== next.limits[key]) restartNeeded.push(`limits.${key}`);
+  }
   // in place: sessions and handlers hold this object
-  Object.assign(current.limits, next.limits);
+  Object.assign(current.limits, next.limits, Object.fromEntries(ABUSE_LIMITS.map((k) => [k, current.limits[k]])));
   const { cert: _c, key: _k, ca: _a, ...tlsRest } = current.tls ?? { cert: undefined, key: undefined, ca: undefined };
   const { cert: _nc, key: _nk, ca: _na, ...nextTlsRest } = next.tls ?? { cert: undefined, key: undefined, ca: undefined };
   if ((current.tls === null) !== (next.tls === null) || !isDeepStrictEqual(tlsRest, nextTlsRest)) restartNeeded.push('tls');

@@ -57,7 +57,9 @@ export class TeeRelay {
         else this.log.info({ clientId: req.clientId, code: err.code }, 'trusted component refused a request');
         reply(topic, Buffer.concat([Buffer.from([TEE_STATUS_ERROR]), Buffer.from(line)]), req.correlationData);
       },
-    );
+    )
+      // the reply is routed from a promise callback: a failure there must not become an unhandled rejection
+      .catch((err: unknown) => this.log.error({ err, clientId: req.clientId }, 'replying to a trusted-component request failed'));
   }
 
   private async answer(req: RelayRequest): Promise<Buffer> {

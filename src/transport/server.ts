@@ -6,7 +6,7 @@ import type { ListenOptions, Listener, TransportInfo } from './types.js';
 export function adopt(stream: Duplex): Duplex {
   // An 'error' with no listener would throw out of the event loop; the handler still sees 'close'
   // and may add its own listeners.
-  stream.on('error', ignore);
+  if (!stream.listeners('error').includes(ignore)) stream.on('error', ignore);
   return stream;
 }
 
@@ -26,11 +26,15 @@ export async function startListener(
   opts: ListenOptions,
 ): Promise<Listener> {
   const sockets = new Set<Socket>();
+  // one function for every socket, not a closure (or a once() wrapper) per connection
+  const forget = function (this: Socket): void {
+    sockets.delete(this);
+  };
   server.on('connection', (socket: Socket) => {
     socket.setNoDelay(true);
     socket.on('error', ignore);
     sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    socket.on('close', forget);
   });
   if (opts.maxConnections !== undefined) {
     if (!Number.isInteger(opts.maxConnections) || opts.maxConnections < 1) {

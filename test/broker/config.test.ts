@@ -22,6 +22,11 @@ const invalid: [string, unknown, string][] = [
   ['an unknown log level', { logLevel: 'loud' }, 'logLevel'],
   ['a WebSocket path that is empty', { websocket: { port: 0, path: '' } }, 'websocket.path'],
   ['an unknown trusted-component scheduling policy', { tee: { scheduling: 'fifo' } }, 'tee.scheduling'],
+  ['a connect timeout of 0', { limits: { connectTimeout: 0 } }, 'limits.connectTimeout'],
+  ['a negative connection rate', { limits: { connectionRate: -1 } }, 'limits.connectionRate'],
+  ['a publish rate given as text', { limits: { publishRate: '10/s' } }, 'limits.publishRate'],
+  ['a fractional publish byte rate', { limits: { publishByteRate: 0.5 } }, 'limits.publishByteRate'],
+  ['a flapping window of 0 seconds', { limits: { flapConnects: 5, flapWindow: 0 } }, 'limits.flapWindow'],
 ];
 
 for (const [what, raw, key] of invalid) {
@@ -37,6 +42,17 @@ for (const [what, raw, key] of invalid) {
     );
   });
 }
+
+test('the abuse limits are off by default, the connect timeout is 10 s, and each is taken from limits', () => {
+  const d = defaultConfig().limits;
+  assert.deepEqual(
+    [d.connectTimeout, d.connectionRate, d.maxConnectionsPerAddress, d.publishRate, d.publishByteRate, d.flapConnects],
+    [10, 0, 0, 0, 0, 0],
+  );
+  const raw = { connectTimeout: 3, connectionRate: 50, maxConnectionsPerAddress: 4, publishRate: 100, publishByteRate: 65536, flapConnects: 5, flapWindow: 30, flapBan: 600 };
+  const cfg = parseConfig({ limits: raw });
+  for (const [k, v] of Object.entries(raw)) assert.equal(cfg.limits[k as keyof typeof raw], v, k);
+});
 
 test('parseConfig rejects a document that is not an object', () => {
   assert.throws(() => parseConfig([1, 2]), ConfigError);

@@ -47,8 +47,9 @@ export class RawClient {
     );
   }
 
-  static async open(port: number, version: 4 | 5 = 4, host = '127.0.0.1'): Promise<RawClient> {
-    const socket = connect({ host, port });
+  /** `localAddress`: the source address to connect from (any 127.x.y.z works on Linux loopback). */
+  static async open(port: number, version: 4 | 5 = 4, host = '127.0.0.1', localAddress?: string): Promise<RawClient> {
+    const socket = connect({ host, port, localAddress });
     await withTimeout(
       new Promise<void>((resolve, reject) => {
         socket.once('connect', resolve);

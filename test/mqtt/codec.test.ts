@@ -49,7 +49,7 @@ function decodeAll(stream: Buffer, cuts: number[], version: ProtocolVersion, fas
   };
   let decode: (b: Buffer) => void;
   if (fast) {
-    const d = new Decoder(1 << 20, { packet: onPacket, malformed: (m) => assert.fail(`malformed: ${m}`), tooLarge: () => assert.fail('too large') });
+    const d = new Decoder(1 << 20, { onPacket: onPacket, onMalformed: (m) => assert.fail(`malformed: ${m}`), onTooLarge: () => assert.fail('too large') });
     d.setProtocolVersion(version);
     decode = (b) => d.push(b);
   } else {
@@ -85,7 +85,7 @@ test('a malformed PUBLISH after good ones in the same chunk is still refused, an
   const dupQos0 = Buffer.from([0x38, 0x04, 0x00, 0x01, 0x74, 0x61]); // DUP on QoS 0
   for (const bad of [badUtf8, dupQos0]) {
     const seen: string[] = [];
-    const d = new Decoder(1 << 20, { packet: (p) => seen.push(p.cmd), malformed: () => seen.push('malformed'), tooLarge: () => seen.push('too large') });
+    const d = new Decoder(1 << 20, { onPacket: (p) => seen.push(p.cmd), onMalformed: () => seen.push('malformed'), onTooLarge: () => seen.push('too large') });
     d.setProtocolVersion(4);
     d.push(Buffer.concat([good, good, bad, good]));
     assert.deepEqual(seen, ['publish', 'publish', 'malformed']);
@@ -94,7 +94,7 @@ test('a malformed PUBLISH after good ones in the same chunk is still refused, an
 
 test('a PUBLISH over the maximum packet size is refused as too large, also when whole in the chunk', () => {
   const seen: string[] = [];
-  const d = new Decoder(100, { packet: (p) => seen.push(p.cmd), malformed: () => seen.push('malformed'), tooLarge: () => seen.push('too large') });
+  const d = new Decoder(100, { onPacket: (p) => seen.push(p.cmd), onMalformed: () => seen.push('malformed'), onTooLarge: () => seen.push('too large') });
   d.setProtocolVersion(4);
   d.push(mqttPacket.generate({ cmd: 'publish', topic: 't', payload: Buffer.alloc(200), qos: 0, dup: false, retain: false }));
   assert.deepEqual(seen, ['too large']);
@@ -104,18 +104,23 @@ test('after a packet split across chunks the fast path takes over again: mqtt-pa
   const one = mqttPacket.generate({ cmd: 'publish', topic: 'secure/stream', payload: Buffer.alloc(4096, 7), qos: 1, messageId: 1, dup: false, retain: false });
   const stream = Buffer.concat(Array.from({ length: 160 }, () => one)); // ~650 kB, cut into 64 KiB chunks below
   let seen = 0;
-  const d = new Decoder(1 << 20, { packet: () => seen++, malformed: (m) => assert.fail(m), tooLarge: () => assert.fail('too large') });
+  const d = new Decoder(1 << 20, { onPacket: () => seen++, onMalformed: (m) => assert.fail(m), onTooLarge: () => assert.fail('too large') });
   d.setProtocolVersion(4);
-  const parser = (d as unknown as { parser: { parse(b: Buffer): number } }).parser;
-  const parse = parser.parse.bind(parser);
+  // every mqtt-packet parser (the decoder borrows one from a pool) counts what it is fed
+  const proto = Object.getPrototypeOf(mqttPacket.parser()) as { parse(this: unknown, b: Buffer): number };
+  const parse = proto.parse;
   let fedToParser = 0;
-  parser.parse = (b: Buffer): number => {
+  proto.parse = function (this: unknown, b: Buffer): number {
     fedToParser += b.length;
-    return parse(b);
+    return parse.call(this, b);
   };
-  for (let at = 0; at < stream.length; at += 65_536) d.push(stream.subarray(at, at + 65_536));
+  try {
+    for (let at = 0; at < stream.length; at += 65_536) d.push(stream.subarray(at, at + 65_536));
+  } finally {
+    proto.parse = parse;
+  }
   assert.equal(seen, 160);
-  // each of the 10 chunk boundaries splits one packet: at most ~2 packets' worth per boundary
+  // each of the 10 chunk boundaries splits one onPacket: at most ~2 packets' worth per boundary
   assert.ok(fedToParser <= 10 * 2 * one.length, `${fedToParser} of ${stream.length} bytes went through mqtt-packet`);
 });
 
@@ -125,13 +130,59 @@ test('a repeated topic is recognised by its bytes: topics of equal length that d
   const topics = ['a/b', 'a/b', 'a/c', 'a/b', 'b/b', 'b/b'];
   const seen: string[] = [];
   const d = new Decoder(1 << 20, {
-    packet: (p) => seen.push(p.cmd === 'publish' ? `${p.topic}#${p.messageId}` : p.cmd),
-    malformed: () => seen.push('malformed'),
-    tooLarge: () => seen.push('too large'),
+    onPacket: (p) => seen.push(p.cmd === 'publish' ? `${p.topic}#${p.messageId}` : p.cmd),
+    onMalformed: () => seen.push('malformed'),
+    onTooLarge: () => seen.push('too large'),
   });
   d.setProtocolVersion(4);
   d.push(Buffer.concat(topics.map((t, i) => publish(Buffer.from(t), i + 1))));
   // same length as the remembered 'b/b', one byte not UTF-8
   d.push(publish(Buffer.from([0x62, 0x2f, 0xff]), 9));
   assert.deepEqual(seen, [...topics.map((t, i) => `${t}#${i + 1}`), 'malformed']);
+});
+
+test('decoders borrow parsers only while a packet is partial: interleaved decoders each get their own packets, whole, and hold nothing between packets', () => {
+  const next = rng(4242);
+  const streams = [4, 5, 5].map((version) => {
+    const list = packets(version as ProtocolVersion, 40, next);
+    const bytes = Buffer.concat(list.map((p) => mqttPacket.generate(p, { protocolVersion: version as ProtocolVersion })));
+    const cuts = Array.from({ length: 25 }, () => Math.floor(next() * bytes.length)).sort((a, b) => a - b);
+    return { version: version as ProtocolVersion, bytes, cuts: [...cuts, bytes.length], expected: decodeAll(bytes, cuts, version as ProtocolVersion, false) };
+  });
+  const seen: unknown[][] = streams.map(() => []);
+  const decoders = streams.map((s, i) => {
+    const d = new Decoder(1 << 20, {
+      onPacket: (p) => {
+        const { payload, ...rest } = p as Packet & { payload?: Buffer | string | null };
+        seen[i]!.push({ ...Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined && v !== null)), payload: payload == null ? null : Buffer.from(payload).toString('hex') });
+      },
+      onMalformed: (m) => assert.fail(`malformed: ${m}`),
+      onTooLarge: () => assert.fail('too large'),
+    });
+    d.setProtocolVersion(s.version);
+    return d;
+  });
+  // one cut of each stream in turn
+  const from = streams.map(() => 0);
+  for (let k = 0; k < 26; k++) {
+    streams.forEach((s, i) => {
+      decoders[i]!.push(s.bytes.subarray(from[i], s.cuts[k]));
+      from[i] = s.cuts[k]!;
+    });
+  }
+  streams.forEach((s, i) => assert.deepEqual(seen[i], s.expected, `stream ${i} (v${s.version})`));
+  for (const d of decoders) assert.equal(d.buffered, 0);
+});
+
+test('a parser given back after a v5 CONNECT parses the next decoder\'s packets in that decoder\'s version', () => {
+  const got: Packet[] = [];
+  const events = { onPacket: (p: Packet) => got.push(p), onMalformed: (m: string) => assert.fail(m), onTooLarge: () => assert.fail('too large') };
+  const a = new Decoder(1 << 20, events);
+  a.push(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'v5', clean: true, keepalive: 0 }));
+  a.setProtocolVersion(5);
+  const b = new Decoder(1 << 20, events);
+  b.setProtocolVersion(4);
+  b.push(mqttPacket.generate({ cmd: 'subscribe', messageId: 3, subscriptions: [{ topic: 'a/b', qos: 1 }] }, { protocolVersion: 4 }));
+  assert.deepEqual(got.map((p) => p.cmd), ['connect', 'subscribe']);
+  assert.deepEqual((got[1] as { subscriptions: unknown[] }).subscriptions, [{ topic: 'a/b', qos: 1 }]);
 });

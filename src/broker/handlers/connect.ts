@@ -16,6 +16,18 @@ export function handleConnect(conn: Connection, packet: IConnectPacket): void {
   // Set before anything else: packets pipelined behind CONNECT must be decoded as this version.
   conn.setProtocolVersion(version);
   const broker = conn.broker;
+  if (conn.overLimit) {
+    // MQTT 5 has a reason for it; a v3.1.1 client just sees the connection closed (no code fits)
+    broker.refusedAtLimit(conn.transport.remoteAddress);
+    if (version === 5) refuse(conn, Reason.QuotaExceeded, false);
+    else conn.destroy();
+    return;
+  }
+  // 0x9F, not 0x8A Banned: the ban is temporary and comes from the client's own connect rate, not an administrator
+  if (broker.abuse.connect(packet.clientId.length > 0 ? packet.clientId : undefined, conn.transport.remoteAddress) !== undefined) {
+    refuse(conn, Reason.ConnectionRateExceeded, false);
+    return;
+  }
   if (version === 5 && packet.properties?.authenticationMethod !== undefined) {
     refuse(conn, Reason.BadAuthenticationMethod);
     return;
@@ -56,13 +68,16 @@ export function handleConnect(conn: Connection, packet: IConnectPacket): void {
   if (typeof result === 'object' && !(result instanceof Promise) && typeof willCheck === 'boolean') {
     accept(conn, packet, result, willCheck, assigned);
   } else {
-    Promise.all([result, willCheck]).then(
-      ([r, w]) => accept(conn, packet, r, w, assigned),
-      (err: unknown) => {
-        broker.log.error({ err }, 'authenticate hook failed');
-        refuse(conn, Reason.ServerUnavailable);
-      },
-    );
+    Promise.all([result, willCheck])
+      .then(
+        ([r, w]) => accept(conn, packet, r, w, assigned),
+        (err: unknown) => {
+          broker.log.error({ err }, 'authenticate hook failed');
+          refuse(conn, Reason.ServerUnavailable);
+        },
+      )
+      // outside the packet handler's try/catch: a failure here must close this connection, not reject unhandled
+      .catch((err: unknown) => conn.handlerFailed(err, 'CONNECT failed after authentication'));
   }
 }
 
@@ -84,12 +99,13 @@ function identityOf(
   }
 }
 
-function refuse(conn: Connection, reason: number): void {
+/** CONNACK with `reason` and close; `log` false where the caller logs once per burst instead. */
+function refuse(conn: Connection, reason: number, log = true): void {
   const packet: IConnackPacket =
     conn.version === 5
       ? { cmd: 'connack', sessionPresent: false, reasonCode: reason }
       : { cmd: 'connack', sessionPresent: false, returnCode: connackCodeV3(reason) };
-  conn.broker.log.info({ clientId: conn.clientId, remote: conn.transport.remoteAddress, reason }, 'connection refused');
+  if (log) conn.broker.log.info({ clientId: conn.clientId, remote: conn.transport.remoteAddress, reason }, 'connection refused');
   conn.send(packet);
   conn.destroy();
 }

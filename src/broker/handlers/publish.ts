@@ -19,9 +19,9 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void {
     if (alias === 0 || alias > limits.topicAliasMaximum) {
       throw new ProtocolViolation(Reason.TopicAliasInvalid, `topic alias ${alias} outside 1..${limits.topicAliasMaximum}`);
     }
-    if (topic.length > 0) conn.inboundAliases.set(alias, topic);
+    if (topic.length > 0) (conn.inboundAliases ??= new Map()).set(alias, topic);
     else {
-      const known = conn.inboundAliases.get(alias);
+      const known = conn.inboundAliases?.get(alias);
       if (known === undefined) throw new ProtocolViolation(Reason.ProtocolError, `topic alias ${alias} was never set`);
       topic = known;
     }
@@ -35,11 +35,11 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void {
   const id = packet.messageId ?? 0;
   if (packet.qos === 2) {
     // A retransmission of a message already acknowledged with PUBREC is not routed again.
-    if (session.incomingQoS2.has(id)) {
+    if (session.incomingQoS2?.has(id)) {
       conn.send({ cmd: 'pubrec', messageId: id });
       return;
     }
-    if (session.incomingQoS2.size >= limits.receiveMaximum) {
+    if ((session.incomingQoS2?.size ?? 0) >= limits.receiveMaximum) {
       throw new ProtocolViolation(Reason.ReceiveMaximumExceeded, `more than ${limits.receiveMaximum} unacknowledged QoS 2 messages`);
     }
   }
@@ -98,13 +98,13 @@ function acknowledge(conn: Connection, packet: IPublishPacket, reason: number): 
     conn.send({ cmd: 'puback', messageId: packet.messageId, reasonCode });
     return;
   }
-  if (reason < 0x80) conn.session!.incomingQoS2.add(packet.messageId ?? 0);
+  if (reason < 0x80) (conn.session!.incomingQoS2 ??= new Set()).add(packet.messageId ?? 0);
   conn.send({ cmd: 'pubrec', messageId: packet.messageId, reasonCode });
 }
 
 export function handlePubrel(conn: Connection, packet: IPubrelPacket): void {
   const id = packet.messageId ?? 0;
-  const known = conn.session!.incomingQoS2.delete(id);
+  const known = conn.session!.incomingQoS2?.delete(id) ?? false;
   conn.send({
     cmd: 'pubcomp',
     messageId: id,

@@ -72,8 +72,7 @@ function finish(conn: Connection, packet: ISubscribePacket, codes: number[], acc
       broker.log.debug({ clientId: conn.clientId, filter: a.key }, 'subscription refused by authorization');
       continue;
     }
-    const existed = session.subscriptions.has(a.key);
-    session.subscriptions.set(a.key, { filter: a.filter, group: a.group, options: a.options });
+    const existed = session.setSubscription(a.key, { filter: a.filter, group: a.group, options: a.options });
     broker.subscriptions.add(session.clientId, a.filter, a.options, a.group);
     retainedToSend.push([a, existed]);
   }

@@ -9,12 +9,11 @@ export function handleUnsubscribe(conn: Connection, packet: IUnsubscribePacket):
   if (packet.unsubscriptions.length === 0) throw new ProtocolViolation(Reason.ProtocolError, 'UNSUBSCRIBE without topic filters');
   const granted: number[] = [];
   for (const key of packet.unsubscriptions) {
-    const sub = session.subscriptions.get(key);
+    const sub = session.removeSubscription(key);
     if (!sub) {
       granted.push(Reason.NoSubscriptionExisted);
       continue;
     }
-    session.subscriptions.delete(key);
     broker.subscriptions.remove(session.clientId, sub.filter, sub.group);
     granted.push(Reason.Success);
   }
