@@ -56,3 +56,22 @@ test('sysInterval 0 publishes no $SYS topics', async () => {
     await b.close();
   }
 });
+
+test('a client cannot write $SYS: v5 PUBACK 0x87, nothing routed or retained, while $SYSTEM/x is an ordinary topic', async () => {
+  const b = await startTestBroker((c) => (c.sysInterval = 0));
+  try {
+    const sys = await b.watch('$SYS/#', { qos: 1 });
+    const other = await b.watch('$SYSTEM/#', { qos: 1 });
+    const raw = await b.raw(5);
+    await raw.connect({ clientId: 'forger' });
+    raw.send({ cmd: 'publish', topic: '$SYS/broker/version', payload: 'forged', qos: 1, messageId: 1, retain: true, dup: false });
+    assert.equal((await raw.expect('puback')).reasonCode, 0x87);
+    raw.send({ cmd: 'publish', topic: '$SYSTEM/x', payload: 'fine', qos: 1, messageId: 2, retain: false, dup: false });
+    assert.equal((await raw.expect('puback')).reasonCode ?? 0, 0);
+    assert.equal((await other.next()).payload, 'fine');
+    assert.equal(sys.messages.length, 0, 'the forged message reached no subscriber');
+    assert.equal(b.broker.retained.size, 0, 'and was not retained');
+  } finally {
+    await b.close();
+  }
+});

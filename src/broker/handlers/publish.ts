@@ -73,10 +73,15 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void {
     const recipients = broker.route(message);
     acknowledge(conn, packet, recipients === 0 ? Reason.NoMatchingSubscribers : Reason.Success);
   };
-  const allowed = broker.auth.authorizePublish(conn, topic);
+  // $SYS is the broker's own (its statistics): clients read it, never write it, as in mosquitto
+  const allowed = isSysTopic(topic) ? false : broker.auth.authorizePublish(conn, topic);
   // An asynchronous hook must not let a later message overtake this one.
   if (typeof allowed === 'boolean' && !conn.busy) accept(allowed);
   else conn.serially(() => Promise.resolve(allowed).then(accept));
+}
+
+function isSysTopic(topic: string): boolean {
+  return topic.startsWith('$SYS') && (topic.length === 4 || topic[4] === '/');
 }
 
 /** Per-hop properties (alias, subscription ids) do not travel with the message. */
