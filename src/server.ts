@@ -8,6 +8,7 @@ import type { TrustedComponent } from './tee/host.js';
 import { Broker } from './broker/broker.js';
 import type { AuthHooks } from './auth/hooks.js';
 import { createLogger, type Logger } from './log.js';
+import { openPersistence, type Persistence } from './persistence/index.js';
 import { listenTcp } from './transport/tcp.js';
 import { listenTls, type TlsSettings } from './transport/tls.js';
 import { listenWebSocket } from './transport/websocket.js';
@@ -57,7 +58,8 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
   const log = options.log ?? createLogger(config.logLevel);
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true });
-  const broker = new Broker(config, log, { auth: options.auth });
+  const persistence: Persistence | undefined = config.persistence ? await openPersistence(dataDir, config.persistence, log) : undefined;
+  const broker = new Broker(config, log, { auth: options.auth, ...persistence?.brokerOptions });
   let dataTee: DataTee | undefined;
   let protection: Protection | undefined;
   if (config.tee) {
@@ -77,6 +79,8 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
   } else if (config.protect.length > 0) {
     throw new ConfigError('protect', 'protected topics need the trusted component (tee must not be null)');
   }
+  // after the delivery stage is attached: restored protected messages are re-wrapped on resume
+  persistence?.restore(broker);
   const handler = broker.handleStream.bind(broker);
   const onError: TransportErrorHandler = (err, remote) => log.debug({ remote, err: err.message }, 'transport refused a connection');
   const maxConnections = config.limits.maxConnections;
@@ -96,6 +100,7 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
   } catch (err) {
     await Promise.allSettled(listeners.map((l) => l.close()));
     await broker.close();
+    await persistence?.close();
     await dataTee?.close();
     throw err;
   }
@@ -114,6 +119,7 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
       closing ??= (async () => {
         await broker.close();
         await Promise.allSettled(listeners.map((l) => l.close()));
+        await persistence?.close();
         await dataTee?.close();
       })();
       return closing;

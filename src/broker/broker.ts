@@ -15,6 +15,7 @@ import { Deadline } from './deadline.js';
 import { PublisherOrder, type Place } from './publisher-order.js';
 import { SubscriptionTree, type SubscriptionOptions } from './subscriptions.js';
 import { TargetCollector, type Target } from './targets.js';
+import type { StateJournal } from './journal.js';
 
 export type { Target } from './targets.js';
 
@@ -118,12 +119,15 @@ export class Broker {
   private readonly order = new PublisherOrder((err, origin) => this.log.error({ err, origin }, 'delivery failed'));
   private readonly targets = new TargetCollector(this.subscriptions, this.sessions, this.clients);
   private closing = false;
+  /** Where persistent sessions' state changes go (src/persistence); undefined = memory only. */
+  readonly journal: StateJournal | undefined;
 
   constructor(
     readonly config: BrokerConfig,
     readonly log: Logger,
-    options: { auth?: AuthHooks; retained?: RetainedStore } = {},
+    options: { auth?: AuthHooks; retained?: RetainedStore; journal?: StateJournal } = {},
   ) {
+    this.journal = options.journal;
     this.auth = options.auth ?? new AclAuth(config.allowAnonymous, config.acl);
     this.retained = options.retained ?? new MemoryRetainedStore();
     this.sweeper = setInterval(() => this.sweep(), 1000);
@@ -142,7 +146,7 @@ export class Broker {
   }
 
   newSession(clientId: string): Session {
-    const session = new Session(clientId, this.config.limits, this.counters, this.log);
+    const session = new Session(clientId, this.config.limits, this.counters, this.log, this.journal);
     this.sessions.set(clientId, session);
     return session;
   }
@@ -153,6 +157,7 @@ export class Broker {
     for (const [, sub] of session.subscriptions) this.subscriptions.remove(session.clientId, sub.filter, sub.group);
     session.subscriptions.clear();
     session.clearMessages();
+    this.journal?.sessionEnded(session);
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
   }
 
@@ -163,6 +168,7 @@ export class Broker {
     if (!pending) return;
     pending.timer.cancel();
     session.pendingWill = undefined;
+    this.journal?.willGone(session);
     this.publishWill(pending.message);
   }
 
@@ -173,6 +179,7 @@ export class Broker {
     if (session.pendingWill) {
       session.pendingWill.timer.cancel();
       session.pendingWill = undefined;
+      this.journal?.willGone(session);
     }
   }
 
@@ -193,6 +200,7 @@ export class Broker {
     if (session.expiryInterval !== FOREVER) {
       session.expiryTimer = new Deadline(Date.now() + session.expiryInterval * 1000, () => this.endSession(session));
     }
+    this.journal?.sessionChanged(session);
   }
 
   /** The will goes at the earlier of its delay and the session's end (MQTT-3.1.3-9). */
@@ -201,11 +209,18 @@ export class Broker {
       this.publishWill(will.message);
       return;
     }
-    const timer = new Deadline(Date.now() + Math.min(will.delay, session.expiryInterval) * 1000, () => {
+    this.delayWill(session, will.message, Date.now() + Math.min(will.delay, session.expiryInterval) * 1000);
+  }
+
+  /** Holds a will until `publishAt` (epoch ms); also how a will restored from the durable store waits. */
+  delayWill(session: Session, message: Message, publishAt: number): void {
+    const timer = new Deadline(publishAt, () => {
       session.pendingWill = undefined;
-      this.publishWill(will.message);
+      this.journal?.willGone(session);
+      this.publishWill(message);
     });
-    session.pendingWill = { message: will.message, timer };
+    session.pendingWill = { message, timer };
+    this.journal?.willScheduled(session, message, publishAt);
   }
 
   private publishWill(message: Message): void {
@@ -280,6 +295,7 @@ export class Broker {
       packetId: 0,
       state: 'publish',
       staged,
+      storeId: 0,
     };
     t.session.deliver(d);
   }
@@ -289,8 +305,10 @@ export class Broker {
    * delivery stage (one call per message) before anything is sent, then drain in order.
    */
   resumeSession(session: Session, link: SessionLink): void {
+    this.journal?.sessionChanged(session);
     const stage = this.deliveryStage;
-    const pending = stage ? [...session.queue].filter((d) => d.staged) : [];
+    // in flight too: deliveries restored from the durable store are in the publisher's form
+    const pending = stage ? [...session.inflight.inOrder().map(([, d]) => d), ...session.queue].filter((d) => d.staged) : [];
     if (!stage || pending.length === 0) {
       session.resume(link);
       return;
@@ -325,6 +343,12 @@ export class Broker {
     const staged = new StagedDelivery(this, message, targets);
     this.order.enqueue(message.origin, staged);
     stage.transform(message, targets, staged);
+  }
+
+  /** Runs `fn` once every message of `origin` still in the delivery stage has been delivered. */
+  whenDelivered(origin: string, fn: () => void): void {
+    if (this.order.busy(origin)) this.order.after(origin, fn);
+    else fn();
   }
 
   /** @internal A message left the stage: deliver it and whatever of its publisher waited on it. */

@@ -6,6 +6,7 @@ import { Fifo } from './queue.js';
 import { InflightTable } from './inflight.js';
 import type { Deadline } from './deadline.js';
 import type { Logger } from '../log.js';
+import type { StateJournal } from './journal.js';
 
 /** What a session needs from the connection that currently carries it. */
 export interface SessionLink {
@@ -82,7 +83,13 @@ export class Session {
     private readonly limits: QueueLimits,
     private readonly counters: SessionCounters,
     private readonly log?: Pick<Logger, 'warn'>,
+    private readonly journal?: StateJournal,
   ) {}
+
+  /** Its state goes to the durable store: persistence is on and the session outlives its connection. */
+  get durable(): boolean {
+    return this.journal !== undefined && this.expiryInterval > 0;
+  }
 
   /** Hands a delivery to the client now, or queues it (QoS > 0) for later. */
   deliver(d: Delivery): void {
@@ -92,6 +99,7 @@ export class Session {
       return;
     }
     if (link && this.queue.length === 0 && this.held.size === 0 && this.inflight.size < link.receiveMaximum) {
+      if (this.durable) this.journal!.deliveryAdded(this, d);
       this.sendNew(link, d);
       return;
     }
@@ -100,6 +108,7 @@ export class Session {
       this.drop();
       return;
     }
+    if (this.durable) this.journal!.deliveryAdded(this, d);
     // nobody reads this session now: the delivery must not hold the socket read it came in
     if (this.link === null) settleDelivery(d);
     this.queue.push(d);
@@ -124,7 +133,10 @@ export class Session {
 
   /** PUBACK, PUBCOMP, or an error PUBREC: the outgoing flow of `packetId` is over. */
   complete(packetId: number): boolean {
-    if (!this.inflight.delete(packetId)) return false;
+    const d = this.inflight.get(packetId);
+    if (d === undefined) return false;
+    this.inflight.delete(packetId);
+    if (d.storeId !== 0) this.journal!.deliveryDone(d);
     this.completions++;
     this.held.delete(packetId);
     this.drain();
@@ -137,6 +149,7 @@ export class Session {
     if (!d || d.qos !== 2) return false;
     d.state = 'pubrel';
     this.held.delete(packetId);
+    if (d.storeId !== 0) this.journal!.deliveryChanged(d);
     return true;
   }
 
@@ -157,13 +170,13 @@ export class Session {
       if (d.state === 'pubrel') {
         link.sendPubrel(id);
       } else if (remainingExpiry(d.message, now) === 0) {
-        this.inflight.delete(id);
+        this.forget(d);
       } else if (unacknowledged >= link.receiveMaximum) {
         this.held.add(id);
       } else if (link.sendPublish(d, true)) {
         unacknowledged++;
       } else {
-        this.inflight.delete(id);
+        this.forget(d);
       }
     }
     this.drain();
@@ -182,14 +195,21 @@ export class Session {
       const d = this.queue.shift()!;
       if (this.settledQueued > 0) this.settledQueued--;
       this.queuedBytes -= d.message.payload.length;
-      if (remainingExpiry(d.message, now) === 0) continue;
+      if (remainingExpiry(d.message, now) === 0) {
+        if (d.storeId !== 0) this.journal!.deliveryDone(d);
+        continue;
+      }
       this.sendNew(link, d);
     }
     if (this.queue.length === 0) this.dropping = false;
   }
 
-  /** Takes the given deliveries out of the queue, keeping the order of the rest. */
+  /** Takes the given deliveries out of the queue and the in-flight table, keeping the order of the rest. */
   removeQueued(deliveries: ReadonlySet<Delivery>): void {
+    for (const d of deliveries) {
+      if (d.packetId !== 0 && this.inflight.get(d.packetId) === d) this.forget(d);
+      else if (d.storeId !== 0) this.journal!.deliveryDone(d);
+    }
     const kept = [...this.queue].filter((d) => !deliveries.has(d));
     this.queue.clear();
     this.queuedBytes = 0;
@@ -218,8 +238,38 @@ export class Session {
       this.held.delete(id);
       const d = this.inflight.get(id);
       if (!d) continue;
-      if (remainingExpiry(d.message, now) === 0 || !link.sendPublish(d, true)) this.inflight.delete(id);
+      if (remainingExpiry(d.message, now) === 0 || !link.sendPublish(d, true)) this.forget(d);
     }
+  }
+
+  /** Puts back a delivery loaded from the durable store: in flight if it had a packet id, else queued. */
+  restore(d: Delivery): void {
+    if (d.packetId === 0) {
+      this.queue.push(d);
+      this.queuedBytes += d.message.payload.length;
+      return;
+    }
+    this.inflight.set(d.packetId, d);
+    this.nextPacketId = d.packetId === 65535 ? 1 : d.packetId + 1;
+  }
+
+  /** An incoming QoS 2 message was accepted (PUBREC): its packet id waits for PUBREL. */
+  holdIncoming(packetId: number): void {
+    this.incomingQoS2.add(packetId);
+    if (this.durable) this.journal!.incomingQoS2(this, packetId, true);
+  }
+
+  /** PUBREL: false if the packet id was not waiting. */
+  releaseIncoming(packetId: number): boolean {
+    if (!this.incomingQoS2.delete(packetId)) return false;
+    if (this.durable) this.journal!.incomingQoS2(this, packetId, false);
+    return true;
+  }
+
+  /** An in-flight delivery ends without an acknowledgement (expired, or the client cannot take it). */
+  private forget(d: Delivery): void {
+    this.inflight.delete(d.packetId);
+    if (d.storeId !== 0) this.journal!.deliveryDone(d);
   }
 
   /** A full queue: count every dropped delivery, log once per burst (until the queue drains). */
@@ -243,8 +293,9 @@ export class Session {
   private sendNew(link: SessionLink, d: Delivery): void {
     d.packetId = this.allocatePacketId();
     this.inflight.set(d.packetId, d);
+    if (d.storeId !== 0) this.journal!.deliveryChanged(d);
     // A message the client cannot take (too large) is discarded as if delivered (MQTT-3.1.2-25).
-    if (!link.sendPublish(d, false)) this.inflight.delete(d.packetId);
+    if (!link.sendPublish(d, false)) this.forget(d);
   }
 
   private allocatePacketId(): number {
