@@ -77,6 +77,8 @@ export class Session {
   /** A will waiting for its delay (or the session's end) after the connection was lost. */
   pendingWill: { message: Message; timer: Deadline } | undefined;
   private nextPacketId = 1;
+  /** PUBLISHes waiting for the commit of their packet ids (see `sendNew`). */
+  private sendsAfterCommit = 0;
 
   constructor(
     readonly clientId: string,
@@ -293,7 +295,21 @@ export class Session {
   private sendNew(link: SessionLink, d: Delivery): void {
     d.packetId = this.allocatePacketId();
     this.inflight.set(d.packetId, d);
-    if (d.storeId !== 0) this.journal!.deliveryChanged(d);
+    if (d.storeId !== 0) {
+      this.journal!.deliveryChanged(d);
+      // A QoS 2 packet id the client answered with PUBREC stays taken on its side until PUBREL: if a
+      // crash lost that the id was used, a restarted broker could give it to another message, which
+      // the client would discard as a repeat. So the id is committed before the PUBLISH leaves (and
+      // later PUBLISHes wait behind it, keeping their order).
+      if (d.qos === 2 || this.sendsAfterCommit > 0) {
+        this.sendsAfterCommit++;
+        this.journal!.afterCommit(() => {
+          this.sendsAfterCommit--;
+          if (this.link === link && this.inflight.get(d.packetId) === d && !link.sendPublish(d, false)) this.forget(d);
+        });
+        return;
+      }
+    }
     // A message the client cannot take (too large) is discarded as if delivered (MQTT-3.1.2-25).
     if (!link.sendPublish(d, false)) this.forget(d);
   }
