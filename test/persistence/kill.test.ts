@@ -210,3 +210,34 @@ test('SIGKILL at random points under QoS 1 and QoS 2 traffic: every acknowledged
   offline.client!.end();
   await kill();
 });
+
+test('a will whose delay is running when the broker is killed is published by the restarted broker when the delay ends', async () => {
+  let port = await startBroker();
+  const topic = 'wills/delayed';
+  const withWill = connect({ host: '127.0.0.1', port });
+  withWill.on('error', () => {});
+  withWill.write(
+    mqttPacket.generate(
+      {
+        cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'will-owner', clean: false, keepalive: 0,
+        properties: { sessionExpiryInterval: 60 },
+        will: { topic, payload: Buffer.from('gone'), qos: 1, retain: true, properties: { willDelayInterval: 2 } },
+      },
+      { protocolVersion: 5 },
+    ),
+  );
+  await withTimeout(new Promise<void>((resolve) => withWill.once('data', () => resolve())), WAIT_MS, 'CONNACK');
+  const lostAt = Date.now();
+  withWill.destroy();
+  // the broker sees the connection go and stores the running will (a commit within milliseconds)
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  await kill();
+  port = await startBroker();
+  const watcher = new Subscriber('will-watcher');
+  await watcher.connect(port, topic);
+  await waitUntil(() => watcher.received.has('gone'), 'the will to be published', 3 * WAIT_MS);
+  const after = Date.now() - lostAt;
+  assert.ok(after >= 1900, `published ${after} ms after the connection was lost, not before its 2 s delay`);
+  watcher.client!.end();
+  await kill();
+});
