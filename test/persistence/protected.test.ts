@@ -8,7 +8,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { STATE_FILE } from '../../src/persistence/sqlite-store.js';
+import { startBroker } from '../../src/server.js';
+import { connectProtected } from '../../src/client/index.js';
 import { unique } from '../helpers/broker.js';
+import { PROTECTED } from '../client/protected-broker.js';
 import { Events, startProtectedBroker, type ProtectedBroker } from '../client/protected-broker.js';
 
 let b: ProtectedBroker;
@@ -48,4 +51,28 @@ test('the state files never hold a protected plaintext: online and queued delive
   const later = new Events(back);
   const got = [await later.next('the queued message'), await later.next('the retained message')];
   assert.deepEqual(got.map((e) => e.kind === 'message' && e.text).sort(), [secrets.queued, secrets.retained].sort());
+});
+
+test('a protected message queued for an offline subscriber survives a restart and is re-wrapped for that subscriber when it resumes', async () => {
+  const reader = unique('restart-reader');
+  const secret = `after-restart-${reader}`;
+  const persistent = { clean: false, properties: { sessionExpiryInterval: 600 } };
+  const sub = await b.enrolled(reader, persistent);
+  await sub.subscribeAsync(['secure/restart/#'], { qos: 1 });
+  await sub.endAsync();
+  const pub = await b.enrolled(unique('restart-writer'));
+  await pub.publishAsync('secure/restart/a', secret, { qos: 1 });
+  await pub.endAsync(true);
+  // the same data folder (state, sealed keys), a new broker and trusted component
+  await b.running.close();
+  const again = await startBroker(b.config);
+  try {
+    const back = await connectProtected(`mqtt://127.0.0.1:${again.port('tcp')}`, { identity: reader, teeFingerprint: b.fingerprint, keyFile: b.keyFile(reader), protectedTopics: [PROTECTED], reconnectPeriod: 0, ...persistent });
+    const events = new Events(back);
+    const got = await events.next('the queued message after the restart');
+    assert.deepEqual(got.kind === 'message' && [got.topic, got.text, got.protected], ['secure/restart/a', secret, true]);
+    await back.endAsync(true);
+  } finally {
+    await again.close();
+  }
 });
