@@ -345,6 +345,11 @@ export class Broker {
     stage.transform(message, targets, staged);
   }
 
+  /** Messages of `origin` are in the delivery stage (not yet in their sessions). */
+  staging(origin: string): boolean {
+    return this.order.busy(origin);
+  }
+
   /** Runs `fn` once every message of `origin` still in the delivery stage has been delivered. */
   whenDelivered(origin: string, fn: () => void): void {
     if (this.order.busy(origin)) this.order.after(origin, fn);

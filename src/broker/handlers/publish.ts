@@ -95,14 +95,13 @@ function messageProperties(p: NonNullable<IPublishPacket['properties']>): Messag
  */
 function acknowledge(conn: Connection, packet: IPublishPacket, reason: number): void {
   if (packet.qos === 0) return;
-  const v5 = conn.version === 5;
-  const reasonCode = v5 && reason !== Reason.Success ? reason : undefined;
-  if (packet.qos === 1) {
-    conn.send({ cmd: 'puback', messageId: packet.messageId, reasonCode });
-    return;
-  }
-  if (reason < 0x80) conn.session!.holdIncoming(packet.messageId ?? 0);
-  conn.send({ cmd: 'pubrec', messageId: packet.messageId, reasonCode });
+  if (packet.qos === 2 && reason < 0x80) conn.session!.holdIncoming(packet.messageId ?? 0);
+  sendAcknowledgement(conn, packet, reason);
+}
+
+function sendAcknowledgement(conn: Connection, packet: IPublishPacket, reason: number): void {
+  const reasonCode = conn.version === 5 && reason !== Reason.Success ? reason : undefined;
+  conn.send({ cmd: packet.qos === 1 ? 'puback' : 'pubrec', messageId: packet.messageId, reasonCode });
 }
 
 /**
@@ -113,7 +112,12 @@ function acknowledge(conn: Connection, packet: IPublishPacket, reason: number): 
  */
 function acknowledgeDurably(conn: Connection, packet: IPublishPacket, reason: number, journal: StateJournal, changes: number): void {
   if (packet.qos === 2 && reason < 0x80) conn.session!.holdIncoming(packet.messageId ?? 0);
-  conn.broker.whenDelivered(conn.clientId, () => whenStored(journal, changes, () => acknowledge(conn, packet, reason), () => unstored(conn)));
+  // nothing to wait for (clean sessions only, nothing staged, nothing pending): no closures either
+  if (journal.changes === changes && !journal.waiting && !conn.broker.staging(conn.clientId)) {
+    sendAcknowledgement(conn, packet, reason);
+    return;
+  }
+  conn.broker.whenDelivered(conn.clientId, () => whenStored(journal, changes, () => sendAcknowledgement(conn, packet, reason), () => unstored(conn)));
 }
 
 /** The store failed: without an acknowledgement the client sends the message again on its next connection. */
