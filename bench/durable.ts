@@ -3,7 +3,7 @@
  * (online; offline and then drained), 64 B, our broker with persistence at each sync level and off;
  * and the start of a broker whose store holds N queued messages.
  *
- *   node dist/bench/durable.js [--seconds 3] [--offline 100000] [--queued 1000000] [--sync normal,full,off] [--cpu-prof DIR]
+ *   node dist/bench/durable.js [--seconds 3] [--offline 100000] [--queued 1000000] [--sync normal,full,off] [--clean] [--cpu-prof DIR]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -59,8 +59,11 @@ async function startBroker(dataDir: string, level: Level): Promise<Broker> {
   };
 }
 
+/** `--clean`: the online scenario with a clean-session subscriber, to see what persistence costs where nothing is written. */
+const CLEAN = process.argv.includes('--clean');
+
 function subscriberConnect(): Buffer {
-  return mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, clientId: SUBSCRIBER, keepalive: 60 });
+  return mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: CLEAN, clientId: SUBSCRIBER, keepalive: 60 });
 }
 
 /** 16 QoS 1 publishers, each with WINDOW messages unacknowledged; every payload carries its send time. */
@@ -171,7 +174,7 @@ async function online(level: Level, seconds: number): Promise<string> {
   await broker.stop();
   rmSync(dataDir, { recursive: true, force: true });
   const p = percentiles(latency.sorted());
-  return `online  ${level.padEnd(6)} ${Math.round(rate).toLocaleString('en')} msg/s delivered, latency p50 ${p.p50} ms p99 ${p.p99} ms`;
+  return `online${CLEAN ? ' clean' : ''}  ${level.padEnd(6)} ${Math.round(rate).toLocaleString('en')} msg/s delivered, latency p50 ${p.p50} ms p99 ${p.p99} ms`;
 }
 
 async function offlineThenDrained(level: Level, count: number): Promise<string> {
@@ -225,7 +228,7 @@ const offlineCount = Number(flag('offline', '100000'));
 const queued = Number(flag('queued', '1000000'));
 const levels = flag('sync', 'off,normal,full').split(',') as Level[];
 for (const level of levels) console.log(await online(level, seconds));
-for (const level of levels) console.log(await offlineThenDrained(level, offlineCount));
+if (offlineCount > 0 && !CLEAN) for (const level of levels) console.log(await offlineThenDrained(level, offlineCount));
 if (queued > 0) {
   console.log(await startup(0));
   console.log(await startup(queued));
