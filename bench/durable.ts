@@ -6,7 +6,7 @@
  *   node dist/bench/durable.js [--seconds 3] [--offline 100000] [--queued 1000000] [--sync normal,full,off] [--clean] [--cpu-prof DIR]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +14,7 @@ import mqttPacket from 'mqtt-packet';
 import { encodeConnect, encodePublish, RawClient } from './mqtt-raw.js';
 import { freePort, sleep, waitForPort } from './proc.js';
 import { LatencyRecorder, percentiles } from './stats.js';
-import { openSqliteStore } from '../src/persistence/sqlite-store.js';
+import { openSqliteStore, STATE_FILE } from '../src/persistence/sqlite-store.js';
 import type { Change } from '../src/persistence/store.js';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -169,12 +169,22 @@ async function online(level: Level, seconds: number): Promise<string> {
   await sleep(seconds * 1000);
   const rate = ((delivered - from) * 1000) / (performance.now() - t0);
   measuring = false;
+  const disk = stateSize(dataDir);
   pubs.stop();
   sub.close();
   await broker.stop();
   rmSync(dataDir, { recursive: true, force: true });
   const p = percentiles(latency.sorted());
-  return `online${CLEAN ? ' clean' : ''}  ${level.padEnd(6)} ${Math.round(rate).toLocaleString('en')} msg/s delivered, latency p50 ${p.p50} ms p99 ${p.p99} ms`;
+  return `online${CLEAN ? ' clean' : ''}  ${level.padEnd(6)} ${Math.round(rate).toLocaleString('en')} msg/s delivered, latency p50 ${p.p50} ms p99 ${p.p99} ms, state files ${disk}`;
+}
+
+/** The state database and its WAL, MiB, as they are while the broker runs. */
+function stateSize(dataDir: string): string {
+  const mib = (suffix: string): string => {
+    const f = join(dataDir, STATE_FILE + suffix);
+    return existsSync(f) ? (statSync(f).size / 2 ** 20).toFixed(1) : '-';
+  };
+  return `db ${mib('')} MiB + WAL ${mib('-wal')} MiB`;
 }
 
 async function offlineThenDrained(level: Level, count: number): Promise<string> {
