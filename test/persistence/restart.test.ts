@@ -229,3 +229,27 @@ test('"persistence": false writes no state file and forgets sessions at a restar
   await b.close();
   assert.throws(() => rows(b.dataDir, 'sessions'));
 });
+
+test('maxQueuedMessages bounds the stored queue too, and a queued message whose expiry passes while the broker is down is not delivered', async () => {
+  const b = await durableBroker((c) => (c.limits.maxQueuedMessages = 5));
+  const sub = await raw(b.port());
+  await sub.connect(persistent('bounded'));
+  await sub.subscribe('b/#', 1);
+  sub.destroy();
+  await waitUntil(() => !b.current().broker.clients.has('bounded'), 'the subscriber is offline');
+  const pub = await raw(b.port());
+  await pub.connect({ clientId: 'pub-bounded' });
+  pub.send({ cmd: 'publish', topic: 'b/short', payload: Buffer.from('expires'), qos: 1, messageId: 1, retain: false, dup: false, properties: { messageExpiryInterval: 1 } });
+  for (let i = 2; i <= 10; i++) pub.send({ cmd: 'publish', topic: `b/${i}`, payload: Buffer.from(`m${i}`), qos: 1, messageId: i, retain: false, dup: false });
+  for (let i = 1; i <= 10; i++) await pub.expect('puback');
+  await b.current().close();
+  assert.equal(rows(b.dataDir, 'deliveries'), 5, 'five stored, the rest dropped as in memory');
+  await elapse(1100);
+  await b.restart();
+  const back = await raw(b.port());
+  assert.equal((await back.connect(persistent('bounded'))).sessionPresent, true);
+  const got = [await back.expect('publish'), await back.expect('publish'), await back.expect('publish'), await back.expect('publish')];
+  assert.deepEqual(got.map((p) => p.payload.toString()), ['m2', 'm3', 'm4', 'm5']);
+  await settled(back);
+  await b.close();
+});
