@@ -3,7 +3,7 @@
  * (online; offline and then drained), 64 B, our broker with persistence at each sync level and off;
  * and the start of a broker whose store holds N queued messages.
  *
- *   node dist/bench/durable.js [--seconds 3] [--offline 100000] [--queued 1000000] [--sync normal,full,off] [--clean] [--cpu-prof DIR]
+ *   node dist/bench/durable.js [--seconds 3] [--offline 100000] [--queued 1000000] [--sync normal,full,off,mosquitto] [--clean] [--cpu-prof DIR]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -27,7 +27,8 @@ const DELIVERY_WINDOW = 1024;
 const BATCH = 16;
 const SUBSCRIBER = 'durable-subscriber';
 
-type Level = 'normal' | 'full' | 'off';
+/** Our broker's persistence settings, or mosquitto with persistence saved on every change. */
+type Level = 'normal' | 'full' | 'off' | 'mosquitto';
 
 function flag(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -42,6 +43,7 @@ interface Broker {
 
 async function startBroker(dataDir: string, level: Level): Promise<Broker> {
   const port = await freePort();
+  if (level === 'mosquitto') return startMosquitto(dataDir, port);
   const config = join(dataDir, 'bench-config.json');
   writeFileSync(config, JSON.stringify({ tee: null, logLevel: 'warn', persistence: level === 'off' ? false : { sync: level }, limits: { maxQueuedMessages: 0, maxQueuedBytes: 0 } }));
   const profile = flag('cpu-prof', '');
@@ -61,6 +63,26 @@ async function startBroker(dataDir: string, level: Level): Promise<Broker> {
 
 /** `--clean`: the online scenario with a clean-session subscriber, to see what persistence costs where nothing is written. */
 const CLEAN = process.argv.includes('--clean');
+
+/** mosquitto as issue 27 measured it: persistence on, saved at most every second and on every change. */
+async function startMosquitto(dataDir: string, port: number): Promise<Broker> {
+  const conf = join(dataDir, 'mosquitto.conf');
+  writeFileSync(
+    conf,
+    [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence true', `persistence_location ${dataDir}/`, 'autosave_interval 1', 'autosave_on_changes true', 'max_queued_messages 0', 'log_dest none', ''].join('\n'),
+  );
+  const child = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitForPort(port, 10_000);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    port,
+    child,
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
 
 function subscriberConnect(): Buffer {
   return mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: CLEAN, clientId: SUBSCRIBER, keepalive: 60 });
@@ -236,7 +258,7 @@ async function startup(count: number): Promise<string> {
 const seconds = Number(flag('seconds', '3'));
 const offlineCount = Number(flag('offline', '100000'));
 const queued = Number(flag('queued', '1000000'));
-const levels = flag('sync', 'off,normal,full').split(',') as Level[];
+const levels = flag('sync', 'off,normal,full,mosquitto').split(',') as Level[];
 for (const level of levels) console.log(await online(level, seconds));
 if (offlineCount > 0 && !CLEAN) for (const level of levels) console.log(await offlineThenDrained(level, offlineCount));
 if (queued > 0) {
