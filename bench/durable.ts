@@ -49,8 +49,14 @@ async function startBroker(dataDir: string, level: Level): Promise<Broker> {
   const profile = flag('cpu-prof', '');
   const nodeFlags = profile ? ['--cpu-prof', '--cpu-prof-dir', profile] : [];
   const child = spawn(process.execPath, ['--initial-old-space-size=64', ...nodeFlags, MAIN, 'broker', '--port', String(port), '--host', '127.0.0.1', '--data', dataDir, '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
-  await waitForPort(port, 120_000);
+  // a store with a million queued messages takes seconds to load before the port opens
+  return listening(child, port, 120_000);
+}
+
+/** `child` once it accepts connections on `port`; `stop` ends it with SIGTERM. */
+async function listening(child: ChildProcess, port: number, timeoutMs: number): Promise<Broker> {
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await waitForPort(port, timeoutMs);
   return {
     port,
     child,
@@ -71,17 +77,7 @@ async function startMosquitto(dataDir: string, port: number): Promise<Broker> {
     conf,
     [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence true', `persistence_location ${dataDir}/`, 'autosave_interval 1', 'autosave_on_changes true', 'max_queued_messages 0', 'log_dest none', ''].join('\n'),
   );
-  const child = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
-  await waitForPort(port, 10_000);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return {
-    port,
-    child,
-    async stop() {
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
+  return listening(spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] }), port, 10_000);
 }
 
 function subscriberConnect(): Buffer {
