@@ -60,6 +60,11 @@ export interface TeeConfig {
   scheduling: TeeScheduling;
 }
 
+export interface PersistenceConfig {
+  /** 'normal': commits survive a process crash or kill -9; 'full': also a power loss (an fsync per commit). */
+  sync: 'normal' | 'full';
+}
+
 export interface Limits {
   /** Largest packet accepted from a client, bytes (announced as Maximum Packet Size). */
   maxPacketSize: number;
@@ -119,6 +124,8 @@ export interface BrokerConfig {
   /** v5 SUBACK reason for a subscription the ACL refuses (0x87 Not authorized, or 0x80). */
   subscribeDeniedReason: 0x80 | 0x87;
   limits: Limits;
+  /** Persistent sessions, their messages and retained messages in `DATA/broker-state.db`; null = memory only. */
+  persistence: PersistenceConfig | null;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** mosquitto_passwd file; null = usernames are not checked (only certificates authenticate). */
   passwordFile: string | null;
@@ -168,6 +175,7 @@ export function defaultConfig(): BrokerConfig {
     tee: defaultTeeConfig(),
     subscribeDeniedReason: 0x87,
     limits: { ...defaultLimits },
+    persistence: { sync: 'normal' },
     logLevel: 'info',
     passwordFile: null,
     http: null,
@@ -283,6 +291,14 @@ function parseTee(v: unknown, base: TeeConfig | null): TeeConfig | null {
   return cfg;
 }
 
+function parsePersistence(v: unknown): PersistenceConfig | null {
+  if (v === false || v === null) return null;
+  if (v === true) return { sync: 'normal' };
+  if (!isObject(v)) throw new ConfigError('persistence', `must be false or an object such as {"sync": "normal"}, got ${JSON.stringify(v)}`);
+  checkKeys(v, 'persistence', ['sync']);
+  return { sync: oneOf(v.sync ?? 'normal', 'persistence.sync', ['normal', 'full'] as const) };
+}
+
 const limitRanges: Record<keyof Limits, [number, number]> = {
   maxPacketSize: [64, 268_435_460],
   receiveMaximum: [1, 65535],
@@ -307,7 +323,7 @@ const limitRanges: Record<keyof Limits, [number, number]> = {
 /** Overlays a parsed JSON object on the defaults, throwing ConfigError on the first bad key. */
 export function parseConfig(raw: unknown, base: BrokerConfig = defaultConfig()): BrokerConfig {
   if (!isObject(raw)) throw new ConfigError('(root)', 'must be a JSON object');
-  checkKeys(raw, '', ['dataDir', 'host', 'port', 'tls', 'websocket', 'allowAnonymous', 'acl', 'protect', 'identityFrom', 'tee', 'subscribeDeniedReason', 'limits', 'logLevel', 'passwordFile', 'http', 'sysInterval']);
+  checkKeys(raw, '', ['dataDir', 'host', 'port', 'tls', 'websocket', 'allowAnonymous', 'acl', 'protect', 'identityFrom', 'tee', 'subscribeDeniedReason', 'limits', 'persistence', 'logLevel', 'passwordFile', 'http', 'sysInterval']);
   const cfg: BrokerConfig = { ...base, limits: { ...base.limits } };
   if (raw.dataDir !== undefined) cfg.dataDir = string(raw.dataDir, 'dataDir');
   if (raw.host !== undefined) cfg.host = string(raw.host, 'host');
@@ -334,6 +350,7 @@ export function parseConfig(raw: unknown, base: BrokerConfig = defaultConfig()):
   if (raw.subscribeDeniedReason !== undefined) {
     cfg.subscribeDeniedReason = oneOf(raw.subscribeDeniedReason, 'subscribeDeniedReason', [0x80, 0x87] as const);
   }
+  if (raw.persistence !== undefined) cfg.persistence = parsePersistence(raw.persistence);
   if (raw.logLevel !== undefined) {
     cfg.logLevel = oneOf(raw.logLevel, 'logLevel', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const);
   }

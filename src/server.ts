@@ -8,6 +8,7 @@ import type { TrustedComponent } from './tee/host.js';
 import { Broker, REFUSAL_SLOTS } from './broker/broker.js';
 import type { AuthHooks } from './auth/hooks.js';
 import { createLogger, type Logger } from './log.js';
+import { openPersistence, type Persistence } from './persistence/index.js';
 import { listenTcp } from './transport/tcp.js';
 import { listenTls, type TlsListener, type TlsSettings } from './transport/tls.js';
 import { AclAuth } from './auth/acl.js';
@@ -87,7 +88,8 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
   }
   const passwords = new PasswordLogins(passwordFile);
   const aclAuth = options.auth ? undefined : new AclAuth(config.allowAnonymous, config.acl, passwords);
-  const broker = new Broker(config, log, { auth: options.auth ?? aclAuth });
+  const persistence: Persistence | undefined = config.persistence ? await openPersistence(dataDir, config.persistence, log) : undefined;
+  const broker = new Broker(config, log, { auth: options.auth ?? aclAuth, ...persistence?.brokerOptions });
   let dataTee: DataTee | undefined;
   let protection: Protection | undefined;
   if (config.tee) {
@@ -113,6 +115,8 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
   } else if (config.protect.length > 0) {
     throw new ConfigError('protect', 'protected topics need the trusted component (tee must not be null)');
   }
+  // after the delivery stage is attached: restored protected messages are re-wrapped on resume
+  persistence?.restore(broker);
   const handler = broker.handleStream.bind(broker);
   const onError: TransportErrorHandler = (err, remote) => log.debug({ remote, err: err.message }, 'transport refused a connection');
   // room past the broker's limit to read CONNECTs it refuses with a reason (v5: CONNACK 0x97)
@@ -136,6 +140,7 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
   } catch (err) {
     await Promise.allSettled(listeners.map((l) => l.close()));
     await broker.close();
+    await persistence?.close();
     await dataTee?.close();
     throw err;
   }
@@ -171,6 +176,7 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
         await http?.close();
         await broker.close();
         await Promise.allSettled(listeners.map((l) => l.close()));
+        await persistence?.close();
         await dataTee?.close();
       })();
       return closing;

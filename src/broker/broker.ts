@@ -17,6 +17,7 @@ import { SubscriptionTree, type SubscriptionOptions } from './subscriptions.js';
 import { TargetCollector, type Target } from './targets.js';
 import { TopicSample } from './topic-sample.js';
 import { AbuseLimits, type AbuseCounters } from '../limits/abuse.js';
+import type { StateJournal } from './journal.js';
 
 export type { Target } from './targets.js';
 
@@ -164,12 +165,15 @@ export class Broker {
   private closing = false;
   /** Connections in `connections` taken past `maxConnections`, only to be refused at CONNECT. */
   private overLimit = 0;
+  /** Where persistent sessions' state changes go (src/persistence); undefined = memory only. */
+  readonly journal: StateJournal | undefined;
 
   constructor(
     readonly config: BrokerConfig,
     readonly log: Logger,
-    options: { auth?: AuthHooks; retained?: RetainedStore } = {},
+    options: { auth?: AuthHooks; retained?: RetainedStore; journal?: StateJournal } = {},
   ) {
+    this.journal = options.journal;
     this.auth = options.auth ?? new AclAuth(config.allowAnonymous, config.acl);
     this.retained = options.retained ?? new MemoryRetainedStore();
     this.abuse = new AbuseLimits(config.limits, this.counters, log);
@@ -206,7 +210,7 @@ export class Broker {
   }
 
   newSession(clientId: string): Session {
-    const session = new Session(clientId, this.config.limits, this.counters, this.log);
+    const session = new Session(clientId, this.config.limits, this.counters, this.log, this.journal);
     this.sessions.set(clientId, session);
     return session;
   }
@@ -217,6 +221,7 @@ export class Broker {
     for (const [, sub] of session.subscriptions) this.subscriptions.remove(session.clientId, sub.filter, sub.group);
     session.clearSubscriptions();
     session.clearMessages();
+    this.journal?.sessionEnded(session);
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
     this.flushWill(session);
   }
@@ -228,6 +233,7 @@ export class Broker {
     if (!pending) return;
     pending.timer.cancel();
     session.pendingWill = undefined;
+    this.journal?.willGone(session);
     this.publishWill(pending.message);
   }
 
@@ -238,6 +244,7 @@ export class Broker {
     if (session.pendingWill) {
       session.pendingWill.timer.cancel();
       session.pendingWill = undefined;
+      this.journal?.willGone(session);
     }
   }
 
@@ -264,6 +271,7 @@ export class Broker {
       if (session.expiryInterval !== FOREVER) {
         session.expiryTimer = new Deadline(Date.now() + session.expiryInterval * 1000, () => this.endSession(session));
       }
+      this.journal?.sessionChanged(session);
     }
     if (will) this.scheduleWill(session, will);
   }
@@ -274,11 +282,18 @@ export class Broker {
       this.publishWill(will.message);
       return;
     }
-    const timer = new Deadline(Date.now() + Math.min(will.delay, session.expiryInterval) * 1000, () => {
+    this.delayWill(session, will.message, Date.now() + Math.min(will.delay, session.expiryInterval) * 1000);
+  }
+
+  /** Holds a will until `publishAt` (epoch ms); also how a will restored from the durable store waits. */
+  delayWill(session: Session, message: Message, publishAt: number): void {
+    const timer = new Deadline(publishAt, () => {
       session.pendingWill = undefined;
-      this.publishWill(will.message);
+      this.journal?.willGone(session);
+      this.publishWill(message);
     });
-    session.pendingWill = { message: will.message, timer };
+    session.pendingWill = { message, timer };
+    this.journal?.willScheduled(session, message, publishAt);
   }
 
   /**
@@ -362,6 +377,7 @@ export class Broker {
       packetId: 0,
       state: 'publish',
       staged,
+      storeId: 0,
     };
     t.session.deliver(d);
   }
@@ -371,8 +387,10 @@ export class Broker {
    * delivery stage (one call per message) before anything is sent, then drain in order.
    */
   resumeSession(session: Session, link: Connection): void {
+    this.journal?.sessionChanged(session);
     const stage = this.deliveryStage;
-    const pending = stage ? [...session.queue].filter((d) => d.staged) : [];
+    // in flight too: deliveries restored from the durable store are in the publisher's form
+    const pending = stage ? [...session.inflight.inOrder().map(([, d]) => d), ...session.queue].filter((d) => d.staged) : [];
     if (!stage || pending.length === 0) {
       session.resume(link);
       return;
@@ -417,6 +435,17 @@ export class Broker {
       this.counters.handlerFailures++;
       staged.staged(err instanceof Error ? err : new Error(String(err)), undefined);
     }
+  }
+
+  /** Messages of `origin` are in the delivery stage (not yet in their sessions). */
+  staging(origin: string): boolean {
+    return this.order.busy(origin);
+  }
+
+  /** Runs `fn` once every message of `origin` still in the delivery stage has been delivered. */
+  whenDelivered(origin: string, fn: () => void): void {
+    if (this.order.busy(origin)) this.order.after(origin, fn);
+    else fn();
   }
 
   /** @internal A message left the stage: deliver it and whatever of its publisher waited on it. */

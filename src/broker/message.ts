@@ -53,6 +53,8 @@ export interface Delivery {
    * session resumes, so a late subscriber is served under its key as it is then.
    */
   staged: boolean;
+  /** Its id in the durable store; 0 = not stored (QoS 0, a clean session, or persistence off). */
+  storeId: number;
 }
 
 export function makeMessage(

@@ -6,6 +6,7 @@ import { Fifo } from './queue.js';
 import { InflightTable } from './inflight.js';
 import type { Deadline } from './deadline.js';
 import type { Logger } from '../log.js';
+import type { StateJournal } from './journal.js';
 
 /** What a session needs from the connection that currently carries it. */
 export interface SessionLink {
@@ -81,12 +82,15 @@ export class Session {
   /** A will waiting for its delay (or the session's end) after the connection was lost. */
   pendingWill: { message: Message; timer: Deadline } | undefined;
   private nextPacketId = 1;
+  /** PUBLISHes waiting for the commit of their packet ids (see `sendNew`). */
+  private sendsAfterCommit = 0;
 
   constructor(
     readonly clientId: string,
     private readonly limits: QueueLimits,
     private readonly counters: SessionCounters,
     private readonly log?: Pick<Logger, 'warn'>,
+    private readonly journal?: StateJournal,
   ) {}
 
   /** Keyed by the filter exactly as subscribed (shared ones keep their `$share/` prefix). */
@@ -113,6 +117,11 @@ export class Session {
     this.subscriptionsByKey = undefined;
   }
 
+  /** Its state goes to the durable store: persistence is on and the session outlives its connection. */
+  get durable(): boolean {
+    return this.journal !== undefined && this.expiryInterval > 0;
+  }
+
   /** Hands a delivery to the client now, or queues it (QoS > 0) for later. */
   deliver(d: Delivery): void {
     const link = this.preparing ? null : this.link;
@@ -121,6 +130,7 @@ export class Session {
       return;
     }
     if (link && this.queue.length === 0 && (this.held === undefined || this.held.size === 0) && this.inflight.size < link.receiveMaximum) {
+      if (this.durable) this.journal!.deliveryAdded(this, d);
       this.sendNew(link, d);
       return;
     }
@@ -129,6 +139,7 @@ export class Session {
       this.drop();
       return;
     }
+    if (this.durable) this.journal!.deliveryAdded(this, d);
     // nobody reads this session now: the delivery must not hold the socket read it came in
     if (this.link === null) settleDelivery(d);
     this.queue.push(d);
@@ -153,7 +164,10 @@ export class Session {
 
   /** PUBACK, PUBCOMP, or an error PUBREC: the outgoing flow of `packetId` is over. */
   complete(packetId: number): boolean {
-    if (!this.inflight.delete(packetId)) return false;
+    const d = this.inflight.get(packetId);
+    if (d === undefined) return false;
+    this.inflight.delete(packetId);
+    if (d.storeId !== 0) this.journal!.deliveryDone(d);
     this.completions++;
     this.held?.delete(packetId);
     this.drain();
@@ -166,6 +180,7 @@ export class Session {
     if (!d || d.qos !== 2) return false;
     d.state = 'pubrel';
     this.held?.delete(packetId);
+    if (d.storeId !== 0) this.journal!.deliveryChanged(d);
     return true;
   }
 
@@ -186,13 +201,13 @@ export class Session {
       if (d.state === 'pubrel') {
         link.sendPubrel(id);
       } else if (remainingExpiry(d.message, now) === 0) {
-        this.inflight.delete(id);
+        this.forget(d);
       } else if (unacknowledged >= link.receiveMaximum) {
         (this.held ??= new Set()).add(id);
       } else if (link.sendPublish(d, true)) {
         unacknowledged++;
       } else {
-        this.inflight.delete(id);
+        this.forget(d);
       }
     }
     this.drain();
@@ -211,14 +226,21 @@ export class Session {
       const d = this.queue.shift()!;
       if (this.settledQueued > 0) this.settledQueued--;
       this.queuedBytes -= d.message.payload.length;
-      if (remainingExpiry(d.message, now) === 0) continue;
+      if (remainingExpiry(d.message, now) === 0) {
+        if (d.storeId !== 0) this.journal!.deliveryDone(d);
+        continue;
+      }
       this.sendNew(link, d);
     }
     if (this.queue.length === 0) this.dropping = false;
   }
 
-  /** Takes the given deliveries out of the queue, keeping the order of the rest. */
+  /** Takes the given deliveries out of the queue and the in-flight table, keeping the order of the rest. */
   removeQueued(deliveries: ReadonlySet<Delivery>): void {
+    for (const d of deliveries) {
+      if (d.packetId !== 0 && this.inflight.get(d.packetId) === d) this.forget(d);
+      else if (d.storeId !== 0) this.journal!.deliveryDone(d);
+    }
     const kept = [...this.queue].filter((d) => !deliveries.has(d));
     this.queue.clear();
     this.queuedBytes = 0;
@@ -247,8 +269,38 @@ export class Session {
       held.delete(id);
       const d = this.inflight.get(id);
       if (!d) continue;
-      if (remainingExpiry(d.message, now) === 0 || !link.sendPublish(d, true)) this.inflight.delete(id);
+      if (remainingExpiry(d.message, now) === 0 || !link.sendPublish(d, true)) this.forget(d);
     }
+  }
+
+  /** Puts back a delivery loaded from the durable store: in flight if it had a packet id, else queued. */
+  restore(d: Delivery): void {
+    if (d.packetId === 0) {
+      this.queue.push(d);
+      this.queuedBytes += d.message.payload.length;
+      return;
+    }
+    this.inflight.set(d.packetId, d);
+    this.nextPacketId = d.packetId === 65535 ? 1 : d.packetId + 1;
+  }
+
+  /** An incoming QoS 2 message was accepted (PUBREC): its packet id waits for PUBREL. */
+  holdIncoming(packetId: number): void {
+    (this.incomingQoS2 ??= new Set()).add(packetId);
+    if (this.durable) this.journal!.incomingQoS2(this, packetId, true);
+  }
+
+  /** PUBREL: false if the packet id was not waiting. */
+  releaseIncoming(packetId: number): boolean {
+    if (this.incomingQoS2?.delete(packetId) !== true) return false;
+    if (this.durable) this.journal!.incomingQoS2(this, packetId, false);
+    return true;
+  }
+
+  /** An in-flight delivery ends without an acknowledgement (expired, or the client cannot take it). */
+  private forget(d: Delivery): void {
+    this.inflight.delete(d.packetId);
+    if (d.storeId !== 0) this.journal!.deliveryDone(d);
   }
 
   /** A full queue: count every dropped delivery, log once per burst (until the queue drains). */
@@ -272,8 +324,23 @@ export class Session {
   private sendNew(link: SessionLink, d: Delivery): void {
     d.packetId = this.allocatePacketId();
     this.inflight.set(d.packetId, d);
+    if (d.storeId !== 0) {
+      this.journal!.deliveryChanged(d);
+      // A QoS 2 packet id the client answered with PUBREC stays taken on its side until PUBREL: if a
+      // crash lost that the id was used, a restarted broker could give it to another message, which
+      // the client would discard as a repeat. So the id is committed before the PUBLISH leaves (and
+      // later PUBLISHes wait behind it, keeping their order).
+      if (d.qos === 2 || this.sendsAfterCommit > 0) {
+        this.sendsAfterCommit++;
+        this.journal!.afterCommit(() => {
+          this.sendsAfterCommit--;
+          if (this.link === link && this.inflight.get(d.packetId) === d && !link.sendPublish(d, false)) this.forget(d);
+        });
+        return;
+      }
+    }
     // A message the client cannot take (too large) is discarded as if delivered (MQTT-3.1.2-25).
-    if (!link.sendPublish(d, false)) this.inflight.delete(d.packetId);
+    if (!link.sendPublish(d, false)) this.forget(d);
   }
 
   private allocatePacketId(): number {

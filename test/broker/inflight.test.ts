@@ -16,6 +16,7 @@ function delivery(packetId: number): Delivery {
     packetId,
     state: 'publish',
     staged: false,
+    storeId: 0,
   };
 }
 

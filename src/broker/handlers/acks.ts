@@ -1,6 +1,8 @@
 /** Acknowledgements from a subscriber for messages the broker sent it (outgoing QoS 1/2 flows). */
 import type { IPubackPacket, IPubcompPacket, IPubrecPacket } from 'mqtt-packet';
 import type { Connection } from '../connection.js';
+import { whenStored } from '../journal.js';
+import { unstored } from './publish.js';
 
 export function handlePuback(conn: Connection, packet: IPubackPacket): void {
   conn.session?.complete(packet.messageId ?? 0);
@@ -15,14 +17,15 @@ export function handlePubrec(conn: Connection, packet: IPubrecPacket): void {
     session.complete(id);
     return;
   }
-  if (session.received(id) || !session.inflight.has(id)) {
-    // Unknown ids still get a PUBREL so the client can finish its side (v5: 0x92).
-    conn.send(
-      session.inflight.has(id)
-        ? { cmd: 'pubrel', messageId: id }
-        : { cmd: 'pubrel', messageId: id, reasonCode: conn.version === 5 ? 0x92 : undefined },
-    );
+  const journal = conn.broker.journal;
+  const changes = journal?.changes ?? 0;
+  if (session.received(id)) {
+    // PUBREL only once the PUBREC is committed: a restart must not send this message again
+    whenStored(journal, changes, () => conn.send({ cmd: 'pubrel', messageId: id }), () => unstored(conn));
+    return;
   }
+  // Unknown ids still get a PUBREL so the client can finish its side (v5: 0x92).
+  if (!session.inflight.has(id)) conn.send({ cmd: 'pubrel', messageId: id, reasonCode: conn.version === 5 ? 0x92 : undefined });
 }
 
 export function handlePubcomp(conn: Connection, packet: IPubcompPacket): void {

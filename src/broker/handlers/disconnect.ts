@@ -12,6 +12,7 @@ export function handleDisconnect(conn: Connection, packet: IDisconnectPacket): v
       throw new ProtocolViolation(Reason.ProtocolError, 'session expiry cannot be set on DISCONNECT when CONNECT set 0');
     }
     session.expiryInterval = Math.min(expiry, conn.broker.config.limits.maxSessionExpiry);
+    conn.broker.journal?.sessionChanged(session);
   }
   // 0x04 "disconnect with will message" keeps the will; any other normal DISCONNECT discards it.
   if ((packet.reasonCode ?? 0) !== Reason.DisconnectWithWill) conn.will = undefined;

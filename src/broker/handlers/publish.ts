@@ -5,6 +5,7 @@ import { Reason } from '../../mqtt/reason-codes.js';
 import { isValidTopicName } from '../../mqtt/topic.js';
 import { ProtocolViolation, type Connection } from '../connection.js';
 import { makeMessage, type MessageProperties } from '../message.js';
+import { whenStored, type StateJournal } from '../journal.js';
 
 export function handlePublish(conn: Connection, packet: IPublishPacket): void {
   const broker = conn.broker;
@@ -69,9 +70,13 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void {
       acknowledge(conn, packet, gateReason);
       return;
     }
+    const journal = broker.journal;
+    const changes = journal?.changes ?? 0;
     if (packet.retain) broker.retain(message);
     const recipients = broker.route(message);
-    acknowledge(conn, packet, recipients === 0 ? Reason.NoMatchingSubscribers : Reason.Success);
+    const reason = recipients === 0 ? Reason.NoMatchingSubscribers : Reason.Success;
+    if (journal === undefined || packet.qos === 0) acknowledge(conn, packet, reason);
+    else acknowledgeDurably(conn, packet, reason, journal, changes);
   };
   // $SYS is the broker's own (its statistics): clients read it, never write it, as in mosquitto
   const allowed = isSysTopic(topic) ? false : broker.auth.authorizePublish(conn, topic);
@@ -97,22 +102,47 @@ function messageProperties(p: NonNullable<IPublishPacket['properties']>): Messag
  */
 function acknowledge(conn: Connection, packet: IPublishPacket, reason: number): void {
   if (packet.qos === 0) return;
-  const v5 = conn.version === 5;
-  const reasonCode = v5 && reason !== Reason.Success ? reason : undefined;
-  if (packet.qos === 1) {
-    conn.send({ cmd: 'puback', messageId: packet.messageId, reasonCode });
+  if (packet.qos === 2 && reason < 0x80) conn.session!.holdIncoming(packet.messageId ?? 0);
+  sendAcknowledgement(conn, packet, reason);
+}
+
+function sendAcknowledgement(conn: Connection, packet: IPublishPacket, reason: number): void {
+  const reasonCode = conn.version === 5 && reason !== Reason.Success ? reason : undefined;
+  conn.send({ cmd: packet.qos === 1 ? 'puback' : 'pubrec', messageId: packet.messageId, reasonCode });
+}
+
+/**
+ * The acknowledgement once what the message changed in persistent sessions and retained messages
+ * is committed (`changes` = the journal's count before routing), and after every acknowledgement
+ * already waiting, so they leave in the order the PUBLISHes came. Messages still in the delivery
+ * stage reach their sessions later: the acknowledgement waits for them first.
+ */
+function acknowledgeDurably(conn: Connection, packet: IPublishPacket, reason: number, journal: StateJournal, changes: number): void {
+  if (packet.qos === 2 && reason < 0x80) conn.session!.holdIncoming(packet.messageId ?? 0);
+  // nothing to wait for (clean sessions only, nothing staged, nothing pending): no closures either
+  if (journal.changes === changes && !journal.waiting && !conn.broker.staging(conn.clientId)) {
+    sendAcknowledgement(conn, packet, reason);
     return;
   }
-  if (reason < 0x80) (conn.session!.incomingQoS2 ??= new Set()).add(packet.messageId ?? 0);
-  conn.send({ cmd: 'pubrec', messageId: packet.messageId, reasonCode });
+  conn.broker.whenDelivered(conn.clientId, () => whenStored(journal, changes, () => sendAcknowledgement(conn, packet, reason), () => unstored(conn)));
+}
+
+/** The store failed: without an acknowledgement the client sends the message again on its next connection. */
+export function unstored(conn: Connection): void {
+  conn.close(Reason.ImplementationSpecificError, 'the broker could not store the session state');
 }
 
 export function handlePubrel(conn: Connection, packet: IPubrelPacket): void {
   const id = packet.messageId ?? 0;
-  const known = conn.session!.incomingQoS2?.delete(id) ?? false;
-  conn.send({
-    cmd: 'pubcomp',
-    messageId: id,
-    reasonCode: known || conn.version !== 5 ? undefined : Reason.PacketIdentifierNotFound,
-  });
+  const journal = conn.broker.journal;
+  const changes = journal?.changes ?? 0;
+  const known = conn.session!.releaseIncoming(id);
+  const pubcomp = (): void =>
+    conn.send({
+      cmd: 'pubcomp',
+      messageId: id,
+      reasonCode: known || conn.version !== 5 ? undefined : Reason.PacketIdentifierNotFound,
+    });
+  // the released id is forgotten on disk before the client may use it for a new message
+  whenStored(journal, changes, pubcomp, () => unstored(conn));
 }

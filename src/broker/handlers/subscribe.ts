@@ -76,6 +76,7 @@ function finish(conn: Connection, packet: ISubscribePacket, codes: number[], acc
     broker.subscriptions.add(session.clientId, a.filter, a.options, a.group);
     retainedToSend.push([a, existed]);
   }
+  if (retainedToSend.length > 0 && session.durable) broker.journal!.sessionChanged(session);
   conn.send({ cmd: 'suback', messageId: packet.messageId, granted: codes });
   for (const [a, existed] of retainedToSend) {
     // Shared subscriptions never get retained messages (MQTT-4.8.2); retain handling 1/2 (MQTT-3.3.1-9/10).

@@ -17,6 +17,7 @@ export function handleUnsubscribe(conn: Connection, packet: IUnsubscribePacket):
     broker.subscriptions.remove(session.clientId, sub.filter, sub.group);
     granted.push(Reason.Success);
   }
+  if (session.durable) broker.journal!.sessionChanged(session);
   if (conn.version === 5) conn.send({ cmd: 'unsuback', messageId: packet.messageId, granted });
   else conn.send({ cmd: 'unsuback', messageId: packet.messageId, granted: [] });
 }
