@@ -8,7 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { createOperatorKey, issueToken, openDataTee, type DataTee } from '../src/protect/operator.js';
 import { buildEnrolmentRequest, generateClientKeyBytes, pinTee, sealEnvelope, verifyKeyResponse, type ClientKey } from '../src/client/crypto/index.js';
-import { joinEnvelope, splitEnvelope, type EnvelopeParts } from '../src/tee/envelope-layout.js';
+import { joinEnvelope, splitEnvelope, type EnvelopeParts } from '../src/envelope/envelope-layout.js';
 import { rng } from './ecg.js';
 
 const RECIPIENT_COUNTS = [1, 8, 32, 128];

@@ -3,7 +3,7 @@
 import mqtt from 'mqtt';
 import type { IClientOptions, IClientPublishOptions, IClientSubscribeOptions, IConnackPacket, IPublishPacket, ISubscriptionGrant, MqttClient, Packet } from 'mqtt';
 import { topicMatches } from '../mqtt/topic.js';
-import { utf8 } from '../tee/bytes.js';
+import { utf8 } from '../envelope/bytes.js';
 import { openEnvelope, sealEnvelope } from './crypto/envelope.js';
 import { EnrolmentError, ReplayedMessageError } from './crypto/errors.js';
 import { importClientKey, type ClientKey } from './crypto/keys.js';

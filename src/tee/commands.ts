@@ -1,23 +1,16 @@
 // Command dispatch: decodes a command's parameters, runs it, encodes its result (docs/protocol.md §8).
 // Shared by both backends, so `inline` and `process` differ only by the process boundary.
-import { Reader, Writer } from './bytes.js';
-import { TeeError } from './errors.js';
-import { TeeState, measureTrustedCode, type SealedStorage } from './core.js';
+import { Reader, Writer } from '../envelope/bytes.js';
+import { TeeError } from '../envelope/errors.js';
+import { TeeState, measureTrustedCode } from './core.js';
 import { enrol, rotate } from './enrol.js';
 import { groupRewrapBatch } from './group-batch.js';
 import { formGroup, groupRewrap } from './groups.js';
 import { reencrypt, rewrap, type RecipientOutput } from './rewrap.js';
-import { BUILD_BENCHMARK } from './messages.js';
-import { CMD } from './wire.js';
-
-export const STATS_FIELDS = [
-  'calls', 'rewrapCalls', 'rewrapped', 'groupsFormed', 'refusals', 'rejectedMessages', 'reencryptCalls', 'enrolments', 'rotations',
-  'revocations', 'cacheHits', 'cacheMisses', 'storeReads', 'storeWrites', 'cacheSize',
-] as const;
+import { BUILD_BENCHMARK } from '../envelope/messages.js';
+import { CMD, NOT_ASKED, STATS_FIELDS, type SealedStorage } from '../envelope/wire.js';
 
 const EMPTY = new Uint8Array(0);
-/** An init field the host leaves to the sealed provisioning record. */
-export const NOT_ASKED = 0xff;
 
 /** `u16 n | n x (u8 0 | bytes32 header  or  u8 refusal)`, written into one exactly sized buffer. */
 function encodeOutputs(outputs: readonly RecipientOutput[]): Uint8Array {
@@ -66,8 +59,6 @@ function toTeeError(err: unknown): TeeError {
 function asTeeError(err: unknown): never {
   throw toTeeError(err);
 }
-
-export { GROUP_REWRAP_BATCH_MAX } from './group-batch.js';
 
 export class Dispatcher {
   private state: TeeState | undefined;

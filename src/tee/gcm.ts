@@ -10,7 +10,7 @@
 // outside the threat model (docs/protocol.md §1), as they are for the OpenSSL build Node ships on
 // CPUs without carry-less multiplication.
 import { createCipheriv, type Cipher } from 'node:crypto';
-import { randomNonce } from './nonces.js';
+import { randomNonce } from '../envelope/nonces.js';
 
 const BLOCK = 16;
 const TAG_BYTES = 16;

@@ -5,14 +5,12 @@
 // straight into the answer. Per-message views and objects were a quarter of this process's time
 // (their allocation and the garbage collection after it). Any other message takes groupRewrap
 // (groups.ts), which checks each step in turn and names the exact refusal.
-import { Reader } from './bytes.js';
-import { TEE_ERRORS, TeeError } from './errors.js';
+import { Reader } from '../envelope/bytes.js';
+import { TEE_ERRORS, TeeError } from '../envelope/errors.js';
 import type { TeeState } from './core.js';
-import { SENDER_FIELD_AT, groupPartLength } from './envelope-layout.js';
+import { SENDER_FIELD_AT, groupPartLength } from '../envelope/envelope-layout.js';
+import { GROUP_REWRAP_BATCH_MAX } from '../envelope/wire.js';
 import { groupRewrap, groupRewrapAt, prepareBatch } from './groups.js';
-
-/** Most messages one batched group re-wrap may carry. */
-export const GROUP_REWRAP_BATCH_MAX = 4096;
 
 /**
  * Per message: handle, topic offset and length, sender offset and length, header offset and length,

@@ -9,16 +9,16 @@
 // can misuse handles only to get refusals. Any change of policy, a revocation or a key rotation
 // moves the epoch on, and every older group is refused as stale until the host forms it again.
 import { randomBytes } from 'node:crypto';
-import { equalBytes, equalBytesAt, fromUtf8, utf8 } from './bytes.js';
+import { equalBytes, equalBytesAt, fromUtf8, utf8 } from '../envelope/bytes.js';
 import {
   GROUP_ID_BYTES, GROUP_PART_TAIL, KEY_BYTES, NONCE_BYTES, encodeGroupMemberPart, encodeGroupMessagePart, fillAd, groupKeyAd, hasTopicTag,
   groupPartLength, groupWrapAd, groupWrapAdTemplate, isSenderHeaderOf, senderHeaderNonceAt, senderWrapAdTemplate, writeGroupPartAt, WRAPPED_KEY_BYTES, type AdTemplate,
-} from './envelope-layout.js';
-import { TeeError } from './errors.js';
+} from '../envelope/envelope-layout.js';
+import { TeeError } from '../envelope/errors.js';
 import type { ClientKeys } from './keys.js';
 import type { TeeState } from './core.js';
-import type { Lru } from './lru.js';
-import { randomNonce } from './nonces.js';
+import type { Lru } from '../envelope/lru.js';
+import { randomNonce } from '../envelope/nonces.js';
 import { GcmKey } from './gcm.js';
 import { forEachRecipient, isTopicName, openSenderHeader, topicTag, type OpenedHeader, type RecipientOutput } from './rewrap.js';
 

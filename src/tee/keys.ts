@@ -2,8 +2,8 @@
 // flight may hold them (pipelined re-wraps), and the garbage collector may have copied them anyway.
 import { hkdfSync } from 'node:crypto';
 import { GcmKey } from './gcm.js';
-import { Lru } from './lru.js';
-import type { Grants } from './messages.js';
+import { Lru } from '../envelope/lru.js';
+import type { Grants } from '../envelope/messages.js';
 
 export interface ClientKeys {
   /** Subkey wrapping data keys (AES-256-GCM, its key schedule made once per cached key). */

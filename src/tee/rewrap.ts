@@ -3,12 +3,12 @@
 // payload size: only the 32-byte data key is handled. Paper mode (benchmark baseline) instead
 // decrypts and re-encrypts the whole payload per recipient, as the original MQT-TZ did.
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { randomNonce } from './nonces.js';
+import { randomNonce } from '../envelope/nonces.js';
 import {
   ENVELOPE_VERSION, KEY_BYTES, KIND_RECIPIENT, KIND_SENDER, NONCE_BYTES, TAG_BYTES, TOPIC_TAG_LABEL, EnvelopeFormatError,
   MAX_IDENTITY_BYTES, encodeHeader, joinEnvelope, parseHeader, payloadAd, recipientHeaderEncoder, recipientWrapAd, splitEnvelope, wrapAd, type EnvelopeHeader,
-} from './envelope-layout.js';
-import { TEE_ERRORS, TeeError, type TeeErrorCode } from './errors.js';
+} from '../envelope/envelope-layout.js';
+import { TEE_ERRORS, TeeError, type TeeErrorCode } from '../envelope/errors.js';
 import type { ClientKeys } from './keys.js';
 import { TeeState, sha256 } from './core.js';
 

@@ -8,12 +8,12 @@ import {
 } from '../../src/client/crypto/index.js';
 import { issueToken, signEndorsement, signPolicy, signRevocation } from '../../src/protect/operator.js';
 import { Dispatcher } from '../../src/tee/commands.js';
-import { CMD } from '../../src/tee/wire.js';
+import { CMD } from '../../src/envelope/wire.js';
 import { measureTrustedCode } from '../../src/tee/core.js';
-import { joinEnvelope } from '../../src/tee/envelope-layout.js';
-import { TeeError } from '../../src/tee/errors.js';
-import { parseKeyResponse } from '../../src/tee/messages.js';
-import { codeFromNumber } from '../../src/tee/errors.js';
+import { joinEnvelope } from '../../src/envelope/envelope-layout.js';
+import { TeeError } from '../../src/envelope/errors.js';
+import { parseKeyResponse } from '../../src/envelope/messages.js';
+import { codeFromNumber } from '../../src/envelope/errors.js';
 import { ALL_GRANTS, makeFixture } from './fixture.js';
 import { deliver, publish, refusedUnchanged, text } from './publishing.js';
 
@@ -89,7 +89,7 @@ test('an enrolment request sent again gets the same signed answer (also after a 
     assert.deepEqual(await f.tee.enrol(request), answer);
     assert.equal((await f.tee.stats()).enrolments, 1);
     await f.tee.close();
-    const { openTrustedComponent } = await import('../../src/tee/host.js');
+    const { openTrustedComponent } = await import('../../src/tee-client/host.js');
     const restarted = await openTrustedComponent({ backend: 'inline', store: f.store, stateDir: join(f.dir, 'tee'), operatorPublicKey: f.operator.publicKey });
     try {
       assert.deepEqual(await restarted.enrol(request), answer, 'answered from the sealed key record, not from memory');
@@ -191,7 +191,7 @@ test('a loaded policy limits publishing and reading per identity, and survives a
     await refusedUnchanged(f, 'policy-rollback', () => f.tee.loadPolicy(signPolicy(f.operator, JSON.stringify(policy), 5)));
     await refusedUnchanged(f, 'policy-malformed', () => f.tee.loadPolicy(signPolicy(f.operator, '{"rules":[{"identity":"a","read":["a/#/b"]}]}', 9)));
     await f.tee.close();
-    const { openTrustedComponent } = await import('../../src/tee/host.js');
+    const { openTrustedComponent } = await import('../../src/tee-client/host.js');
     const again = await openTrustedComponent({ backend: 'inline', store: f.store, stateDir: join(f.dir, 'tee'), operatorPublicKey: f.operator.publicKey });
     assert.equal((await again.info()).policySerial, 5);
     assert.equal((await again.info()).fingerprint, f.info.fingerprint);
@@ -298,7 +298,7 @@ test('a different operator key than the pinned one is refused at start', async (
   const f = await makeFixture();
   await f.tee.close();
   try {
-    const { openTrustedComponent } = await import('../../src/tee/host.js');
+    const { openTrustedComponent } = await import('../../src/tee-client/host.js');
     await assert.rejects(
       openTrustedComponent({ backend: 'inline', store: f.store, stateDir: join(f.dir, 'tee'), operatorPublicKey: randomBytes(32) }),
       (e: unknown) => e instanceof TeeError && e.code === 'operator-mismatch',

@@ -1,14 +1,14 @@
 // Client side of enrolment and rotation: the key goes HPKE-sealed to the pinned trusted
 // component; its answer must carry the trusted component's signature and a key confirmation
 // (MAC under the new key over the transcript), neither of which the broker can forge.
-import { fromBase64Url, fromHex, toHex, type Bytes } from '../../tee/bytes.js';
-import { codeFromNumber } from '../../tee/errors.js';
+import { fromBase64Url, fromHex, toHex, type Bytes } from '../../envelope/bytes.js';
+import { codeFromNumber } from '../../envelope/errors.js';
 import {
   CLIENT_NONCE_BYTES, LABELS, MSG_ENROL, MSG_ENROL_RESPONSE, MSG_ROTATE, MSG_ROTATE_RESPONSE, encodeEnrolPlaintext, encodeRotatePlaintext,
   fingerprintInput, keyConfirmInput, keyRequestPrefix, operatorSignedInput, parseEndorsementBody, parseKeyResponse, responseSignedInput,
   rotateProofInput, splitSigned, BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_OPEN, MODE_TOKEN, STATEMENT_ENDORSEMENT, type Provisioning,
-} from '../../tee/messages.js';
-import { concat, equalBytes } from '../../tee/bytes.js';
+} from '../../envelope/messages.js';
+import { concat, equalBytes } from '../../envelope/bytes.js';
 import { EnrolmentError } from './errors.js';
 import { setupBaseS } from './hpke.js';
 import { importClientKey, type ClientKey } from './keys.js';

@@ -28,6 +28,27 @@ export const CMD = {
   setMode: 0x0f,
 } as const;
 
+/** An init field the host leaves to the sealed provisioning record. */
+export const NOT_ASKED = 0xff;
+
+/** Most messages one batched group re-wrap (0x0e) may carry. */
+export const GROUP_REWRAP_BATCH_MAX = 4096;
+
+/** The stats command's answer: one u64 per field, in this order. */
+export const STATS_FIELDS = [
+  'calls', 'rewrapCalls', 'rewrapped', 'groupsFormed', 'refusals', 'rejectedMessages', 'reencryptCalls', 'enrolments', 'rotations',
+  'revocations', 'cacheHits', 'cacheMisses', 'storeReads', 'storeWrites', 'cacheSize',
+] as const;
+
+export type TeeStatsCounters = Record<(typeof STATS_FIELDS)[number], number>;
+
+/** The host's side of the storage RPC (the tee-supplicant's role in OP-TEE). */
+export interface SealedStorage {
+  get(name: string): Promise<Uint8Array | undefined>;
+  put(name: string, blob: Uint8Array): Promise<void>;
+  delete(name: string): Promise<void>;
+}
+
 export const STORE_GET = 1;
 export const STORE_PUT = 2;
 export const STORE_DELETE = 3;

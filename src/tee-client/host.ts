@@ -2,20 +2,18 @@
 // backends behind it. `process` (default) runs the trusted code as its own OS process, so the
 // broker never loads its keys; `inline` runs it in this process (tests, boundary cost).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Reader, Writer, toBase64Url, toHex } from './bytes.js';
-import { Dispatcher, NOT_ASKED, STATS_FIELDS } from './commands.js';
-import { BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_OPEN, MODE_TOKEN } from './messages.js';
-import { GROUP_ID_BYTES } from './envelope-layout.js';
-import type { SealedStorage, TeeStatsCounters } from './core.js';
-import { TeeError, codeFromNumber, type RefusalCode } from './errors.js';
+import { Reader, Writer, toBase64Url, toHex } from '../envelope/bytes.js';
+import { BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_OPEN, MODE_TOKEN } from '../envelope/messages.js';
+import { GROUP_ID_BYTES } from '../envelope/envelope-layout.js';
+import { TeeError, codeFromNumber, type RefusalCode } from '../envelope/errors.js';
 import { PromisedPart, RewrapBatcher } from './rewrap-batcher.js';
 import { useBatchScheduling, type TeeScheduling } from './scheduling.js';
 import { CallLatency, type CallLatencySnapshot } from './call-latency.js';
-import { CMD, FRAME_COMMAND, FRAME_RESULT, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FrameDecoder, STORE_ABSENT, STORE_DELETE, STORE_FAILED, STORE_GET, STORE_OK, corkedWriter, encodeFrame, type Frame } from './wire.js';
+import { CMD, NOT_ASKED, STATS_FIELDS, type SealedStorage, type TeeStatsCounters, FRAME_COMMAND, FRAME_RESULT, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FrameDecoder, STORE_ABSENT, STORE_DELETE, STORE_FAILED, STORE_GET, STORE_OK, corkedWriter, encodeFrame, type Frame } from '../envelope/wire.js';
 
-export { TeeError, type RefusalCode, type TeeErrorCode } from './errors.js';
+export { TeeError, type RefusalCode, type TeeErrorCode } from '../envelope/errors.js';
 export type { CallLatencySnapshot } from './call-latency.js';
 export type { TeeScheduling } from './scheduling.js';
 
@@ -157,7 +155,8 @@ function asyncStorage(store: BlobStore): SealedStorage {
   };
 }
 
-const TEE_DIR = dirname(fileURLToPath(import.meta.url));
+/** Where the trusted code's entry point (main.js) and its files are. */
+const TEE_DIR = join(dirname(fileURLToPath(import.meta.url)), '../tee');
 
 class ProcessTransport implements Transport {
   private readonly child: ChildProcess;
@@ -238,7 +237,12 @@ class ProcessTransport implements Transport {
   }
 }
 
-function inlineTransport(store: BlobStore, latency: CallLatency): Transport {
+/**
+ * The trusted code in this process, loaded on first use: a broker with the `process` backend never
+ * loads it. Calls wait for the load, then run as the dispatcher answers them.
+ */
+async function inlineTransport(store: BlobStore, latency: CallLatency): Promise<Transport> {
+  const { Dispatcher } = await import('../tee/commands.js');
   const dispatcher = new Dispatcher(asyncStorage(store), TEE_DIR);
   const call = (command: number, params: Uint8Array): Promise<Uint8Array> => {
     const start = performance.now();
@@ -371,7 +375,7 @@ class Handle implements TrustedComponent {
 export async function openTrustedComponent(opts: OpenOptions): Promise<TrustedComponent> {
   if (opts.operatorPublicKey !== undefined && opts.operatorPublicKey.length !== 32) throw new RangeError('operatorPublicKey must be a raw 32-byte Ed25519 public key');
   const latency = new CallLatency();
-  const transport = (opts.backend ?? 'process') === 'process' ? new ProcessTransport(opts.store, latency) : inlineTransport(opts.store, latency);
+  const transport = (opts.backend ?? 'process') === 'process' ? new ProcessTransport(opts.store, latency) : await inlineTransport(opts.store, latency);
   const mode = opts.enrolmentMode === undefined ? NOT_ASKED : opts.enrolmentMode === 'open' ? MODE_OPEN : MODE_TOKEN;
   const build = opts.build === undefined ? NOT_ASKED : opts.build === 'benchmark' ? BUILD_BENCHMARK : BUILD_PRODUCTION;
   const init = new Writer().u32(opts.cacheSize ?? DEFAULT_KEY_CACHE_SIZE).str16(opts.stateDir).u8(mode).u8(build).raw(opts.operatorPublicKey ?? new Uint8Array(0)).finish();
