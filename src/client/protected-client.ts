@@ -28,7 +28,7 @@ export interface ProtectedClientOptions extends IClientOptions {
   operatorPublicKey?: string;
   /** Accept a component provisioned for open enrolment (development only). */
   allowOpenEnrolment?: boolean;
-  /** Accept a benchmark build (it can decrypt payloads for paper-mode re-encryption). */
+  /** Accept a benchmark build (provisioned for measurements, not for real data). */
   allowBenchmarkBuild?: boolean;
   /**
    * The raw 256-bit enrolled key, when the application keeps it itself. (Not `key`: MQTT.js

@@ -10,6 +10,7 @@ export const FRAME_STORE_REPLY = 4; // host -> tee: u8 status (0 found/done, 1 a
 export const HEADER_BYTES = 6; // version, type, id: after the u32 length
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
 
+/** Command ids. 0x08 (per-recipient re-wrap), 0x09 (paper-mode re-encryption) and 0x0d (single group re-wrap) are retired: never reuse them. */
 export const CMD = {
   init: 0x01,
   info: 0x02,
@@ -18,12 +19,9 @@ export const CMD = {
   revoke: 0x05,
   loadPolicy: 0x06,
   setEndorsement: 0x07,
-  rewrap: 0x08,
-  reencrypt: 0x09,
   isEnrolled: 0x0a,
   stats: 0x0b,
   formGroup: 0x0c,
-  groupRewrap: 0x0d,
   groupRewrapBatch: 0x0e,
   setMode: 0x0f,
 } as const;
@@ -36,7 +34,7 @@ export const GROUP_REWRAP_BATCH_MAX = 4096;
 
 /** The stats command's answer: one u64 per field, in this order. */
 export const STATS_FIELDS = [
-  'calls', 'rewrapCalls', 'rewrapped', 'groupsFormed', 'refusals', 'rejectedMessages', 'reencryptCalls', 'enrolments', 'rotations',
+  'calls', 'rewrapCalls', 'rewrapped', 'groupsFormed', 'refusals', 'rejectedMessages', 'enrolments', 'rotations',
   'revocations', 'cacheHits', 'cacheMisses', 'storeReads', 'storeWrites', 'cacheSize',
 ] as const;
 

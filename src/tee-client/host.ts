@@ -45,7 +45,7 @@ export interface TeeInfo {
   operatorPublicKey: string;
   /** Provisioned for open enrolment (development only): enrolment without a token. */
   openEnrolment: boolean;
-  /** 'benchmark': provisioned to also serve paper-mode re-encryption, which decrypts payloads. */
+  /** 'benchmark': provisioned for benchmarks only (pinned clients refuse it unless they opt in). */
   build: BuildKind;
   policySerial: number;
   /** base64url of the operator-signed endorsement statement, or null if none was set. */
@@ -88,7 +88,11 @@ export interface TrustedComponent {
   setEndorsement(signedEndorsement: Uint8Array): Promise<void>;
   /** Applies an operator-signed change of enrolment mode (the fingerprint changes with it). */
   changeMode(signedModeChange: Uint8Array): Promise<void>;
-  /** One call per PUBLISH: re-wrap the message's data key for every recipient in one batch. */
+  /**
+   * One message for a list of recipients, for tools and tests: a one-off group (formGroup on a handle
+   * counted down from 2^32 - 1, far from the broker's, which count up from 1), then one re-wrap of
+   * the message for it. Each header is the shared part followed by the recipient's member part.
+   */
   rewrap(header: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult>;
   /**
    * Forms (or re-forms) the recipient group `handle` for `topic`: checks each member like a re-wrap
@@ -109,8 +113,6 @@ export interface TrustedComponent {
    * costs no Promise and no closure.
    */
   groupRewrapTo(handle: number, header: Uint8Array, topic: string, to: RewrapReceiver): void;
-  /** Paper mode (benchmark baseline): whole envelope in, one re-encrypted envelope per recipient out. */
-  reencrypt(envelope: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult>;
   isEnrolled(identity: string): Promise<boolean>;
   stats(): Promise<TeeStats>;
   /** Round-trip times of the calls so far (a batch of re-wraps is one call), kept by the host. */
@@ -257,30 +259,6 @@ async function inlineTransport(store: BlobStore, latency: CallLatency): Promise<
   return { pid: undefined, call, close: async () => undefined };
 }
 
-/** `str16 topic | str8 sender | u16 n | n x str8 recipient | data`, in one exactly sized buffer. */
-function encodeBatch(topic: string, sender: string, recipients: readonly string[], data: Uint8Array): Uint8Array {
-  let size = 2 + Buffer.byteLength(topic) + 1 + Buffer.byteLength(sender) + 2 + data.length;
-  for (const r of recipients) size += 1 + Buffer.byteLength(r);
-  const out = Buffer.allocUnsafe(size);
-  let at = out.writeUInt16BE(Buffer.byteLength(topic), 0);
-  at += out.write(topic, at);
-  const str8 = (text: string): void => {
-    const n = Buffer.byteLength(text);
-    if (n > 255) throw new TeeError('bad-identity', `identity longer than 255 bytes: ${JSON.stringify(text.slice(0, 40))}`);
-    out[at++] = n;
-    at += out.write(text, at);
-  };
-  str8(sender);
-  at = out.writeUInt16BE(recipients.length, at);
-  for (const r of recipients) str8(r);
-  out.set(data, at);
-  return out;
-}
-
-function decodeResults(bytes: Uint8Array, recipients: readonly string[]): RewrapResult {
-  return readResults(new Reader(bytes), recipients);
-}
-
 function readResults(r: Reader, recipients: readonly string[]): RewrapResult {
   const n = r.u16();
   if (n !== recipients.length) throw new TeeError('internal', `re-wrap returned ${n} results for ${recipients.length} recipients`);
@@ -294,6 +272,7 @@ function readResults(r: Reader, recipients: readonly string[]): RewrapResult {
 
 class Handle implements TrustedComponent {
   private readonly batcher: RewrapBatcher;
+  private nextOneOffHandle = 0xffff_ffff;
 
   constructor(
     private readonly t: Transport,
@@ -333,7 +312,11 @@ class Handle implements TrustedComponent {
     await this.t.call(CMD.setMode, signedModeChange);
   }
   async rewrap(header: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult> {
-    return decodeResults(await this.t.call(CMD.rewrap, encodeBatch(topic, sender, recipients, header)), recipients);
+    const handle = this.nextOneOffHandle;
+    this.nextOneOffHandle = this.nextOneOffHandle - 1 || 0xffff_ffff;
+    const group = await this.formGroup(handle, topic, recipients);
+    const part = await this.groupRewrap(handle, header, topic, sender);
+    return group.members.map((m) => (m.header === undefined ? m : { recipient: m.recipient, header: Buffer.concat([part, m.header]) }));
   }
   async formGroup(handle: number, topic: string, members: readonly string[]): Promise<FormedGroup> {
     const w = new Writer().u32(handle).str16(topic).u16(members.length);
@@ -351,9 +334,6 @@ class Handle implements TrustedComponent {
   }
   groupRewrapTo(handle: number, header: Uint8Array, topic: string, to: RewrapReceiver): void {
     this.batcher.add(handle, header, topic, undefined, to);
-  }
-  async reencrypt(envelope: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult> {
-    return decodeResults(await this.t.call(CMD.reencrypt, encodeBatch(topic, sender, recipients, envelope)), recipients);
   }
   async isEnrolled(identity: string): Promise<boolean> {
     return (await this.t.call(CMD.isEnrolled, new Writer().str8(identity).finish()))[0] === 1;
@@ -391,6 +371,6 @@ export async function openTrustedComponent(opts: OpenOptions): Promise<TrustedCo
   }
   if (transport.pid !== undefined && opts.scheduling === 'batch') await useBatchScheduling(transport.pid, warn);
   if (info.openEnrolment) warn('trusted component provisioned for OPEN ENROLMENT: any client may enrol any unused identity without a token (development only; pinned clients refuse it unless they opt in)');
-  if (info.build === 'benchmark') warn('trusted component provisioned as a BENCHMARK build: it serves paper-mode re-encryption, which decrypts payloads (pinned clients refuse it unless they opt in)');
+  if (info.build === 'benchmark') warn('trusted component provisioned as a BENCHMARK build (pinned clients refuse it unless they opt in)');
   return handle;
 }

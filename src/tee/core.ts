@@ -131,7 +131,7 @@ function newIdentity(): Buffer {
 export class TeeState {
   readonly cache: KeyCache;
   readonly counters: Omit<TeeStatsCounters, 'cacheHits' | 'cacheMisses' | 'cacheSize'> = {
-    calls: 0, rewrapCalls: 0, rewrapped: 0, groupsFormed: 0, refusals: 0, rejectedMessages: 0, reencryptCalls: 0,
+    calls: 0, rewrapCalls: 0, rewrapped: 0, groupsFormed: 0, refusals: 0, rejectedMessages: 0,
     enrolments: 0, rotations: 0, revocations: 0, storeReads: 0, storeWrites: 0,
   };
   /** The operator's policy; none loaded = each identity's token grants decide (deny by default). */

@@ -38,7 +38,7 @@ export interface TeePin {
   operatorPublicKey?: string;
   /** Accept a component provisioned for open enrolment (development only: anyone may enrol any unused identity). */
   allowOpenEnrolment?: boolean;
-  /** Accept a benchmark build (it serves paper-mode re-encryption, which decrypts payloads). */
+  /** Accept a benchmark build (provisioned for measurements, not for real data). */
   allowBenchmarkBuild?: boolean;
 }
 
@@ -80,7 +80,7 @@ export async function pinTee(info: TeeInfoJson, pin: string | TeePin): Promise<T
     throw new EnrolmentError('open-enrolment-refused', 'trusted component is in open-enrolment mode (anyone may enrol any unused identity); opt in with allowOpenEnrolment / --allow-open-enrolment, for development only');
   }
   if (provisioning.build === BUILD_BENCHMARK && p.allowBenchmarkBuild !== true) {
-    throw new EnrolmentError('benchmark-build-refused', 'trusted component is a benchmark build (it decrypts payloads for paper-mode re-encryption); opt in with allowBenchmarkBuild / --allow-benchmark-build');
+    throw new EnrolmentError('benchmark-build-refused', 'trusted component is a benchmark build (provisioned for measurements, not for real data); opt in with allowBenchmarkBuild / --allow-benchmark-build');
   }
   return keys;
 }
