@@ -25,11 +25,10 @@ interface Setup {
 /** A trusted component with a publisher and `subscriberCount` subscribers enrolled. */
 async function setup(backend: 'inline' | 'process', cacheSize: number, subscriberCount = Math.max(...RECIPIENT_COUNTS)): Promise<Setup> {
   const dir = mkdtempSync(join(tmpdir(), 'mqt-tz-bench-'));
-  // Paper mode decrypts payloads: only a component provisioned as a benchmark build serves it.
   const operator = createOperatorKey(join(dir, 'operator.key'));
-  const d = await openDataTee(dir, { backend, cacheSize, build: 'benchmark', operatorPublicKey: operator.publicKey, onWarning: () => undefined });
+  const d = await openDataTee(dir, { backend, cacheSize, operatorPublicKey: operator.publicKey, onWarning: () => undefined });
   const info = await d.tee.info();
-  const tee = await pinTee(info, { fingerprint: info.fingerprint, allowBenchmarkBuild: true });
+  const tee = await pinTee(info, { fingerprint: info.fingerprint });
   const grants = { publish: [TOPIC], read: [TOPIC] };
   const enrol = async (identity: string): Promise<ClientKey> => {
     const { request, pending } = await buildEnrolmentRequest({ tee, identity, key: generateClientKeyBytes(), token: issueToken(operator, identity, 600, grants) });

@@ -1,8 +1,9 @@
 // AES-256-GCM from node:crypto (OpenSSL: AES-NI and PCLMUL on this hardware, constant time), one
-// cipher object per operation: OpenSSL's GCM context may not be reused across nonces. The key is a
-// KeyObject made once, so a call imports no key bytes. Sealing draws its nonce here, from
-// randomness: no caller can hand one in, so no refactor can make two seals share a nonce.
-import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto';
+// cipher object per operation: node:crypto has no way to give a GCM context a new nonce. The key
+// stays a Buffer of its own: a KeyObject was 1.5-2 µs slower per operation here (4.0 against
+// 5.9 µs for 32 bytes). Sealing draws its nonce here, from randomness: no caller can hand one in,
+// so no refactor can make two seals share a nonce.
+import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { KEY_BYTES, NONCE_BYTES, TAG_BYTES } from '../envelope/envelope-layout.js';
 import { randomNonce } from '../envelope/nonces.js';
 
@@ -10,11 +11,12 @@ import { randomNonce } from '../envelope/nonces.js';
 export const SEAL_OVERHEAD = NONCE_BYTES + TAG_BYTES;
 
 export class AeadKey {
-  private readonly key: KeyObject;
+  private readonly key: Buffer;
 
   constructor(raw: Uint8Array) {
     if (raw.length !== KEY_BYTES) throw new RangeError('AES-256-GCM keys are 32 bytes');
-    this.key = createSecretKey(raw);
+    this.key = Buffer.alloc(KEY_BYTES); // not a slice of Node's shared pool
+    this.key.set(raw);
   }
 
   /**

@@ -1,5 +1,5 @@
 // Envelope seal (publisher) and open (subscriber). Layout and associated data come from
-// src/tee/envelope-layout.ts, shared with the trusted component and the broker.
+// src/envelope/envelope-layout.ts, shared with the trusted component and the broker.
 import {
   ENVELOPE_VERSION, EnvelopeFormatError, KIND_GROUP, KIND_RECIPIENT, KIND_SENDER, TOPIC_TAG_BYTES, encodeHeader, groupKeyAd, groupWrapAd, joinEnvelope,
   parseHeader, payloadAd, splitEnvelope, topicTagInput, wrapAd, type EnvelopeHeader, type GroupMember,
