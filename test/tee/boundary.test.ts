@@ -2,9 +2,11 @@
 // that holds no keys, everything else is host or client code (docs/protocol.md §8).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, posix, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -68,4 +70,34 @@ test('the import scanner sees static, type-only, re-exported and dynamic imports
   assert.ok(seen.includes('node:child_process'));
   assert.ok(seen.includes('src/envelope/wire.ts'));
   assert.ok(seen.includes('src/tee/commands.ts'));
+});
+
+/** The trusted modules a fresh Node process loads while it opens a component with `backend` and asks for its info. */
+function trustedModulesLoaded(backend: 'process' | 'inline'): string[] {
+  const dir = mkdtempSync(join(tmpdir(), 'mqt-tz-boundary-'));
+  try {
+    const hook = join(dir, 'hook.mjs');
+    writeFileSync(hook, "export async function load(url, c, next) { if (url.includes('/src/tee/')) process.stderr.write('TRUSTED ' + url + '\\n'); return next(url, c); }\n");
+    const operator = pathToFileURL(join(ROOT, 'dist/src/protect/operator.js')).href;
+    const main = join(dir, 'main.mjs');
+    writeFileSync(main, `
+      const { createOperatorKey, openDataTee } = await import(${JSON.stringify(operator)});
+      const op = createOperatorKey(${JSON.stringify(join(dir, 'operator.key'))});
+      const d = await openDataTee(${JSON.stringify(join(dir, 'data'))}, { backend: ${JSON.stringify(backend)}, operatorPublicKey: op.publicKey, onWarning: () => undefined });
+      await d.tee.info();
+      await d.tee.close();
+      process.exit(0);
+    `);
+    const child = spawnSync(process.execPath, ['--no-warnings', '--experimental-loader', pathToFileURL(hook).href, main], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(child.status, 0, child.stderr);
+    return [...child.stderr.matchAll(/^TRUSTED (.*)$/gm)].map((m) => m[1]!.slice(m[1]!.indexOf('/src/tee/') + 1));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('a broker-side process with the process backend loads no trusted module; with the inline backend it loads them (the check can fail)', () => {
+  assert.deepEqual(trustedModulesLoaded('process'), []);
+  const inline = trustedModulesLoaded('inline');
+  assert.ok(inline.includes('src/tee/commands.js') && inline.includes('src/tee/core.js'), inline.join(', '));
 });
