@@ -18,7 +18,7 @@ export type { CallLatencySnapshot } from './call-latency.js';
 export type { TeeScheduling } from './scheduling.js';
 
 /**
- * Unsealed client keys the trusted component keeps (about 9 KiB of its memory each). Sized above
+ * Unsealed client keys the trusted component keeps (two subkeys and grants each). Sized above
  * the identities that publish and subscribe at once: an LRU smaller than a fleet that takes turns
  * hits nothing, and every message then reads and unseals its keys again (5 000 ECG patients with
  * 1 024: the trusted process at 73 % of a core against 53 % with all keys cached).
