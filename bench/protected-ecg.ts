@@ -19,7 +19,7 @@ import { ecgBatch, type EcgPath } from './ecg.js';
 import { encodePublish, openClients } from './mqtt-raw.js';
 import { clientKey, ensureEnrolled, envelopeSeq, sealFast, topicTagOf, wrapKeyOf } from './protected.js';
 import { openEnvelope, ReplayWindow, sealEnvelope } from '../src/client/index.js';
-import { senderOf, splitEnvelope } from '../src/tee/envelope-layout.js';
+import { senderOf, splitEnvelope } from '../src/envelope/envelope-layout.js';
 
 const patientId = (p: number): string => `ecg-patient-${p}`;
 const clinicianIds = (n: number): string[] => Array.from({ length: n }, (_, c) => `ecg-clinician-${c}`);

@@ -30,8 +30,8 @@ import {
   buildEnrolmentRequest, generateClientKeyBytes, importClientKey, openEnvelope, pinTee, ReplayWindow, verifyKeyResponse,
   type ClientKey, type TeeInfoJson, type TeePublicKeys,
 } from '../src/client/index.js'; // the Node entry: the SDK as a Node client has it (node:crypto per message)
-import { ENVELOPE_VERSION, KIND_SENDER, encodeHeader, joinEnvelope, payloadAd, topicTagInput, wrapAd } from '../src/tee/envelope-layout.js';
-import { LABELS } from '../src/tee/messages.js';
+import { ENVELOPE_VERSION, KIND_SENDER, encodeHeader, joinEnvelope, payloadAd, topicTagInput, wrapAd } from '../src/envelope/envelope-layout.js';
+import { LABELS } from '../src/envelope/messages.js';
 
 export const PROTECTED_FILTER = 'secure/#';
 export const STREAM_TOPIC = 'secure/bench/stream';

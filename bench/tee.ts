@@ -1,5 +1,5 @@
 // Trusted-component benchmark: cost of one re-wrap call by recipient count and backend, cache
-// hit vs miss, payload size for re-wrap vs paper-mode full re-encryption, and the paper's key-cache
+// hit vs miss, re-wrap cost by payload size, and the paper's key-cache
 // sweep. One JSON line per measurement; ratios are against a baseline measured in the same run.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,7 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { createOperatorKey, issueToken, openDataTee, type DataTee } from '../src/protect/operator.js';
 import { buildEnrolmentRequest, generateClientKeyBytes, pinTee, sealEnvelope, verifyKeyResponse, type ClientKey } from '../src/client/crypto/index.js';
-import { joinEnvelope, splitEnvelope, type EnvelopeParts } from '../src/tee/envelope-layout.js';
+import { joinEnvelope, splitEnvelope, type EnvelopeParts } from '../src/envelope/envelope-layout.js';
 import { rng } from './ecg.js';
 
 const RECIPIENT_COUNTS = [1, 8, 32, 128];
@@ -25,11 +25,10 @@ interface Setup {
 /** A trusted component with a publisher and `subscriberCount` subscribers enrolled. */
 async function setup(backend: 'inline' | 'process', cacheSize: number, subscriberCount = Math.max(...RECIPIENT_COUNTS)): Promise<Setup> {
   const dir = mkdtempSync(join(tmpdir(), 'mqt-tz-bench-'));
-  // Paper mode decrypts payloads: only a component provisioned as a benchmark build serves it.
   const operator = createOperatorKey(join(dir, 'operator.key'));
-  const d = await openDataTee(dir, { backend, cacheSize, build: 'benchmark', operatorPublicKey: operator.publicKey, onWarning: () => undefined });
+  const d = await openDataTee(dir, { backend, cacheSize, operatorPublicKey: operator.publicKey, onWarning: () => undefined });
   const info = await d.tee.info();
-  const tee = await pinTee(info, { fingerprint: info.fingerprint, allowBenchmarkBuild: true });
+  const tee = await pinTee(info, { fingerprint: info.fingerprint });
   const grants = { publish: [TOPIC], read: [TOPIC] };
   const enrol = async (identity: string): Promise<ClientKey> => {
     const { request, pending } = await buildEnrolmentRequest({ tee, identity, key: generateClientKeyBytes(), token: issueToken(operator, identity, 600, grants) });
@@ -151,8 +150,8 @@ export async function runTeeBench(opts: { quick: boolean }): Promise<void> {
       emit({ op: 'rewrap-cache', backend, recipients: 8, cache: 'miss', usPerCall: round(x.usPerCall), storeReadsPerCall: round((after.storeReads - before.storeReads) / (x.iterations + 20)), ratioToHit: round(x.usPerCall / h.usPerCall) });
     }
 
-    // 4. Payload size: re-wrap (header only) vs paper mode (whole payload re-encrypted per recipient),
-    // 8 recipients. Calls are made PAYLOAD_IN_FLIGHT at a time, as the broker pipelines them: one call
+    // 4. Payload size: re-wrap (header only), 8 recipients; paper mode (whole payload re-encrypted
+    // per recipient) left the trusted component (docs/protocol.md §8). Calls are made PAYLOAD_IN_FLIGHT at a time, as the broker pipelines them: one call
     // at a time over the process boundary mostly measures how fast an idle process wakes up, which
     // varied 2x between rounds on a shared VM. Within a round the four sizes of one backend and one
     // operation take turns in slices of two batches (`measureInterleaved`, the order rotating each
@@ -162,18 +161,17 @@ export async function runTeeBench(opts: { quick: boolean }): Promise<void> {
     // medians over the rounds are reported.
     const ROUNDS = 9;
     const inFlight = (call: () => Promise<unknown>): Promise<unknown> => Promise.all(Array.from({ length: PAYLOAD_IN_FLIGHT }, call));
-    type Op = 'rewrap' | 'paper';
+    type Op = 'rewrap';
     const samples = new Map<string, { us: number[]; toSmallest: number[] }>();
     for (let round = 0; round < ROUNDS; round++) {
       const order = PAYLOAD_SIZES.map((_, k) => PAYLOAD_SIZES[(k + round) % PAYLOAD_SIZES.length]!);
       for (const [backend, s] of [['inline', inline], ['process', proc]] as const) {
         const recipients = s.subscribers.slice(0, 8);
-        for (const op of ['rewrap', 'paper'] as Op[]) {
+        for (const op of ['rewrap'] as Op[]) {
           const calls = new Map<number, () => Promise<unknown>>();
           for (const size of order) {
             const msg = await s.message(size);
-            const envelope = joinEnvelope(msg.header, msg.payload);
-            calls.set(size, op === 'rewrap' ? () => inFlight(() => s.d.tee.rewrap(msg.header, TOPIC, 'publisher', recipients)) : () => inFlight(() => s.d.tee.reencrypt(envelope, TOPIC, 'publisher', recipients)));
+            calls.set(size, () => inFlight(() => s.d.tee.rewrap(msg.header, TOPIC, 'publisher', recipients)));
           }
           const us = await measureInterleaved(calls, (PAYLOAD_SIZES.length * ms) / ROUNDS);
           for (const size of PAYLOAD_SIZES) {
@@ -191,11 +189,9 @@ export async function runTeeBench(opts: { quick: boolean }): Promise<void> {
       const got = (op: Op, size: number): { us: number[]; toSmallest: number[] } => samples.get(`${backend}/${op}/${size}`)!;
       for (const size of PAYLOAD_SIZES) {
         const rw = got('rewrap', size);
-        const pm = got('paper', size);
         emit({
           op: 'payload', backend, payloadBytes: size, recipients: 8, rounds: ROUNDS,
           rewrapUsPerCall: round(median(rw.us)), rewrapToSmallest: round(median(rw.toSmallest)),
-          paperUsPerCall: round(median(pm.us)), paperToSmallest: round(median(pm.toSmallest)), paperToRewrap: round(median(pm.us) / median(rw.us)),
         });
       }
       // the target's figure: how far apart the sizes' re-wrap costs are, from the ratios within

@@ -1,7 +1,7 @@
 /** Broker configuration: defaults, JSON file loading, and validation that names the bad key. */
 import { readFileSync } from 'node:fs';
 import { isValidTopicFilter } from './mqtt/topic.js';
-import { DEFAULT_KEY_CACHE_SIZE, type TeeScheduling } from './tee/host.js';
+import { DEFAULT_KEY_CACHE_SIZE, type TeeScheduling } from './tee-client/host.js';
 
 export interface AclRule {
   /** `allow` or `deny`; the first matching rule decides. */

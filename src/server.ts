@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { ConfigError, type BrokerConfig, type TlsListenerConfig } from './config.js';
 import { endorsesCurrentCode, openDataTee, type DataTee } from './protect/operator.js';
 import { attachProtection, type Protection } from './protect/attach.js';
-import type { TrustedComponent } from './tee/host.js';
+import type { TrustedComponent } from './tee-client/host.js';
 import { Broker, REFUSAL_SLOTS } from './broker/broker.js';
 import type { AuthHooks } from './auth/hooks.js';
 import { createLogger, type Logger } from './log.js';

@@ -1,7 +1,7 @@
 /** `mqt-tz broker`: start the broker with the embedded defaults, a config file, and flag overrides. */
 import type { Command } from 'commander';
 import { ConfigError, defaultConfig, defaultTeeConfig, loadConfigFile, parseFilters, parseOperatorPublicKeyHex, type BrokerConfig } from '../config.js';
-import { TeeError } from '../tee/host.js';
+import { TeeError } from '../tee-client/host.js';
 import { startBroker } from '../server.js';
 
 interface BrokerFlags {

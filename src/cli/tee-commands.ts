@@ -4,12 +4,12 @@
 // `--broker URL` (or loaded into the data folder's component with `--data` when no broker runs).
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { fromBase64Url, toBase64Url, toHex } from '../tee/bytes.js';
+import { fromBase64Url, toBase64Url, toHex } from '../envelope/bytes.js';
 import { pinTee, type TeeInfoJson } from '../client/crypto/enrol.js';
 import { withTeeRequests } from '../client/tee-requests.js';
 import type { TeeRequestKind } from '../mqtt/tee-topics.js';
-import { checkFilter } from '../tee/policy.js';
-import type { TeeInfo } from '../tee/host.js';
+import { isValidTopicFilter } from '../mqtt/topic.js';
+import type { TeeInfo } from '../tee-client/host.js';
 import { connectMqtt } from './open-client.js';
 import {
   DEFAULT_DATA_DIR, createOperatorKey, issueToken, loadOperatorKey, openDataTee, operatorKeyPath, signEndorsement, signModeChange, signPolicy, signRevocation, type DataTee,
@@ -58,13 +58,7 @@ const collect = (v: string, acc: string[]): string[] => [...acc, v];
 
 /** Topic filters of a token grant, checked here so a typo fails before anything is signed. */
 function grantFilters(list: string[], flag: string): string[] {
-  for (const f of list) {
-    try {
-      checkFilter(f);
-    } catch (err) {
-      throw new RangeError(`${flag}: ${(err as Error).message}`);
-    }
-  }
+  for (const f of list) if (!isValidTopicFilter(f)) throw new RangeError(`${flag}: ${JSON.stringify(f)} is not a valid MQTT topic filter`);
   return list;
 }
 

@@ -4,7 +4,7 @@
 // and accept the key only once the signed answer carries a valid key confirmation. The caller
 // stores the key after that, not before.
 import type { MqttClient } from 'mqtt';
-import { fromUtf8 } from '../tee/bytes.js';
+import { fromUtf8 } from '../envelope/bytes.js';
 import { buildEnrolmentRequest, buildRotationRequest, fingerprintOf, pendingKeyRequest, pinTee, verifyKeyResponse, type TeeInfoJson, type TeePin, type TeePublicKeys } from './crypto/enrol.js';
 import { generateClientKeyBytes, type ClientKey } from './crypto/keys.js';
 import { bs } from './crypto/webcrypto.js';

@@ -3,7 +3,7 @@
 // answer confirms the key, every start sends the same bytes again (the trusted component answers
 // a repeat as it answered the first time: docs/protocol.md §4). The stored key is replaced only
 // after the confirmation, and the pending change removed only after that.
-import { equalBytes } from '../tee/bytes.js';
+import { equalBytes } from '../envelope/bytes.js';
 import { EnrolmentError } from './crypto/errors.js';
 import { importClientKey, type ClientKey } from './crypto/keys.js';
 import { enrolOverMqtt, resendOverMqtt, rotateOverMqtt, type BeforeSend, type TeeContact } from './enrolment.js';

@@ -1,6 +1,6 @@
 // Where an enrolled key lives. Browser-safe: the file-backed store is in key-file.ts (Node only).
 // The serialised form is JSON; parse errors never echo the text, since it holds the key.
-import { fromBase64Url, toBase64Url } from '../tee/bytes.js';
+import { fromBase64Url, toBase64Url } from '../envelope/bytes.js';
 
 export interface StoredKey {
   /** Identity the key is enrolled under (the MQTT client id by default). */

@@ -2,8 +2,8 @@
 // src/client/index.ts). Same bytes as WebCrypto's AES-256-GCM and SHA-256; keys the SDK holds as
 // non-extractable CryptoKeys are used through KeyObject.from, never exported.
 import { KeyObject, createCipheriv, createDecipheriv, createHash } from 'node:crypto';
-import type { Bytes } from '../tee/bytes.js';
-import { randomNonce } from '../tee/nonces.js';
+import type { Bytes } from '../envelope/bytes.js';
+import { randomNonce } from '../envelope/nonces.js';
 import type { FastCrypto } from './crypto/webcrypto.js';
 
 const TAG_BYTES = 16;

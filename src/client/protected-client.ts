@@ -3,7 +3,7 @@
 import mqtt from 'mqtt';
 import type { IClientOptions, IClientPublishOptions, IClientSubscribeOptions, IConnackPacket, IPublishPacket, ISubscriptionGrant, MqttClient, Packet } from 'mqtt';
 import { topicMatches } from '../mqtt/topic.js';
-import { utf8 } from '../tee/bytes.js';
+import { utf8 } from '../envelope/bytes.js';
 import { openEnvelope, sealEnvelope } from './crypto/envelope.js';
 import { EnrolmentError, ReplayedMessageError } from './crypto/errors.js';
 import { importClientKey, type ClientKey } from './crypto/keys.js';
@@ -28,7 +28,7 @@ export interface ProtectedClientOptions extends IClientOptions {
   operatorPublicKey?: string;
   /** Accept a component provisioned for open enrolment (development only). */
   allowOpenEnrolment?: boolean;
-  /** Accept a benchmark build (it can decrypt payloads for paper-mode re-encryption). */
+  /** Accept a benchmark build (provisioned for measurements, not for real data). */
   allowBenchmarkBuild?: boolean;
   /**
    * The raw 256-bit enrolled key, when the application keeps it itself. (Not `key`: MQTT.js

@@ -2,7 +2,7 @@
 // bytes, see src/protect/tee-relay.ts). The client subscribes to its response topic before it asks.
 // MQTT 5 carries Response Topic + Correlation Data; v3.1.1 gets answers on $tee/response/{client id}.
 import type { IPublishPacket, MqttClient } from 'mqtt';
-import { equalBytes, fromUtf8 } from '../tee/bytes.js';
+import { equalBytes, fromUtf8 } from '../envelope/bytes.js';
 import { randomBytes } from './crypto/webcrypto.js';
 import { wire } from './wire.js';
 import { TEE_REQUEST_TOPICS, TEE_STATUS_OK, v311ResponseTopic, type TeeRequestKind } from '../mqtt/tee-topics.js';

@@ -4,7 +4,7 @@
  * come from prom-client's default metrics.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValueWithName } from 'prom-client';
-import type { CallLatencySnapshot } from '../tee/host.js';
+import type { CallLatencySnapshot } from '../tee-client/host.js';
 import type { Snapshot } from './snapshot.js';
 
 type Read = (s: Snapshot) => number | undefined;

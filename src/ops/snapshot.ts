@@ -7,7 +7,7 @@ import type { Broker, BrokerCounters } from '../broker/broker.js';
 import type { TopicEstimate } from '../broker/topic-sample.js';
 import type { ProtectionCounters } from '../protect/protected-topics.js';
 import type { Protection } from '../protect/attach.js';
-import type { CallLatencySnapshot, TeeStats, TrustedComponent } from '../tee/host.js';
+import type { CallLatencySnapshot, TeeStats, TrustedComponent } from '../tee-client/host.js';
 import type { LoginLimiter } from '../auth/login-limiter.js';
 
 /** What a reading is taken from (a RunningBroker has all of it). */

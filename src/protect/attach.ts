@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { AuthHooks, ClientInfo, MaybePromise } from '../auth/hooks.js';
 import type { Broker } from '../broker/broker.js';
 import { makeMessage } from '../broker/message.js';
-import type { TrustedComponent } from '../tee/host.js';
+import type { TrustedComponent } from '../tee-client/host.js';
 import { ProtectedTopics } from './protected-topics.js';
 import { TeeRelay } from './tee-relay.js';
 import { TEE_TOPIC_PREFIX } from '../mqtt/tee-topics.js';

@@ -7,9 +7,9 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, si
 import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { openSealedBlobStore, type SealedBlobStore } from '../store/sealed-blobs.js';
-import { fromBase64Url, fromHex } from '../tee/bytes.js';
-import { openTrustedComponent, TeeError, type EnrolmentMode, type OpenOptions, type TeeInfo, type TrustedComponent } from '../tee/host.js';
-import { BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_OPEN, MODE_TOKEN, encodeEndorsementBody, encodeModeBody, encodePolicyBody, encodeRevocationBody, encodeTokenBody, operatorSignedInput, TOKEN_ID_BYTES, type Grants } from '../tee/messages.js';
+import { fromBase64Url, fromHex } from '../envelope/bytes.js';
+import { openTrustedComponent, TeeError, type EnrolmentMode, type OpenOptions, type TeeInfo, type TrustedComponent } from '../tee-client/host.js';
+import { BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_OPEN, MODE_TOKEN, encodeEndorsementBody, encodeModeBody, encodePolicyBody, encodeRevocationBody, encodeTokenBody, operatorSignedInput, TOKEN_ID_BYTES, type Grants } from '../envelope/messages.js';
 
 export interface OperatorKey {
   privateKey: KeyObject;

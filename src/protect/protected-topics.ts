@@ -13,9 +13,9 @@ import type { DeliveryStage, StagedPayloads, StageOutput, Target } from '../brok
 import type { Message } from '../broker/message.js';
 import { Reason } from '../mqtt/reason-codes.js';
 import { filterCovers, topicMatches } from '../mqtt/topic.js';
-import { utf8Name } from '../tee/bytes.js';
-import { KIND_SENDER, envelopeHeaderLength, isSenderHeaderOf, parseHeader, splitEnvelope } from '../tee/envelope-layout.js';
-import type { FormedGroup, RewrapReceiver, TeeError, TrustedComponent } from '../tee/host.js';
+import { utf8Name } from '../envelope/bytes.js';
+import { KIND_SENDER, envelopeHeaderLength, isSenderHeaderOf, parseHeader, splitEnvelope } from '../envelope/envelope-layout.js';
+import type { FormedGroup, RewrapReceiver, TeeError, TrustedComponent } from '../tee-client/host.js';
 
 export interface ProtectionCounters {
   /** Protected PUBLISHes accepted for routing. */

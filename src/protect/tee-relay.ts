@@ -17,8 +17,8 @@
  * the response bytes, or 0x01 and a UTF-8 error line. The broker relays bytes it cannot read.
  */
 import type { Logger } from 'pino';
-import type { TrustedComponent } from '../tee/host.js';
-import { TeeError } from '../tee/host.js';
+import type { TrustedComponent } from '../tee-client/host.js';
+import { TeeError } from '../tee-client/host.js';
 import { TEE_REQUEST_TOPICS, TEE_STATUS_ERROR, TEE_STATUS_OK, TEE_TOPIC_PREFIX, v311ResponseTopic } from '../mqtt/tee-topics.js';
 
 export interface RelayRequest {

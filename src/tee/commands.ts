@@ -1,23 +1,14 @@
 // Command dispatch: decodes a command's parameters, runs it, encodes its result (docs/protocol.md §8).
 // Shared by both backends, so `inline` and `process` differ only by the process boundary.
-import { Reader, Writer } from './bytes.js';
-import { TeeError } from './errors.js';
-import { TeeState, measureTrustedCode, type SealedStorage } from './core.js';
+import { Reader, Writer } from '../envelope/bytes.js';
+import { TeeError } from '../envelope/errors.js';
+import { TeeState, measureTrustedCode } from './core.js';
 import { enrol, rotate } from './enrol.js';
 import { groupRewrapBatch } from './group-batch.js';
-import { formGroup, groupRewrap } from './groups.js';
-import { reencrypt, rewrap, type RecipientOutput } from './rewrap.js';
-import { BUILD_BENCHMARK } from './messages.js';
-import { CMD } from './wire.js';
-
-export const STATS_FIELDS = [
-  'calls', 'rewrapCalls', 'rewrapped', 'groupsFormed', 'refusals', 'rejectedMessages', 'reencryptCalls', 'enrolments', 'rotations',
-  'revocations', 'cacheHits', 'cacheMisses', 'storeReads', 'storeWrites', 'cacheSize',
-] as const;
+import { formGroup, type RecipientOutput } from './groups.js';
+import { CMD, NOT_ASKED, STATS_FIELDS, type SealedStorage } from '../envelope/wire.js';
 
 const EMPTY = new Uint8Array(0);
-/** An init field the host leaves to the sealed provisioning record. */
-export const NOT_ASKED = 0xff;
 
 /** `u16 n | n x (u8 0 | bytes32 header  or  u8 refusal)`, written into one exactly sized buffer. */
 function encodeOutputs(outputs: readonly RecipientOutput[]): Uint8Array {
@@ -47,15 +38,6 @@ function readIdentities(r: Reader): string[] {
   return ids;
 }
 
-/** `str16 topic | str8 sender | u16 n | n x str8 recipient | header or envelope (rest)`. */
-function decodeBatch(params: Uint8Array): { topic: string; sender: string; recipients: string[]; data: Uint8Array } {
-  const r = new Reader(params);
-  const topic = r.str16('topic');
-  const sender = r.str8('sender');
-  const recipients = readIdentities(r);
-  return { topic, sender, recipients, data: r.rest() };
-}
-
 function toTeeError(err: unknown): TeeError {
   if (err instanceof TeeError) return err;
   // Truncated or malformed parameters surface as reader errors: name them as such.
@@ -66,8 +48,6 @@ function toTeeError(err: unknown): TeeError {
 function asTeeError(err: unknown): never {
   throw toTeeError(err);
 }
-
-export { GROUP_REWRAP_BATCH_MAX } from './group-batch.js';
 
 export class Dispatcher {
   private state: TeeState | undefined;
@@ -81,34 +61,17 @@ export class Dispatcher {
   }
 
   /**
-   * Runs one command. The per-message command (group re-wrap) answers synchronously when it can, so
-   * a batch of them arriving in one read is answered in the same turn, without a Promise each;
+   * Runs one command. The re-wrap batch answers synchronously when it can, so batches arriving in
+   * one read are answered in the same turn, without a Promise each;
    * errors are thrown (or rejected) as TeeErrors.
    */
   handle(command: number, params: Uint8Array): Uint8Array | Promise<Uint8Array> {
     try {
-      const r =
-        command === CMD.groupRewrapBatch ? this.groupRewrapBatch(params) : command === CMD.groupRewrap ? this.groupRewrap(params) : this.run(command, params);
+      const r = command === CMD.groupRewrapBatch ? groupRewrapBatch(this.ready(), params, toTeeError) : this.run(command, params);
       return r instanceof Promise ? r.catch(asTeeError) : r;
     } catch (err) {
       return asTeeError(err);
     }
-  }
-
-  private groupRewrap(params: Uint8Array): Uint8Array | Promise<Uint8Array> {
-    // `u32 handle | str16 topic | str8 sender | sender-wrapped header (rest)` -> the shared header part;
-    // topic and sender stay bytes: the group and its sender streams compare them without decoding
-    const s = this.ready();
-    const r = new Reader(params);
-    const handle = r.u32('group handle');
-    const topic = r.bytes16('topic');
-    const sender = r.take(r.u8('sender'), 'sender');
-    return groupRewrap(s, handle, r.rest(), topic, sender);
-  }
-
-  /** The group re-wraps of several messages in one frame (what the host sent in one turn of its event loop); see group-batch.ts. */
-  private groupRewrapBatch(params: Uint8Array): Uint8Array | Promise<Uint8Array> {
-    return groupRewrapBatch(this.ready(), params, toTeeError);
   }
 
   private async run(command: number, params: Uint8Array): Promise<Uint8Array> {
@@ -151,18 +114,6 @@ export class Dispatcher {
       case CMD.setMode:
         await this.ready().changeMode(params);
         return EMPTY;
-      case CMD.rewrap: {
-        const s = this.ready();
-        const b = decodeBatch(params);
-        return encodeOutputs(await rewrap(s, b.data, b.topic, b.sender, b.recipients));
-      }
-      case CMD.reencrypt: {
-        // Paper mode decrypts whole payloads: only a component provisioned as a benchmark build serves it.
-        const s = this.ready();
-        if (s.provisioning.build !== BUILD_BENCHMARK) throw new TeeError('benchmark-only', 'paper-mode re-encryption decrypts payloads; only a component provisioned as a benchmark build serves it');
-        const b = decodeBatch(params);
-        return encodeOutputs(await reencrypt(s, b.data, b.topic, b.sender, b.recipients));
-      }
       case CMD.formGroup: {
         // `u32 handle | str16 topic | u16 n | n x str8 member` -> `group id (16) | outputs`
         const s = this.ready();

@@ -5,28 +5,23 @@
 // host: init parameters are only compared with what was sealed at provisioning.
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { Reader, Writer, toHex } from './bytes.js';
-import { checkIdentity } from './envelope-layout.js';
-import { TeeError, orRefuse, type TeeErrorCode } from './errors.js';
+import { join } from 'node:path';
+import { Reader, Writer, toHex } from '../envelope/bytes.js';
+import { checkIdentity } from '../envelope/envelope-layout.js';
+import { TeeError, orRefuse, type TeeErrorCode } from '../envelope/errors.js';
 import { generateX25519, rawPrivateKey, rawPublicKey, x25519PrivateKey } from './hpke.js';
 import { KeyCache, deriveClientKeys, type ClientKeys } from './keys.js';
 import {
   BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_OPEN, MODE_TOKEN, fingerprintInput, operatorSignedInput, parseEndorsementBody, parsePolicyBody, parseRevocationBody,
   parseModeBody, readGrants, splitSigned, writeGrants, STATEMENT_ENDORSEMENT, STATEMENT_MODE, STATEMENT_POLICY, STATEMENT_REVOCATION, type Grants, type Provisioning,
-} from './messages.js';
+} from '../envelope/messages.js';
 import type { GroupTable } from './groups.js';
-import { Lru } from './lru.js';
+import { Lru } from '../envelope/lru.js';
 import { Policy, grantAllows } from './policy.js';
 import { Sealer } from './seal.js';
 import { SealedObjects } from './sealed-objects.js';
+import type { SealedStorage, TeeStatsCounters } from '../envelope/wire.js';
 import { StateDir } from './state-dir.js';
-
-/** The host's side of the storage RPC (the tee-supplicant's role in OP-TEE). */
-export interface SealedStorage {
-  get(name: string): Promise<Uint8Array | undefined>;
-  put(name: string, blob: Uint8Array): Promise<void>;
-  delete(name: string): Promise<void>;
-}
 
 /**
  * What the host asks for at init. Used once, to provision an empty state directory; a provisioned
@@ -52,25 +47,6 @@ export interface ProvisioningRecord extends Provisioning {
   modeSince: number;
 }
 
-export interface TeeStatsCounters {
-  calls: number;
-  rewrapCalls: number;
-  rewrapped: number;
-  /** Recipient groups formed (src/tee/groups.ts). */
-  groupsFormed: number;
-  refusals: number;
-  rejectedMessages: number;
-  reencryptCalls: number;
-  enrolments: number;
-  rotations: number;
-  revocations: number;
-  cacheHits: number;
-  cacheMisses: number;
-  storeReads: number;
-  storeWrites: number;
-  cacheSize: number;
-}
-
 const ED25519_SPKI = Buffer.from('302a300506032b6570032100', 'hex');
 const ED25519_PKCS8 = Buffer.from('302e020100300506032b657004220420', 'hex');
 
@@ -85,12 +61,19 @@ export function sha256(...parts: Uint8Array[]): Buffer {
   return h.digest();
 }
 
-/** Measurement: SHA-256 over the names and contents of the trusted code's .js files, sorted. */
-export function measureTrustedCode(dir: string): Buffer {
+/**
+ * Measurement: SHA-256 over the names and contents of the trusted code's .js files, sorted: those
+ * of the trusted core (`teeDir`) and of the shared envelope format next to it, which it imports.
+ * The host side (tee-client) is not measured: retuning it leaves the measurement alone.
+ */
+export function measureTrustedCode(teeDir: string): Buffer {
   const h = createHash('sha256');
-  for (const name of readdirSync(dir).filter((n) => n.endsWith('.js')).sort()) {
-    h.update(`${name}\0`);
-    h.update(readFileSync(`${dir}/${name}`));
+  for (const folder of ['envelope', 'tee']) {
+    const dir = join(teeDir, '..', folder);
+    for (const name of readdirSync(dir).filter((n) => n.endsWith('.js')).sort()) {
+      h.update(`${folder}/${name}\0`);
+      h.update(readFileSync(join(dir, name)));
+    }
   }
   return h.digest();
 }
@@ -148,7 +131,7 @@ function newIdentity(): Buffer {
 export class TeeState {
   readonly cache: KeyCache;
   readonly counters: Omit<TeeStatsCounters, 'cacheHits' | 'cacheMisses' | 'cacheSize'> = {
-    calls: 0, rewrapCalls: 0, rewrapped: 0, groupsFormed: 0, refusals: 0, rejectedMessages: 0, reencryptCalls: 0,
+    calls: 0, rewrapCalls: 0, rewrapped: 0, groupsFormed: 0, refusals: 0, rejectedMessages: 0,
     enrolments: 0, rotations: 0, revocations: 0, storeReads: 0, storeWrites: 0,
   };
   /** The operator's policy; none loaded = each identity's token grants decide (deny by default). */

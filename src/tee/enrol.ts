@@ -2,9 +2,9 @@
 // X25519 key; the answer carries a key confirmation (MAC under the client key over the
 // transcript) and is signed by the trusted component, so the host can forge neither.
 import { createHmac, timingSafeEqual, verify } from 'node:crypto';
-import { toHex } from './bytes.js';
-import { checkIdentity } from './envelope-layout.js';
-import { TEE_ERRORS, TeeError, orRefuse } from './errors.js';
+import { toHex } from '../envelope/bytes.js';
+import { checkIdentity } from '../envelope/envelope-layout.js';
+import { TEE_ERRORS, TeeError, orRefuse } from '../envelope/errors.js';
 import { AEAD_AES_256_GCM, setupBaseR } from './hpke.js';
 import { deriveClientKeys, type ClientKeys } from './keys.js';
 import { OBJ, OPEN_GRANTS, TeeState, sha256, writeIdTimes } from './core.js';
@@ -12,7 +12,7 @@ import {
   LABELS, MSG_ENROL, MSG_ENROL_RESPONSE, MSG_ROTATE, MSG_ROTATE_RESPONSE, STATEMENT_TOKEN, encodeKeyResponseBody, keyConfirmInput,
   operatorSignedInput, parseEnrolPlaintext, parseKeyRequest, parseRotatePlaintext, parseTokenBody, responseSignedInput, rotateProofInput, splitSigned,
   type KeyRequest, type Token,
-} from './messages.js';
+} from '../envelope/messages.js';
 
 const ZERO_CONFIRM = new Uint8Array(32);
 

@@ -1,25 +1,31 @@
-// The batched group re-wrap (command 0x0e): the messages the host gathered in one turn of its
-// event loop, tens of them under load. A message of the usual kind (a formed group, the stream of
-// its latest publisher, a cached key) costs no object and no view here: its fields stay offsets
-// into the frame, its data key is opened into one scratch buffer and its shared part sealed
-// straight into the answer. Per-message views and objects were a quarter of this process's time
-// (their allocation and the garbage collection after it). Any other message takes groupRewrap
-// (groups.ts), which checks each step in turn and names the exact refusal.
-import { Reader } from './bytes.js';
-import { TEE_ERRORS, TeeError } from './errors.js';
+// The one re-wrap command (0x0e): the messages the host gathered in one turn of its event loop,
+// tens of them under load; a single message is a batch of one. A message of the usual kind (a
+// formed group, the stream of its latest publisher, a cached key) costs no object and no view
+// here: its fields stay offsets into the frame and its shared part is sealed straight into the
+// answer. Per-message views and objects were a quarter of this process's time (their allocation
+// and the garbage collection after it). Any other message takes rewrapMessage (groups.ts), which
+// checks each step in turn and names the exact refusal.
+import { Reader, equalBytesAt } from '../envelope/bytes.js';
+import { TEE_ERRORS, TeeError } from '../envelope/errors.js';
 import type { TeeState } from './core.js';
-import { SENDER_FIELD_AT, groupPartLength } from './envelope-layout.js';
-import { groupRewrap, groupRewrapAt, prepareBatch } from './groups.js';
-
-/** Most messages one batched group re-wrap may carry. */
-export const GROUP_REWRAP_BATCH_MAX = 4096;
+import { SENDER_FIELD_AT, groupPartLength, hasTopicTag, isSenderHeaderOf } from '../envelope/envelope-layout.js';
+import { GROUP_REWRAP_BATCH_MAX } from '../envelope/wire.js';
+import { rewrapMessage, wrapStreamAt } from './groups.js';
 
 /**
- * Per message: handle, topic offset and length, sender offset and length, header offset and length,
- * and the length of its shared part if it takes the fast path (0: it cannot).
+ * Where each message's fields are, in the frame: per message FIELDS numbers in one Uint32Array
+ * (no object per message), read through these names.
  */
+const HANDLE = 0;
+const TOPIC_AT = 1;
+const TOPIC_LENGTH = 2;
+const SENDER_AT = 3;
+const SENDER_LENGTH = 4;
+const HEADER_AT = 5;
+const HEADER_LENGTH = 6;
+/** The length of its shared part if it can take the fast path (0: it cannot). */
+const PART_LENGTH = 7;
 const FIELDS = 8;
-const SENDER_FIELD = 3;
 
 /** A message's answer: `u8 status | u16 length | shared part, or the refusal's UTF-8 detail`. */
 const ANSWER_HEAD = 3;
@@ -40,15 +46,15 @@ export function groupRewrapBatch(state: TeeState, params: Uint8Array, toTeeError
   let size = 2;
   for (let i = 0; i < n; i++) {
     const o = i * FIELDS;
-    at[o] = r.u32('group handle');
-    at[o + 2] = r.u16('topic');
-    at[o + 1] = r.skip(at[o + 2]!, 'topic');
-    at[o + 4] = r.u8('sender');
-    at[o + 3] = r.skip(at[o + 4]!, 'sender');
-    at[o + 6] = r.u16('header');
-    at[o + 5] = r.skip(at[o + 6]!, 'header');
-    at[o + 7] = fastPartLength(params, at[o + 5]!, at[o + 6]!);
-    size += ANSWER_HEAD + at[o + 7]!;
+    at[o + HANDLE] = r.u32('group handle');
+    at[o + TOPIC_LENGTH] = r.u16('topic');
+    at[o + TOPIC_AT] = r.skip(at[o + TOPIC_LENGTH]!, 'topic');
+    at[o + SENDER_LENGTH] = r.u8('sender');
+    at[o + SENDER_AT] = r.skip(at[o + SENDER_LENGTH]!, 'sender');
+    at[o + HEADER_LENGTH] = r.u16('header');
+    at[o + HEADER_AT] = r.skip(at[o + HEADER_LENGTH]!, 'header');
+    at[o + PART_LENGTH] = at[o + HEADER_LENGTH]! > SENDER_FIELD_AT ? groupPartLength(params, at[o + HEADER_AT]!) : 0;
+    size += ANSWER_HEAD + at[o + PART_LENGTH]!;
   }
   r.end('group re-wrap batch');
 
@@ -57,38 +63,47 @@ export function groupRewrapBatch(state: TeeState, params: Uint8Array, toTeeError
   out[1] = n & 0xff;
   /** Only when some message took the general path: every message's answer, to encode at the end. */
   let slow: (BatchResult | Promise<BatchResult>)[] | undefined;
-  const prepared = prepareBatch(state, params, at, n, FIELDS, SENDER_FIELD);
-  try {
-    let pos = 2;
-    for (let i = 0; i < n; i++) {
-      const o = i * FIELDS;
-      const length = at[o + 7]!;
-      const fast =
-        length > 0 &&
-        groupRewrapAt(state, at[o]!, params, at[o + 1]!, at[o + 2]!, at[o + 3]!, at[o + 4]!, at[o + 5]!, at[o + 6]!, out, pos + ANSWER_HEAD, length);
-      if (fast) {
-        out[pos] = 0;
-        out[pos + 1] = length >> 8;
-        out[pos + 2] = length & 0xff;
-        if (slow !== undefined) slow.push(out.subarray(pos + ANSWER_HEAD, pos + ANSWER_HEAD + length));
-      } else {
-        slow ??= answersSoFar(out, i);
-        slow.push(general(state, params, at, o, toTeeError));
-      }
-      pos += ANSWER_HEAD + length;
+  let pos = 2;
+  for (let i = 0; i < n; i++) {
+    const o = i * FIELDS;
+    const length = at[o + PART_LENGTH]!;
+    if (length > 0 && rewrapInPlace(state, params, at, o, out, pos + ANSWER_HEAD)) {
+      out[pos] = 0;
+      out[pos + 1] = length >> 8;
+      out[pos + 2] = length & 0xff;
+      if (slow !== undefined) slow.push(out.subarray(pos + ANSWER_HEAD, pos + ANSWER_HEAD + length));
+    } else {
+      slow ??= answersSoFar(out, i);
+      slow.push(general(state, params, at, o, toTeeError));
     }
-  } finally {
-    // keystreams made ahead serve this batch only (the waiting messages compute their own)
-    for (const key of prepared) key.dropPrepared();
+    pos += ANSWER_HEAD + length;
   }
   if (slow === undefined) return out;
   if (!slow.some((a) => a instanceof Promise)) return encodeAnswers(slow as BatchResult[]);
   return Promise.all(slow).then(encodeAnswers);
 }
 
-/** The part length of a well-formed sender header at src[at, +length), 0 when it cannot be one (then the general path decides). */
-function fastPartLength(src: Uint8Array, at: number, length: number): number {
-  return length > SENDER_FIELD_AT ? groupPartLength(src, at) : 0;
+/**
+ * The fast path of message `o`, read in place: a formed group for its topic under the current
+ * epoch, the stream of the group's latest sender, a well-formed header of that sender for this
+ * topic and a cached key. Writes its shared part to out[partAt, +PART_LENGTH) and returns true;
+ * false, having changed nothing, when the message needs the general path.
+ */
+function rewrapInPlace(state: TeeState, src: Uint8Array, at: Uint32Array, o: number, out: Uint8Array, partAt: number): boolean {
+  const handle = at[o + HANDLE]!;
+  const entry = state.groups.peek(handle);
+  if (entry === undefined || entry.epoch !== state.epoch || !equalBytesAt(entry.topicBytes, src, at[o + TOPIC_AT]!, at[o + TOPIC_LENGTH]!)) return false;
+  const g = entry.ready;
+  const s = g?.last;
+  if (g === undefined || s === undefined || !equalBytesAt(s.senderBytes, src, at[o + SENDER_AT]!, at[o + SENDER_LENGTH]!)) return false;
+  const headerAt = at[o + HEADER_AT]!;
+  const headerLength = at[o + HEADER_LENGTH]!;
+  if (!isSenderHeaderOf(src, s.senderBytes, headerAt, headerLength) || !hasTopicTag(src, entry.topicTag, headerAt, headerLength)) return false;
+  const keys = state.keysOf(s.sender);
+  if (keys === undefined || keys instanceof Promise || !wrapStreamAt(g, s, keys, src, headerAt, out, partAt, at[o + PART_LENGTH]!)) return false;
+  state.groups.get(handle); // the group is used: newest in the table, as the general path leaves it
+  state.counters.rewrapCalls++;
+  return true;
 }
 
 /** The answers written so far (all fast), as parts. */
@@ -103,11 +118,11 @@ function answersSoFar(out: Buffer, count: number): BatchResult[] {
   return parts;
 }
 
-/** One message through groupRewrap, with views of its fields. */
+/** One message through the general path (rewrapMessage), with views of its fields. */
 function general(state: TeeState, src: Uint8Array, at: Uint32Array, o: number, toTeeError: (err: unknown) => TeeError): BatchResult | Promise<BatchResult> {
   const view = (from: number, length: number): Uint8Array => src.subarray(from, from + length);
   try {
-    const part = groupRewrap(state, at[o]!, view(at[o + 5]!, at[o + 6]!), view(at[o + 1]!, at[o + 2]!), view(at[o + 3]!, at[o + 4]!));
+    const part = rewrapMessage(state, at[o + HANDLE]!, view(at[o + HEADER_AT]!, at[o + HEADER_LENGTH]!), view(at[o + TOPIC_AT]!, at[o + TOPIC_LENGTH]!), view(at[o + SENDER_AT]!, at[o + SENDER_LENGTH]!));
     return part instanceof Promise ? part.catch(toTeeError) : part;
   } catch (err) {
     return toTeeError(err);

@@ -1,7 +1,7 @@
 // RFC 9180 HPKE, base mode only, KEM DHKEM(X25519, HKDF-SHA256), KDF HKDF-SHA256, and the AEADs
 // AES-128-GCM (1), AES-256-GCM (2, the suite the protocol uses) and ChaCha20-Poly1305 (3, so the
 // RFC's second X25519 test vector can be checked too).
-import { createCipheriv, createDecipheriv, createHmac, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, type KeyObject } from 'node:crypto';
 
 export const KEM_X25519_HKDF_SHA256 = 0x0020;
 export const KDF_HKDF_SHA256 = 0x0001;
@@ -26,28 +26,19 @@ function hpkeSuite(aead: AeadId): Buffer {
   return Buffer.from([0x48, 0x50, 0x4b, 0x45, 0x00, 0x20, 0x00, 0x01, 0x00, aead]); // "HPKE" || kem || kdf || aead
 }
 
-export function hkdfExtract(salt: Uint8Array, ikm: Uint8Array): Buffer {
-  return createHmac('sha256', salt).update(ikm).digest();
+/**
+ * LabeledExtract then LabeledExpand (RFC 9180 §4) of the secret that extract yields: exactly one
+ * HKDF-SHA256 (RFC 5869) of node:crypto, its IKM and info labelled.
+ */
+function labeledKdf(suite: Buffer, salt: Uint8Array, extractLabel: string, ikm: Uint8Array, expandLabel: string, info: Uint8Array, length: number): Buffer {
+  const labeledIkm = Buffer.concat([VERSION_LABEL, suite, Buffer.from(extractLabel), ikm]);
+  const labeledInfo = Buffer.concat([Buffer.from([length >> 8, length & 0xff]), VERSION_LABEL, suite, Buffer.from(expandLabel), info]);
+  return Buffer.from(hkdfSync('sha256', labeledIkm, salt, labeledInfo, length));
 }
 
-export function hkdfExpand(prk: Uint8Array, info: Uint8Array, length: number): Buffer {
-  const out = Buffer.alloc(length);
-  let prev: Buffer = Buffer.alloc(0);
-  for (let i = 0, at = 0; at < length; i++) {
-    prev = createHmac('sha256', prk).update(prev).update(info).update(Buffer.from([i + 1])).digest();
-    prev.copy(out, at, 0, Math.min(NH, length - at));
-    at += NH;
-  }
-  return out;
-}
-
+/** LabeledExtract alone, for the hashes the key schedule uses as data: HKDF-Extract is HMAC(salt, IKM) (RFC 5869 §2.2). */
 function labeledExtract(suite: Buffer, salt: Uint8Array, label: string, ikm: Uint8Array): Buffer {
-  return hkdfExtract(salt, Buffer.concat([VERSION_LABEL, suite, Buffer.from(label), ikm]));
-}
-
-function labeledExpand(suite: Buffer, prk: Uint8Array, label: string, info: Uint8Array, length: number): Buffer {
-  const len = Buffer.from([length >> 8, length & 0xff]);
-  return hkdfExpand(prk, Buffer.concat([len, VERSION_LABEL, suite, Buffer.from(label), info]), length);
+  return createHmac('sha256', salt).update(Buffer.concat([VERSION_LABEL, suite, Buffer.from(label), ikm])).digest();
 }
 
 export function x25519PrivateKey(raw: Uint8Array): KeyObject {
@@ -75,8 +66,7 @@ export function generateX25519(): { privateKey: KeyObject; publicKey: Buffer } {
 
 /** RFC 9180 §7.1.3 DeriveKeyPair for X25519. */
 export function deriveKeyPair(ikm: Uint8Array): { privateKey: Buffer; publicKey: Buffer } {
-  const prk = labeledExtract(KEM_SUITE, Buffer.alloc(0), 'dkp_prk', ikm);
-  const sk = labeledExpand(KEM_SUITE, prk, 'sk', Buffer.alloc(0), 32);
+  const sk = labeledKdf(KEM_SUITE, Buffer.alloc(0), 'dkp_prk', ikm, 'sk', Buffer.alloc(0), 32);
   return { privateKey: sk, publicKey: rawPublicKey(x25519PrivateKey(sk)) };
 }
 
@@ -87,8 +77,7 @@ function dh(sk: KeyObject, pkRaw: Uint8Array): Buffer {
 }
 
 function extractAndExpand(dhOut: Buffer, enc: Uint8Array, pkR: Uint8Array): Buffer {
-  const prk = labeledExtract(KEM_SUITE, Buffer.alloc(0), 'eae_prk', dhOut);
-  return labeledExpand(KEM_SUITE, prk, 'shared_secret', Buffer.concat([enc, pkR]), NH);
+  return labeledKdf(KEM_SUITE, Buffer.alloc(0), 'eae_prk', dhOut, 'shared_secret', Buffer.concat([enc, pkR]), NH);
 }
 
 /** An HPKE encryption context (RFC 9180 §5.2): one nonce per sequence number. */
@@ -98,8 +87,8 @@ export class HpkeContext {
     readonly aead: AeadId,
     readonly key: Buffer,
     readonly baseNonce: Buffer,
+    /** Kept for the RFC's known-answer tests; this protocol exports nothing. */
     readonly exporterSecret: Buffer,
-    private readonly suite: Buffer,
   ) {}
 
   private nonce(): Buffer {
@@ -132,10 +121,6 @@ export class HpkeContext {
   setSequence(seq: number): void {
     this.seq = seq;
   }
-
-  export(context: Uint8Array, length: number): Buffer {
-    return labeledExpand(this.suite, this.exporterSecret, 'sec', context, length);
-  }
 }
 
 function keySchedule(aead: AeadId, sharedSecret: Buffer, info: Uint8Array): HpkeContext {
@@ -144,14 +129,9 @@ function keySchedule(aead: AeadId, sharedSecret: Buffer, info: Uint8Array): Hpke
   const pskIdHash = labeledExtract(suite, empty, 'psk_id_hash', empty);
   const infoHash = labeledExtract(suite, empty, 'info_hash', info);
   const context = Buffer.concat([Buffer.from([0]), pskIdHash, infoHash]);
-  const secret = labeledExtract(suite, sharedSecret, 'secret', empty);
-  return new HpkeContext(
-    aead,
-    labeledExpand(suite, secret, 'key', context, AEADS[aead].nk),
-    labeledExpand(suite, secret, 'base_nonce', context, NN),
-    labeledExpand(suite, secret, 'exp', context, NH),
-    suite,
-  );
+  // secret = LabeledExtract(shared_secret, "secret", psk = ""), expanded three ways
+  const fromSecret = (label: string, length: number): Buffer => labeledKdf(suite, sharedSecret, 'secret', empty, label, context, length);
+  return new HpkeContext(aead, fromSecret('key', AEADS[aead].nk), fromSecret('base_nonce', NN), fromSecret('exp', NH));
 }
 
 /** Sender side. `ephemeral` is for known-answer tests only; production callers let it be random. */

@@ -1,13 +1,13 @@
 // Client subkeys and the bounded LRU of unsealed ones. Evicted keys are not wiped: a call still in
 // flight may hold them (pipelined re-wraps), and the garbage collector may have copied them anyway.
 import { hkdfSync } from 'node:crypto';
-import { GcmKey } from './gcm.js';
-import { Lru } from './lru.js';
-import type { Grants } from './messages.js';
+import { AeadKey } from './aead.js';
+import { Lru } from '../envelope/lru.js';
+import type { Grants } from '../envelope/messages.js';
 
 export interface ClientKeys {
-  /** Subkey wrapping data keys (AES-256-GCM, its key schedule made once per cached key). */
-  wrap: GcmKey;
+  /** Subkey wrapping data keys and group keys (AES-256-GCM). */
+  wrap: AeadKey;
   /** Subkey for key confirmation and rotation proofs (HMAC-SHA256). */
   confirm: Buffer;
   generation: number;
@@ -21,7 +21,7 @@ function subkey(raw: Uint8Array, label: string): Buffer {
 
 export function deriveClientKeys(raw: Uint8Array, generation: number, grants: Grants): ClientKeys {
   const wrapKey = subkey(raw, 'mqt-tz/1 wrap key');
-  const wrap = new GcmKey(wrapKey);
+  const wrap = new AeadKey(wrapKey);
   wrapKey.fill(0);
   return { wrap, confirm: subkey(raw, 'mqt-tz/1 confirm key'), generation, grants };
 }

@@ -2,11 +2,11 @@
 // over stdin/stdout frames. Sealed storage is asked of the host over the same pipes.
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Writer } from './bytes.js';
+import { Writer } from '../envelope/bytes.js';
 import { Dispatcher } from './commands.js';
-import type { SealedStorage } from './core.js';
-import { TEE_ERRORS, TeeError } from './errors.js';
-import { FRAME_COMMAND, FRAME_RESULT, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FrameDecoder, STORE_ABSENT, STORE_DELETE, STORE_GET, STORE_OK, STORE_PUT, corkedWriter, encodeFrame, type Frame } from './wire.js';
+import type { SealedStorage } from '../envelope/wire.js';
+import { TEE_ERRORS, TeeError } from '../envelope/errors.js';
+import { FRAME_COMMAND, FRAME_RESULT, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FrameDecoder, STORE_ABSENT, STORE_DELETE, STORE_GET, STORE_OK, STORE_PUT, corkedWriter, encodeFrame, type Frame } from '../envelope/wire.js';
 
 const waiting = new Map<number, { resolve: (f: Frame) => void }>();
 let nextId = 1;

@@ -3,7 +3,7 @@
 // The associated data names the object and the version it was written at, so the host can neither
 // swap one blob for another nor hand back an older blob of the same object.
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
-import { TeeError } from './errors.js';
+import { TeeError } from '../envelope/errors.js';
 
 const SEAL_VERSION = 1;
 const AD_LABEL = 'mqt-tz/1 sealed ';

@@ -11,9 +11,9 @@
 // Writes are group-committed: what is written while a commit is in flight goes out together in the
 // next one (objects, then the manifest at counter n+1, then the counter raised to n+1). A caller's
 // write resolves only once its commit is durable, so nothing is answered before it is committed.
-import { Reader } from './bytes.js';
-import type { SealedStorage } from './core.js';
-import { TeeError } from './errors.js';
+import { Reader } from '../envelope/bytes.js';
+import type { SealedStorage } from '../envelope/wire.js';
+import { TeeError } from '../envelope/errors.js';
 import type { Sealer } from './seal.js';
 import type { StateDir } from './state-dir.js';
 

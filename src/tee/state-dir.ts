@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { TeeError } from './errors.js';
+import { TeeError } from '../envelope/errors.js';
 
 export const DEVICE_SECRET_FILE = 'device.secret';
 export const COUNTER_FILE = 'counter';

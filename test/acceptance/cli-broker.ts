@@ -10,7 +10,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { connectProtected, readKeyFile, type NodeProtectedClientOptions, type ProtectedClient } from '../../src/client/index.js';
 import { issueToken, loadOperatorKey, OPERATOR_KEY_FILE, type OperatorKey } from '../../src/protect/operator.js';
-import { toBase64Url } from '../../src/tee/bytes.js';
+import { toBase64Url } from '../../src/envelope/bytes.js';
 import { withTimeout, WAIT_MS } from '../helpers/broker.js';
 
 export const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));

@@ -10,7 +10,7 @@ import type { IPublishPacket } from 'mqtt-packet';
 import { connectProtected, importClientKey, joinEnvelope, openEnvelope, readKeyFile, sealEnvelope, splitEnvelope, type ProtectedClient } from '../../src/client/index.js';
 import { join } from 'node:path';
 import { loadOperatorKey, OPERATOR_KEY_FILE, signPolicy } from '../../src/protect/operator.js';
-import { encodeHeader, parseHeader, topicTagInput, type EnvelopeHeader } from '../../src/tee/envelope-layout.js';
+import { encodeHeader, parseHeader, topicTagInput, type EnvelopeHeader } from '../../src/envelope/envelope-layout.js';
 import { inboxOf, waitUntil, type Inbox } from '../helpers/broker.js';
 import { Events, PROTECTED, startProtectedBroker, type ProtectedBroker } from '../client/protected-broker.js';
 import { MitmProxy, type Rewrite } from './mitm-proxy.js';

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { importClientKey, openEnvelope, readKeyFile, splitEnvelope } from '../../src/client/index.js';
-import { KIND_GROUP, parseHeader } from '../../src/tee/envelope-layout.js';
+import { KIND_GROUP, parseHeader } from '../../src/envelope/envelope-layout.js';
 import { waitUntil, withTimeout, WAIT_MS } from '../helpers/broker.js';
 import { startProtectedBroker, type ProtectedBroker } from '../client/protected-broker.js';
 import { MAIN } from './cli-broker.js';

@@ -9,7 +9,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { IPublishPacket } from 'mqtt-packet';
 import { splitEnvelope, type ProtectedClient } from '../../src/client/index.js';
-import { parseHeader } from '../../src/tee/envelope-layout.js';
+import { parseHeader } from '../../src/envelope/envelope-layout.js';
 import { elapse, waitUntil, withTimeout, WAIT_MS } from '../helpers/broker.js';
 import type { ProtectedBroker } from '../client/protected-broker.js';
 import { MAIN } from './cli-broker.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { checkKeyFileWritable, fileKeyStore, KeyFileError, readKeyFile, writeKeyFile } from '../../src/client/index.js';
 import { memoryKeyStore, type StoredKey } from '../../src/client/key-store.js';
-import { toBase64Url } from '../../src/tee/bytes.js';
+import { toBase64Url } from '../../src/envelope/bytes.js';
 
 const FP = 'ab'.repeat(32);
 

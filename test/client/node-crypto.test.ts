@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { nodeCrypto } from '../../src/client/node-crypto.js';
 import { aesKey, aesOpen, aesSeal, sha256, useFastCrypto } from '../../src/client/crypto/webcrypto.js';
 import { generateClientKeyBytes, importClientKey, openEnvelope, sealEnvelope } from '../../src/client/crypto/index.js';
-import { KIND_RECIPIENT, encodeHeader, joinEnvelope, parseHeader, splitEnvelope, wrapAd } from '../../src/tee/envelope-layout.js';
+import { KIND_RECIPIENT, encodeHeader, joinEnvelope, parseHeader, splitEnvelope, wrapAd } from '../../src/envelope/envelope-layout.js';
 
 /** Runs `f` with WebCrypto alone (the browser's path), whatever backend the importing entry installed. */
 async function withWebCrypto<T>(f: () => Promise<T>): Promise<T> {

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { defaultTeeConfig } from '../../src/config.js';
 import { issueToken, loadOperatorKey, OPERATOR_KEY_FILE } from '../../src/protect/operator.js';
 import { connectProtected, type NodeProtectedClientOptions, type ProtectedClient } from '../../src/client/index.js';
-import { toBase64Url } from '../../src/tee/bytes.js';
-import type { TrustedComponent } from '../../src/tee/host.js';
-import type { Grants } from '../../src/tee/messages.js';
+import { toBase64Url } from '../../src/envelope/bytes.js';
+import type { TrustedComponent } from '../../src/tee-client/host.js';
+import type { Grants } from '../../src/envelope/messages.js';
 import { startTestBroker, WAIT_MS, withTimeout, type TestBroker } from '../helpers/broker.js';
 
 export const PROTECTED = 'secure/#';

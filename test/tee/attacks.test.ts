@@ -8,9 +8,9 @@ import {
   buildEnrolmentRequest, generateClientKeyBytes, openEnvelope,
 } from '../../src/client/crypto/index.js';
 import { signPolicy, signRevocation, signStatement, issueToken, type OperatorKey } from '../../src/protect/operator.js';
-import { joinEnvelope } from '../../src/tee/envelope-layout.js';
-import { codeFromNumber, TeeError } from '../../src/tee/errors.js';
-import { encodeEndorsementBody, parseKeyResponse } from '../../src/tee/messages.js';
+import { joinEnvelope } from '../../src/envelope/envelope-layout.js';
+import { codeFromNumber, TeeError } from '../../src/envelope/errors.js';
+import { encodeEndorsementBody, parseKeyResponse } from '../../src/envelope/messages.js';
 import { makeFixture, type Enrolled, type Fixture } from './fixture.js';
 import { deliver, publish, refusedUnchanged } from './publishing.js';
 

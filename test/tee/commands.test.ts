@@ -8,12 +8,15 @@ import {
 } from '../../src/client/crypto/index.js';
 import { issueToken, signEndorsement, signPolicy, signRevocation } from '../../src/protect/operator.js';
 import { Dispatcher } from '../../src/tee/commands.js';
-import { CMD } from '../../src/tee/wire.js';
+import { CMD } from '../../src/envelope/wire.js';
 import { measureTrustedCode } from '../../src/tee/core.js';
-import { joinEnvelope } from '../../src/tee/envelope-layout.js';
-import { TeeError } from '../../src/tee/errors.js';
-import { parseKeyResponse } from '../../src/tee/messages.js';
-import { codeFromNumber } from '../../src/tee/errors.js';
+import { joinEnvelope } from '../../src/envelope/envelope-layout.js';
+import { TeeError } from '../../src/envelope/errors.js';
+import { BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_TOKEN, parseKeyResponse } from '../../src/envelope/messages.js';
+import { Reader, Writer } from '../../src/envelope/bytes.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { codeFromNumber } from '../../src/envelope/errors.js';
 import { ALL_GRANTS, makeFixture } from './fixture.js';
 import { deliver, publish, refusedUnchanged, text } from './publishing.js';
 
@@ -89,7 +92,7 @@ test('an enrolment request sent again gets the same signed answer (also after a 
     assert.deepEqual(await f.tee.enrol(request), answer);
     assert.equal((await f.tee.stats()).enrolments, 1);
     await f.tee.close();
-    const { openTrustedComponent } = await import('../../src/tee/host.js');
+    const { openTrustedComponent } = await import('../../src/tee-client/host.js');
     const restarted = await openTrustedComponent({ backend: 'inline', store: f.store, stateDir: join(f.dir, 'tee'), operatorPublicKey: f.operator.publicKey });
     try {
       assert.deepEqual(await restarted.enrol(request), answer, 'answered from the sealed key record, not from memory');
@@ -191,7 +194,7 @@ test('a loaded policy limits publishing and reading per identity, and survives a
     await refusedUnchanged(f, 'policy-rollback', () => f.tee.loadPolicy(signPolicy(f.operator, JSON.stringify(policy), 5)));
     await refusedUnchanged(f, 'policy-malformed', () => f.tee.loadPolicy(signPolicy(f.operator, '{"rules":[{"identity":"a","read":["a/#/b"]}]}', 9)));
     await f.tee.close();
-    const { openTrustedComponent } = await import('../../src/tee/host.js');
+    const { openTrustedComponent } = await import('../../src/tee-client/host.js');
     const again = await openTrustedComponent({ backend: 'inline', store: f.store, stateDir: join(f.dir, 'tee'), operatorPublicKey: f.operator.publicKey });
     assert.equal((await again.info()).policySerial, 5);
     assert.equal((await again.info()).fingerprint, f.info.fingerprint);
@@ -228,30 +231,24 @@ test('re-wrap returns one header per allowed recipient in order, of a size indep
   }
 });
 
-test('paper mode is refused by a production component', async () => {
+test('the retired commands (per-recipient re-wrap 0x08, paper-mode re-encryption 0x09, single group re-wrap 0x0d) are unknown, in a benchmark build too', async () => {
   const f = await makeFixture();
   try {
     const alice = await f.enrol('alice');
-    await f.enrol('bob');
-    const parts = await publish(alice, 'p', 'paper mode payload');
-    await refusedUnchanged(f, 'benchmark-only', () => f.tee.reencrypt(joinEnvelope(parts.header, parts.payload), 'p', 'alice', ['bob']));
-    assert.equal((await f.tee.stats()).reencryptCalls, 0);
-  } finally {
-    await f.dispose();
-  }
-});
-
-test('paper mode (benchmark build only) re-encrypts the whole payload per recipient into envelopes the recipients can open', async () => {
-  const f = await makeFixture('inline', { build: 'benchmark' });
-  try {
-    const alice = await f.enrol('alice');
-    const bob = await f.enrol('bob');
-    const parts = await publish(alice, 'p', 'paper mode payload');
-    const [r] = await f.tee.reencrypt(joinEnvelope(parts.header, parts.payload), 'p', 'alice', ['bob']);
-    assert.notDeepEqual(r!.header!.subarray(-parts.payload.length), parts.payload, 'payload ciphertext is fresh');
-    const m = await openEnvelope({ key: bob.key, identity: 'bob', topic: 'p', envelope: r!.header! });
-    assert.deepEqual(m.payload, text('paper mode payload'));
-    assert.equal((await f.tee.stats()).reencryptCalls, 1);
+    const parts = await publish(alice, 'p', 'payload');
+    for (const build of [BUILD_PRODUCTION, BUILD_BENCHMARK]) {
+      const blobs = new Map<string, Uint8Array>();
+      const d = new Dispatcher({ get: async (n) => blobs.get(n), put: async (n, b) => void blobs.set(n, b), delete: async (n) => void blobs.delete(n) }, TEE_DIST);
+      const stateDir = mkdtempSync(join(tmpdir(), 'mqt-tz-retired-'));
+      await d.handle(CMD.init, new Writer().u32(16).str16(stateDir).u8(MODE_TOKEN).u8(build).raw(f.operator.publicKey).finish());
+      for (const command of [0x08, 0x09, 0x0d]) {
+        const params = new Writer().str16('p').str8('alice').u16(1).str8('alice').raw(joinEnvelope(parts.header, parts.payload)).finish();
+        await assert.rejects(Promise.resolve().then(() => d.handle(command, params)), (e: TeeError) => e.code === 'unknown-command', `0x${command.toString(16)}`);
+      }
+      const info = new Reader(await d.handle(CMD.info, new Uint8Array(0)));
+      info.skip(5 * 32 + 1);
+      assert.equal(info.u8(), build, "the component was provisioned as asked");
+    }
   } finally {
     await f.dispose();
   }
@@ -289,7 +286,7 @@ test('the dispatcher refuses commands before init, unknown commands and truncate
     }
   };
   assert.equal(await code(() => d.handle(0x02, new Uint8Array(0))), 'not-initialised');
-  assert.equal(await code(() => d.handle(CMD.groupRewrap, new Uint8Array(0))), 'not-initialised');
+  assert.equal(await code(() => d.handle(CMD.groupRewrapBatch, new Uint8Array(0))), 'not-initialised');
   assert.equal(await code(() => d.handle(0x01, new Uint8Array(3))), 'bad-request');
   assert.equal(await code(() => d.handle(0x7f, new Uint8Array(0))), 'unknown-command');
 });
@@ -298,7 +295,7 @@ test('a different operator key than the pinned one is refused at start', async (
   const f = await makeFixture();
   await f.tee.close();
   try {
-    const { openTrustedComponent } = await import('../../src/tee/host.js');
+    const { openTrustedComponent } = await import('../../src/tee-client/host.js');
     await assert.rejects(
       openTrustedComponent({ backend: 'inline', store: f.store, stateDir: join(f.dir, 'tee'), operatorPublicKey: randomBytes(32) }),
       (e: unknown) => e instanceof TeeError && e.code === 'operator-mismatch',

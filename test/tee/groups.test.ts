@@ -7,9 +7,9 @@ import {
   generateClientKeyBytes, openEnvelope, verifyKeyResponse, type ClientKey,
 } from '../../src/client/crypto/index.js';
 import { signPolicy, signRevocation } from '../../src/protect/operator.js';
-import { GROUP_ID_BYTES, KIND_GROUP, joinEnvelope, parseHeader, type EnvelopeParts } from '../../src/tee/envelope-layout.js';
-import type { FormedGroup } from '../../src/tee/host.js';
-import { TeeError, codeFromNumber } from '../../src/tee/errors.js';
+import { GROUP_ID_BYTES, KIND_GROUP, joinEnvelope, parseHeader, type EnvelopeParts } from '../../src/envelope/envelope-layout.js';
+import type { FormedGroup } from '../../src/tee-client/host.js';
+import { TeeError, codeFromNumber } from '../../src/envelope/errors.js';
 import { makeFixture, type Enrolled, type Fixture } from './fixture.js';
 import { publish, refusedUnchanged } from './publishing.js';
 
@@ -191,13 +191,14 @@ test('a batch interleaving the streams of several groups, some with one message,
 
 test('a malformed batch is refused whole as bad-request before any message of it is worked on', async () => {
   const { Dispatcher } = await import('../../src/tee/commands.js');
-  const { CMD } = await import('../../src/tee/wire.js');
-  const { Reader, Writer } = await import('../../src/tee/bytes.js');
+  const { CMD } = await import('../../src/envelope/wire.js');
+  const { Reader, Writer } = await import('../../src/envelope/bytes.js');
   const { mkdtempSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
-  const { join } = await import('node:path');
+  const { dirname, join } = await import('node:path');
+  const { fileURLToPath } = await import('node:url');
   const blobs = new Map<string, Uint8Array>();
-  const d = new Dispatcher({ get: async (n) => blobs.get(n), put: async (n, b) => void blobs.set(n, b), delete: async (n) => void blobs.delete(n) }, '.');
+  const d = new Dispatcher({ get: async (n) => blobs.get(n), put: async (n, b) => void blobs.set(n, b), delete: async (n) => void blobs.delete(n) }, join(dirname(fileURLToPath(import.meta.url)), '../../src/tee'));
   const run = async (command: number, params: Uint8Array): Promise<Uint8Array | string> => {
     try {
       return await d.handle(command, params);

@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { splitEnvelope, joinEnvelope } from '../../src/tee/envelope-layout.js';
-import { toBase64Url } from '../../src/tee/bytes.js';
+import { splitEnvelope, joinEnvelope } from '../../src/envelope/envelope-layout.js';
+import { toBase64Url } from '../../src/envelope/bytes.js';
 import { makeFixture } from './fixture.js';
 import { scanHeapSnapshot, scanOwnMemory } from './memscan.js';
 

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openEnvelope } from '../../src/client/crypto/index.js';
-import { joinEnvelope } from '../../src/tee/envelope-layout.js';
-import { TeeError } from '../../src/tee/errors.js';
+import { joinEnvelope } from '../../src/envelope/envelope-layout.js';
+import { TeeError } from '../../src/envelope/errors.js';
 import { readFileSync, readdirSync } from 'node:fs';
-import { useBatchScheduling } from '../../src/tee/scheduling.js';
+import { useBatchScheduling } from '../../src/tee-client/scheduling.js';
 import { makeFixture } from './fixture.js';
 import { publish, refusedUnchanged } from './publishing.js';
 

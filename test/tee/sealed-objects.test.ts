@@ -7,9 +7,9 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildEnrolmentRequest, generateClientKeyBytes } from '../../src/client/crypto/index.js';
 import { createOperatorKey, signEndorsement, signModeChange, signPolicy, signRevocation } from '../../src/protect/operator.js';
-import { openTrustedComponent, TeeError, type OpenOptions, type TrustedComponent } from '../../src/tee/host.js';
-import { codeFromNumber } from '../../src/tee/errors.js';
-import { parseKeyResponse } from '../../src/tee/messages.js';
+import { openTrustedComponent, TeeError, type OpenOptions, type TrustedComponent } from '../../src/tee-client/host.js';
+import { codeFromNumber } from '../../src/envelope/errors.js';
+import { parseKeyResponse } from '../../src/envelope/messages.js';
 import { makeFixture, type Fixture } from './fixture.js';
 import { deliver, publish } from './publishing.js';
 

@@ -3,15 +3,15 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EnvelopeFormatError, KIND_SENDER, encodeHeader, joinEnvelope, parseHeader, splitEnvelope } from '../../src/tee/envelope-layout.js';
-import { fromBase64Url, toBase64Url } from '../../src/tee/bytes.js';
+import { EnvelopeFormatError, KIND_SENDER, encodeHeader, joinEnvelope, parseHeader, splitEnvelope } from '../../src/envelope/envelope-layout.js';
+import { fromBase64Url, toBase64Url } from '../../src/envelope/bytes.js';
 import { KeyCache, deriveClientKeys } from '../../src/tee/keys.js';
 import { Policy, checkFilter, grantAllows, topicMatches } from '../../src/tee/policy.js';
 const NONE = { publish: [], read: [] };
 import { Sealer } from '../../src/tee/seal.js';
 import { StateDir } from '../../src/tee/state-dir.js';
-import { TeeError } from '../../src/tee/errors.js';
-import { FRAME_COMMAND, FrameDecoder, encodeFrame, type Frame } from '../../src/tee/wire.js';
+import { TeeError } from '../../src/envelope/errors.js';
+import { FRAME_COMMAND, FrameDecoder, encodeFrame, type Frame } from '../../src/envelope/wire.js';
 
 const header = {
   version: 1, kind: KIND_SENDER, seq: 2 ** 40 + 7, topicTag: new Uint8Array(8).fill(1), sender: 'alice', recipient: '',
@@ -28,7 +28,7 @@ test('envelope layout splits header from payload without keys and round-trips he
 });
 
 test('a kind-3 header is the shared part followed by the member part, and round-trips', async () => {
-  const { KIND_GROUP, encodeGroupMessagePart, encodeGroupMemberPart } = await import('../../src/tee/envelope-layout.js');
+  const { KIND_GROUP, encodeGroupMessagePart, encodeGroupMemberPart } = await import('../../src/envelope/envelope-layout.js');
   const group = { id: new Uint8Array(16).fill(5), memberNonce: new Uint8Array(12).fill(6), wrappedGroupKey: new Uint8Array(48).fill(7) };
   const g = { ...header, kind: KIND_GROUP, recipient: 'bob', group };
   const shared = encodeGroupMessagePart(g, g.wrapNonce, g.wrappedKey, group.id);
@@ -44,7 +44,7 @@ test('a kind-3 header is the shared part followed by the member part, and round-
 });
 
 test('senderOf reads the sender of every header kind as parseHeader does', async () => {
-  const { senderOf, KIND_GROUP, KIND_RECIPIENT } = await import('../../src/tee/envelope-layout.js');
+  const { senderOf, KIND_GROUP, KIND_RECIPIENT } = await import('../../src/envelope/envelope-layout.js');
   const group = { id: new Uint8Array(16), memberNonce: new Uint8Array(12), wrappedGroupKey: new Uint8Array(48) };
   for (const h of [header, { ...header, sender: 'ünïcode-sender', kind: KIND_RECIPIENT, recipient: 'bob' }, { ...header, kind: KIND_GROUP, recipient: 'bob', group }]) {
     const bytes = encodeHeader(h);
@@ -54,7 +54,7 @@ test('senderOf reads the sender of every header kind as parseHeader does', async
 });
 
 test('isSenderHeaderOf accepts exactly the headers parseHeader accepts as sender-wrapped by that sender', async () => {
-  const { isSenderHeaderOf, KIND_RECIPIENT, KIND_GROUP } = await import('../../src/tee/envelope-layout.js');
+  const { isSenderHeaderOf, KIND_RECIPIENT, KIND_GROUP } = await import('../../src/envelope/envelope-layout.js');
   const names = ['alice', 'ünïcode-sender', 'a', 'x'.repeat(255)];
   const group = { id: new Uint8Array(16), memberNonce: new Uint8Array(12), wrappedGroupKey: new Uint8Array(48) };
   const samples: Uint8Array[] = [];
@@ -91,7 +91,7 @@ test('isSenderHeaderOf accepts exactly the headers parseHeader accepts as sender
 });
 
 test('the per-stream associated data and the shared group part made from a sender header equal the ones built field by field', async () => {
-  const L = await import('../../src/tee/envelope-layout.js');
+  const L = await import('../../src/envelope/envelope-layout.js');
   const rnd = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 131 + seed * 17 + 7) & 0xff);
   let cases = 0;
   for (const sender of ['alice', 'ünïcode-sender', 'a', 'x'.repeat(255)]) {
@@ -183,9 +183,8 @@ test('the key cache evicts the least recently used entry and counts hits and mis
   assert.deepEqual([c.hits, c.misses, c.size], [2, 1, 2]);
   c.delete('a');
   assert.equal(c.has('a'), false);
-  const nonce = new Uint8Array(12);
-  const sealed = a.wrap.seal(nonce, new Uint8Array(32).fill(7), new Uint8Array(0));
-  assert.deepEqual(a.wrap.open(nonce, sealed, new Uint8Array(0)), Buffer.alloc(32, 7), 'a caller still holding the keys can finish with them');
+  const sealed = a.wrap.seal(new Uint8Array(32).fill(7), new Uint8Array(0));
+  assert.deepEqual(a.wrap.open(sealed.subarray(0, 12), sealed, 12, sealed.length - 12, new Uint8Array(0)), Buffer.alloc(32, 7), 'a caller still holding the keys can finish with them');
   assert.throws(() => new KeyCache(0), RangeError);
 });
 
@@ -230,7 +229,7 @@ test('frames decode across arbitrary chunk boundaries and pipelined ids are kept
 });
 
 test('the per-message recipient AD builder yields exactly wrapAd of a recipient header', async () => {
-  const { recipientWrapAd, wrapAd, KIND_RECIPIENT } = await import('../../src/tee/envelope-layout.js');
+  const { recipientWrapAd, wrapAd, KIND_RECIPIENT } = await import('../../src/envelope/envelope-layout.js');
   const nonce = new Uint8Array(12).map((_, i) => i * 7);
   const adFor = recipientWrapAd(2 ** 40 + 5, 'patients/42/ecg', 'alice', nonce);
   for (const r of ['bob', 'ärzte-7', 'x'.repeat(255)]) {
@@ -240,7 +239,7 @@ test('the per-message recipient AD builder yields exactly wrapAd of a recipient 
 });
 
 test('the per-message recipient header encoder yields exactly encodeHeader of a kind-2 header', async () => {
-  const { recipientHeaderEncoder, encodeHeader, KIND_SENDER, KIND_RECIPIENT } = await import('../../src/tee/envelope-layout.js');
+  const { recipientHeaderEncoder, encodeHeader, KIND_SENDER, KIND_RECIPIENT } = await import('../../src/envelope/envelope-layout.js');
   const bytes = (n: number, seed: number): Uint8Array => new Uint8Array(n).map((_, i) => (i * 31 + seed) & 0xff);
   const h = { version: 1, kind: KIND_SENDER, seq: 2 ** 41 + 9, topicTag: bytes(8, 1), sender: 'alice', recipient: '', payloadNonce: bytes(12, 2), wrapNonce: bytes(12, 3), wrappedKey: bytes(48, 4) };
   const headerFor = recipientHeaderEncoder(h);

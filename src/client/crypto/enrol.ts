@@ -1,14 +1,14 @@
 // Client side of enrolment and rotation: the key goes HPKE-sealed to the pinned trusted
 // component; its answer must carry the trusted component's signature and a key confirmation
 // (MAC under the new key over the transcript), neither of which the broker can forge.
-import { fromBase64Url, fromHex, toHex, type Bytes } from '../../tee/bytes.js';
-import { codeFromNumber } from '../../tee/errors.js';
+import { fromBase64Url, fromHex, toHex, type Bytes } from '../../envelope/bytes.js';
+import { codeFromNumber } from '../../envelope/errors.js';
 import {
   CLIENT_NONCE_BYTES, LABELS, MSG_ENROL, MSG_ENROL_RESPONSE, MSG_ROTATE, MSG_ROTATE_RESPONSE, encodeEnrolPlaintext, encodeRotatePlaintext,
   fingerprintInput, keyConfirmInput, keyRequestPrefix, operatorSignedInput, parseEndorsementBody, parseKeyResponse, responseSignedInput,
   rotateProofInput, splitSigned, BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_OPEN, MODE_TOKEN, STATEMENT_ENDORSEMENT, type Provisioning,
-} from '../../tee/messages.js';
-import { concat, equalBytes } from '../../tee/bytes.js';
+} from '../../envelope/messages.js';
+import { concat, equalBytes } from '../../envelope/bytes.js';
 import { EnrolmentError } from './errors.js';
 import { setupBaseS } from './hpke.js';
 import { importClientKey, type ClientKey } from './keys.js';
@@ -38,7 +38,7 @@ export interface TeePin {
   operatorPublicKey?: string;
   /** Accept a component provisioned for open enrolment (development only: anyone may enrol any unused identity). */
   allowOpenEnrolment?: boolean;
-  /** Accept a benchmark build (it serves paper-mode re-encryption, which decrypts payloads). */
+  /** Accept a benchmark build (provisioned for measurements, not for real data). */
   allowBenchmarkBuild?: boolean;
 }
 
@@ -80,7 +80,7 @@ export async function pinTee(info: TeeInfoJson, pin: string | TeePin): Promise<T
     throw new EnrolmentError('open-enrolment-refused', 'trusted component is in open-enrolment mode (anyone may enrol any unused identity); opt in with allowOpenEnrolment / --allow-open-enrolment, for development only');
   }
   if (provisioning.build === BUILD_BENCHMARK && p.allowBenchmarkBuild !== true) {
-    throw new EnrolmentError('benchmark-build-refused', 'trusted component is a benchmark build (it decrypts payloads for paper-mode re-encryption); opt in with allowBenchmarkBuild / --allow-benchmark-build');
+    throw new EnrolmentError('benchmark-build-refused', 'trusted component is a benchmark build (provisioned for measurements, not for real data); opt in with allowBenchmarkBuild / --allow-benchmark-build');
   }
   return keys;
 }

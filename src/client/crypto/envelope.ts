@@ -1,11 +1,11 @@
 // Envelope seal (publisher) and open (subscriber). Layout and associated data come from
-// src/tee/envelope-layout.ts, shared with the trusted component and the broker.
+// src/envelope/envelope-layout.ts, shared with the trusted component and the broker.
 import {
   ENVELOPE_VERSION, EnvelopeFormatError, KIND_GROUP, KIND_RECIPIENT, KIND_SENDER, TOPIC_TAG_BYTES, encodeHeader, groupKeyAd, groupWrapAd, joinEnvelope,
   parseHeader, payloadAd, splitEnvelope, topicTagInput, wrapAd, type EnvelopeHeader, type GroupMember,
-} from '../../tee/envelope-layout.js';
-import { equalBytes, toHex, type Bytes } from '../../tee/bytes.js';
-import { Lru } from '../../tee/lru.js';
+} from '../../envelope/envelope-layout.js';
+import { equalBytes, toHex, type Bytes } from '../../envelope/bytes.js';
+import { Lru } from '../../envelope/lru.js';
 import { MalformedEnvelopeError, NotForMeError, ReplayedMessageError, TamperedMessageError, WrongTopicError } from './errors.js';
 import type { ClientKey } from './keys.js';
 import type { ReplayWindow } from './replay.js';

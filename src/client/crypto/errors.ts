@@ -1,6 +1,6 @@
 // Every way a protected message or an enrolment can fail has its own class and stable `code`,
 // so applications (and the SDK's error events) can tell a tampering broker from a replay.
-import type { TeeErrorCode } from '../../tee/errors.js';
+import type { TeeErrorCode } from '../../envelope/errors.js';
 
 export type MessageErrorCode = 'malformed' | 'tampered' | 'replayed' | 'wrong-topic' | 'not-for-me';
 

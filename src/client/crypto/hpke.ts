@@ -1,6 +1,6 @@
 // RFC 9180 HPKE sender side, base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256 and AES-GCM
 // (aead 1 = AES-128-GCM for the RFC's test vector, 2 = AES-256-GCM used by enrolment).
-import { concat, utf8, type Bytes } from '../../tee/bytes.js';
+import { concat, utf8, type Bytes } from '../../envelope/bytes.js';
 import { aesKey, aesSeal, bs, hkdfExpand, hkdfExtract } from './webcrypto.js';
 
 const subtle = (): SubtleCrypto => globalThis.crypto.subtle;

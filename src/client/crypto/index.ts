@@ -5,4 +5,4 @@ export * from './replay.js';
 export * from './envelope.js';
 export * from './enrol.js';
 export { setupBaseS, importX25519Private, type SenderContext } from './hpke.js';
-export { EnvelopeFormatError, splitEnvelope, joinEnvelope } from '../../tee/envelope-layout.js';
+export { EnvelopeFormatError, splitEnvelope, joinEnvelope } from '../../envelope/envelope-layout.js';

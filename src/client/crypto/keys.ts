@@ -1,6 +1,6 @@
 // A client's enrolled 256-bit key, held as non-extractable WebCrypto subkeys derived exactly as
 // the trusted component derives them (HKDF-SHA256, empty salt, per-purpose labels).
-import { LABELS } from '../../tee/messages.js';
+import { LABELS } from '../../envelope/messages.js';
 import { aesKey, hkdf, hmacKey, randomBytes } from './webcrypto.js';
 
 export interface ClientKey {

@@ -1,7 +1,7 @@
 // Per-sender sliding replay window over sequence numbers (as IPsec's anti-replay window):
 // accepts each (sender, seq) once, and refuses anything older than `size` below the highest seen
 // or, with a maximum age, sent longer ago than that (sequence numbers carry their send time).
-import { fromBase64Url, toBase64Url } from '../../tee/bytes.js';
+import { fromBase64Url, toBase64Url } from '../../envelope/bytes.js';
 
 interface SenderWindow {
   max: number;

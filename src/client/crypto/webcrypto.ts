@@ -2,7 +2,7 @@
 // per-message operations (AES-GCM, SHA-256, random bytes) can be taken over by a faster backend:
 // the Node entry of the SDK installs node:crypto's (src/client/node-crypto.ts; a seal of a small
 // envelope ~6x faster than WebCrypto in Node 20); browsers keep WebCrypto.
-import type { Bytes } from '../../tee/bytes.js';
+import type { Bytes } from '../../envelope/bytes.js';
 
 const subtle = (): SubtleCrypto => globalThis.crypto.subtle;
 

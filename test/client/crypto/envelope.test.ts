@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ReplayWindow, SequenceCounter, importClientKey, openEnvelope, sealEnvelope, MalformedEnvelopeError, NotForMeError } from '../../../src/client/crypto/index.js';
-import { parseHeader, splitEnvelope } from '../../../src/tee/envelope-layout.js';
+import { parseHeader, splitEnvelope } from '../../../src/envelope/envelope-layout.js';
 
 test('a sealed envelope carries a sender-wrapped header that names sender and sequence, and a payload hiding the plaintext', async () => {
   const key = await importClientKey(new Uint8Array(32).fill(7));

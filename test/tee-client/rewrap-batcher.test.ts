@@ -2,12 +2,12 @@
 // what is asked for meanwhile leaves as the next batch the moment the answer is in.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TeeError, type RewrapReceiver, type Transport } from '../../src/tee/host.js';
-import { RewrapBatcher } from '../../src/tee/rewrap-batcher.js';
-import { CMD } from '../../src/tee/wire.js';
-import { TEE_ERRORS } from '../../src/tee/errors.js';
-import { SENDER_FIELD_AT } from '../../src/tee/envelope-layout.js';
-import { Reader, Writer } from '../../src/tee/bytes.js';
+import { TeeError, type RewrapReceiver, type Transport } from '../../src/tee-client/host.js';
+import { RewrapBatcher } from '../../src/tee-client/rewrap-batcher.js';
+import { CMD } from '../../src/envelope/wire.js';
+import { TEE_ERRORS } from '../../src/envelope/errors.js';
+import { SENDER_FIELD_AT } from '../../src/envelope/envelope-layout.js';
+import { Reader, Writer } from '../../src/envelope/bytes.js';
 
 /** A transport whose answers the test gives by hand: it records each batch's message headers. */
 class HeldTransport implements Transport {

@@ -1,11 +1,10 @@
 // Group re-wraps cross to the trusted component in batches (command 0x0e): the hot path of the
 // protected topics on the host side, behind `TrustedComponent.groupRewrap` and `groupRewrapTo`.
-import { Reader, utf8Name } from './bytes.js';
-import { GROUP_REWRAP_BATCH_MAX } from './commands.js';
-import { SENDER_FIELD_AT, senderFieldEnd } from './envelope-layout.js';
-import { TeeError, codeFromNumber } from './errors.js';
+import { Reader, utf8Name } from '../envelope/bytes.js';
+import { SENDER_FIELD_AT, senderFieldEnd } from '../envelope/envelope-layout.js';
+import { TeeError, codeFromNumber } from '../envelope/errors.js';
 import type { RewrapReceiver, Transport } from './host.js';
-import { CMD } from './wire.js';
+import { CMD, GROUP_REWRAP_BATCH_MAX } from '../envelope/wire.js';
 
 /** One message of a group re-wrap batch, waiting for the end of this turn of the event loop. */
 interface BatchEntry {

@@ -10,6 +10,7 @@ export const FRAME_STORE_REPLY = 4; // host -> tee: u8 status (0 found/done, 1 a
 export const HEADER_BYTES = 6; // version, type, id: after the u32 length
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
 
+/** Command ids. 0x08 (per-recipient re-wrap), 0x09 (paper-mode re-encryption) and 0x0d (single group re-wrap) are retired: never reuse them. */
 export const CMD = {
   init: 0x01,
   info: 0x02,
@@ -18,15 +19,33 @@ export const CMD = {
   revoke: 0x05,
   loadPolicy: 0x06,
   setEndorsement: 0x07,
-  rewrap: 0x08,
-  reencrypt: 0x09,
   isEnrolled: 0x0a,
   stats: 0x0b,
   formGroup: 0x0c,
-  groupRewrap: 0x0d,
   groupRewrapBatch: 0x0e,
   setMode: 0x0f,
 } as const;
+
+/** An init field the host leaves to the sealed provisioning record. */
+export const NOT_ASKED = 0xff;
+
+/** Most messages one batched group re-wrap (0x0e) may carry. */
+export const GROUP_REWRAP_BATCH_MAX = 4096;
+
+/** The stats command's answer: one u64 per field, in this order. */
+export const STATS_FIELDS = [
+  'calls', 'rewrapCalls', 'rewrapped', 'groupsFormed', 'refusals', 'rejectedMessages', 'enrolments', 'rotations',
+  'revocations', 'cacheHits', 'cacheMisses', 'storeReads', 'storeWrites', 'cacheSize',
+] as const;
+
+export type TeeStatsCounters = Record<(typeof STATS_FIELDS)[number], number>;
+
+/** The host's side of the storage RPC (the tee-supplicant's role in OP-TEE). */
+export interface SealedStorage {
+  get(name: string): Promise<Uint8Array | undefined>;
+  put(name: string, blob: Uint8Array): Promise<void>;
+  delete(name: string): Promise<void>;
+}
 
 export const STORE_GET = 1;
 export const STORE_PUT = 2;

@@ -2,25 +2,23 @@
 // backends behind it. `process` (default) runs the trusted code as its own OS process, so the
 // broker never loads its keys; `inline` runs it in this process (tests, boundary cost).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Reader, Writer, toBase64Url, toHex } from './bytes.js';
-import { Dispatcher, NOT_ASKED, STATS_FIELDS } from './commands.js';
-import { BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_OPEN, MODE_TOKEN } from './messages.js';
-import { GROUP_ID_BYTES } from './envelope-layout.js';
-import type { SealedStorage, TeeStatsCounters } from './core.js';
-import { TeeError, codeFromNumber, type RefusalCode } from './errors.js';
+import { Reader, Writer, toBase64Url, toHex } from '../envelope/bytes.js';
+import { BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_OPEN, MODE_TOKEN } from '../envelope/messages.js';
+import { GROUP_ID_BYTES } from '../envelope/envelope-layout.js';
+import { TeeError, codeFromNumber, type RefusalCode } from '../envelope/errors.js';
 import { PromisedPart, RewrapBatcher } from './rewrap-batcher.js';
 import { useBatchScheduling, type TeeScheduling } from './scheduling.js';
 import { CallLatency, type CallLatencySnapshot } from './call-latency.js';
-import { CMD, FRAME_COMMAND, FRAME_RESULT, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FrameDecoder, STORE_ABSENT, STORE_DELETE, STORE_FAILED, STORE_GET, STORE_OK, corkedWriter, encodeFrame, type Frame } from './wire.js';
+import { CMD, NOT_ASKED, STATS_FIELDS, type SealedStorage, type TeeStatsCounters, FRAME_COMMAND, FRAME_RESULT, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FrameDecoder, STORE_ABSENT, STORE_DELETE, STORE_FAILED, STORE_GET, STORE_OK, corkedWriter, encodeFrame, type Frame } from '../envelope/wire.js';
 
-export { TeeError, type RefusalCode, type TeeErrorCode } from './errors.js';
+export { TeeError, type RefusalCode, type TeeErrorCode } from '../envelope/errors.js';
 export type { CallLatencySnapshot } from './call-latency.js';
 export type { TeeScheduling } from './scheduling.js';
 
 /**
- * Unsealed client keys the trusted component keeps (about 9 KiB of its memory each). Sized above
+ * Unsealed client keys the trusted component keeps (two subkeys and grants each). Sized above
  * the identities that publish and subscribe at once: an LRU smaller than a fleet that takes turns
  * hits nothing, and every message then reads and unseals its keys again (5 000 ECG patients with
  * 1 024: the trusted process at 73 % of a core against 53 % with all keys cached).
@@ -47,7 +45,7 @@ export interface TeeInfo {
   operatorPublicKey: string;
   /** Provisioned for open enrolment (development only): enrolment without a token. */
   openEnrolment: boolean;
-  /** 'benchmark': provisioned to also serve paper-mode re-encryption, which decrypts payloads. */
+  /** 'benchmark': provisioned for benchmarks only (pinned clients refuse it unless they opt in). */
   build: BuildKind;
   policySerial: number;
   /** base64url of the operator-signed endorsement statement, or null if none was set. */
@@ -90,7 +88,11 @@ export interface TrustedComponent {
   setEndorsement(signedEndorsement: Uint8Array): Promise<void>;
   /** Applies an operator-signed change of enrolment mode (the fingerprint changes with it). */
   changeMode(signedModeChange: Uint8Array): Promise<void>;
-  /** One call per PUBLISH: re-wrap the message's data key for every recipient in one batch. */
+  /**
+   * One message for a list of recipients, for tools and tests: a one-off group (formGroup on a handle
+   * counted down from 2^32 - 1, far from the broker's, which count up from 1), then one re-wrap of
+   * the message for it. Each header is the shared part followed by the recipient's member part.
+   */
   rewrap(header: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult>;
   /**
    * Forms (or re-forms) the recipient group `handle` for `topic`: checks each member like a re-wrap
@@ -111,8 +113,6 @@ export interface TrustedComponent {
    * costs no Promise and no closure.
    */
   groupRewrapTo(handle: number, header: Uint8Array, topic: string, to: RewrapReceiver): void;
-  /** Paper mode (benchmark baseline): whole envelope in, one re-encrypted envelope per recipient out. */
-  reencrypt(envelope: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult>;
   isEnrolled(identity: string): Promise<boolean>;
   stats(): Promise<TeeStats>;
   /** Round-trip times of the calls so far (a batch of re-wraps is one call), kept by the host. */
@@ -157,7 +157,8 @@ function asyncStorage(store: BlobStore): SealedStorage {
   };
 }
 
-const TEE_DIR = dirname(fileURLToPath(import.meta.url));
+/** Where the trusted code's entry point (main.js) and its files are. */
+const TEE_DIR = join(dirname(fileURLToPath(import.meta.url)), '../tee');
 
 class ProcessTransport implements Transport {
   private readonly child: ChildProcess;
@@ -238,7 +239,12 @@ class ProcessTransport implements Transport {
   }
 }
 
-function inlineTransport(store: BlobStore, latency: CallLatency): Transport {
+/**
+ * The trusted code in this process, loaded on first use: a broker with the `process` backend never
+ * loads it. Calls wait for the load, then run as the dispatcher answers them.
+ */
+async function inlineTransport(store: BlobStore, latency: CallLatency): Promise<Transport> {
+  const { Dispatcher } = await import('../tee/commands.js');
   const dispatcher = new Dispatcher(asyncStorage(store), TEE_DIR);
   const call = (command: number, params: Uint8Array): Promise<Uint8Array> => {
     const start = performance.now();
@@ -251,30 +257,6 @@ function inlineTransport(store: BlobStore, latency: CallLatency): Transport {
     }
   };
   return { pid: undefined, call, close: async () => undefined };
-}
-
-/** `str16 topic | str8 sender | u16 n | n x str8 recipient | data`, in one exactly sized buffer. */
-function encodeBatch(topic: string, sender: string, recipients: readonly string[], data: Uint8Array): Uint8Array {
-  let size = 2 + Buffer.byteLength(topic) + 1 + Buffer.byteLength(sender) + 2 + data.length;
-  for (const r of recipients) size += 1 + Buffer.byteLength(r);
-  const out = Buffer.allocUnsafe(size);
-  let at = out.writeUInt16BE(Buffer.byteLength(topic), 0);
-  at += out.write(topic, at);
-  const str8 = (text: string): void => {
-    const n = Buffer.byteLength(text);
-    if (n > 255) throw new TeeError('bad-identity', `identity longer than 255 bytes: ${JSON.stringify(text.slice(0, 40))}`);
-    out[at++] = n;
-    at += out.write(text, at);
-  };
-  str8(sender);
-  at = out.writeUInt16BE(recipients.length, at);
-  for (const r of recipients) str8(r);
-  out.set(data, at);
-  return out;
-}
-
-function decodeResults(bytes: Uint8Array, recipients: readonly string[]): RewrapResult {
-  return readResults(new Reader(bytes), recipients);
 }
 
 function readResults(r: Reader, recipients: readonly string[]): RewrapResult {
@@ -290,6 +272,7 @@ function readResults(r: Reader, recipients: readonly string[]): RewrapResult {
 
 class Handle implements TrustedComponent {
   private readonly batcher: RewrapBatcher;
+  private nextOneOffHandle = 0xffff_ffff;
 
   constructor(
     private readonly t: Transport,
@@ -329,7 +312,11 @@ class Handle implements TrustedComponent {
     await this.t.call(CMD.setMode, signedModeChange);
   }
   async rewrap(header: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult> {
-    return decodeResults(await this.t.call(CMD.rewrap, encodeBatch(topic, sender, recipients, header)), recipients);
+    const handle = this.nextOneOffHandle;
+    this.nextOneOffHandle = this.nextOneOffHandle - 1 || 0xffff_ffff;
+    const group = await this.formGroup(handle, topic, recipients);
+    const part = await this.groupRewrap(handle, header, topic, sender);
+    return group.members.map((m) => (m.header === undefined ? m : { recipient: m.recipient, header: Buffer.concat([part, m.header]) }));
   }
   async formGroup(handle: number, topic: string, members: readonly string[]): Promise<FormedGroup> {
     const w = new Writer().u32(handle).str16(topic).u16(members.length);
@@ -347,9 +334,6 @@ class Handle implements TrustedComponent {
   }
   groupRewrapTo(handle: number, header: Uint8Array, topic: string, to: RewrapReceiver): void {
     this.batcher.add(handle, header, topic, undefined, to);
-  }
-  async reencrypt(envelope: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult> {
-    return decodeResults(await this.t.call(CMD.reencrypt, encodeBatch(topic, sender, recipients, envelope)), recipients);
   }
   async isEnrolled(identity: string): Promise<boolean> {
     return (await this.t.call(CMD.isEnrolled, new Writer().str8(identity).finish()))[0] === 1;
@@ -371,7 +355,7 @@ class Handle implements TrustedComponent {
 export async function openTrustedComponent(opts: OpenOptions): Promise<TrustedComponent> {
   if (opts.operatorPublicKey !== undefined && opts.operatorPublicKey.length !== 32) throw new RangeError('operatorPublicKey must be a raw 32-byte Ed25519 public key');
   const latency = new CallLatency();
-  const transport = (opts.backend ?? 'process') === 'process' ? new ProcessTransport(opts.store, latency) : inlineTransport(opts.store, latency);
+  const transport = (opts.backend ?? 'process') === 'process' ? new ProcessTransport(opts.store, latency) : await inlineTransport(opts.store, latency);
   const mode = opts.enrolmentMode === undefined ? NOT_ASKED : opts.enrolmentMode === 'open' ? MODE_OPEN : MODE_TOKEN;
   const build = opts.build === undefined ? NOT_ASKED : opts.build === 'benchmark' ? BUILD_BENCHMARK : BUILD_PRODUCTION;
   const init = new Writer().u32(opts.cacheSize ?? DEFAULT_KEY_CACHE_SIZE).str16(opts.stateDir).u8(mode).u8(build).raw(opts.operatorPublicKey ?? new Uint8Array(0)).finish();
@@ -387,6 +371,6 @@ export async function openTrustedComponent(opts: OpenOptions): Promise<TrustedCo
   }
   if (transport.pid !== undefined && opts.scheduling === 'batch') await useBatchScheduling(transport.pid, warn);
   if (info.openEnrolment) warn('trusted component provisioned for OPEN ENROLMENT: any client may enrol any unused identity without a token (development only; pinned clients refuse it unless they opt in)');
-  if (info.build === 'benchmark') warn('trusted component provisioned as a BENCHMARK build: it serves paper-mode re-encryption, which decrypts payloads (pinned clients refuse it unless they opt in)');
+  if (info.build === 'benchmark') warn('trusted component provisioned as a BENCHMARK build (pinned clients refuse it unless they opt in)');
   return handle;
 }
