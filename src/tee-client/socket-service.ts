@@ -1,0 +1,121 @@
+// `mqt-tz tee serve`: the trusted component as a standalone service on a Unix socket, for running
+// it under its own OS user (docs/deployment.md). This process holds no key: for each broker
+// connection it starts the trusted process (src/tee/main.ts) with the connection as its stdin and
+// stdout, and with the state directory fixed here, whatever the broker's init names.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const TRUSTED_MAIN = fileURLToPath(new URL('../tee/main.js', import.meta.url));
+
+export interface TeeServiceOptions {
+  /** The trusted component's state directory (device secret, counter): created 0700, or narrowed to it. */
+  stateDir: string;
+  socketPath: string;
+  /** Group id that may connect (socket mode 0660); undefined: only this user (0600). */
+  socketGid?: number;
+  log: TeeServiceLog;
+}
+
+/** What the service reports: a subset of the broker's pino logger. */
+export interface TeeServiceLog {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+}
+
+export interface TeeService {
+  readonly socketPath: string;
+  /** The trusted process serving the connected broker, if one is connected. */
+  readonly activePid: number | undefined;
+  close(): Promise<void>;
+}
+
+/** The state directory, owned by this user and closed to everyone else. */
+function prepareStateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = statSync(dir);
+  if (!st.isDirectory()) throw new Error(`--data: ${dir} is not a directory`);
+  if (process.getuid !== undefined && st.uid !== process.getuid()) throw new Error(`--data: ${dir} belongs to uid ${st.uid}, not to this user (uid ${process.getuid()}): the state directory must be the trusted user's own`);
+  if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+}
+
+/** Removes a socket file left by a service that is gone; refuses to take over a live one or a non-socket. */
+async function clearStaleSocket(path: string): Promise<void> {
+  let isSocket: boolean;
+  try {
+    isSocket = lstatSync(path).isSocket();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (!isSocket) throw new Error(`--socket: ${path} exists and is not a socket`);
+  const live = await new Promise<boolean>((done) => {
+    const probe = connect(path, () => {
+      probe.destroy();
+      done(true);
+    });
+    probe.on('error', () => done(false));
+  });
+  if (live) throw new Error(`--socket: another service is listening on ${path}`);
+  unlinkSync(path);
+}
+
+export async function serveTrustedComponent(opts: TeeServiceOptions): Promise<TeeService> {
+  const stateDir = resolve(opts.stateDir);
+  prepareStateDir(stateDir);
+  await clearStaleSocket(opts.socketPath);
+  let active: ChildProcess | undefined;
+
+  const accept = (socket: Socket): void => {
+    if (active !== undefined) {
+      // One broker at a time: two trusted processes on one state directory would race on its counter.
+      opts.log.warn({ activePid: active.pid }, 'refused a second connection: a broker is already connected');
+      socket.destroy();
+      return;
+    }
+    // The connection's descriptor becomes the child's stdin and stdout; this process keeps no copy.
+    const child = spawn(process.execPath, [TRUSTED_MAIN, '--state-dir', stateDir], { stdio: [socket, socket, 'inherit'], env: {} });
+    socket.destroy();
+    active = child;
+    opts.log.info({ teePid: child.pid }, 'broker connected: trusted process started');
+    child.once('exit', (code, signal) => {
+      if (active === child) active = undefined;
+      opts.log.info({ teePid: child.pid, code, signal }, 'trusted process exited');
+    });
+  };
+
+  // pauseOnConnect: nothing is read here, so the broker's first frames reach the trusted process.
+  const server: Server = createServer({ pauseOnConnect: true }, accept);
+  const umask = process.umask(0o177); // the socket file is born 0600: no window in which others may connect
+  try {
+    await new Promise<void>((done, fail) => {
+      server.once('error', fail);
+      server.listen(opts.socketPath, () => done());
+    });
+  } finally {
+    process.umask(umask);
+  }
+  if (opts.socketGid !== undefined) {
+    chownSync(opts.socketPath, -1, opts.socketGid);
+    chmodSync(opts.socketPath, 0o660);
+  }
+  opts.log.info({ socket: opts.socketPath, mode: opts.socketGid === undefined ? '0600' : '0660', gid: opts.socketGid, stateDir }, 'trusted component service listening');
+  return {
+    socketPath: opts.socketPath,
+    get activePid() {
+      return active?.pid;
+    },
+    async close() {
+      const closed = new Promise<void>((done) => server.close(() => done()));
+      const child = active;
+      if (child !== undefined && child.exitCode === null) {
+        const exited = new Promise<void>((done) => child.once('exit', () => done()));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      await closed;
+    },
+  };
+}
