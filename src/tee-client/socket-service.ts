@@ -8,6 +8,8 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/** How long a second connection waits for the trusted process of the first to exit. */
+const SECOND_CONNECTION_WAIT_MS = 2000;
 const TRUSTED_MAIN = fileURLToPath(new URL('../tee/main.js', import.meta.url));
 
 export interface TeeServiceOptions {
@@ -68,22 +70,41 @@ export async function serveTrustedComponent(opts: TeeServiceOptions): Promise<Te
   await clearStaleSocket(opts.socketPath);
   let active: ChildProcess | undefined;
 
-  const accept = (socket: Socket): void => {
-    if (active !== undefined) {
-      // One broker at a time: two trusted processes on one state directory would race on its counter.
-      opts.log.warn({ activePid: active.pid }, 'refused a second connection: a broker is already connected');
-      socket.destroy();
-      return;
-    }
+  let waiting: Socket | undefined;
+
+  const serve = (socket: Socket): void => {
     // The connection's descriptor becomes the child's stdin and stdout; this process keeps no copy.
     const child = spawn(process.execPath, [TRUSTED_MAIN, '--state-dir', stateDir], { stdio: [socket, socket, 'inherit'], env: {} });
     socket.destroy();
     active = child;
     opts.log.info({ teePid: child.pid }, 'broker connected: trusted process started');
     child.once('exit', (code, signal) => {
-      if (active === child) active = undefined;
+      active = undefined;
       opts.log.info({ teePid: child.pid, code, signal }, 'trusted process exited');
+      const next = waiting;
+      waiting = undefined;
+      if (next !== undefined && !next.destroyed) serve(next);
     });
+  };
+
+  // One broker at a time: two trusted processes on one state directory would race on its counter.
+  // A broker that reconnects may arrive before the previous trusted process has exited: it waits a
+  // little (one at a time); a connection while a broker stays connected is closed.
+  const accept = (socket: Socket): void => {
+    if (active === undefined) return serve(socket);
+    if (waiting !== undefined) return refuse(socket, active.pid);
+    waiting = socket;
+    const pid = active.pid;
+    setTimeout(() => {
+      if (waiting !== socket) return;
+      waiting = undefined;
+      refuse(socket, pid);
+    }, SECOND_CONNECTION_WAIT_MS).unref();
+  };
+
+  const refuse = (socket: Socket, activePid: number | undefined): void => {
+    opts.log.warn({ activePid }, 'refused a second connection: a broker is already connected');
+    socket.destroy();
   };
 
   // pauseOnConnect: nothing is read here, so the broker's first frames reach the trusted process.
@@ -109,6 +130,7 @@ export async function serveTrustedComponent(opts: TeeServiceOptions): Promise<Te
     },
     async close() {
       const closed = new Promise<void>((done) => server.close(() => done()));
+      waiting?.destroy();
       const child = active;
       if (child !== undefined && child.exitCode === null) {
         const exited = new Promise<void>((done) => child.once('exit', () => done()));
