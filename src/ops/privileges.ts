@@ -1,7 +1,7 @@
 // Who runs what when the broker starts as root: the trusted child as `tee.user`, owning its state
 // directory; the broker itself as `user` once its listeners are bound. Started as another user,
 // both stay as started (a warning says the settings were not applied).
-import { chmodSync, mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { ConfigError, type BrokerConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import type { FrameChannel } from '../tee/host.js';
@@ -23,8 +23,13 @@ function resolveUser(name: string, key: string): OsUser {
   }
 }
 
-/** Gives the trusted state directory to its user, mode 0700, before the trusted child reads it. */
-function prepareTrustedState(stateDir: string, teeUser: OsUser): void {
+/**
+ * Gives the trusted state directory to its user, mode 0700, before the trusted child reads it. The
+ * data folder around it must let that user pass through (search permission, not listing).
+ */
+function prepareTrustedState(dataDir: string, stateDir: string, teeUser: OsUser): void {
+  const dataMode = statSync(dataDir).mode & 0o7777;
+  if ((dataMode & 0o001) === 0) chmodSync(dataDir, dataMode | 0o001);
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   chownTree(stateDir, teeUser);
   chmodSync(stateDir, 0o700);
@@ -47,7 +52,7 @@ export function planPrivileges(config: BrokerConfig, dataDir: string, teeStateDi
   let teeChannel: (() => FrameChannel) | undefined;
   if (tee?.socket != null) teeChannel = trustedSocket(tee.socket);
   else if (teeUser !== undefined) {
-    prepareTrustedState(teeStateDir, teeUser);
+    prepareTrustedState(dataDir, teeStateDir, teeUser);
     teeChannel = trustedChildAs(teeUser);
   }
   return {

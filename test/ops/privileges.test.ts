@@ -1,0 +1,107 @@
+// Dropping root (issue 25): `mqt-tz broker --user B --tee-user T` started as root, a real broker
+// process through the CLI. The broker drops to B after binding; its trusted child drops itself to T
+// before reading any state. Checked as B, by processes spawned with B's uid and gid: the trusted
+// process's memory and every file of the trusted state stay closed, while a protected exchange
+// through the broker still works. Needs root (as in CI); skipped otherwise.
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { Events } from '../client/protected-broker.js';
+import { startCliBroker, type CliBroker } from '../acceptance/cli-broker.js';
+
+const ROOT = process.getuid?.() === 0;
+const SKIP = ROOT ? false : 'needs root: it creates two system users and starts the broker as root so that it drops to them';
+const BROKER_USER = 'mqttz-broker-ci';
+const TEE_USER = 'mqttz-tee-ci';
+
+interface Ids {
+  uid: number;
+  gid: number;
+}
+
+/** A system user, created once and reused by later runs (useradd exit 9: created meanwhile). */
+function ensureSystemUser(name: string): Ids {
+  const lookup = (): string[] | undefined => {
+    const r = spawnSync('getent', ['passwd', name], { encoding: 'utf8' });
+    return r.status === 0 ? r.stdout.trim().split(':') : undefined;
+  };
+  if (lookup() === undefined) {
+    const r = spawnSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', name], { encoding: 'utf8' });
+    if (r.status !== 0 && r.status !== 9) throw new Error(`useradd ${name} failed: ${r.stderr}`);
+  }
+  const entry = lookup()!;
+  return { uid: Number(entry[2]), gid: Number(entry[3]) };
+}
+
+/** Opens each path for reading as `who`, in a process of its own: 'ok' or the error code. */
+function openAs(who: Ids, paths: readonly string[]): Record<string, string> {
+  const script = `const fs = require('node:fs'); const out = {};
+for (const p of process.argv.slice(1)) { try { fs.closeSync(fs.openSync(p, 'r')); out[p] = 'ok'; } catch (e) { out[p] = e.code; } }
+process.stdout.write(JSON.stringify(out));`;
+  const r = spawnSync(process.execPath, ['-e', script, ...paths], { uid: who.uid, gid: who.gid, encoding: 'utf8', env: {} });
+  assert.equal(r.status, 0, `probe as uid ${who.uid}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as Record<string, string>;
+}
+
+function uidOf(pid: number): number {
+  return Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+}
+
+let brokerIds: Ids;
+let teeIds: Ids;
+let dataDir: string;
+let b: CliBroker;
+let teePid: number;
+before(async () => {
+  if (!ROOT) return;
+  brokerIds = ensureSystemUser(BROKER_USER);
+  teeIds = ensureSystemUser(TEE_USER);
+  dataDir = mkdtempSync(join(tmpdir(), 'mqt-tz-privileges-'));
+  b = await startCliBroker({ dataDir, args: ['--user', BROKER_USER, '--tee-user', TEE_USER] });
+  const tee = b.children().filter((c) => /\btee\/main\.js\b/.test(c.command));
+  assert.equal(tee.length, 1, `one trusted child: ${JSON.stringify(b.children())}`);
+  teePid = tee[0]!.pid;
+});
+after(async () => {
+  await b?.close();
+  if (dataDir !== undefined) rmSync(dataDir, { recursive: true, force: true });
+});
+
+test('started as root, the broker runs as its user and the trusted child as the other one', { skip: SKIP }, () => {
+  assert.equal(uidOf(b.pid), brokerIds.uid, 'the broker dropped to --user');
+  assert.equal(uidOf(teePid), teeIds.uid, 'the trusted child dropped to --tee-user');
+  const st = statSync(join(dataDir, 'tee'));
+  assert.deepEqual([st.uid, st.mode & 0o777], [teeIds.uid, 0o700], 'the trusted state directory is the tee user\'s, mode 0700');
+  assert.equal(statSync(join(dataDir, 'mqt-tz.db')).uid, brokerIds.uid, 'the broker\'s own files are its user\'s');
+});
+
+test('the broker\'s user can open neither /proc/TEEPID/mem nor any file of the trusted state, nor list it', { skip: SKIP }, () => {
+  const stateDir = join(dataDir, 'tee');
+  const stateFiles = readdirSync(stateDir).map((f) => join(stateDir, f));
+  assert.deepEqual(readdirSync(stateDir).sort(), ['counter', 'device.secret']);
+  const mem = `/proc/${teePid}/mem`;
+  const asBroker = openAs(brokerIds, [mem, stateDir, ...stateFiles, join(dataDir, 'mqt-tz.db')]);
+  assert.deepEqual(asBroker, { [mem]: 'EACCES', [stateDir]: 'EACCES', ...Object.fromEntries(stateFiles.map((f) => [f, 'EACCES'])), [join(dataDir, 'mqt-tz.db')]: 'ok' });
+  // Controls: the probe does open what its user may: the tee user reads its state...
+  const asTee = openAs(teeIds, [...stateFiles, mem]);
+  assert.deepEqual(stateFiles.map((f) => asTee[f]), stateFiles.map(() => 'ok'));
+  // ...but not its own trusted process's memory: it changed uid itself, so the kernel marked it
+  // non-dumpable, and its /proc files belong to root.
+  assert.equal(asTee[mem], 'EACCES');
+  assert.equal(statSync(mem).uid, 0, 'non-dumpable: /proc/TEEPID/mem is root\'s');
+});
+
+test('a protected exchange (enrol, publish, receive) works with both users dropped', { skip: SKIP }, async () => {
+  const [alice, bob] = await Promise.all([b.enrolled('alice'), b.enrolled('bob')]);
+  const topic = `secure/ward-${randomBytes(4).toString('hex')}`;
+  const events = new Events(bob);
+  await bob.subscribeAsync(topic, { qos: 1 });
+  await alice.publishAsync(topic, 'heart rate 61', { qos: 1 });
+  const e = await events.next('the message for bob');
+  assert.deepEqual(e.kind === 'message' ? [e.topic, e.text, e.sender] : e, [topic, 'heart rate 61', 'alice']);
+  assert.equal(execFileSync('stat', ['-c', '%U', `/proc/${b.pid}`], { encoding: 'utf8' }).trim(), BROKER_USER, 'still the broker\'s user after the exchange');
+});
