@@ -18,10 +18,10 @@ function getent(database: 'passwd' | 'group', name: string): string[] | undefine
   }
 }
 
-/** The account `name` (or a numeric uid); `what` names the setting in the error. */
-export function lookupUser(name: string, what: string): OsUser {
+/** The account `name` (or a numeric uid). */
+export function lookupUser(name: string): OsUser {
   const entry = getent('passwd', name);
-  if (entry === undefined || entry.length < 4) throw new RangeError(`${what}: no such user ${JSON.stringify(name)} (create it, e.g. \`useradd --system ${name}\`)`);
+  if (entry === undefined || entry.length < 4) throw new RangeError(`no such user ${JSON.stringify(name)} (create it, e.g. \`useradd --system ${name}\`)`);
   return { name: entry[0]!, uid: Number(entry[2]), gid: Number(entry[3]) };
 }
 

@@ -17,7 +17,7 @@ export interface Privileges {
 
 function resolveUser(name: string, key: string): OsUser {
   try {
-    return lookupUser(name, key);
+    return lookupUser(name);
   } catch (err) {
     throw new ConfigError(key, (err as Error).message);
   }

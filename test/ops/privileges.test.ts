@@ -105,3 +105,17 @@ test('a protected exchange (enrol, publish, receive) works with both users dropp
   assert.deepEqual(e.kind === 'message' ? [e.topic, e.text, e.sender] : e, [topic, 'heart rate 61', 'alice']);
   assert.equal(execFileSync('stat', ['-c', '%U', `/proc/${b.pid}`], { encoding: 'utf8' }).trim(), BROKER_USER, 'still the broker\'s user after the exchange');
 });
+
+test('started as root, an unknown user stops the broker with an error that names the setting', { skip: SKIP }, async () => {
+  const { startBroker } = await import('../../src/server.js');
+  const { defaultConfig } = await import('../../src/config.js');
+  const dir = mkdtempSync(join(tmpdir(), 'mqt-tz-privileges-'));
+  try {
+    for (const [tune, key] of [[{ user: 'mqttz-no-such-user' }, 'user'], [{ tee: { ...defaultConfig().tee!, user: 'mqttz-no-such-user' } }, 'tee.user']] as const) {
+      const config = { ...defaultConfig(), host: '127.0.0.1', port: 0, dataDir: dir, logLevel: 'silent' as const, ...tune };
+      await assert.rejects(startBroker(config), (err: Error) => err.message.startsWith(`config: ${key}: no such user "mqttz-no-such-user"`));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
