@@ -119,7 +119,12 @@ export async function serveTrustedComponent(opts: TeeServiceOptions): Promise<Te
     process.umask(umask);
   }
   if (opts.socketGid !== undefined) {
-    chownSync(opts.socketPath, -1, opts.socketGid);
+    try {
+      chownSync(opts.socketPath, -1, opts.socketGid);
+    } catch (err) {
+      server.close();
+      throw new Error(`--socket-group: cannot give the socket to group ${opts.socketGid} (this user must be a member of it): ${(err as Error).message}`);
+    }
     chmodSync(opts.socketPath, 0o660);
   }
   opts.log.info({ socket: opts.socketPath, mode: opts.socketGid === undefined ? '0600' : '0660', gid: opts.socketGid, stateDir }, 'trusted component service listening');
