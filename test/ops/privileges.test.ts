@@ -4,52 +4,17 @@
 // process's memory and every file of the trusted state stay closed, while a protected exchange
 // through the broker still works. Needs root (as in CI); skipped otherwise.
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Events } from '../client/protected-broker.js';
 import { startCliBroker, type CliBroker } from '../acceptance/cli-broker.js';
+import { BROKER_USER, ensureSystemUser, openAs, RUNNING_AS_ROOT, TEE_USER, uidOf, type Ids } from '../helpers/os-users.js';
 
-const ROOT = process.getuid?.() === 0;
-const SKIP = ROOT ? false : 'needs root: it creates two system users and starts the broker as root so that it drops to them';
-const BROKER_USER = 'mqttz-broker-ci';
-const TEE_USER = 'mqttz-tee-ci';
-
-interface Ids {
-  uid: number;
-  gid: number;
-}
-
-/** A system user, created once and reused by later runs (useradd exit 9: created meanwhile). */
-function ensureSystemUser(name: string): Ids {
-  const lookup = (): string[] | undefined => {
-    const r = spawnSync('getent', ['passwd', name], { encoding: 'utf8' });
-    return r.status === 0 ? r.stdout.trim().split(':') : undefined;
-  };
-  if (lookup() === undefined) {
-    const r = spawnSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', name], { encoding: 'utf8' });
-    if (r.status !== 0 && r.status !== 9) throw new Error(`useradd ${name} failed: ${r.stderr}`);
-  }
-  const entry = lookup()!;
-  return { uid: Number(entry[2]), gid: Number(entry[3]) };
-}
-
-/** Opens each path for reading as `who`, in a process of its own: 'ok' or the error code. */
-function openAs(who: Ids, paths: readonly string[]): Record<string, string> {
-  const script = `const fs = require('node:fs'); const out = {};
-for (const p of process.argv.slice(1)) { try { fs.closeSync(fs.openSync(p, 'r')); out[p] = 'ok'; } catch (e) { out[p] = e.code; } }
-process.stdout.write(JSON.stringify(out));`;
-  const r = spawnSync(process.execPath, ['-e', script, ...paths], { uid: who.uid, gid: who.gid, encoding: 'utf8', env: {} });
-  assert.equal(r.status, 0, `probe as uid ${who.uid}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as Record<string, string>;
-}
-
-function uidOf(pid: number): number {
-  return Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
-}
+const SKIP = RUNNING_AS_ROOT ? false : 'needs root: it creates two system users and starts the broker as root so that it drops to them';
 
 let brokerIds: Ids;
 let teeIds: Ids;
@@ -57,7 +22,7 @@ let dataDir: string;
 let b: CliBroker;
 let teePid: number;
 before(async () => {
-  if (!ROOT) return;
+  if (!RUNNING_AS_ROOT) return;
   brokerIds = ensureSystemUser(BROKER_USER);
   teeIds = ensureSystemUser(TEE_USER);
   dataDir = mkdtempSync(join(tmpdir(), 'mqt-tz-privileges-'));
