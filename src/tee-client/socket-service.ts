@@ -28,9 +28,7 @@ export interface TeeServiceLog {
 }
 
 export interface TeeService {
-  readonly socketPath: string;
-  /** The trusted process serving the connected broker, if one is connected. */
-  readonly activePid: number | undefined;
+  /** Stops listening (the socket file goes) and ends the connected broker's trusted process. */
   close(): Promise<void>;
 }
 
@@ -129,10 +127,6 @@ export async function serveTrustedComponent(opts: TeeServiceOptions): Promise<Te
   }
   opts.log.info({ socket: opts.socketPath, mode: opts.socketGid === undefined ? '0600' : '0660', gid: opts.socketGid, stateDir }, 'trusted component service listening');
   return {
-    socketPath: opts.socketPath,
-    get activePid() {
-      return active?.pid;
-    },
     async close() {
       const closed = new Promise<void>((done) => server.close(() => done()));
       waiting?.destroy();
