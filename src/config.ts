@@ -58,6 +58,14 @@ export interface TeeConfig {
   operatorPublicKey: string | null;
   /** OS scheduling of the `process` backend on Linux: 'default' (the broker's own) or 'batch' (SCHED_BATCH: no wake-up preemption of the broker). */
   scheduling: TeeScheduling;
+  /**
+   * OS user the trusted child drops to when the broker starts as root (not the broker's `user`): it
+   * then owns the state directory `<data>/tee` (mode 0700), and the broker's user can read neither
+   * that nor the child's memory. null: the child runs as the broker does.
+   */
+  user: string | null;
+  /** Unix socket of a standalone `mqt-tz tee serve` to use instead of a child process; null: spawn the child. */
+  socket: string | null;
 }
 
 export interface PersistenceConfig {
@@ -133,6 +141,8 @@ export interface BrokerConfig {
   http: HttpConfig | null;
   /** Seconds between `$SYS/broker/...` updates; 0 = none. */
   sysInterval: number;
+  /** OS user the broker drops to after binding its listeners, when started as root (mosquitto's `user`); null: stays as started. */
+  user: string | null;
 }
 
 export const defaultLimits: Limits = {
@@ -158,7 +168,7 @@ export const defaultLimits: Limits = {
 
 /** The trusted component as the embedded default runs it: its own process, keys cached, no open enrolment. */
 export function defaultTeeConfig(): TeeConfig {
-  return { backend: 'process', cacheSize: DEFAULT_KEY_CACHE_SIZE, openEnrolment: false, operatorPublicKey: null, scheduling: 'default' };
+  return { backend: 'process', cacheSize: DEFAULT_KEY_CACHE_SIZE, openEnrolment: false, operatorPublicKey: null, scheduling: 'default', user: null, socket: null };
 }
 
 export function defaultConfig(): BrokerConfig {
@@ -180,6 +190,7 @@ export function defaultConfig(): BrokerConfig {
     passwordFile: null,
     http: null,
     sysInterval: 10,
+    user: null,
   };
 }
 
@@ -206,6 +217,10 @@ function integer(v: unknown, key: string, min: number, max: number): number {
 function string(v: unknown, key: string): string {
   if (typeof v !== 'string' || v.length === 0) throw new ConfigError(key, `must be a non-empty string, got ${JSON.stringify(v)}`);
   return v;
+}
+
+function nullableString(v: unknown, key: string): string | null {
+  return v === null ? null : string(v, key);
 }
 
 function oneOf<T extends string | number>(v: unknown, key: string, allowed: readonly T[]): T {
@@ -275,7 +290,7 @@ export function parseOperatorPublicKeyHex(v: unknown, key: string): string | nul
 function parseTee(v: unknown, base: TeeConfig | null): TeeConfig | null {
   if (v === null || v === false) return null;
   if (!isObject(v)) throw new ConfigError('tee', 'must be an object or null');
-  checkKeys(v, 'tee', ['backend', 'cacheSize', 'openEnrolment', 'operatorPublicKey', 'scheduling']);
+  checkKeys(v, 'tee', ['backend', 'cacheSize', 'openEnrolment', 'operatorPublicKey', 'scheduling', 'user', 'socket']);
   const d = base ?? defaultTeeConfig();
   const cfg: TeeConfig = {
     backend: oneOf(v.backend ?? d.backend, 'tee.backend', ['process', 'inline'] as const),
@@ -283,6 +298,8 @@ function parseTee(v: unknown, base: TeeConfig | null): TeeConfig | null {
     openEnrolment: d.openEnrolment,
     operatorPublicKey: v.operatorPublicKey === undefined ? d.operatorPublicKey : parseOperatorPublicKeyHex(v.operatorPublicKey, 'tee.operatorPublicKey'),
     scheduling: oneOf(v.scheduling ?? d.scheduling, 'tee.scheduling', ['batch', 'default'] as const),
+    user: v.user === undefined ? d.user : nullableString(v.user, 'tee.user'),
+    socket: v.socket === undefined ? d.socket : nullableString(v.socket, 'tee.socket'),
   };
   if (v.openEnrolment !== undefined) {
     if (typeof v.openEnrolment !== 'boolean') throw new ConfigError('tee.openEnrolment', 'must be true or false');
@@ -323,7 +340,7 @@ const limitRanges: Record<keyof Limits, [number, number]> = {
 /** Overlays a parsed JSON object on the defaults, throwing ConfigError on the first bad key. */
 export function parseConfig(raw: unknown, base: BrokerConfig = defaultConfig()): BrokerConfig {
   if (!isObject(raw)) throw new ConfigError('(root)', 'must be a JSON object');
-  checkKeys(raw, '', ['dataDir', 'host', 'port', 'tls', 'websocket', 'allowAnonymous', 'acl', 'protect', 'identityFrom', 'tee', 'subscribeDeniedReason', 'limits', 'persistence', 'logLevel', 'passwordFile', 'http', 'sysInterval']);
+  checkKeys(raw, '', ['dataDir', 'host', 'port', 'tls', 'websocket', 'allowAnonymous', 'acl', 'protect', 'identityFrom', 'tee', 'subscribeDeniedReason', 'limits', 'persistence', 'logLevel', 'passwordFile', 'http', 'sysInterval', 'user']);
   const cfg: BrokerConfig = { ...base, limits: { ...base.limits } };
   if (raw.dataDir !== undefined) cfg.dataDir = string(raw.dataDir, 'dataDir');
   if (raw.host !== undefined) cfg.host = string(raw.host, 'host');
@@ -365,7 +382,19 @@ export function parseConfig(raw: unknown, base: BrokerConfig = defaultConfig()):
   if (raw.passwordFile !== undefined) cfg.passwordFile = raw.passwordFile === null ? null : string(raw.passwordFile, 'passwordFile');
   if (raw.http !== undefined) cfg.http = parseHttp(raw.http);
   if (raw.sysInterval !== undefined) cfg.sysInterval = integer(raw.sysInterval, 'sysInterval', 0, 86_400);
+  if (raw.user !== undefined) cfg.user = nullableString(raw.user, 'user');
+  checkIsolation(cfg);
   return cfg;
+}
+
+/** Settings of the trusted component's isolation that contradict each other. */
+export function checkIsolation(cfg: BrokerConfig): void {
+  const tee = cfg.tee;
+  if (tee === null) return;
+  if (tee.socket !== null && tee.backend === 'inline') throw new ConfigError('tee.socket', 'a standalone service is used through the process backend, not inline');
+  if (tee.socket !== null && tee.user !== null) throw new ConfigError('tee.user', 'the standalone service at tee.socket runs as the user its own start gives it (e.g. User= in its systemd unit): remove tee.user');
+  if (tee.user !== null && tee.backend === 'inline') throw new ConfigError('tee.user', 'the inline backend runs inside the broker: use the process backend');
+  if (tee.user !== null && tee.user === cfg.user) throw new ConfigError('tee.user', 'must be another user than the broker\'s "user": the point is that the broker cannot read the trusted state');
 }
 
 function parseHttp(v: unknown): HttpConfig | null {

@@ -1,8 +1,9 @@
 /** Composes the layers into a running broker: config → listeners → broker (→ trusted component). */
 import { mkdirSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ConfigError, type BrokerConfig, type TlsListenerConfig } from './config.js';
-import { endorsesCurrentCode, openDataTee, type DataTee } from './protect/operator.js';
+import { endorsesCurrentCode, openDataTee, TEE_STATE_DIR, type DataTee } from './protect/operator.js';
+import { planPrivileges } from './ops/privileges.js';
 import { attachProtection, type Protection } from './protect/attach.js';
 import type { TrustedComponent } from './tee-client/host.js';
 import { Broker, REFUSAL_SLOTS } from './broker/broker.js';
@@ -88,6 +89,7 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
   }
   const passwords = new PasswordLogins(passwordFile);
   const aclAuth = options.auth ? undefined : new AclAuth(config.allowAnonymous, config.acl, passwords);
+  const privileges = planPrivileges(config, dataDir, join(dataDir, TEE_STATE_DIR), log);
   const persistence: Persistence | undefined = config.persistence ? await openPersistence(dataDir, config.persistence, log) : undefined;
   const broker = new Broker(config, log, { auth: options.auth ?? aclAuth, ...persistence?.brokerOptions });
   let dataTee: DataTee | undefined;
@@ -104,6 +106,7 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
       operatorPublicKey: operatorPublicKey === null ? undefined : Buffer.from(operatorPublicKey, 'hex'),
       createDevOperatorKey: operatorPublicKey === null,
       scheduling: config.tee.scheduling,
+      channel: privileges.teeChannel,
       onWarning: (message) => log.warn(message),
     });
     const info = await dataTee.tee.info();
@@ -137,7 +140,9 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
       listeners.push(await listenWebSocket({ host: ws.host ?? config.host, port: ws.port, path: ws.path, maxConnections, onError }, handler));
     }
     if (config.http) http = await startOpsHttp(observed, { ...config.http, passwords, listening: () => listeners.length > 0, log });
+    privileges.dropAfterBinding();
   } catch (err) {
+    await http?.close();
     await Promise.allSettled(listeners.map((l) => l.close()));
     await broker.close();
     await persistence?.close();

@@ -1,6 +1,6 @@
 /** `mqt-tz broker`: start the broker with the embedded defaults, a config file, and flag overrides. */
 import type { Command } from 'commander';
-import { ConfigError, defaultConfig, defaultTeeConfig, loadConfigFile, parseFilters, parseOperatorPublicKeyHex, type BrokerConfig } from '../config.js';
+import { ConfigError, checkIsolation, defaultConfig, defaultTeeConfig, loadConfigFile, parseFilters, parseOperatorPublicKeyHex, type BrokerConfig } from '../config.js';
 import { TeeError } from '../tee-client/host.js';
 import { startBroker } from '../server.js';
 
@@ -19,6 +19,9 @@ interface BrokerFlags {
   passwordFile?: string;
   httpPort?: string;
   operatorPublicKey?: string;
+  user?: string;
+  teeUser?: string;
+  teeSocket?: string;
 }
 
 function portFlag(value: string, flag: string): number {
@@ -37,7 +40,7 @@ export function configFromFlags(flags: BrokerFlags): BrokerConfig {
   }
   if (flags.wsPort !== undefined) cfg.websocket = { ...(cfg.websocket ?? { path: '/mqtt' }), port: portFlag(flags.wsPort, '--ws-port') };
   if (flags.protect.length > 0) cfg.protect = [...cfg.protect, ...parseFilters(flags.protect, '--protect')];
-  if (flags.teeBackend !== undefined || flags.teeScheduling !== undefined || flags.openEnrolment || flags.operatorPublicKey !== undefined) {
+  if (flags.teeBackend !== undefined || flags.teeScheduling !== undefined || flags.openEnrolment || flags.operatorPublicKey !== undefined || flags.teeUser !== undefined || flags.teeSocket !== undefined) {
     const tee = { ...defaultTeeConfig(), ...cfg.tee };
     if (flags.teeBackend !== undefined) {
       if (flags.teeBackend !== 'process' && flags.teeBackend !== 'inline') throw new ConfigError('--tee-backend', `must be process or inline, got ${JSON.stringify(flags.teeBackend)}`);
@@ -49,11 +52,15 @@ export function configFromFlags(flags: BrokerFlags): BrokerConfig {
     }
     if (flags.openEnrolment) tee.openEnrolment = true;
     if (flags.operatorPublicKey !== undefined) tee.operatorPublicKey = parseOperatorPublicKeyHex(flags.operatorPublicKey, '--operator-public-key');
+    if (flags.teeUser !== undefined) tee.user = flags.teeUser;
+    if (flags.teeSocket !== undefined) tee.socket = flags.teeSocket;
     cfg.tee = tee;
   }
+  if (flags.user !== undefined) cfg.user = flags.user;
   if (flags.passwordFile !== undefined) cfg.passwordFile = flags.passwordFile;
   if (flags.httpPort !== undefined) cfg.http = { host: '127.0.0.1', admins: [], ...cfg.http, port: portFlag(flags.httpPort, '--http-port') };
   if (flags.logLevel) cfg.logLevel = flags.logLevel as BrokerConfig['logLevel'];
+  checkIsolation(cfg);
   return cfg;
 }
 
@@ -74,6 +81,9 @@ export function registerBrokerCommand(program: Command): void {
     .option('--http-port <port>', 'HTTP port for Prometheus /metrics, /healthz, /readyz and the dashboard (binds 127.0.0.1 unless http.host says otherwise)')
     .option('--open-enrolment', 'development only: provision the trusted component (first start) for enrolment without an operator-signed token; later starts must say the same')
     .option('--operator-public-key <hex>', 'the operator\'s Ed25519 public key (from `mqt-tz operator-key`), sealed on the first start; default: a development key created in the data folder')
+    .option('--user <name>', 'started as root: drop to this OS user after binding the listeners (as mosquitto\'s user option)')
+    .option('--tee-user <name>', 'started as root: run the trusted child as this OS user (not --user); it owns <data>/tee, mode 0700')
+    .option('--tee-socket <path>', 'use the standalone trusted component of `mqt-tz tee serve` on this Unix socket instead of a child process')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
     .action(async (flags: BrokerFlags) => {
       let config: BrokerConfig;

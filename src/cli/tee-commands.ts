@@ -11,6 +11,7 @@ import type { TeeRequestKind } from '../mqtt/tee-topics.js';
 import { isValidTopicFilter } from '../mqtt/topic.js';
 import type { TeeInfo } from '../tee-client/host.js';
 import { connectMqtt } from './open-client.js';
+import { registerTeeServe } from './tee-serve-command.js';
 import {
   DEFAULT_DATA_DIR, createOperatorKey, issueToken, loadOperatorKey, openDataTee, operatorKeyPath, signEndorsement, signModeChange, signPolicy, signRevocation, type DataTee,
 } from '../protect/operator.js';
@@ -69,6 +70,7 @@ export function registerTeeCommands(program: Command, io: CliOutput = stdoutOutp
   const operatorOf = (o: { data: string; operatorKey?: string }) => loadOperatorKey(operatorKeyPath(o.data, o.operatorKey));
 
   const tee = program.command('tee').description('trusted component tools');
+  registerTeeServe(tee);
   tee
     .command('info')
     .description('print the trusted component identity, measurement, endorsement and fingerprint as JSON')

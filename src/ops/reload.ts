@@ -29,7 +29,7 @@ export type ReloadResult =
   | { ok: false; error: string };
 
 /** Keys read once at start (listeners, the trusted component, data folder...). */
-const START_ONLY = ['dataDir', 'host', 'port', 'websocket', 'protect', 'identityFrom', 'tee', 'subscribeDeniedReason', 'http', 'sysInterval'] as const;
+const START_ONLY = ['dataDir', 'host', 'port', 'websocket', 'protect', 'identityFrom', 'tee', 'subscribeDeniedReason', 'http', 'sysInterval', 'user'] as const;
 
 export async function reloadSettings(target: ReloadTarget, next: BrokerConfig): Promise<ReloadResult> {
   const current = target.config;

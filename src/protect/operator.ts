@@ -111,7 +111,7 @@ export interface DataTee {
   close(): Promise<void>;
 }
 
-export interface DataTeeOptions extends Partial<Pick<OpenOptions, 'backend' | 'cacheSize' | 'enrolmentMode' | 'build' | 'scheduling' | 'onWarning' | 'operatorPublicKey'>> {
+export interface DataTeeOptions extends Partial<Pick<OpenOptions, 'backend' | 'cacheSize' | 'enrolmentMode' | 'build' | 'scheduling' | 'onWarning' | 'operatorPublicKey' | 'channel'>> {
   /**
    * Quick start: when the component is not provisioned and no operator public key is given, create
    * a development operator key pair in `<data>/operator.key` for the CLI and provision with its

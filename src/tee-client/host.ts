@@ -1,7 +1,8 @@
 // Host-side handle of the trusted component: the one interface the broker uses, with two
 // backends behind it. `process` (default) runs the trusted code as its own OS process, so the
 // broker never loads its keys; `inline` runs it in this process (tests, boundary cost).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Reader, Writer, toBase64Url, toHex } from '../envelope/bytes.js';
@@ -140,6 +141,21 @@ export interface OpenOptions {
   /** OS scheduling of the `process` backend (see scheduling.ts); default 'default'. */
   scheduling?: TeeScheduling;
   onWarning?: (message: string) => void;
+  /**
+   * How the `process` backend reaches the trusted side; default: spawn it as a child of this
+   * process (src/tee-client/ has one that spawns it as another OS user, and one that connects to
+   * `mqt-tz tee serve`).
+   */
+  channel?: () => FrameChannel;
+}
+
+/** @internal A byte stream of frames to the trusted side and back (a child's pipes, a Unix socket). */
+export interface FrameChannel {
+  readonly pid: number | undefined;
+  readonly input: Readable;
+  readonly output: Writable;
+  /** Settles, with what happened, once the trusted side is gone (process exited, connection closed). */
+  readonly gone: Promise<string>;
 }
 
 /** @internal How the host reaches the trusted code: a pipe to its process, or a call in this one. */
@@ -160,8 +176,14 @@ function asyncStorage(store: BlobStore): SealedStorage {
 /** Where the trusted code's entry point (main.js) and its files are. */
 const TEE_DIR = join(dirname(fileURLToPath(import.meta.url)), '../tee');
 
+/** The trusted process as a child of this one, its frames on stdin/stdout; `args` go to src/tee/main.ts. */
+export function spawnTrustedProcess(args: readonly string[] = []): FrameChannel {
+  const child = spawn(process.execPath, [`${TEE_DIR}/main.js`, ...args], { stdio: ['pipe', 'pipe', 'inherit'], env: {} });
+  const gone = new Promise<string>((resolve) => child.on('exit', (code, signal) => resolve(`process exited (${signal ?? code})`)));
+  return { pid: child.pid, input: child.stdout!, output: child.stdin!, gone };
+}
+
 class ProcessTransport implements Transport {
-  private readonly child: ChildProcess;
   /** Calls made in one turn of the event loop cross the pipe in one system call. */
   private readonly send: (frame: Uint8Array) => void;
   private readonly pending = new Map<number, { resolve: (r: Uint8Array) => void; reject: (e: Error) => void; sentAt: number }>();
@@ -170,25 +192,22 @@ class ProcessTransport implements Transport {
   private failure: TeeError | undefined;
 
   get pid(): number | undefined {
-    return this.child.pid;
+    return this.channel.pid;
   }
 
   constructor(
     private readonly store: BlobStore,
     private readonly latency: CallLatency,
+    private readonly channel: FrameChannel,
   ) {
-    this.child = spawn(process.execPath, [`${TEE_DIR}/main.js`], { stdio: ['pipe', 'pipe', 'inherit'], env: {} });
-    this.send = corkedWriter(this.child.stdin!);
+    this.send = corkedWriter(channel.output);
     const decoder = new FrameDecoder((f) => this.onFrame(f));
-    this.child.stdout!.on('data', (chunk: Buffer) => decoder.push(chunk));
-    this.child.stdin!.on('error', () => undefined); // surfaced through 'exit'
-    this.exited = new Promise((resolve) => {
-      this.child.on('exit', (code, signal) => {
-        this.failure = new TeeError('internal', `trusted component process exited (${signal ?? code})`);
-        for (const p of this.pending.values()) p.reject(this.failure);
-        this.pending.clear();
-        resolve();
-      });
+    channel.input.on('data', (chunk: Buffer) => decoder.push(chunk));
+    channel.output.on('error', () => undefined); // surfaced through `gone`
+    this.exited = channel.gone.then((what) => {
+      this.failure = new TeeError('internal', `trusted component ${what}`);
+      for (const p of this.pending.values()) p.reject(this.failure);
+      this.pending.clear();
     });
   }
 
@@ -234,7 +253,7 @@ class ProcessTransport implements Transport {
   }
 
   async close(): Promise<void> {
-    if (this.failure === undefined) this.child.stdin!.end();
+    if (this.failure === undefined) this.channel.output.end();
     await this.exited;
   }
 }
@@ -355,7 +374,7 @@ class Handle implements TrustedComponent {
 export async function openTrustedComponent(opts: OpenOptions): Promise<TrustedComponent> {
   if (opts.operatorPublicKey !== undefined && opts.operatorPublicKey.length !== 32) throw new RangeError('operatorPublicKey must be a raw 32-byte Ed25519 public key');
   const latency = new CallLatency();
-  const transport = (opts.backend ?? 'process') === 'process' ? new ProcessTransport(opts.store, latency) : await inlineTransport(opts.store, latency);
+  const transport = (opts.backend ?? 'process') === 'process' ? new ProcessTransport(opts.store, latency, (opts.channel ?? spawnTrustedProcess)()) : await inlineTransport(opts.store, latency);
   const mode = opts.enrolmentMode === undefined ? NOT_ASKED : opts.enrolmentMode === 'open' ? MODE_OPEN : MODE_TOKEN;
   const build = opts.build === undefined ? NOT_ASKED : opts.build === 'benchmark' ? BUILD_BENCHMARK : BUILD_PRODUCTION;
   const init = new Writer().u32(opts.cacheSize ?? DEFAULT_KEY_CACHE_SIZE).str16(opts.stateDir).u8(mode).u8(build).raw(opts.operatorPublicKey ?? new Uint8Array(0)).finish();

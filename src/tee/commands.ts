@@ -52,7 +52,8 @@ function asTeeError(err: unknown): never {
 export class Dispatcher {
   private state: TeeState | undefined;
 
-  constructor(private readonly storage: SealedStorage, private readonly codeDir: string) {}
+  /** `fixedStateDir`: the state directory of a standalone service, which the host's init cannot change. */
+  constructor(private readonly storage: SealedStorage, private readonly codeDir: string, private readonly fixedStateDir?: string) {}
 
   private ready(): TeeState {
     if (this.state === undefined) throw new TeeError('not-initialised', 'the init command must come first');
@@ -81,7 +82,8 @@ export class Dispatcher {
         if (this.state !== undefined) throw new TeeError('bad-request', 'already initialised');
         const r = new Reader(params);
         const cacheSize = r.u32('cache size');
-        const stateDir = r.str16('state directory');
+        const named = r.str16('state directory');
+        const stateDir = this.fixedStateDir ?? named;
         const asked = (v: number): number | undefined => (v === NOT_ASKED ? undefined : v);
         const mode = asked(r.u8('mode'));
         const build = asked(r.u8('build'));

@@ -2,11 +2,24 @@
 // over stdin/stdout frames. Sealed storage is asked of the host over the same pipes.
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { Writer } from '../envelope/bytes.js';
 import { Dispatcher } from './commands.js';
 import type { SealedStorage } from '../envelope/wire.js';
 import { TEE_ERRORS, TeeError } from '../envelope/errors.js';
 import { FRAME_COMMAND, FRAME_RESULT, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FrameDecoder, STORE_ABSENT, STORE_DELETE, STORE_GET, STORE_OK, STORE_PUT, corkedWriter, encodeFrame, type Frame } from '../envelope/wire.js';
+
+// Set by whoever starts this process, never by the host over the pipe: `--user UID:GID` drops root
+// before any state is read (changing uid also makes the kernel mark the process non-dumpable when
+// fs.suid_dumpable is 0, so its memory is closed even to other processes of that user);
+// `--state-dir DIR` (mqt-tz tee serve) fixes the state directory whatever init names.
+const { values: launch } = parseArgs({ options: { user: { type: 'string' }, 'state-dir': { type: 'string' } } });
+if (launch.user !== undefined) {
+  const [uid, gid] = launch.user.split(':').map(Number);
+  process.setgroups!([gid!]);
+  process.setgid!(gid!);
+  process.setuid!(uid!);
+}
 
 const waiting = new Map<number, { resolve: (f: Frame) => void }>();
 let nextId = 1;
@@ -41,7 +54,7 @@ const storage: SealedStorage = {
 /** Results finished in one turn of the event loop go back to the host in one write. */
 const reply = corkedWriter(process.stdout);
 
-const dispatcher = new Dispatcher(storage, dirname(fileURLToPath(import.meta.url)));
+const dispatcher = new Dispatcher(storage, dirname(fileURLToPath(import.meta.url)), launch['state-dir']);
 
 function fail(id: number, err: unknown): void {
   const e = err instanceof TeeError ? err : new TeeError('internal', String(err));

@@ -97,3 +97,29 @@ test('the operator public key comes from tee.operatorPublicKey or --operator-pub
   }
   assert.throws(() => configFromFlags({ protect: [], operatorPublicKey: 'ab' }), (err: unknown) => err instanceof ConfigError && err.key === '--operator-public-key');
 });
+
+test('user, tee.user and tee.socket default to null and come from the config or --user, --tee-user, --tee-socket', () => {
+  const d = defaultConfig();
+  assert.deepEqual([d.user, d.tee?.user, d.tee?.socket], [null, null, null]);
+  const c = parseConfig({ user: 'mqtt', tee: { user: 'mqtt-tee' } });
+  assert.deepEqual([c.user, c.tee?.user, c.tee?.socket], ['mqtt', 'mqtt-tee', null]);
+  assert.equal(parseConfig({ tee: { socket: '/run/mqt-tz-tee/tee.sock' } }).tee?.socket, '/run/mqt-tz-tee/tee.sock');
+  const f = configFromFlags({ protect: [], user: 'mqtt', teeUser: 'mqtt-tee' });
+  assert.deepEqual([f.user, f.tee?.user], ['mqtt', 'mqtt-tee']);
+  assert.equal(configFromFlags({ protect: [], teeSocket: '/run/t.sock' }).tee?.socket, '/run/t.sock');
+});
+
+test('isolation settings that contradict each other, or bad values, name their key', () => {
+  const cases: [unknown, string][] = [
+    [{ user: '' }, 'user'],
+    [{ user: 7 }, 'user'],
+    [{ tee: { user: 5 } }, 'tee.user'],
+    [{ tee: { socket: '' } }, 'tee.socket'],
+    [{ user: 'mqtt', tee: { user: 'mqtt' } }, 'tee.user'],
+    [{ tee: { user: 'mqtt-tee', backend: 'inline' } }, 'tee.user'],
+    [{ tee: { socket: '/run/t.sock', backend: 'inline' } }, 'tee.socket'],
+    [{ tee: { socket: '/run/t.sock', user: 'mqtt-tee' } }, 'tee.user'],
+  ];
+  for (const [raw, key] of cases) assert.throws(() => parseConfig(raw), (err: unknown) => err instanceof ConfigError && err.key === key, JSON.stringify(raw));
+  assert.throws(() => configFromFlags({ protect: [], user: 'mqtt', teeUser: 'mqtt' }), (err: unknown) => err instanceof ConfigError && err.key === 'tee.user');
+});
