@@ -125,7 +125,7 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
   // room past the broker's limit to read CONNECTs it refuses with a reason (v5: CONNACK 0x97)
   const maxConnections = config.limits.maxConnections + REFUSAL_SLOTS;
   const listeners: Listener[] = [];
-  const observed = { broker, tee: dataTee?.tee, protection, passwords };
+  const observed = { broker, tee: dataTee?.tee, protection, passwords, commitLatency: persistence && (() => persistence.journal.commitLatency.snapshot()) };
   let http: OpsHttp | undefined;
   try {
     if (config.port !== null) {

@@ -7,7 +7,7 @@ import type { Broker, BrokerCounters } from '../broker/broker.js';
 import type { TopicEstimate } from '../broker/topic-sample.js';
 import type { ProtectionCounters } from '../protect/protected-topics.js';
 import type { Protection } from '../protect/attach.js';
-import type { CallLatencySnapshot, TeeStats, TrustedComponent } from '../tee-client/host.js';
+import type { LatencySnapshot, TeeStats, TrustedComponent } from '../tee-client/host.js';
 import type { LoginLimiter } from '../auth/login-limiter.js';
 
 /** What a reading is taken from (a RunningBroker has all of it). */
@@ -16,6 +16,8 @@ export interface Observed {
   readonly tee: TrustedComponent | undefined;
   readonly protection: Protection | undefined;
   readonly passwords: { readonly limiter: LoginLimiter; readonly refusedBusy: number };
+  /** Durable state's group commits (undefined with `"persistence": false`). */
+  readonly commitLatency: (() => LatencySnapshot) | undefined;
 }
 
 export interface SessionQueue {
@@ -29,7 +31,7 @@ export interface TeeReading {
   /** The trusted component answered the stats call (false: it failed or timed out). */
   up: boolean;
   stats: TeeStats | undefined;
-  latency: CallLatencySnapshot;
+  latency: LatencySnapshot;
   protection: ProtectionCounters | undefined;
   protectedFilters: readonly string[];
 }
@@ -54,6 +56,8 @@ export interface Snapshot {
   /** Logins refused unchecked (address over its limit, or too many checks running). */
   loginsRateLimited: number;
   tee: TeeReading | undefined;
+  /** Durations of durable-state commits; undefined without persistence. */
+  commitLatency: LatencySnapshot | undefined;
 }
 
 const TOP = 10;
@@ -106,6 +110,7 @@ export function brokerReading(b: Observed): BrokerReading {
     inflightMessages,
     busiestQueues: busiest,
     loginsRateLimited: b.passwords.limiter.refused + b.passwords.refusedBusy,
+    commitLatency: b.commitLatency?.(),
   };
 }
 

@@ -3,6 +3,7 @@
  * written after the turn's I/O (setImmediate); acknowledgements that wait for them go out when it
  * is committed. While one batch is being committed the next one collects.
  */
+import { LatencyHistogram } from '../latency-histogram.js';
 import type { StateJournal } from '../broker/journal.js';
 import type { Delivery, Message } from '../broker/message.js';
 import type { Session } from '../broker/session.js';
@@ -41,6 +42,8 @@ export class GroupCommitJournal implements StateJournal {
   /** Where in `batch` each delivery inserted in it is, by id: later changes edit that row instead. */
   private fresh = new Map<number, Extract<Change, { kind: 'delivery' }> & { index: number }>();
   private callbacks: ((committed: boolean) => void)[] = [];
+  /** How long each commit that wrote something took (read by the metrics). */
+  readonly commitLatency = new LatencyHistogram();
   private scheduled = false;
   private committing = false;
   private lastCommit = -Infinity;
@@ -180,7 +183,10 @@ export class GroupCommitJournal implements StateJournal {
     this.lastCommit = performance.now();
     let committed = true;
     try {
-      if (changes.length > 0) await this.store.commit(changes);
+      if (changes.length > 0) {
+        await this.store.commit(changes);
+        this.commitLatency.observe(performance.now() - this.lastCommit);
+      }
     } catch (err) {
       committed = false;
       this.failed(err);

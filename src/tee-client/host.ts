@@ -11,11 +11,11 @@ import { GROUP_ID_BYTES } from '../envelope/envelope-layout.js';
 import { TeeError, codeFromNumber, type RefusalCode } from '../envelope/errors.js';
 import { PromisedPart, RewrapBatcher } from './rewrap-batcher.js';
 import { useBatchScheduling, type TeeScheduling } from './scheduling.js';
-import { CallLatency, type CallLatencySnapshot } from './call-latency.js';
+import { LatencyHistogram, type LatencySnapshot } from '../latency-histogram.js';
 import { CMD, NOT_ASKED, STATS_FIELDS, type SealedStorage, type TeeStatsCounters, FRAME_COMMAND, FRAME_RESULT, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FrameDecoder, STORE_ABSENT, STORE_DELETE, STORE_FAILED, STORE_GET, STORE_OK, corkedWriter, encodeFrame, type Frame } from '../envelope/wire.js';
 
 export { TeeError, type RefusalCode, type TeeErrorCode } from '../envelope/errors.js';
-export type { CallLatencySnapshot } from './call-latency.js';
+export type { LatencySnapshot } from '../latency-histogram.js';
 export type { TeeScheduling } from './scheduling.js';
 
 /**
@@ -117,7 +117,7 @@ export interface TrustedComponent {
   isEnrolled(identity: string): Promise<boolean>;
   stats(): Promise<TeeStats>;
   /** Round-trip times of the calls so far (a batch of re-wraps is one call), kept by the host. */
-  callLatency(): CallLatencySnapshot;
+  callLatency(): LatencySnapshot;
   close(): Promise<void>;
 }
 
@@ -197,7 +197,7 @@ class ProcessTransport implements Transport {
 
   constructor(
     private readonly store: BlobStore,
-    private readonly latency: CallLatency,
+    private readonly latency: LatencyHistogram,
     private readonly channel: FrameChannel,
   ) {
     this.send = corkedWriter(channel.output);
@@ -262,7 +262,7 @@ class ProcessTransport implements Transport {
  * The trusted code in this process, loaded on first use: a broker with the `process` backend never
  * loads it. Calls wait for the load, then run as the dispatcher answers them.
  */
-async function inlineTransport(store: BlobStore, latency: CallLatency): Promise<Transport> {
+async function inlineTransport(store: BlobStore, latency: LatencyHistogram): Promise<Transport> {
   const { Dispatcher } = await import('../tee/commands.js');
   const dispatcher = new Dispatcher(asyncStorage(store), TEE_DIR);
   const call = (command: number, params: Uint8Array): Promise<Uint8Array> => {
@@ -295,7 +295,7 @@ class Handle implements TrustedComponent {
 
   constructor(
     private readonly t: Transport,
-    private readonly latency: CallLatency,
+    private readonly latency: LatencyHistogram,
   ) {
     this.batcher = new RewrapBatcher(t);
   }
@@ -357,7 +357,7 @@ class Handle implements TrustedComponent {
   async isEnrolled(identity: string): Promise<boolean> {
     return (await this.t.call(CMD.isEnrolled, new Writer().str8(identity).finish()))[0] === 1;
   }
-  callLatency(): CallLatencySnapshot {
+  callLatency(): LatencySnapshot {
     return this.latency.snapshot();
   }
   async stats(): Promise<TeeStats> {
@@ -373,7 +373,7 @@ class Handle implements TrustedComponent {
 
 export async function openTrustedComponent(opts: OpenOptions): Promise<TrustedComponent> {
   if (opts.operatorPublicKey !== undefined && opts.operatorPublicKey.length !== 32) throw new RangeError('operatorPublicKey must be a raw 32-byte Ed25519 public key');
-  const latency = new CallLatency();
+  const latency = new LatencyHistogram();
   const transport = (opts.backend ?? 'process') === 'process' ? new ProcessTransport(opts.store, latency, (opts.channel ?? spawnTrustedProcess)()) : await inlineTransport(opts.store, latency);
   const mode = opts.enrolmentMode === undefined ? NOT_ASKED : opts.enrolmentMode === 'open' ? MODE_OPEN : MODE_TOKEN;
   const build = opts.build === undefined ? NOT_ASKED : opts.build === 'benchmark' ? BUILD_BENCHMARK : BUILD_PRODUCTION;

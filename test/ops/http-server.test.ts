@@ -61,6 +61,28 @@ describe('operations HTTP', () => {
     }
   });
 
+  test('mqttz_persistence_commit_duration_seconds counts the group commits of persistent-session traffic, and is absent without persistence', async () => {
+    const b = await startTestBroker((c) => (c.http = { port: 0, host: '127.0.0.1', admins: [] }));
+    const memoryOnly = await startTestBroker((c) => {
+      c.http = { port: 0, host: '127.0.0.1', admins: [] };
+      c.persistence = null;
+    });
+    try {
+      const before = series((await get(b, '/metrics')).text, 'mqttz_persistence_commit_duration_seconds_count');
+      const topic = unique('durable');
+      const subscriber = await b.mqtt({ protocolVersion: 4, clean: false, clientId: unique('persistent') });
+      await subscriber.subscribeAsync(topic, { qos: 1 });
+      await b.publish(topic, 'kept', { qos: 1 });
+      const t = (await get(b, '/metrics')).text;
+      assert.ok(series(t, 'mqttz_persistence_commit_duration_seconds_count') > before, 'a commit was timed');
+      assert.ok(series(t, 'mqttz_persistence_commit_duration_seconds_sum') > 0);
+      assert.doesNotMatch((await get(memoryOnly, '/metrics')).text, /^mqttz_persistence_commit_duration_seconds_count/m);
+    } finally {
+      await b.close();
+      await memoryOnly.close();
+    }
+  });
+
   test('the trusted-component series follow protected traffic: re-wraps, groups formed, refusals by reason, key-cache hits and misses, call latency histogram', async () => {
     const b = await startProtectedBroker('inline', (c) => (c.http = { port: 0, host: '127.0.0.1', admins: [] }));
     try {
