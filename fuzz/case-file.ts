@@ -1,0 +1,53 @@
+// A failing run written out: the seed, the case index and the exact bytes each connection (or
+// the hostile host) sent, with their times, so `npm run fuzz -- --replay FILE` sends them again.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** One write (hex bytes) or the end of a connection, `at` ms after its case started. */
+export interface StreamEvent {
+  at: number;
+  hex?: string;
+  close?: 'end' | 'destroy';
+}
+
+export interface ConnectionRecord {
+  events: StreamEvent[];
+}
+
+export interface BrokerCaseRecord {
+  index: number;
+  /** ms from the start of the run: cases overlap (several run at once) and are replayed so. */
+  startedAt: number;
+  connections: ConnectionRecord[];
+}
+
+export interface TeeCaseRecord {
+  index: number;
+  /** Everything the hostile host wrote to the trusted process's stdin, in order. */
+  events: StreamEvent[];
+}
+
+/** What a replay of a trusted-component case needs besides the bytes: the sealed state it ran on. */
+export interface TeeFixture {
+  deviceSecretPath: string;
+  deviceSecretHex: string;
+}
+
+export type FailureFile =
+  | { target: 'broker'; seed: number; caseIndex: number; failure: string; cases: BrokerCaseRecord[] }
+  | { target: 'tee'; seed: number; caseIndex: number; failure: string; fixture: TeeFixture; cases: TeeCaseRecord[] };
+
+export const FAILURE_DIR = join('.tmp', 'fuzz');
+
+export function writeFailure(f: FailureFile): string {
+  mkdirSync(FAILURE_DIR, { recursive: true });
+  const path = join(FAILURE_DIR, `${f.target}-seed${f.seed}-case${f.caseIndex}.json`);
+  writeFileSync(path, `${JSON.stringify(f, null, 1)}\n`);
+  return path;
+}
+
+export function readFailure(path: string): FailureFile {
+  const f = JSON.parse(readFileSync(path, 'utf8')) as Partial<FailureFile>;
+  if ((f.target !== 'broker' && f.target !== 'tee') || !Array.isArray(f.cases)) throw new Error(`${path} is not a fuzz failure file (target and cases expected)`);
+  return f as FailureFile;
+}
