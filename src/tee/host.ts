@@ -122,6 +122,14 @@ export interface OpenOptions {
   /** OS scheduling of the `process` backend (see scheduling.ts); default 'default'. */
   scheduling?: TeeScheduling;
   onWarning?: (message: string) => void;
+  /** `process` backend: sees every byte crossing the pipe (the fuzzer records real sessions with it). */
+  tap?: PipeTap;
+}
+
+/** Observer of the pipe to the trusted process: frames the host writes, chunks it reads. */
+export interface PipeTap {
+  toTee(frame: Uint8Array): void;
+  fromTee(chunk: Uint8Array): void;
 }
 
 /** @internal How the host reaches the trusted code: a pipe to its process, or a call in this one. */
@@ -154,11 +162,18 @@ class ProcessTransport implements Transport {
     return this.child.pid;
   }
 
-  constructor(private readonly store: BlobStore) {
+  constructor(private readonly store: BlobStore, tap?: PipeTap) {
     this.child = spawn(process.execPath, [`${TEE_DIR}/main.js`], { stdio: ['pipe', 'pipe', 'inherit'], env: {} });
-    this.send = corkedWriter(this.child.stdin!);
+    const write = corkedWriter(this.child.stdin!);
+    this.send = tap === undefined ? write : (frame) => {
+      tap.toTee(frame);
+      write(frame);
+    };
     const decoder = new FrameDecoder((f) => this.onFrame(f));
-    this.child.stdout!.on('data', (chunk: Buffer) => decoder.push(chunk));
+    this.child.stdout!.on('data', (chunk: Buffer) => {
+      tap?.fromTee(chunk);
+      decoder.push(chunk);
+    });
     this.child.stdin!.on('error', () => undefined); // surfaced through 'exit'
     this.exited = new Promise((resolve) => {
       this.child.on('exit', (code, signal) => {
@@ -334,7 +349,7 @@ class Handle implements TrustedComponent {
 
 export async function openTrustedComponent(opts: OpenOptions): Promise<TrustedComponent> {
   if (opts.operatorPublicKey.length !== 32) throw new RangeError('operatorPublicKey must be a raw 32-byte Ed25519 public key');
-  const transport = (opts.backend ?? 'process') === 'process' ? new ProcessTransport(opts.store) : inlineTransport(opts.store);
+  const transport = (opts.backend ?? 'process') === 'process' ? new ProcessTransport(opts.store, opts.tap) : inlineTransport(opts.store);
   const init = new Writer().u8(opts.openEnrolment === true ? 1 : 0).u32(opts.cacheSize ?? DEFAULT_KEY_CACHE_SIZE).raw(opts.operatorPublicKey).str16(opts.deviceSecretPath).finish();
   const warn = opts.onWarning ?? ((m: string) => process.emitWarning(m));
   try {
