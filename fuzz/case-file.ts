@@ -25,12 +25,18 @@ export interface TeeCaseRecord {
   index: number;
   /** Everything the hostile host wrote to the trusted process's stdin, in order. */
   events: StreamEvent[];
+  /** Its exit status once its stdin ends: 0, or 2 after bytes that break the framing. */
+  expectedExit: number;
 }
 
 /** What a replay of a trusted-component case needs besides the bytes: the sealed state it ran on. */
 export interface TeeFixture {
   deviceSecretPath: string;
   deviceSecretHex: string;
+  /** The liveness command (answered without storage): its code and parameters. */
+  probe: { code: number; payloadHex: string };
+  /** The secrets no frame from the trusted process may contain. */
+  secretsHex: string[];
 }
 
 export type FailureFile =
