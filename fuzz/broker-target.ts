@@ -37,7 +37,7 @@ export interface TargetResult {
 }
 
 /** The checks every 250 ms: the process (and its trusted component) alive, the probe, the RSS bound. */
-class Watch {
+export class Watch {
   failure: string | undefined;
   private readonly timer: NodeJS.Timeout;
   private ticks = 0;

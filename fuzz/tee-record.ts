@@ -12,7 +12,7 @@ import { SequenceCounter } from '../src/client/crypto/replay.js';
 import { issueToken, loadOrCreateOperatorKey, signPolicy, signRevocation, signStatement } from '../src/protect/operator.js';
 import { fromHex } from '../src/tee/bytes.js';
 import { KIND_SENDER, parseHeader, splitEnvelope, wrapAd } from '../src/tee/envelope-layout.js';
-import { openTrustedComponent, type BlobStore } from '../src/tee/host.js';
+import { openTrustedComponent, type BlobStore, type PipeTap, type TrustedComponent } from '../src/tee/host.js';
 import { encodeEndorsementBody, LABELS } from '../src/tee/messages.js';
 import { FRAME_COMMAND, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FrameReader, type RecordedFrame } from './tee-frames.js';
 
@@ -36,6 +36,11 @@ export function storeKey(f: RecordedFrame): string {
   return `${f.code}:${f.payload.toString('hex')}`;
 }
 
+/** The answers the real host gave to this storage request (same operation, same parameters). */
+export function recordedAnswers(rec: Recording, request: RecordedFrame): RecordedFrame[] {
+  return rec.storeAnswers.get(storeKey(request)) ?? [];
+}
+
 function memoryStore(): BlobStore {
   const blobs = new Map<string, Uint8Array>();
   return { get: (n) => blobs.get(n), put: (n, b) => void blobs.set(n, Uint8Array.from(b)), delete: (n) => void blobs.delete(n) };
@@ -55,28 +60,42 @@ function dataKey(envelope: Uint8Array, topic: string, raw: Uint8Array): Buffer {
   return Buffer.concat([d.update(h.wrappedKey.subarray(0, -16)), d.final()]);
 }
 
+/** Collects the frames of the sessions recorded, one tap per trusted process (ids restart in each). */
+class Recorder {
+  readonly sent: RecordedFrame[] = [];
+  readonly storeAnswers = new Map<string, RecordedFrame[]>();
+
+  tap(): PipeTap {
+    const requests = new Map<number, RecordedFrame>();
+    const fromHost = new FrameReader((f) => {
+      this.sent.push(f);
+      const request = requests.get(f.id);
+      if (f.type !== FRAME_STORE_REPLY || request === undefined) return;
+      const key = storeKey(request);
+      this.storeAnswers.set(key, [...(this.storeAnswers.get(key) ?? []), f]);
+    });
+    const fromTee = new FrameReader((f) => {
+      if (f.type === FRAME_STORE_REQUEST) requests.set(f.id, f);
+    });
+    return { toTee: (b) => fromHost.push(b), fromTee: (b) => fromTee.push(b) };
+  }
+}
+
+/**
+ * Two sessions on one store: the first creates the trusted component's keys and enrols clients,
+ * the second starts on that sealed state, so storage answers holding each blob get recorded too.
+ */
 export async function recordSession(): Promise<Recording> {
   const dir = mkdtempSync(join(tmpdir(), 'mqt-tz-fuzz-tee-'));
   const deviceSecretPath = join(dir, 'tee', 'device.secret');
   const operator = loadOrCreateOperatorKey(dir);
-  const sent: RecordedFrame[] = [];
-  const requests = new Map<number, RecordedFrame>();
-  const storeAnswers = new Map<string, RecordedFrame[]>();
-  const fromHost = new FrameReader((f) => {
-    sent.push(f);
-    const request = requests.get(f.id);
-    if (f.type !== FRAME_STORE_REPLY || request === undefined) return;
-    const key = storeKey(request);
-    storeAnswers.set(key, [...(storeAnswers.get(key) ?? []), f]);
-  });
-  const fromTee = new FrameReader((f) => {
-    if (f.type === FRAME_STORE_REQUEST) requests.set(f.id, f);
-  });
+  const store = memoryStore();
+  const recorder = new Recorder();
   // A small key cache: keys are read and unsealed from storage again, so more storage answers get recorded.
-  const tee = await openTrustedComponent({
-    store: memoryStore(), deviceSecretPath, operatorPublicKey: operator.publicKey, cacheSize: 2, tap: { toTee: (b) => fromHost.push(b), fromTee: (b) => fromTee.push(b) },
-  });
+  const open = (): Promise<TrustedComponent> => openTrustedComponent({ store, deviceSecretPath, operatorPublicKey: operator.publicKey, cacheSize: 2, tap: recorder.tap() });
+  let tee = await open();
   const secrets: Buffer[] = [readFileSync(deviceSecretPath)];
+  let headers: Uint8Array[];
   try {
     const info = await tee.info();
     const pinned = { x25519: fromHex(info.x25519), ed25519: fromHex(info.ed25519) };
@@ -96,27 +115,34 @@ export async function recordSession(): Promise<Recording> {
       envelopes.push(envelope);
       secrets.push(dataKey(envelope, 'secure/a', a.raw));
     }
-    const headers = envelopes.map((e) => splitEnvelope(e).header);
+    headers = envelopes.map((e) => splitEnvelope(e).header);
     await tee.formGroup(1, 'secure/a', ['tz-a', 'tz-b', 'tz-c', 'tz-x']);
     await Promise.allSettled(headers.map((h) => tee.groupRewrap(1, h, 'secure/a', 'tz-a'))); // one batch: same turn
-    await tee.groupRewrap(1, headers[0]!, 'secure/a', 'tz-a');
     await tee.rewrap(headers[1]!, 'secure/a', 'tz-a', ['tz-b', 'tz-c', 'tz-x']);
     await tee.reencrypt(envelopes[2]!, 'secure/a', 'tz-a', ['tz-b']);
-    await tee.isEnrolled('tz-b');
     const newRaw = generateClientKeyBytes();
     const rotation = await buildRotationRequest({ tee: pinned, identity: 'tz-c', currentKey: keys.get('tz-c')!.key, newKey: newRaw });
     await verifyKeyResponse(rotation.pending, await tee.rotate(rotation.request));
     secrets.push(Buffer.from(newRaw), ...subkeys(newRaw));
     await tee.loadPolicy(signPolicy(operator, JSON.stringify({ rules: [{ identity: 'tz-a', publish: ['secure/#'], read: ['secure/#'] }, { identity: 'tz-b', read: ['secure/a'] }] })));
     await tee.revoke(signRevocation(operator, 'tz-b'));
-    await tee.formGroup(2, 'secure/a', ['tz-a', 'tz-b']);
-    await tee.groupRewrap(2, headers[2]!, 'secure/a', 'tz-a').catch(() => undefined);
+  } finally {
+    await tee.close();
+  }
+  tee = await open();
+  try {
+    await tee.info();
+    await tee.isEnrolled('tz-a');
+    await tee.formGroup(2, 'secure/a', ['tz-a', 'tz-b', 'tz-c']);
+    await tee.groupRewrap(2, headers[2]!, 'secure/a', 'tz-a');
+    await tee.groupRewrap(2, headers[0]!, 'secure/a', 'tz-a');
     await tee.stats();
   } finally {
     await tee.close();
   }
-  const commands = sent.filter((f) => f.type === FRAME_COMMAND);
-  const [init, ...rest] = commands;
-  if (init === undefined || rest.length === 0) throw new Error('the recorded session holds no commands');
-  return { dir, deviceSecretPath, init, commands: rest, probe: rest[rest.length - 1]!, storeAnswers, secrets };
+  const commands = recorder.sent.filter((f) => f.type === FRAME_COMMAND);
+  const init = commands.filter((f) => f.code === commands[0]?.code).at(-1); // the init of the restart
+  const rest = commands.filter((f) => f.code !== init?.code);
+  if (init === undefined || rest.length === 0) throw new Error('the recorded sessions hold no commands');
+  return { dir, deviceSecretPath, init, commands: rest, probe: rest[rest.length - 1]!, storeAnswers: recorder.storeAnswers, secrets };
 }

@@ -24,6 +24,7 @@ export class TeeSession {
   private exitStatus: string | undefined;
   private readonly exited: Promise<void>;
   private probeAnswered: (() => void) | undefined;
+  private readonly results = new Map<number, (f: RecordedFrame) => void>();
 
   /** `cwd`: the recording's folder; `onFrame`: the host's reaction to each frame (storage answers). */
   constructor(cwd: string, private readonly secrets: readonly Buffer[], onFrame: (f: RecordedFrame) => void) {
@@ -40,7 +41,8 @@ export class TeeSession {
     const reader = new FrameReader((f) => {
       this.check(f);
       if (f.type === FRAME_RESULT && f.id === PROBE_ID) this.probeAnswered?.();
-      else onFrame(f);
+      if (f.type === FRAME_RESULT) this.results.get(f.id)?.(f);
+      onFrame(f);
     });
     this.child.stdout!.on('data', (chunk: Buffer) => {
       try {
@@ -66,6 +68,21 @@ export class TeeSession {
     if (this.exitStatus !== undefined) return;
     this.events.push({ at: Date.now() - this.started, hex: bytes.toString('hex') });
     this.child.stdin!.write(bytes);
+  }
+
+  /** The result of the command with this id, or undefined after `ms` (or once the process has ended). */
+  async result(id: number, ms: number): Promise<RecordedFrame | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    const answer = await Promise.race([
+      new Promise<RecordedFrame>((resolve) => this.results.set(id, resolve)),
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), ms);
+      }),
+      this.exited.then(() => undefined),
+    ]);
+    clearTimeout(timer);
+    this.results.delete(id);
+    return answer;
   }
 
   /** Sends `probe` and waits for its answer; a hang or a crash before it is the case's failure. */

@@ -9,8 +9,9 @@ import type { RunOptions, TargetResult } from './broker-target.js';
 import { writeFailure, type TeeCaseRecord, type TeeFixture } from './case-file.js';
 import { mutate } from './mutate.js';
 import { Prng } from './prng.js';
-import { FRAME_COMMAND, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FRAMING_ATTACKS, FRAMING_EXIT_CODE, frameBytes, type RecordedFrame } from './tee-frames.js';
-import { recordSession, storeKey, type Recording } from './tee-record.js';
+import { TEE_ERRORS } from '../src/tee/errors.js';
+import { FRAME_COMMAND, FRAME_RESULT, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FRAMING_ATTACKS, FRAMING_EXIT_CODE, frameBytes, type RecordedFrame } from './tee-frames.js';
+import { recordedAnswers, recordSession, type Recording } from './tee-record.js';
 import { needles, TeeSession } from './tee-session.js';
 
 export const TEE_STREAM = 2;
@@ -19,12 +20,13 @@ const KEPT_CASES = 3;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The hostile host's answer to a storage request: usually the recorded one, often not. */
-function storeAnswer(p: Prng, rec: Recording, request: RecordedFrame): Buffer[] {
-  const recorded = rec.storeAnswers.get(storeKey(request));
+function storeAnswer(p: Prng, rec: Recording, request: RecordedFrame, hostile: boolean): Buffer[] {
+  const recorded = recordedAnswers(rec, request);
   const anyOfOp = [...rec.storeAnswers.entries()].filter(([k]) => k.startsWith(`${request.code}:`)).flatMap(([, v]) => v);
-  const base = recorded !== undefined ? p.pick(recorded) : anyOfOp.length > 0 ? p.pick(anyOfOp) : { type: FRAME_STORE_REPLY, id: 0, code: 1, payload: Buffer.alloc(0) };
+  const base = recorded.length > 0 ? p.pick(recorded) : anyOfOp.length > 0 ? p.pick(anyOfOp) : { type: FRAME_STORE_REPLY, id: 0, code: 1, payload: Buffer.alloc(0) };
   const reply = (f: Omit<RecordedFrame, 'type' | 'id'>, id = request.id): Buffer => frameBytes({ ...f, type: FRAME_STORE_REPLY, id });
-  const r = p.int(100);
+  // while init runs the host is mostly honest: an init that fails leaves only not-initialised refusals
+  const r = hostile ? p.int(100) : p.chance(0.97) ? 0 : p.range(60, 99);
   if (r < 60) return [reply(base)];
   if (r < 80) return [reply({ code: p.chance(0.8) ? base.code : p.int(256), payload: mutate(p, base.payload, p.pick(anyOfOp.length > 0 ? anyOfOp : [base]).payload) })];
   if (r < 88) return [reply({ code: p.pick([1, 2, 3, 255]), payload: p.bytes(p.int(64)) })];
@@ -56,13 +58,30 @@ function init(p: Prng, rec: Recording, id: number): Buffer | undefined {
   return undefined;
 }
 
-async function runCase(p: Prng, rec: Recording, secrets: Buffer[]): Promise<{ session: TeeSession; expectedExit: number }> {
+interface CaseOutcome {
+  session: TeeSession;
+  expectedExit: number;
+  /** Answers `internal` (an exception the trusted code did not expect), with their details. */
+  internal: string[];
+}
+
+async function runCase(p: Prng, rec: Recording, secrets: Buffer[]): Promise<CaseOutcome> {
+  let hostile = false;
+  const internal: string[] = [];
   const session: TeeSession = new TeeSession(rec.dir, secrets, (f) => {
-    if (f.type === FRAME_STORE_REQUEST) for (const b of storeAnswer(p, rec, f)) session.write(b);
+    if (f.type === FRAME_STORE_REQUEST) for (const b of storeAnswer(p, rec, f, hostile)) session.write(b);
+    if (f.type === FRAME_RESULT && f.code === TEE_ERRORS.internal) internal.push(f.payload.toString());
   });
   let id = 1;
-  const first = init(p, rec, id++);
-  if (first !== undefined) session.write(first);
+  const first = init(p, rec, id);
+  if (first !== undefined) {
+    // the host waits for init (it reads sealed state through storage requests) before anything else
+    const answer = session.result(id, 1000);
+    session.write(first);
+    await answer;
+  }
+  hostile = true;
+  id++;
   for (let n = p.range(1, 25); n > 0 && session.failure === undefined; n--) {
     const batch: Buffer[] = [];
     for (let k = p.chance(0.8) ? 1 : p.range(2, 6); k > 0; k--) batch.push(command(p, rec, p.chance(0.05) ? id - 1 : id++));
@@ -74,7 +93,7 @@ async function runCase(p: Prng, rec: Recording, secrets: Buffer[]): Promise<{ se
   const expectedExit = p.chance(0.1) ? FRAMING_EXIT_CODE : 0;
   if (session.failure !== undefined) await session.kill();
   else await session.end(expectedExit === 0 ? undefined : p.pick(FRAMING_ATTACKS)(p.pick(rec.commands)), expectedExit);
-  return { session, expectedExit };
+  return { session, expectedExit, internal };
 }
 
 export async function fuzzTee(o: RunOptions): Promise<TargetResult> {
@@ -85,14 +104,18 @@ export async function fuzzTee(o: RunOptions): Promise<TargetResult> {
     const end = Date.now() + o.ms;
     let index = 0;
     let failure: string | undefined;
+    const internal = new Map<string, number>();
     while (Date.now() < end && failure === undefined) {
-      const { session, expectedExit } = await runCase(new Prng(o.seed, TEE_STREAM, index), rec, secrets);
+      const outcome = await runCase(new Prng(o.seed, TEE_STREAM, index), rec, secrets);
+      const { session, expectedExit } = outcome;
+      for (const detail of outcome.internal) internal.set(detail, (internal.get(detail) ?? 0) + 1);
       recent.push({ index, events: session.events, expectedExit });
       if (recent.length > KEPT_CASES) recent.shift();
       failure = session.failure;
       index++;
     }
-    o.log(`tee: ${index} cases (${rec.commands.length} recorded commands, ${rec.storeAnswers.size} recorded storage requests, ${rec.secrets.length} secrets watched)`);
+    o.log(`tee: ${index} cases (${rec.commands.length} recorded commands, ${rec.storeAnswers.size} recorded storage requests, ${rec.secrets.length} secrets watched); ${[...internal.values()].reduce((a, b) => a + b, 0)} internal-error answers`);
+    for (const [detail, n] of [...internal].slice(0, 5)) o.log(`  internal (${n}x): ${detail}`);
     if (failure === undefined) return {};
     const fixture: TeeFixture = {
       deviceSecretPath: rec.deviceSecretPath,
