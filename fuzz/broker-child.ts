@@ -38,11 +38,19 @@ interface LogLine {
   err?: { message?: string };
 }
 
+/** A child still running when the harness exits (an overrun, an exception) is killed with it. */
+export function killOnExit(child: ChildProcess): void {
+  const kill = (): void => void child.kill('SIGKILL');
+  process.once('exit', kill);
+  child.once('exit', () => process.off('exit', kill));
+}
+
 export function startBrokerChild(dataDir: string): Promise<BrokerChild> {
   const configPath = join(dataDir, 'fuzz-config.json');
   writeFileSync(configPath, JSON.stringify(FUZZ_BROKER_CONFIG));
   const args = ['--initial-old-space-size=64', '--no-lazy-feedback-allocation', CLI, 'broker', '--host', '127.0.0.1', '--port', '0', '--data', dataDir, '--config', configPath, '--protect', 'secure/#'];
   const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  killOnExit(child);
   const lines: string[] = [];
   let partial = '';
   let port = 0;

@@ -47,8 +47,15 @@ async function replay(path: string): Promise<boolean> {
   return r.failure === undefined;
 }
 
+/** However slow the machine, a run ends: cases are bounded, but a stuck harness must not stall CI. */
+const OVERRUN_MS = 90_000;
+
 async function main(flags: Flags): Promise<boolean> {
   if (flags.replay !== undefined) return replay(flags.replay);
+  setTimeout(() => {
+    log(`fuzz: the run overran its ${flags.seconds} s by ${OVERRUN_MS / 1000} s; stopping`);
+    process.exit(1);
+  }, flags.seconds * 1000 + OVERRUN_MS).unref();
   const seed = flags.seed ?? randomInt(0, 2 ** 32);
   log(`fuzz seed ${seed} (again: npm run fuzz -- --seed ${seed} --seconds ${flags.seconds} --target ${flags.target})`);
   const ms = flags.seconds * 1000;

@@ -2,6 +2,7 @@
 // sends back is checked for secrets, and the case ends with a liveness probe and its exit status.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { killOnExit } from './broker-child.js';
 import type { StreamEvent } from './case-file.js';
 import { HANG_MS } from './probe.js';
 import { FRAME_COMMAND, FRAME_RESULT, FrameReader, frameBytes, type RecordedFrame } from './tee-frames.js';
@@ -29,6 +30,7 @@ export class TeeSession {
   /** `cwd`: the recording's folder; `onFrame`: the host's reaction to each frame (storage answers). */
   constructor(cwd: string, private readonly secrets: readonly Buffer[], onFrame: (f: RecordedFrame) => void) {
     this.child = spawn(process.execPath, [TEE_MAIN], { cwd, env: {}, stdio: ['pipe', 'pipe', 'pipe'] });
+    killOnExit(this.child);
     this.child.stdin!.on('error', () => undefined); // writing after it ended: its exit says why
     this.child.stderr!.setEncoding('utf8');
     this.child.stderr!.on('data', (t: string) => this.stderr.push(t));
