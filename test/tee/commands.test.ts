@@ -7,6 +7,7 @@ import {
   EnrolmentError, ReplayWindow, buildEnrolmentRequest, buildRotationRequest, generateClientKeyBytes, openEnvelope, verifyEndorsement, verifyKeyResponse,
 } from '../../src/client/crypto/index.js';
 import { issueToken, signPolicy, signRevocation } from '../../src/protect/operator.js';
+import { Reader, Writer } from '../../src/tee/bytes.js';
 import { Dispatcher } from '../../src/tee/commands.js';
 import { CMD } from '../../src/tee/wire.js';
 import { measureTrustedCode } from '../../src/tee/core.js';
@@ -240,6 +241,14 @@ test('the dispatcher refuses commands before init, unknown commands and truncate
   assert.equal(await code(() => d.handle(CMD.groupRewrap, new Uint8Array(0))), 'not-initialised');
   assert.equal(await code(() => d.handle(0x01, new Uint8Array(3))), 'bad-request');
   assert.equal(await code(() => d.handle(0x7f, new Uint8Array(0))), 'unknown-command');
+});
+
+test('a string parameter that is not UTF-8 is refused as bad-request, not as an internal error', async () => {
+  // found by the fuzzer: the decoder's TypeError was answered as 'internal'
+  assert.throws(() => new Reader(Uint8Array.of(2, 0xc3, 0x28)).str8('identity'), (e: unknown) => e instanceof RangeError && /identity is not valid UTF-8/.test(e.message));
+  const d = new Dispatcher({ get: async () => undefined, put: async () => undefined, delete: async () => undefined }, TEE_DIST);
+  const init = new Writer().u8(0).u32(8).raw(new Uint8Array(32)).u16(2).raw(Uint8Array.of(0xc3, 0x28)).finish();
+  await assert.rejects(async () => d.handle(CMD.init, init), (e: unknown) => e instanceof TeeError && e.code === 'bad-request' && /not valid UTF-8/.test(e.detail));
 });
 
 test('a different operator key than the pinned one is refused at start', async () => {
