@@ -1,12 +1,13 @@
 // Target 1: the broker as a child process, several fuzzed connections per case, a liveness probe
 // and an RSS bound throughout. A crash, a hang or RSS past the bound ends the run and writes the
 // last cases' bytes out for --replay.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBrokerChild, type BrokerChild } from './broker-child.js';
-import { writeFailure, type BrokerCaseRecord } from './case-file.js';
+import { failurePath, writeFailure, type BrokerCaseRecord } from './case-file.js';
 import { enrolAndSeal } from './envelopes.js';
+import type { EnvelopePool } from './mqtt-gen.js';
 import { Prng } from './prng.js';
 import { HANG_MS, Probe } from './probe.js';
 import { mib, RssMonitor } from './rss.js';
@@ -65,8 +66,10 @@ function alive(pid: number): boolean {
   }
 }
 
-async function withBroker<T>(body: (broker: BrokerChild, dataDir: string) => Promise<T>): Promise<T> {
+/** Runs `body` with a broker started on a fresh data folder, or on a copy of `from`. */
+async function withBroker<T>(body: (broker: BrokerChild, dataDir: string) => Promise<T>, from?: string): Promise<T> {
   const dataDir = mkdtempSync(join(tmpdir(), 'mqt-tz-fuzz-broker-'));
+  if (from !== undefined) cpSync(from, dataDir, { recursive: true });
   let broker: BrokerChild | undefined;
   try {
     broker = await startBrokerChild(dataDir);
@@ -83,47 +86,70 @@ async function describe(failure: string, broker: BrokerChild): Promise<string> {
   return broker.exit === undefined ? failure : `${failure}\n${broker.tail().filter((l) => !l.startsWith('{')).join('\n')}`;
 }
 
+interface CasesRun {
+  failure: string | undefined;
+  /** Index of the last case started. */
+  last: number;
+  /** The cases kept for the failure file. */
+  recent: BrokerCaseRecord[];
+}
+
+/** Runs cases in LANES lanes until the time is up or the watch sees a failure. */
+async function runCases(o: RunOptions, broker: BrokerChild, envelopes: EnvelopePool): Promise<CasesRun> {
+  const probe = await Probe.start(broker.port);
+  const rss = new RssMonitor({ broker: broker.pid, tee: broker.teePid }, Math.min(30_000, o.ms / 4), o.rssLog);
+  const watch = new Watch(broker, probe, rss);
+  const recent: BrokerCaseRecord[] = [];
+  const started = Date.now();
+  const end = started + o.ms;
+  let index = 0;
+  let connections = 0;
+  let writes = 0;
+  const lane = async (): Promise<void> => {
+    while (Date.now() < end && watch.failure === undefined) {
+      const p = new Prng(o.seed, BROKER_STREAM, index);
+      const record: BrokerCaseRecord = { index: index++, startedAt: Date.now() - started, connections: [] };
+      recent.push(record);
+      while (recent[0]!.startedAt < record.startedAt - KEPT_MS) recent.shift();
+      const scripts = caseScripts(p, envelopes);
+      await runCase(broker.port, scripts, p.fork(0xacc), record.connections);
+      connections += scripts.length;
+      for (const c of record.connections) writes += c.events.length;
+    }
+  };
+  await Promise.all(Array.from({ length: LANES }, lane));
+  if (watch.failure === undefined) await new Promise((resolve) => setTimeout(resolve, 600)); // the last case's effects
+  watch.stop();
+  await probe.stop();
+  const s = rss.summary();
+  o.log(`broker: ${index} cases, ${connections} connections, ${writes} writes; probe ${probe.roundTrips} round trips, slowest ${probe.maxRoundTripMs} ms; ` +
+    `RSS: warm-up peak ${mib(s.baseline)}, then max ${mib(s.max)}, end ${mib(s.end)}, lowest in the first / last minute ${mib(s.firstFloor)} / ${mib(s.lastFloor)}; ` +
+    `${broker.errorCount} error lines in the broker log`);
+  for (const e of broker.errors.slice(0, 5)) o.log(`  broker logged: ${e}`);
+  return { failure: watch.failure, last: index - 1, recent: recent.filter((c) => c.connections.some((r) => r.events.length > 0)) };
+}
+
 export function fuzzBroker(o: RunOptions): Promise<TargetResult> {
   return withBroker(async (broker, dataDir) => {
     const envelopes = await enrolAndSeal(broker.port, dataDir, broker.fingerprint);
-    const probe = await Probe.start(broker.port);
-    const rss = new RssMonitor({ broker: broker.pid, tee: broker.teePid }, Math.min(30_000, o.ms / 4), o.rssLog);
-    const watch = new Watch(broker, probe, rss);
-    const recent: BrokerCaseRecord[] = [];
-    const started = Date.now();
-    const end = started + o.ms;
-    let index = 0;
-    let connections = 0;
-    let writes = 0;
-    const lane = async (): Promise<void> => {
-      while (Date.now() < end && watch.failure === undefined) {
-        const p = new Prng(o.seed, BROKER_STREAM, index);
-        const record: BrokerCaseRecord = { index: index++, startedAt: Date.now() - started, connections: [] };
-        recent.push(record);
-        while (recent[0]!.startedAt < record.startedAt - KEPT_MS) recent.shift();
-        const scripts = caseScripts(p, envelopes);
-        await runCase(broker.port, scripts, p.fork(0xacc), record.connections);
-        connections += scripts.length;
-        for (const c of record.connections) writes += c.events.length;
-      }
-    };
-    await Promise.all(Array.from({ length: LANES }, lane));
-    if (watch.failure === undefined) await new Promise((resolve) => setTimeout(resolve, 600)); // the last case's effects
-    watch.stop();
-    await probe.stop();
-    const s = rss.summary();
-    o.log(`broker: ${index} cases, ${connections} connections, ${writes} writes; probe ${probe.roundTrips} round trips, slowest ${probe.maxRoundTripMs} ms; ` +
-      `RSS after warm-up ${mib(s.start)}, end ${mib(s.end)}, max ${mib(s.max)}; ${broker.errorCount} error lines in the broker log`);
-    for (const e of broker.errors.slice(0, 5)) o.log(`  broker logged: ${e}`);
-    if (watch.failure === undefined) return {};
-    const failure = await describe(watch.failure, broker);
-    const failureFile = writeFailure({ target: 'broker', seed: o.seed, caseIndex: index - 1, failure, cases: recent.filter((c) => c.connections.some((r) => r.events.length > 0)) });
-    return { failure, failureFile };
+    // The data folder as the cases found it (enrolled keys): a failure keeps it for the replay.
+    const snapshot = mkdtempSync(join(tmpdir(), 'mqt-tz-fuzz-snapshot-'));
+    try {
+      cpSync(dataDir, snapshot, { recursive: true });
+      const run = await runCases(o, broker, envelopes);
+      if (run.failure === undefined) return {};
+      const failure = await describe(run.failure, broker);
+      const data = failurePath('broker', o.seed, run.last, '.data');
+      cpSync(snapshot, data, { recursive: true });
+      return { failure, failureFile: writeFailure({ target: 'broker', seed: o.seed, caseIndex: run.last, failure, data, cases: run.recent }) };
+    } finally {
+      rmSync(snapshot, { recursive: true, force: true });
+    }
   });
 }
 
 /** Sends a failure file's cases to a fresh broker and says whether the failure comes back. */
-export function replayBroker(cases: readonly BrokerCaseRecord[], log: (line: string) => void): Promise<TargetResult> {
+export function replayBroker(cases: readonly BrokerCaseRecord[], data: string | undefined, log: (line: string) => void): Promise<TargetResult> {
   return withBroker(async (broker) => {
     const probe = await Probe.start(broker.port);
     const rss = new RssMonitor({ broker: broker.pid }, 0, undefined);
@@ -140,5 +166,5 @@ export function replayBroker(cases: readonly BrokerCaseRecord[], log: (line: str
     watch.stop();
     await probe.stop();
     return watch.failure === undefined ? {} : { failure: await describe(watch.failure, broker) };
-  });
+  }, data !== undefined && existsSync(data) ? data : undefined);
 }

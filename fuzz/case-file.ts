@@ -40,14 +40,27 @@ export interface TeeFixture {
 }
 
 export type FailureFile =
-  | { target: 'broker'; seed: number; caseIndex: number; failure: string; cases: BrokerCaseRecord[] }
+  | {
+      target: 'broker';
+      seed: number;
+      caseIndex: number;
+      failure: string;
+      /** Copy of the broker's data folder taken after the harness enrolled its identities: a replay starts on it, so the recorded envelopes are still valid. */
+      data?: string;
+      cases: BrokerCaseRecord[];
+    }
   | { target: 'tee'; seed: number; caseIndex: number; failure: string; fixture: TeeFixture; cases: TeeCaseRecord[] };
 
 export const FAILURE_DIR = join('.tmp', 'fuzz');
 
-export function writeFailure(f: FailureFile): string {
+/** Where the failure file of this run goes (and, beside it, what else it keeps). */
+export function failurePath(target: string, seed: number, caseIndex: number, suffix = '.json'): string {
   mkdirSync(FAILURE_DIR, { recursive: true });
-  const path = join(FAILURE_DIR, `${f.target}-seed${f.seed}-case${f.caseIndex}.json`);
+  return join(FAILURE_DIR, `${target}-seed${seed}-case${caseIndex}${suffix}`);
+}
+
+export function writeFailure(f: FailureFile): string {
+  const path = failurePath(f.target, f.seed, f.caseIndex);
   writeFileSync(path, `${JSON.stringify(f, null, 1)}\n`);
   return path;
 }

@@ -42,7 +42,7 @@ function report(name: string, r: TargetResult): boolean {
 async function replay(path: string): Promise<boolean> {
   const f = readFailure(path);
   log(`replaying ${path}: target ${f.target}, seed ${f.seed}, case ${f.caseIndex}, failure was: ${f.failure.split('\n')[0]}`);
-  const r = f.target === 'broker' ? await replayBroker(f.cases, log) : await replayTee(f.fixture, f.cases, log);
+  const r = f.target === 'broker' ? await replayBroker(f.cases, f.data, log) : await replayTee(f.fixture, f.cases, log);
   log(r.failure === undefined ? 'replay: the failure did not come back' : `replay: reproduced: ${r.failure}`);
   return r.failure === undefined;
 }

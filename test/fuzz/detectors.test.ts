@@ -4,6 +4,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,6 +52,28 @@ describe('fuzz failure detectors: broker', () => {
       assert.match(crash.failure!, /^crash: the broker process ended \(signal SIGSEGV\)/);
     } finally {
       crash.stop();
+    }
+  });
+});
+
+describe('fuzz failure detectors: memory', () => {
+  it('reports RSS that grows past the bound after the warm-up and stays there', async () => {
+    // a process that holds 200 MiB more once the warm-up is over
+    const child = spawn(process.execPath, ['-e', 'setTimeout(() => { globalThis.held = Buffer.alloc(200 * 1024 * 1024, 1); }, 1500); setInterval(() => {}, 1000);']);
+    try {
+      const rss = new RssMonitor({ grower: child.pid }, 1000, undefined);
+      let failure: string | undefined;
+      const deadline = Date.now() + 8000;
+      while (failure === undefined && Date.now() < deadline) {
+        failure = rss.sample();
+        if (Date.now() < 1400) assert.equal(failure, undefined);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      assert.match(failure ?? '', /^RSS .* passed the bound .* for 3 samples in a row$/);
+      const s = rss.summary();
+      assert.ok(s.max! > s.baseline! + 150 * 1024 * 1024, 'the summary shows the growth');
+    } finally {
+      child.kill('SIGKILL');
     }
   });
 });
