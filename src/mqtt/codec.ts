@@ -22,6 +22,7 @@ interface ParserInternals {
   _pos: number;
   _stateCounter: number;
   _parseString(): string | null;
+  _parseBuffer(): Buffer | null;
 }
 
 export interface DecoderEvents {
@@ -40,6 +41,12 @@ export class Decoder {
   private failed = false;
   /** Set while parsing a packet that holds a string which is not well-formed UTF-8 or has U+0000. */
   private badString = false;
+  /**
+   * Set when a string or binary field runs past the end of its packet: mqtt-packet then gives the
+   * field as null without an error (in properties: a user property or content type of null, which
+   * crashed the broker when the message was encoded for a subscriber).
+   */
+  private cutField = false;
   /** MQTT 5 PUBLISHes carry a properties length the fast path must read. */
   private v5 = false;
   /**
@@ -64,7 +71,9 @@ export class Decoder {
       // mqtt-packet decodes strings leniently and lets DUP through on QoS 0; both are malformed.
       const problem = this.badString
         ? 'a string is not well-formed UTF-8 or contains U+0000 (MQTT-1.5.4-1/2)'
-        : p.cmd === 'publish' && p.qos === 0 && p.dup
+        : this.cutField
+          ? 'a string or binary field runs past the end of its packet'
+          : p.cmd === 'publish' && p.qos === 0 && p.dup
           ? 'DUP flag set on a QoS 0 PUBLISH (MQTT-3.3.1-2)'
           : undefined;
       if (problem !== undefined) {
@@ -87,18 +96,30 @@ export class Decoder {
     });
   }
 
-  /** Wraps the parser's string reader to validate the raw bytes of every UTF-8 string field. */
+  /**
+   * Wraps the parser's string and binary readers: every UTF-8 string field's raw bytes are
+   * validated, and a field cut short (null) is caught, since the parser reads on without an error.
+   */
   private checkStrings(): void {
     const internals = this.parser as unknown as ParserInternals;
     const parseString = internals._parseString;
-    if (typeof parseString !== 'function') throw new Error('mqtt-packet parser has no _parseString: update Decoder.checkStrings');
+    const parseBuffer = internals._parseBuffer;
+    if (typeof parseString !== 'function' || typeof parseBuffer !== 'function') {
+      throw new Error('mqtt-packet parser has no _parseString or _parseBuffer: update Decoder.checkStrings');
+    }
     internals._parseString = () => {
       const start = internals._pos + 2;
       const result = parseString.call(internals);
-      if (result !== null) {
+      if (result === null) this.cutField = true;
+      else {
         const bytes = internals._list.slice(start, internals._pos);
         if (!isUtf8(bytes) || bytes.includes(0)) this.badString = true;
       }
+      return result;
+    };
+    internals._parseBuffer = () => {
+      const result = parseBuffer.call(internals);
+      if (result === null) this.cutField = true;
       return result;
     };
   }

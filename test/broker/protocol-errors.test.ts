@@ -53,6 +53,27 @@ describe('malformed input', () => {
     }
   }
 
+  // found by the fuzzer: mqtt-packet reads such a field as null without an error; a user property
+  // of null reached a subscriber's PUBLISH encoding and crashed the broker
+  const cutFields: [string, number[]][] = [
+    ['user property value', [0x30, 0x0a, 0x00, 0x01, 0x61, 0x06, 0x26, 0x00, 0x01, 0x6b, 0x00, 0x05]],
+    ['content type', [0x30, 0x07, 0x00, 0x01, 0x61, 0x03, 0x03, 0x00, 0x09]],
+    ['correlation data', [0x30, 0x07, 0x00, 0x01, 0x61, 0x03, 0x09, 0x00, 0x09]],
+  ];
+  for (const [name, bytes] of cutFields) {
+    test(`v5: a PUBLISH whose ${name} runs past the end of the packet is malformed (0x81) and reaches no subscriber`, async () => {
+      const inbox = await tb.watch('a');
+      const raw = await tb.raw(5);
+      await raw.connect({ clientId: unique('cut-field') });
+      const malformedBefore = tb.broker.counters.malformedPackets;
+      raw.write(Buffer.from(bytes));
+      assert.deepEqual(codes(await raw.closedByBroker()), [['disconnect', 0x81]]);
+      assert.equal(tb.broker.counters.malformedPackets, malformedBefore + 1, 'counted');
+      await tb.publish('a', 'well formed');
+      assert.equal((await inbox.next()).payload, 'well formed', 'the cut packet was not delivered');
+    });
+  }
+
   test('bytes that are not MQTT before CONNECT close the connection without an answer', async () => {
     const stillServed = await bystander();
     const raw = await tb.raw(4);
