@@ -29,10 +29,12 @@ export interface TeeCaseRecord {
   expectedExit: number;
 }
 
-/** What a replay of a trusted-component case needs besides the bytes: the sealed state it ran on. */
+/** What a replay of a trusted-component case needs besides the bytes: the state it ran on. */
 export interface TeeFixture {
-  deviceSecretPath: string;
-  deviceSecretHex: string;
+  /** The folder the trusted process keeps its own state in (device secret): its path is inside the recorded init command. */
+  stateDir: string;
+  /** A copy of that folder as every case started with it. */
+  state: string;
   /** The liveness command (answered without storage): its code and parameters. */
   probe: { code: number; payloadHex: string };
   /** The secrets no frame from the trusted process may contain. */

@@ -2,7 +2,7 @@
 // `process` backend), with the pipe tapped: the frames recorded here are what the hostile host
 // later replays and mutates. Also collects the secrets the trusted side must never send back.
 import { createDecipheriv, hkdfSync } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildEnrolmentRequest, buildRotationRequest, verifyKeyResponse } from '../src/client/crypto/enrol.js';
@@ -17,9 +17,11 @@ import { encodeEndorsementBody, LABELS } from '../src/tee/messages.js';
 import { FRAME_COMMAND, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FrameReader, type RecordedFrame } from './tee-frames.js';
 
 export interface Recording {
-  /** Folder the trusted process ran in (its device secret is inside). */
+  /** Folder of the recording: the trusted process runs in it. */
   dir: string;
-  deviceSecretPath: string;
+  /** The trusted process's own state folder (device secret), restored from `snapshot` before each case. */
+  stateDir: string;
+  snapshot: string;
   /** The first command of the session (init), replayed before the others. */
   init: RecordedFrame;
   /** Every other command the host sent, in order. */
@@ -87,7 +89,8 @@ class Recorder {
  */
 export async function recordSession(): Promise<Recording> {
   const dir = mkdtempSync(join(tmpdir(), 'mqt-tz-fuzz-tee-'));
-  const deviceSecretPath = join(dir, 'tee', 'device.secret');
+  const stateDir = join(dir, 'tee');
+  const deviceSecretPath = join(stateDir, 'device.secret');
   const operator = loadOrCreateOperatorKey(dir);
   const store = memoryStore();
   const recorder = new Recorder();
@@ -144,5 +147,7 @@ export async function recordSession(): Promise<Recording> {
   const init = commands.filter((f) => f.code === commands[0]?.code).at(-1); // the init of the restart
   const rest = commands.filter((f) => f.code !== init?.code);
   if (init === undefined || rest.length === 0) throw new Error('the recorded sessions hold no commands');
-  return { dir, deviceSecretPath, init, commands: rest, probe: rest[rest.length - 1]!, storeAnswers: recorder.storeAnswers, secrets };
+  const snapshot = join(dir, 'state-snapshot');
+  cpSync(stateDir, snapshot, { recursive: true });
+  return { dir, stateDir, snapshot, init, commands: rest, probe: rest[rest.length - 1]!, storeAnswers: recorder.storeAnswers, secrets };
 }

@@ -3,10 +3,10 @@
 // commands (replayed, mutated, with other commands' parameters or unknown codes), answers its
 // storage requests with recorded, mutated, missing, repeated or misaddressed answers, then checks
 // it still answers (no hang), exits as the protocol says (no crash) and never sent a secret.
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { RunOptions, TargetResult } from './broker-target.js';
-import { writeFailure, type TeeCaseRecord, type TeeFixture } from './case-file.js';
+import { failurePath, writeFailure, type TeeCaseRecord, type TeeFixture } from './case-file.js';
 import { mutate } from './mutate.js';
 import { Prng } from './prng.js';
 import { TEE_ERRORS } from '../src/tee/errors.js';
@@ -65,7 +65,14 @@ interface CaseOutcome {
   internal: string[];
 }
 
+/** Every case starts on the state the recording left (a case may change it: a device secret made anew). */
+function restoreState(stateDir: string, from: string): void {
+  rmSync(stateDir, { recursive: true, force: true });
+  cpSync(from, stateDir, { recursive: true });
+}
+
 async function runCase(p: Prng, rec: Recording, secrets: Buffer[]): Promise<CaseOutcome> {
+  restoreState(rec.stateDir, rec.snapshot);
   let hostile = false;
   const internal: string[] = [];
   const session: TeeSession = new TeeSession(rec.dir, secrets, (f) => {
@@ -117,9 +124,11 @@ export async function fuzzTee(o: RunOptions): Promise<TargetResult> {
     o.log(`tee: ${index} cases (${rec.commands.length} recorded commands, ${rec.storeAnswers.size} recorded storage requests, ${rec.secrets.length} secrets watched); ${[...internal.values()].reduce((a, b) => a + b, 0)} internal-error answers`);
     for (const [detail, n] of [...internal].slice(0, 5)) o.log(`  internal (${n}x): ${detail}`);
     if (failure === undefined) return {};
+    const state = failurePath('tee', o.seed, index - 1, '.state');
+    cpSync(rec.snapshot, state, { recursive: true });
     const fixture: TeeFixture = {
-      deviceSecretPath: rec.deviceSecretPath,
-      deviceSecretHex: readFileSync(rec.deviceSecretPath).toString('hex'),
+      stateDir: rec.stateDir,
+      state,
       probe: { code: rec.probe.code, payloadHex: rec.probe.payload.toString('hex') },
       secretsHex: rec.secrets.map((s) => s.toString('hex')),
     };
@@ -131,15 +140,15 @@ export async function fuzzTee(o: RunOptions): Promise<TargetResult> {
 
 /** Writes each recorded case's bytes again, at the same times, to a fresh trusted process. */
 export async function replayTee(fixture: TeeFixture, cases: readonly TeeCaseRecord[], log: (line: string) => void): Promise<TargetResult> {
-  const dir = dirname(dirname(fixture.deviceSecretPath));
-  const created = !existsSync(dir);
-  mkdirSync(dirname(fixture.deviceSecretPath), { recursive: true });
-  if (!existsSync(fixture.deviceSecretPath)) writeFileSync(fixture.deviceSecretPath, Buffer.from(fixture.deviceSecretHex, 'hex'), { mode: 0o600 });
+  // The recorded init names the state folder by its path: the replay recreates it there.
+  const dir = dirname(fixture.stateDir);
+  if (existsSync(dir)) throw new Error(`${dir} exists: the replay recreates the trusted state there and will not overwrite it`);
   const probe: RecordedFrame = { type: FRAME_COMMAND, id: 0, code: fixture.probe.code, payload: Buffer.from(fixture.probe.payloadHex, 'hex') };
   const secrets = needles(fixture.secretsHex.map((h) => Buffer.from(h, 'hex')));
   try {
     for (const c of cases) {
       log(`replaying case ${c.index} (${c.events.length} writes)`);
+      restoreState(fixture.stateDir, fixture.state);
       const session = new TeeSession(dir, secrets, () => undefined);
       const started = Date.now();
       for (const e of c.events) {
@@ -153,6 +162,6 @@ export async function replayTee(fixture: TeeFixture, cases: readonly TeeCaseReco
     }
     return {};
   } finally {
-    if (created) rmSync(dir, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
   }
 }
