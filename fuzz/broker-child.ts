@@ -20,7 +20,7 @@ export interface BrokerChild {
   readonly fingerprint: string;
   /** Set once the process has exited, with how. */
   exit: string | undefined;
-  /** Log lines at level error, as `msg: err.message`, and their count. */
+  /** Log lines at level error, as `msg: err.message (first stack frames)`, and their count. */
   readonly errors: string[];
   errorCount: number;
   /** The last lines of its stderr (log and any stack trace). */
@@ -35,7 +35,7 @@ interface LogLine {
   transport?: string;
   teePid?: number;
   fingerprint?: string;
-  err?: { message?: string };
+  err?: { message?: string; stack?: string };
 }
 
 /** A child still running when the harness exits (an overrun, an exception) is killed with it. */
@@ -80,7 +80,9 @@ export function startBrokerChild(dataDir: string): Promise<BrokerChild> {
     }
     if ((entry.level ?? 0) >= 50) {
       state.errorCount++;
-      if (state.errors.length < 20) state.errors.push(`${entry.msg ?? ''}: ${entry.err?.message ?? ''}`);
+      // the first frames of the stack say where a caught failure comes from
+      const at = (entry.err?.stack ?? '').split('\n').slice(1, 4).map((l) => l.trim()).join(' < ');
+      if (state.errors.length < 20) state.errors.push(`${entry.msg ?? ''}: ${entry.err?.message ?? ''}${at === '' ? '' : ` (${at})`}`);
     }
     if (port !== 0 && teePid !== 0) ready?.();
   };
