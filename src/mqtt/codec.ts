@@ -23,6 +23,7 @@ interface ParserInternals {
   _stateCounter: number;
   _parseString(): string | null;
   _parseBuffer(): Buffer | null;
+  _parseNum(): number;
 }
 
 export interface DecoderEvents {
@@ -42,9 +43,10 @@ export class Decoder {
   /** Set while parsing a packet that holds a string which is not well-formed UTF-8 or has U+0000. */
   private badString = false;
   /**
-   * Set when a string or binary field runs past the end of its packet: mqtt-packet then gives the
-   * field as null without an error (in properties: a user property or content type of null, which
-   * crashed the broker when the message was encoded for a subscriber).
+   * Set when a field runs past the end of its packet: mqtt-packet then gives a string or binary
+   * field as null and a two-byte integer as -1, without an error (a user property of null crashed
+   * the broker when the message was encoded for a subscriber; a packet id of -1 failed the PUBCOMP
+   * or PUBACK that echoed it).
    */
   private cutField = false;
   /** MQTT 5 PUBLISHes carry a properties length the fast path must read. */
@@ -72,7 +74,7 @@ export class Decoder {
       const problem = this.badString
         ? 'a string is not well-formed UTF-8 or contains U+0000 (MQTT-1.5.4-1/2)'
         : this.cutField
-          ? 'a string or binary field runs past the end of its packet'
+          ? 'a field runs past the end of its packet'
           : p.cmd === 'publish' && p.qos === 0 && p.dup
           ? 'DUP flag set on a QoS 0 PUBLISH (MQTT-3.3.1-2)'
           : undefined;
@@ -97,15 +99,17 @@ export class Decoder {
   }
 
   /**
-   * Wraps the parser's string and binary readers: every UTF-8 string field's raw bytes are
-   * validated, and a field cut short (null) is caught, since the parser reads on without an error.
+   * Wraps the parser's string, binary and two-byte integer readers: every UTF-8 string field's raw
+   * bytes are validated, and a field cut short (null, -1) is caught, since the parser reads on
+   * without an error.
    */
   private checkStrings(): void {
     const internals = this.parser as unknown as ParserInternals;
     const parseString = internals._parseString;
     const parseBuffer = internals._parseBuffer;
-    if (typeof parseString !== 'function' || typeof parseBuffer !== 'function') {
-      throw new Error('mqtt-packet parser has no _parseString or _parseBuffer: update Decoder.checkStrings');
+    const parseNum = internals._parseNum;
+    if (typeof parseString !== 'function' || typeof parseBuffer !== 'function' || typeof parseNum !== 'function') {
+      throw new Error('mqtt-packet parser has no _parseString, _parseBuffer or _parseNum: update Decoder.checkStrings');
     }
     internals._parseString = () => {
       const start = internals._pos + 2;
@@ -120,6 +124,11 @@ export class Decoder {
     internals._parseBuffer = () => {
       const result = parseBuffer.call(internals);
       if (result === null) this.cutField = true;
+      return result;
+    };
+    internals._parseNum = () => {
+      const result = parseNum.call(internals);
+      if (result === -1) this.cutField = true;
       return result;
     };
   }
