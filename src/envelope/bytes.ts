@@ -32,8 +32,13 @@ export function utf8Name(text: string): Bytes {
   return b;
 }
 
-export function fromUtf8(bytes: Uint8Array): string {
-  return utf8Decoder.decode(bytes);
+/** Throws a RangeError naming `what` (a malformed input, not a fault of the code) unless the bytes are UTF-8. */
+export function fromUtf8(bytes: Uint8Array, what = 'string'): string {
+  try {
+    return utf8Decoder.decode(bytes);
+  } catch {
+    throw new RangeError(`${what} is not valid UTF-8`);
+  }
 }
 
 export function concat(...parts: readonly Uint8Array[]): Bytes {
@@ -166,11 +171,11 @@ export class Reader {
   }
   /** u8 length-prefixed UTF-8 string. */
   str8(what = 'string'): string {
-    return fromUtf8(this.take(this.u8(what), what));
+    return fromUtf8(this.take(this.u8(what), what), what);
   }
   /** u16 length-prefixed UTF-8 string. */
   str16(what = 'string'): string {
-    return fromUtf8(this.take(this.u16(what), what));
+    return fromUtf8(this.take(this.u16(what), what), what);
   }
   bytes16(what = 'bytes'): Uint8Array {
     return this.take(this.u16(what), what);

@@ -49,7 +49,7 @@ export class Decoder implements ParserHolder {
   constructor(private readonly maxPacketSize: number, private readonly events: DecoderEvents) {}
 
   /** @internal (LentParser) a packet from the borrowed parser. */
-  parsed(p: Packet, badString: boolean): void {
+  parsed(p: Packet, fieldProblem: string | undefined): void {
     if (this.failed) return;
     const total = totalPacketSize(p.length ?? 0);
     if (total > this.maxPacketSize) {
@@ -57,9 +57,10 @@ export class Decoder implements ParserHolder {
       this.events.onTooLarge(total);
       return;
     }
-    // mqtt-packet decodes strings leniently and lets DUP through on QoS 0; both are malformed.
-    const problem = badString
-      ? 'a string is not well-formed UTF-8 or contains U+0000 (MQTT-1.5.4-1/2)'
+    // mqtt-packet decodes strings leniently, reads on past a field cut short, and lets DUP through
+    // on QoS 0: all malformed.
+    const problem = fieldProblem !== undefined
+      ? fieldProblem
       : p.cmd === 'publish' && p.qos === 0 && p.dup
         ? 'DUP flag set on a QoS 0 PUBLISH (MQTT-3.3.1-2)'
         : undefined;

@@ -17,12 +17,15 @@ export interface ParserInternals {
   _pos: number;
   _stateCounter: number;
   _parseString(): string | null;
+  _parseBuffer(): Buffer | null;
+  _parseNum(): number;
   parse(chunk: Buffer): number;
 }
 
 /** Who a lent parser reports to. */
 export interface ParserHolder {
-  parsed(packet: Packet, badString: boolean): void;
+  /** `fieldProblem`: a field of the packet is malformed in a way mqtt-packet lets through. */
+  parsed(packet: Packet, fieldProblem: string | undefined): void;
   parseError(err: Error): void;
 }
 
@@ -34,31 +37,62 @@ export class LentParser {
   holder: ParserHolder | undefined;
   /** A string of the packet being parsed is not well-formed UTF-8 or has U+0000. */
   private badString = false;
+  /**
+   * A field of the packet being parsed runs past its end: mqtt-packet then gives a string or binary
+   * field as null and a two-byte integer as -1, without an error (a user property of null crashed
+   * the broker when the message was encoded for a subscriber; a packet id of -1 failed the PUBCOMP
+   * or PUBACK that echoed it).
+   */
+  private cutField = false;
 
   constructor() {
     const parser = mqttPacket.parser();
     this.internals = parser as unknown as ParserInternals;
     this.checkStrings();
     parser.on('packet', (p: Packet) => {
-      const bad = this.badString;
-      this.badString = false;
-      this.holder?.parsed(p, bad);
+      const problem = this.badString
+        ? 'a string is not well-formed UTF-8 or contains U+0000 (MQTT-1.5.4-1/2)'
+        : this.cutField
+          ? 'a field runs past the end of its packet'
+          : undefined;
+      this.badString = this.cutField = false;
+      this.holder?.parsed(p, problem);
     });
-    parser.on('error', (err: Error) => this.holder?.parseError(err));
+    parser.on('error', (err: Error) => {
+      this.badString = this.cutField = false;
+      this.holder?.parseError(err);
+    });
   }
 
-  /** Wraps the parser's string reader to validate the raw bytes of every UTF-8 string field. */
+  /**
+   * Wraps the parser's string, binary and two-byte integer readers: every UTF-8 string field's raw
+   * bytes are validated, and a field cut short (null, -1) is caught, since the parser reads on
+   * without an error.
+   */
   private checkStrings(): void {
     const internals = this.internals;
-    const parseString = internals._parseString;
-    if (typeof parseString !== 'function') throw new Error('mqtt-packet parser has no _parseString: update LentParser.checkStrings');
+    const { _parseString: parseString, _parseBuffer: parseBuffer, _parseNum: parseNum } = internals;
+    if (typeof parseString !== 'function' || typeof parseBuffer !== 'function' || typeof parseNum !== 'function') {
+      throw new Error('mqtt-packet parser has no _parseString, _parseBuffer or _parseNum: update LentParser.checkStrings');
+    }
     internals._parseString = () => {
       const start = internals._pos + 2;
       const result = parseString.call(internals);
-      if (result !== null) {
+      if (result === null) this.cutField = true;
+      else {
         const bytes = internals._list.slice(start, internals._pos);
         if (!isUtf8(bytes) || bytes.includes(0)) this.badString = true;
       }
+      return result;
+    };
+    internals._parseBuffer = () => {
+      const result = parseBuffer.call(internals);
+      if (result === null) this.cutField = true;
+      return result;
+    };
+    internals._parseNum = () => {
+      const result = parseNum.call(internals);
+      if (result === -1) this.cutField = true;
       return result;
     };
   }

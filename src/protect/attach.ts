@@ -4,7 +4,7 @@ import type { AuthHooks, ClientInfo, MaybePromise } from '../auth/hooks.js';
 import type { Broker } from '../broker/broker.js';
 import { makeMessage } from '../broker/message.js';
 import type { TrustedComponent } from '../tee-client/host.js';
-import { ProtectedTopics } from './protected-topics.js';
+import { canHoldKey, ProtectedTopics } from './protected-topics.js';
 import { TeeRelay } from './tee-relay.js';
 import { TEE_TOPIC_PREFIX } from '../mqtt/tee-topics.js';
 
@@ -36,7 +36,8 @@ class EnrolledSubscribers implements AuthHooks {
     const allowed = this.inner.authorizeSubscribe(client, filter);
     if (!this.topics.coversFilter(filter)) return allowed;
     const identity = client.identity ?? '';
-    if (identity.length === 0) return false;
+    // asking the trusted component about an identity no envelope can name would be a bad request
+    if (!canHoldKey(identity)) return false;
     return Promise.resolve(allowed).then((ok) => ok && this.tee.isEnrolled(identity));
   }
 }

@@ -68,6 +68,12 @@ function covers(g: HostGroup, recipients: readonly string[]): boolean {
   return true;
 }
 
+/** An identity an envelope can name (1-255 bytes of UTF-8): only such a one can hold an enrolled key. */
+export function canHoldKey(identity: string): boolean {
+  // at most 3 UTF-8 bytes per UTF-16 unit: only long identities need counting
+  return identity.length > 0 && (identity.length <= 85 || Buffer.byteLength(identity) <= 255);
+}
+
 export class ProtectedTopics implements DeliveryStage {
   readonly counters: ProtectionCounters = {
     accepted: 0,
@@ -206,8 +212,7 @@ export class ProtectedTopics implements DeliveryStage {
     let slots: number[] | undefined;
     for (let i = 0; i < targets.length; i++) {
       const identity = targets[i]!.session.identity;
-      // at most 3 UTF-8 bytes per UTF-16 unit: only long identities need counting
-      if (identity.length > 0 && (identity.length <= 85 || Buffer.byteLength(identity) <= 255)) {
+      if (canHoldKey(identity)) {
         if (slots !== undefined) slots.push(i);
         recipients.push(identity);
       } else {

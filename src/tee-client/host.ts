@@ -147,6 +147,8 @@ export interface OpenOptions {
    * `mqt-tz tee serve`).
    */
   channel?: () => FrameChannel;
+  /** `process` backend: sees every byte crossing to and from the trusted side (the fuzzer records real sessions with it). */
+  tap?: PipeTap;
 }
 
 /** @internal A byte stream of frames to the trusted side and back (a child's pipes, a Unix socket). */
@@ -156,6 +158,12 @@ export interface FrameChannel {
   readonly output: Writable;
   /** Settles, with what happened, once the trusted side is gone (process exited, connection closed). */
   readonly gone: Promise<string>;
+}
+
+/** Observer of the frames to and from the trusted side: frames the host writes, chunks it reads. */
+export interface PipeTap {
+  toTee(frame: Uint8Array): void;
+  fromTee(chunk: Uint8Array): void;
 }
 
 /** @internal How the host reaches the trusted code: a pipe to its process, or a call in this one. */
@@ -199,10 +207,18 @@ class ProcessTransport implements Transport {
     private readonly store: BlobStore,
     private readonly latency: LatencyHistogram,
     private readonly channel: FrameChannel,
+    tap?: PipeTap,
   ) {
-    this.send = corkedWriter(channel.output);
+    const write = corkedWriter(channel.output);
+    this.send = tap === undefined ? write : (frame) => {
+      tap.toTee(frame);
+      write(frame);
+    };
     const decoder = new FrameDecoder((f) => this.onFrame(f));
-    channel.input.on('data', (chunk: Buffer) => decoder.push(chunk));
+    channel.input.on('data', (chunk: Buffer) => {
+      tap?.fromTee(chunk);
+      decoder.push(chunk);
+    });
     channel.output.on('error', () => undefined); // surfaced through `gone`
     this.exited = channel.gone.then((what) => {
       this.failure = new TeeError('internal', `trusted component ${what}`);
@@ -374,7 +390,7 @@ class Handle implements TrustedComponent {
 export async function openTrustedComponent(opts: OpenOptions): Promise<TrustedComponent> {
   if (opts.operatorPublicKey !== undefined && opts.operatorPublicKey.length !== 32) throw new RangeError('operatorPublicKey must be a raw 32-byte Ed25519 public key');
   const latency = new LatencyHistogram();
-  const transport = (opts.backend ?? 'process') === 'process' ? new ProcessTransport(opts.store, latency, (opts.channel ?? spawnTrustedProcess)()) : await inlineTransport(opts.store, latency);
+  const transport = (opts.backend ?? 'process') === 'process' ? new ProcessTransport(opts.store, latency, (opts.channel ?? spawnTrustedProcess)(), opts.tap) : await inlineTransport(opts.store, latency);
   const mode = opts.enrolmentMode === undefined ? NOT_ASKED : opts.enrolmentMode === 'open' ? MODE_OPEN : MODE_TOKEN;
   const build = opts.build === undefined ? NOT_ASKED : opts.build === 'benchmark' ? BUILD_BENCHMARK : BUILD_PRODUCTION;
   const init = new Writer().u32(opts.cacheSize ?? DEFAULT_KEY_CACHE_SIZE).str16(opts.stateDir).u8(mode).u8(build).raw(opts.operatorPublicKey ?? new Uint8Array(0)).finish();

@@ -53,6 +53,52 @@ describe('malformed input', () => {
     }
   }
 
+  // found by the fuzzer: mqtt-packet reads such a field as null (or a packet id as -1) without an
+  // error; a user property of null reached a subscriber's PUBLISH encoding and crashed the broker
+  const cutFields: [string, number[]][] = [
+    ['user property value', [0x30, 0x0a, 0x00, 0x01, 0x61, 0x06, 0x26, 0x00, 0x01, 0x6b, 0x00, 0x05]],
+    ['content type', [0x30, 0x07, 0x00, 0x01, 0x61, 0x03, 0x03, 0x00, 0x09]],
+    ['correlation data', [0x30, 0x07, 0x00, 0x01, 0x61, 0x03, 0x09, 0x00, 0x09]],
+  ];
+  for (const [name, bytes] of cutFields) {
+    test(`v5: a PUBLISH whose ${name} runs past the end of the packet is malformed (0x81) and reaches no subscriber`, async () => {
+      const inbox = await tb.watch('a');
+      const raw = await tb.raw(5);
+      await raw.connect({ clientId: unique('cut-field') });
+      const malformedBefore = tb.broker.counters.malformedPackets;
+      raw.write(Buffer.from(bytes));
+      assert.deepEqual(codes(await raw.closedByBroker()), [['disconnect', 0x81]]);
+      assert.equal(tb.broker.counters.malformedPackets, malformedBefore + 1, 'counted');
+      await tb.publish('a', 'well formed');
+      assert.equal((await inbox.next()).payload, 'well formed', 'the cut packet was not delivered');
+    });
+  }
+
+  const cutIds: [string, number[]][] = [
+    ['PUBREL', [0x62, 0x01, 0x05]],
+    ['PUBACK', [0x40, 0x00]],
+    ['QoS 1 PUBLISH', [0x32, 0x03, 0x00, 0x01, 0x61]],
+  ];
+  for (const protocolVersion of [4, 5] as const) {
+    for (const [name, bytes] of cutIds) {
+      test(`v${protocolVersion === 4 ? '3.1.1' : '5'}: a ${name} whose packet id is cut short is malformed, closes that connection only and routes nothing`, async () => {
+        const inbox = await tb.watch('a');
+        const raw = await tb.raw(protocolVersion);
+        await raw.connect({ clientId: unique('cut-id') });
+        const malformedBefore = tb.broker.counters.malformedPackets;
+        const errorsBefore = tb.broker.counters.handlerFailures;
+        raw.write(Buffer.from(bytes));
+        const rest = await raw.closedByBroker();
+        if (protocolVersion === 5) assert.deepEqual(codes(rest), [['disconnect', 0x81]]);
+        else assert.deepEqual(rest, []);
+        assert.equal(tb.broker.counters.malformedPackets, malformedBefore + 1, 'counted as malformed');
+        assert.equal(tb.broker.counters.handlerFailures, errorsBefore, 'no handler failed');
+        await tb.publish('a', 'well formed');
+        assert.equal((await inbox.next()).payload, 'well formed', 'the cut PUBLISH was not routed');
+      });
+    }
+  }
+
   test('bytes that are not MQTT before CONNECT close the connection without an answer', async () => {
     const stillServed = await bystander();
     const raw = await tb.raw(4);

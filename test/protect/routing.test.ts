@@ -156,6 +156,20 @@ describe('protected topics through the broker', () => {
     }
   });
 
+  it('refuses a v5 subscription to a protected filter from an identity too long to enrol (0x87) and keeps the connection', async () => {
+    // found by the fuzzer: asking the trusted component about such an identity failed, which
+    // closed the connection (0x83) and logged an error
+    const long = await connectMqtt(tb.url, { clientId: 'L'.repeat(256), protocolVersion: 5 });
+    try {
+      await assert.rejects(long.subscribeAsync('secure/#', { qos: 1 }), /Not authorized/);
+      const plain = await long.subscribeAsync('plain/#', { qos: 1 });
+      assert.equal(plain[0]!.qos, 1);
+      assert.equal(long.connected, true);
+    } finally {
+      await long.endAsync(true);
+    }
+  });
+
   it('serves a retained protected message to a subscriber that enrolled after it was published', async () => {
     await alice.client.publishAsync('secure/retained', Buffer.from(await seal(alice, 'secure/retained', 'kept for later')), { qos: 1, retain: true });
     const dave = await enrol(tb, 'dave');

@@ -7,13 +7,13 @@ import {
   EnrolmentError, ReplayWindow, buildEnrolmentRequest, buildRotationRequest, generateClientKeyBytes, openEnvelope, verifyEndorsement, verifyKeyResponse,
 } from '../../src/client/crypto/index.js';
 import { issueToken, signEndorsement, signPolicy, signRevocation } from '../../src/protect/operator.js';
+import { Reader, Writer } from '../../src/envelope/bytes.js';
 import { Dispatcher } from '../../src/tee/commands.js';
 import { CMD } from '../../src/envelope/wire.js';
 import { measureTrustedCode } from '../../src/tee/core.js';
 import { joinEnvelope } from '../../src/envelope/envelope-layout.js';
 import { TeeError } from '../../src/envelope/errors.js';
 import { BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_TOKEN, parseKeyResponse } from '../../src/envelope/messages.js';
-import { Reader, Writer } from '../../src/envelope/bytes.js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { codeFromNumber } from '../../src/envelope/errors.js';
@@ -289,6 +289,15 @@ test('the dispatcher refuses commands before init, unknown commands and truncate
   assert.equal(await code(() => d.handle(CMD.groupRewrapBatch, new Uint8Array(0))), 'not-initialised');
   assert.equal(await code(() => d.handle(0x01, new Uint8Array(3))), 'bad-request');
   assert.equal(await code(() => d.handle(0x7f, new Uint8Array(0))), 'unknown-command');
+});
+
+test('a string parameter that is not UTF-8 is refused as bad-request, not as an internal error', async () => {
+  // found by the fuzzer: the decoder's TypeError was answered as 'internal'
+  assert.throws(() => new Reader(Uint8Array.of(2, 0xc3, 0x28)).str8('identity'), (e: unknown) => e instanceof RangeError && /identity is not valid UTF-8/.test(e.message));
+  const d = new Dispatcher({ get: async () => undefined, put: async () => undefined, delete: async () => undefined }, TEE_DIST);
+  // init: u32 cache size, str16 state directory (here not UTF-8), u8 mode, u8 build, operator key
+  const init = new Writer().u32(8).u16(2).raw(Uint8Array.of(0xc3, 0x28)).u8(0).u8(0).raw(new Uint8Array(32)).finish();
+  await assert.rejects(async () => d.handle(CMD.init, init), (e: unknown) => e instanceof TeeError && e.code === 'bad-request' && /not valid UTF-8/.test(e.detail));
 });
 
 test('a different operator key than the pinned one is refused at start', async () => {

@@ -19,19 +19,26 @@ export function handleSubscribe(conn: Connection, packet: ISubscribePacket): voi
   if (subscriptionId === 0) throw new ProtocolViolation(Reason.ProtocolError, 'subscription identifier 0');
   if (packet.subscriptions.length === 0) throw new ProtocolViolation(Reason.ProtocolError, 'SUBSCRIBE without topic filters');
 
+  // Whatever refuses the whole packet is found before any hook is asked: a hook's promise started
+  // for an earlier filter would otherwise be left without a handler, and its rejection (a trusted
+  // component that cannot answer) ended the process.
+  const parsed = packet.subscriptions.map((s) => {
+    const shared = parseSharedFilter(s.topic);
+    const filter = shared ? shared.filter : s.topic;
+    const valid = shared !== null && isValidTopicFilter(filter, limits.maxTopicLevels);
+    if (valid && shared && s.nl) throw new ProtocolViolation(Reason.ProtocolError, 'no local on a shared subscription');
+    return { s, shared, filter, valid };
+  });
   const codes: number[] = [];
   const accepted: (Accepted | undefined)[] = [];
   const checks: (boolean | Promise<boolean>)[] = [];
-  for (const s of packet.subscriptions) {
-    const shared = parseSharedFilter(s.topic);
-    const filter = shared ? shared.filter : s.topic;
-    if (shared === null || !isValidTopicFilter(filter, limits.maxTopicLevels)) {
+  for (const { s, shared, filter, valid } of parsed) {
+    if (!valid) {
       codes.push(conn.version === 5 ? Reason.TopicFilterInvalid : 0x80);
       accepted.push(undefined);
       checks.push(false);
       continue;
     }
-    if (shared && s.nl) throw new ProtocolViolation(Reason.ProtocolError, 'no local on a shared subscription');
     codes.push(Math.min(s.qos, 2));
     accepted.push({ key: s.topic, filter, group: shared?.group, options: optionsOf(s, subscriptionId) });
     checks.push(broker.auth.authorizeSubscribe(conn, s.topic));

@@ -1,0 +1,99 @@
+// Resident memory of a process from /proc/PID/status, sampled over a run, with the growth bound
+// the fuzzer enforces after a warm-up.
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+
+const MIB = 1024 * 1024;
+/** Samples in a row over the bound before it counts: one sample can catch a short-lived allocation. */
+const OVER_IN_A_ROW = 3;
+/** Width of the windows whose lowest samples (after a major GC) show the trend. */
+const FLOOR_WINDOW_MS = 60_000;
+
+/** VmRSS in bytes, or undefined when the process is gone (or not on Linux). */
+export function readRss(pid: number): number | undefined {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m === null ? undefined : Number(m[1]) * 1024;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The bound: after the warm-up, RSS may not exceed the warm-up's highest sample by more than
+ * max(+50 %, +64 MiB). What the fuzzed clients may legitimately make the broker keep is capped by
+ * the fuzz config (256 KiB queued per session, a few dozen client ids and topics: a few MiB in
+ * all); the margin is V8's: under this traffic the broker's RSS saws up and down by about 50 MiB
+ * between major GCs (10-minute run: troughs near 95 MiB, peaks near 145 MiB).
+ */
+export function rssLimit(baseline: number): number {
+  return Math.max(baseline * 1.5, baseline + 64 * MIB);
+}
+
+export interface RssSummary {
+  /** Highest sample of the warm-up: the bound is computed from it. */
+  baseline: number | undefined;
+  end: number | undefined;
+  max: number | undefined;
+  /** Lowest samples of the first and the last minute after the warm-up (the trend without GC's saw). */
+  firstFloor: number | undefined;
+  lastFloor: number | undefined;
+}
+
+export class RssMonitor {
+  private baseline: number | undefined;
+  private over = 0;
+  private readonly samples: { at: number; rss: number }[] = [];
+  private readonly started = Date.now();
+
+  /** `pids` by name, the bounded process first; `warmupMs`: samples before it set the baseline; `logFile`: one CSV line per sample. */
+  constructor(
+    private readonly pids: Readonly<Record<string, number | undefined>>,
+    private readonly warmupMs: number,
+    private readonly logFile: string | undefined,
+  ) {
+    if (logFile !== undefined) writeFileSync(logFile, 'seconds,process,rss_kib\n');
+  }
+
+  /** Takes one sample; returns a failure message when the bound is passed. */
+  sample(): string | undefined {
+    const at = Date.now() - this.started;
+    let main: number | undefined;
+    for (const [name, pid] of Object.entries(this.pids)) {
+      const rss = pid === undefined ? undefined : readRss(pid);
+      if (rss === undefined) continue;
+      if (this.logFile !== undefined) appendFileSync(this.logFile, `${(at / 1000).toFixed(1)},${name},${Math.round(rss / 1024)}\n`);
+      main ??= rss; // the bound is on the first process named
+    }
+    if (main === undefined) return undefined;
+    if (at < this.warmupMs) {
+      this.baseline = Math.max(this.baseline ?? 0, main);
+      return undefined;
+    }
+    this.baseline ??= main;
+    this.samples.push({ at, rss: main });
+    this.over = main > rssLimit(this.baseline) ? this.over + 1 : 0;
+    if (this.over < OVER_IN_A_ROW) return undefined;
+    return `RSS ${mib(main)} passed the bound ${mib(rssLimit(this.baseline))} (highest during the warm-up ${mib(this.baseline)}) for ${this.over} samples in a row`;
+  }
+
+  summary(): RssSummary {
+    const s = this.samples;
+    const floor = (from: number, to: number): number | undefined => {
+      const inside = s.filter((x) => x.at >= from && x.at < to).map((x) => x.rss);
+      return inside.length === 0 ? undefined : Math.min(...inside);
+    };
+    const first = s[0]?.at ?? 0;
+    const last = s.at(-1)?.at ?? 0;
+    return {
+      baseline: this.baseline,
+      end: s.at(-1)?.rss,
+      max: s.length === 0 ? undefined : Math.max(...s.map((x) => x.rss)),
+      firstFloor: floor(first, first + FLOOR_WINDOW_MS),
+      lastFloor: floor(last - FLOOR_WINDOW_MS, last + 1),
+    };
+  }
+}
+
+export function mib(bytes: number | undefined): string {
+  return bytes === undefined ? '-' : `${(bytes / MIB).toFixed(1)} MiB`;
+}
