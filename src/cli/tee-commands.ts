@@ -13,7 +13,7 @@ import type { TeeInfo } from '../tee-client/host.js';
 import { connectMqtt } from './open-client.js';
 import { registerTeeServe } from './tee-serve-command.js';
 import {
-  DEFAULT_DATA_DIR, createOperatorKey, issueToken, loadOperatorKey, openDataTee, operatorKeyPath, signEndorsement, signModeChange, signPolicy, signRevocation, type DataTee,
+  DEFAULT_DATA_DIR, createOperatorKey, issueToken, loadOperatorKey, openDataTee, operatorKeyPath, parseOperatorPublicKey, signEndorsement, signModeChange, signOperatorChange, signPolicy, signRevocation, type DataTee,
 } from '../protect/operator.js';
 
 export interface CliOutput {
@@ -122,6 +122,26 @@ export function registerTeeCommands(program: Command, io: CliOutput = stdoutOutp
               return (await d.tee.info()).fingerprint;
             });
       io.out(`enrolment mode ${mode}; new fingerprint (start the broker ${mode === 'open' ? 'with' : 'without'} --open-enrolment from now on):`);
+      io.out(fingerprint);
+    });
+
+  tee
+    .command('operator <new-public-key>')
+    .description('hand the trusted component to another operator key (hex, from `mqt-tz operator-key --show`) by a statement the current operator signs; its fingerprint changes and the old endorsement is dropped')
+    .option(...dataOpt)
+    .option(...keyOpt)
+    .option(...brokerOpt)
+    .action(async (newKeyHex: string, o: { data: string; operatorKey?: string; broker?: string }) => {
+      const next = parseOperatorPublicKey(newKeyHex);
+      const operator = operatorOf(o);
+      const fingerprint =
+        o.broker !== undefined
+          ? new TextDecoder().decode(await viaBroker(o.broker, 'operator', signOperatorChange(operator, await infoViaBroker(o.broker), next)))
+          : await withTee(o.data, async (d) => {
+              await d.tee.changeOperator(signOperatorChange(operator, await d.tee.info(), next));
+              return (await d.tee.info()).fingerprint;
+            });
+      io.out('operator changed; sign with the new key from now on, endorse again (mqt-tz tee endorse), and start the broker with --operator-public-key set to it (or none); new fingerprint:');
       io.out(fingerprint);
     });
 

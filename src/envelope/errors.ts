@@ -45,6 +45,8 @@ export const TEE_ERRORS = {
   'mode-invalid': 52,
   'mode-replayed': 53,
   'state-conflict': 54,
+  'operator-change-invalid': 55,
+  'operator-change-replayed': 56,
   // Per-recipient refusals inside a re-wrap result (never thrown for the whole batch).
   'recipient-unknown': 40,
   'recipient-revoked': 41,

@@ -13,6 +13,7 @@ export const STATEMENT_POLICY = 2;
 export const STATEMENT_REVOCATION = 3;
 export const STATEMENT_ENDORSEMENT = 4;
 export const STATEMENT_MODE = 5;
+export const STATEMENT_OPERATOR = 6;
 export const SIGNATURE_BYTES = 64;
 export const CLIENT_NONCE_BYTES = 16;
 export const TOKEN_ID_BYTES = 16;
@@ -183,6 +184,26 @@ export function parseModeBody(body: Uint8Array): ModeChange {
   const m = { ed25519: r.take(32, 'ed25519'), mode: r.u8('mode'), issuedAt: r.u64('issuedAt') };
   r.end('mode change');
   return m;
+}
+
+/** The operator handing a provisioned component (named by its Ed25519 key) to another operator key. */
+export interface OperatorChange {
+  ed25519: Uint8Array;
+  operator: Uint8Array;
+  issuedAt: number;
+}
+
+export function encodeOperatorBody(o: OperatorChange): Bytes {
+  return new Writer().u8(PROTOCOL_VERSION).u8(STATEMENT_OPERATOR).raw(o.ed25519).raw(o.operator).u64(o.issuedAt).finish();
+}
+
+export function parseOperatorBody(body: Uint8Array): OperatorChange {
+  const r = new Reader(body);
+  r.u8();
+  if (r.u8() !== STATEMENT_OPERATOR) throw new RangeError('statement is not an operator change');
+  const o = { ed25519: r.take(32, 'ed25519'), operator: r.take(32, 'operator key'), issuedAt: r.u64('issuedAt') };
+  r.end('operator change');
+  return o;
 }
 
 // ---- enrolment and rotation

@@ -24,6 +24,7 @@ export const CMD = {
   formGroup: 0x0c,
   groupRewrapBatch: 0x0e,
   setMode: 0x0f,
+  setOperator: 0x10,
 } as const;
 
 /** An init field the host leaves to the sealed provisioning record. */

@@ -12,6 +12,7 @@ export const TEE_REQUEST_TOPICS = {
   revoke: '$tee/revoke/request',
   endorse: '$tee/endorse/request',
   mode: '$tee/mode/request',
+  operator: '$tee/operator/request',
 } as const;
 export type TeeRequestKind = keyof typeof TEE_REQUEST_TOPICS;
 

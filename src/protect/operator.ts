@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { openSealedBlobStore, type SealedBlobStore } from '../store/sealed-blobs.js';
 import { fromBase64Url, fromHex } from '../envelope/bytes.js';
 import { openTrustedComponent, TeeError, type EnrolmentMode, type OpenOptions, type TeeInfo, type TrustedComponent } from '../tee-client/host.js';
-import { BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_OPEN, MODE_TOKEN, encodeEndorsementBody, encodeModeBody, encodePolicyBody, encodeRevocationBody, encodeTokenBody, operatorSignedInput, TOKEN_ID_BYTES, type Grants } from '../envelope/messages.js';
+import { BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_OPEN, MODE_TOKEN, encodeEndorsementBody, encodeModeBody, encodeOperatorBody, encodePolicyBody, encodeRevocationBody, encodeTokenBody, operatorSignedInput, TOKEN_ID_BYTES, type Grants } from '../envelope/messages.js';
 
 export interface OperatorKey {
   privateKey: KeyObject;
@@ -87,6 +87,11 @@ export function signRevocation(operator: OperatorKey, identity: string, now = Da
 /** The operator's change of the enrolment mode of the component `info` describes (bound to its Ed25519 key). */
 export function signModeChange(operator: OperatorKey, info: TeeInfo, mode: EnrolmentMode, now = Date.now()): Uint8Array {
   return signStatement(operator, encodeModeBody({ ed25519: fromHex(info.ed25519), mode: mode === 'open' ? MODE_OPEN : MODE_TOKEN, issuedAt: now }));
+}
+
+/** The operator's hand-over of the component `info` describes (bound to its Ed25519 key) to the operator key `next`. */
+export function signOperatorChange(operator: OperatorKey, info: TeeInfo, next: Uint8Array, now = Date.now()): Uint8Array {
+  return signStatement(operator, encodeOperatorBody({ ed25519: fromHex(info.ed25519), operator: next, issuedAt: now }));
 }
 
 /** The operator's endorsement of the component `info` describes: its keys, code, enrolment mode and build. */

@@ -82,6 +82,9 @@ export class TeeRelay {
       case TEE_REQUEST_TOPICS.mode:
         await this.tee.changeMode(req.payload);
         return Buffer.from((await this.tee.info()).fingerprint);
+      case TEE_REQUEST_TOPICS.operator:
+        await this.tee.changeOperator(req.payload);
+        return Buffer.from((await this.tee.info()).fingerprint);
       default:
         throw new TeeError('unknown-command', `no trusted command behind ${req.topic}`);
     }

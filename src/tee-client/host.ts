@@ -89,6 +89,8 @@ export interface TrustedComponent {
   setEndorsement(signedEndorsement: Uint8Array): Promise<void>;
   /** Applies an operator-signed change of enrolment mode (the fingerprint changes with it). */
   changeMode(signedModeChange: Uint8Array): Promise<void>;
+  /** Applies an operator-signed hand-over to another operator key (the fingerprint changes, the endorsement is dropped). */
+  changeOperator(signedOperatorChange: Uint8Array): Promise<void>;
   /**
    * One message for a list of recipients, for tools and tests: a one-off group (formGroup on a handle
    * counted down from 2^32 - 1, far from the broker's, which count up from 1), then one re-wrap of
@@ -345,6 +347,9 @@ class Handle implements TrustedComponent {
   }
   async changeMode(signedModeChange: Uint8Array): Promise<void> {
     await this.t.call(CMD.setMode, signedModeChange);
+  }
+  async changeOperator(signedOperatorChange: Uint8Array): Promise<void> {
+    await this.t.call(CMD.setOperator, signedOperatorChange);
   }
   async rewrap(header: Uint8Array, topic: string, sender: string, recipients: readonly string[]): Promise<RewrapResult> {
     const handle = this.nextOneOffHandle;

@@ -116,6 +116,9 @@ export class Dispatcher {
       case CMD.setMode:
         await this.ready().changeMode(params);
         return EMPTY;
+      case CMD.setOperator:
+        await this.ready().changeOperator(params);
+        return EMPTY;
       case CMD.formGroup: {
         // `u32 handle | str16 topic | u16 n | n x str8 member` -> `group id (16) | outputs`
         const s = this.ready();

@@ -13,7 +13,7 @@ import { generateX25519, rawPrivateKey, rawPublicKey, x25519PrivateKey } from '.
 import { KeyCache, deriveClientKeys, type ClientKeys } from './keys.js';
 import {
   BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_OPEN, MODE_TOKEN, fingerprintInput, operatorSignedInput, parseEndorsementBody, parsePolicyBody, parseRevocationBody,
-  parseModeBody, readGrants, splitSigned, writeGrants, STATEMENT_ENDORSEMENT, STATEMENT_MODE, STATEMENT_POLICY, STATEMENT_REVOCATION, type Grants, type Provisioning,
+  parseModeBody, parseOperatorBody, readGrants, splitSigned, writeGrants, STATEMENT_ENDORSEMENT, STATEMENT_MODE, STATEMENT_OPERATOR, STATEMENT_POLICY, STATEMENT_REVOCATION, type Grants, type Provisioning,
 } from '../envelope/messages.js';
 import type { GroupTable } from './groups.js';
 import { Lru } from '../envelope/lru.js';
@@ -45,6 +45,8 @@ export interface ProvisioningRecord extends Provisioning {
   operator: Buffer;
   /** Issue time of the operator's last mode statement (0: none): older ones are replays. */
   modeSince: number;
+  /** Issue time of the last operator change (0: none): older ones are replays. */
+  operatorSince: number;
 }
 
 const ED25519_SPKI = Buffer.from('302a300506032b6570032100', 'hex');
@@ -99,12 +101,12 @@ const MODE_NAMES: Record<number, string> = { [MODE_TOKEN]: 'token enrolment', [M
 const BUILD_NAMES: Record<number, string> = { [BUILD_PRODUCTION]: 'a production build', [BUILD_BENCHMARK]: 'a benchmark build' };
 
 function encodeProvisioning(p: ProvisioningRecord): Uint8Array {
-  return new Writer().raw(p.operator).u8(p.mode).u8(p.build).u64(p.modeSince).finish();
+  return new Writer().raw(p.operator).u8(p.mode).u8(p.build).u64(p.modeSince).u64(p.operatorSince).finish();
 }
 
 function parseProvisioning(bytes: Uint8Array): ProvisioningRecord {
   const r = new Reader(bytes);
-  const p = { operator: Buffer.from(r.take(32, 'operator key')), mode: r.u8('mode'), build: r.u8('build'), modeSince: r.u64('mode since') };
+  const p = { operator: Buffer.from(r.take(32, 'operator key')), mode: r.u8('mode'), build: r.u8('build'), modeSince: r.u64('mode since'), operatorSince: r.u64('operator since') };
   r.end('provisioning record');
   return p;
 }
@@ -148,7 +150,8 @@ export class TeeState {
   readonly groups: GroupTable;
   /** Read by enrol.ts: token-free enrolment is allowed only in a component provisioned (or switched by the operator) for it. */
   readonly config: { openEnrolment: boolean };
-  readonly operatorKey: KeyObject;
+  /** The operator's key: statements verify under it (replaced by an operator change). */
+  operatorKey: KeyObject;
   private readonly pending = new Map<string, Promise<ClientKeys | undefined>>();
   /** Identities whose first key is being committed: a concurrent enrolment of the same one is already-enrolled. */
   private readonly enrolling = new Set<string>();
@@ -185,7 +188,7 @@ export class TeeState {
       const operator = config.requested.operatorPublicKey;
       if (operator === undefined) throw new TeeError('not-provisioned', `the trusted component of ${dir.dir} is not provisioned: its first start needs the operator public key`);
       if (operator.length !== 32) throw new TeeError('bad-request', 'the operator public key must be 32 bytes');
-      provisioning = { operator: Buffer.from(operator), mode: config.requested.mode ?? MODE_TOKEN, build: config.requested.build ?? BUILD_PRODUCTION, modeSince: 0 };
+      provisioning = { operator: Buffer.from(operator), mode: config.requested.mode ?? MODE_TOKEN, build: config.requested.build ?? BUILD_PRODUCTION, modeSince: 0, operatorSince: 0 };
       if (MODE_NAMES[provisioning.mode] === undefined || BUILD_NAMES[provisioning.build] === undefined) throw new TeeError('bad-request', 'unknown enrolment mode or build kind');
       ident = newIdentity();
       const sealer = new Sealer(dir.createSecret());
@@ -282,6 +285,25 @@ export class TeeState {
     await this.put(OBJ.provisioning, encodeProvisioning(next));
     this.provisioning = next;
     this.config.openEnrolment = m.mode === MODE_OPEN;
+  }
+
+  /**
+   * The operator's signed hand-over of this component (named by its Ed25519 key) to another
+   * operator key, newer than the last: statements verify under the new key from then on, the
+   * fingerprint changes with it, and the old operator's endorsement is dropped (clients that pin the
+   * new operator need its own).
+   */
+  async changeOperator(bytes: Uint8Array): Promise<void> {
+    const body = this.verifyOperator(bytes, STATEMENT_OPERATOR, 'operator-change-invalid');
+    const o = orRefuse('operator-change-invalid', () => parseOperatorBody(body));
+    if (!this.ed25519Public.equals(o.ed25519)) throw new TeeError('operator-change-invalid', 'the operator change names another trusted component');
+    const key = orRefuse('operator-change-invalid', () => ed25519PublicKey(o.operator));
+    if (o.issuedAt <= this.provisioning.operatorSince) throw new TeeError('operator-change-replayed', 'an operator change as new or newer was already applied');
+    const next = { ...this.provisioning, operator: Buffer.from(o.operator), operatorSince: o.issuedAt };
+    await this.objects.write([[OBJ.provisioning, encodeProvisioning(next)], [OBJ.endorsement, null]]);
+    this.provisioning = next;
+    this.operatorKey = key;
+    this.endorsement = new Uint8Array(0);
   }
 
   /** A re-enrolment with a token issued after the revocation: the identity is usable again, and older revocations are replays. */

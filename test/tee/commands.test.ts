@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   EnrolmentError, ReplayWindow, buildEnrolmentRequest, buildRotationRequest, generateClientKeyBytes, openEnvelope, verifyEndorsement, verifyKeyResponse,
 } from '../../src/client/crypto/index.js';
-import { issueToken, signEndorsement, signPolicy, signRevocation } from '../../src/protect/operator.js';
+import { createOperatorKey, issueToken, signEndorsement, signOperatorChange, signPolicy, signRevocation } from '../../src/protect/operator.js';
 import { Reader, Writer } from '../../src/envelope/bytes.js';
 import { Dispatcher } from '../../src/tee/commands.js';
 import { CMD } from '../../src/envelope/wire.js';
@@ -309,6 +309,46 @@ test('a different operator key than the pinned one is refused at start', async (
       openTrustedComponent({ backend: 'inline', store: f.store, stateDir: join(f.dir, 'tee'), operatorPublicKey: randomBytes(32) }),
       (e: unknown) => e instanceof TeeError && e.code === 'operator-mismatch',
     );
+  } finally {
+    await f.dispose().catch(() => undefined);
+  }
+});
+
+test('an operator-signed change hands the component to another operator key: fingerprint changes, endorsement dropped, only the new key signs from then on, also after a restart', async () => {
+  const f = await makeFixture();
+  try {
+    const before = await f.tee.info();
+    await f.tee.setEndorsement(signEndorsement(f.operator, before));
+    const next = createOperatorKey(join(mkdtempSync(join(tmpdir(), 'mqt-tz-next-operator-')), 'op.key'));
+    const change = signOperatorChange(f.operator, before, next.publicKey);
+    await f.tee.changeOperator(change);
+    const after = await f.tee.info();
+    assert.equal(after.operatorPublicKey, Buffer.from(next.publicKey).toString('hex'));
+    assert.notEqual(after.fingerprint, before.fingerprint);
+    assert.equal(after.endorsement, null, 'the old operator endorsed the old fingerprint only');
+    // the recorded statement no longer verifies (the old key signed it), and the old operator signs nothing more
+    await assert.rejects(f.tee.changeOperator(change), (e: unknown) => e instanceof TeeError && e.code === 'operator-change-invalid');
+    await assert.rejects(f.tee.loadPolicy(signPolicy(f.operator, '{"rules":[]}')), (e: unknown) => e instanceof TeeError && e.code === 'policy-invalid');
+    const enrol = async (operator: typeof next, identity: string): Promise<string> => {
+      const { request } = await buildEnrolmentRequest({ tee: f.teeKeys, identity, key: generateClientKeyBytes(), token: issueToken(operator, identity, 600, ALL_GRANTS) });
+      const answer = await f.tee.enrol(request);
+      return parseKeyResponse(answer).status === 0 ? 'ok' : statusOf(answer);
+    };
+    assert.equal(await enrol(f.operator, 'old-token'), 'token-invalid');
+    assert.equal(await enrol(next, 'new-token'), 'ok');
+    await f.tee.setEndorsement(signEndorsement(next, after));
+    await f.tee.close();
+    const { openTrustedComponent } = await import('../../src/tee-client/host.js');
+    const open = (operatorPublicKey?: Uint8Array) => openTrustedComponent({ backend: 'inline', store: f.store, stateDir: join(f.dir, 'tee'), operatorPublicKey });
+    await assert.rejects(open(f.operator.publicKey), (e: unknown) => e instanceof TeeError && e.code === 'operator-mismatch', 'a host asking for the old operator is refused');
+    const restarted = await open(next.publicKey);
+    try {
+      const again = await restarted.info();
+      assert.equal(again.fingerprint, after.fingerprint);
+      assert.notEqual(again.endorsement, null, 'the endorsement by the new operator survives the restart');
+    } finally {
+      await restarted.close();
+    }
   } finally {
     await f.dispose().catch(() => undefined);
   }
