@@ -49,6 +49,24 @@ async function infoViaBroker(url: string): Promise<TeeInfo> {
   return JSON.parse(new TextDecoder().decode(await viaBroker(url, 'info', new Uint8Array(0)))) as TeeInfo;
 }
 
+/**
+ * Signs a change of what the component was provisioned with (enrolment mode, operator) for the
+ * component as it is now, applies it through the running broker (`kind`'s relay topic) or the data
+ * folder's component, and returns the new fingerprint.
+ */
+async function changeProvisioning(
+  o: { data: string; broker?: string },
+  kind: 'mode' | 'operator',
+  sign: (info: TeeInfo) => Uint8Array,
+  apply: (tee: DataTee['tee'], signed: Uint8Array) => Promise<void>,
+): Promise<string> {
+  if (o.broker !== undefined) return new TextDecoder().decode(await viaBroker(o.broker, kind, sign(await infoViaBroker(o.broker))));
+  return withTee(o.data, async (d) => {
+    await apply(d.tee, sign(await d.tee.info()));
+    return (await d.tee.info()).fingerprint;
+  });
+}
+
 function readSignedArg(value: string): Uint8Array {
   const text = value.startsWith('@') ? readFileSync(value.slice(1), 'utf8') : value;
   const lines = text.trim().split('\n');
@@ -114,13 +132,7 @@ export function registerTeeCommands(program: Command, io: CliOutput = stdoutOutp
     .action(async (mode: string, o: { data: string; operatorKey?: string; broker?: string }) => {
       if (mode !== 'token' && mode !== 'open') throw new RangeError(`mode must be token or open, got ${JSON.stringify(mode)}`);
       const operator = operatorOf(o);
-      const fingerprint =
-        o.broker !== undefined
-          ? new TextDecoder().decode(await viaBroker(o.broker, 'mode', signModeChange(operator, await infoViaBroker(o.broker), mode)))
-          : await withTee(o.data, async (d) => {
-              await d.tee.changeMode(signModeChange(operator, await d.tee.info(), mode));
-              return (await d.tee.info()).fingerprint;
-            });
+      const fingerprint = await changeProvisioning(o, 'mode', (info) => signModeChange(operator, info, mode), (t, signed) => t.changeMode(signed));
       io.out(`enrolment mode ${mode}; new fingerprint (start the broker ${mode === 'open' ? 'with' : 'without'} --open-enrolment from now on):`);
       io.out(fingerprint);
     });
@@ -134,13 +146,7 @@ export function registerTeeCommands(program: Command, io: CliOutput = stdoutOutp
     .action(async (newKeyHex: string, o: { data: string; operatorKey?: string; broker?: string }) => {
       const next = parseOperatorPublicKey(newKeyHex);
       const operator = operatorOf(o);
-      const fingerprint =
-        o.broker !== undefined
-          ? new TextDecoder().decode(await viaBroker(o.broker, 'operator', signOperatorChange(operator, await infoViaBroker(o.broker), next)))
-          : await withTee(o.data, async (d) => {
-              await d.tee.changeOperator(signOperatorChange(operator, await d.tee.info(), next));
-              return (await d.tee.info()).fingerprint;
-            });
+      const fingerprint = await changeProvisioning(o, 'operator', (info) => signOperatorChange(operator, info, next), (t, signed) => t.changeOperator(signed));
       io.out('operator changed; sign with the new key from now on, endorse again (mqt-tz tee endorse), and start the broker with --operator-public-key set to it (or none); new fingerprint:');
       io.out(fingerprint);
     });
