@@ -108,6 +108,15 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
       scheduling: config.tee.scheduling,
       channel: privileges.teeChannel,
       onWarning: (message) => log.warn(message),
+      onRestart: {
+        lost: (what) => log.error({ what }, 'trusted component lost: protected messages are refused until it is started again'),
+        restored: (teePid, attempts) => log.warn({ teePid, attempts }, 'trusted component started again'),
+        // the 1st, 2nd, 4th, 8th… failure: a service down for hours logs a few lines
+        failed: (err, attempt) => {
+          if ((attempt & (attempt - 1)) === 0) log.warn({ attempt, err: err.message }, 'trusted component did not start again; retrying');
+        },
+        gaveUp: (reason) => log.error({ reason }, 'trusted component not started again'),
+      },
     });
     const info = await dataTee.tee.info();
     protection = attachProtection(broker, dataTee.tee, config.protect, log);

@@ -113,6 +113,7 @@ export class BrokerMetrics {
     const gauge = this.gauge.bind(this);
     const labelled = this.labelled.bind(this);
     gauge('mqttz_tee_up', 'Whether the trusted component answered this scrape (1) or not (0)', (s) => (s.tee ? (s.tee.up ? 1 : 0) : undefined));
+    counter('mqttz_tee_restarts_total', 'Times the trusted process was lost and started again', (s) => s.tee?.restarts);
     counter('mqttz_tee_calls_total', 'Calls into the trusted component', (s) => s.tee?.stats?.calls);
     counter('mqttz_tee_rewrap_calls_total', 'Re-wrap calls the host made (one per protected message routed, one more when its group had to be formed again)', (s) => s.tee?.protection?.rewrapCalls);
     counter('mqttz_tee_rewrapped_total', 'Recipient headers the trusted component made', (s) => s.tee?.stats?.rewrapped);

@@ -30,6 +30,8 @@ export interface SessionQueue {
 export interface TeeReading {
   /** The trusted component answered the stats call (false: it failed or timed out). */
   up: boolean;
+  /** Times the trusted process was lost and started again. */
+  restarts: number;
   stats: TeeStats | undefined;
   latency: LatencySnapshot;
   protection: ProtectionCounters | undefined;
@@ -123,6 +125,7 @@ export async function takeSnapshot(b: Observed): Promise<Snapshot> {
     ...reading,
     tee: {
       up: stats !== undefined,
+      restarts: b.tee.restarts,
       stats,
       latency: b.tee.callLatency(),
       protection: b.protection ? { ...b.protection.topics.counters } : undefined,

@@ -116,7 +116,7 @@ export interface DataTee {
   close(): Promise<void>;
 }
 
-export interface DataTeeOptions extends Partial<Pick<OpenOptions, 'backend' | 'cacheSize' | 'enrolmentMode' | 'build' | 'scheduling' | 'onWarning' | 'operatorPublicKey' | 'channel'>> {
+export interface DataTeeOptions extends Partial<Pick<OpenOptions, 'backend' | 'cacheSize' | 'enrolmentMode' | 'build' | 'scheduling' | 'onWarning' | 'onRestart' | 'operatorPublicKey' | 'channel'>> {
   /**
    * Quick start: when the component is not provisioned and no operator public key is given, create
    * a development operator key pair in `<data>/operator.key` for the CLI and provision with its

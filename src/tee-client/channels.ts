@@ -3,6 +3,7 @@
 // docs/protocol.md §8, exactly as over the child's pipes.
 import { connect } from 'node:net';
 import { spawnTrustedProcess, type FrameChannel } from './host.js';
+import { CannotRestart } from './restarting-transport.js';
 
 export interface OsIdentity {
   uid: number;
@@ -14,7 +15,14 @@ export interface OsIdentity {
  * setuid also makes the kernel mark it non-dumpable; see src/tee/main.ts).
  */
 export function trustedChildAs(user: OsIdentity): () => FrameChannel {
-  return () => spawnTrustedProcess(['--user', `${user.uid}:${user.gid}`]);
+  return () => {
+    // Starting it as another user takes root, which the broker gives up after binding its
+    // listeners: a trusted child lost after that cannot be started again (the service can).
+    if (process.getuid !== undefined && process.getuid() !== 0) {
+      throw new CannotRestart(`the trusted process cannot be started again as uid ${user.uid} by a broker that gave up root: restart the broker, or run the trusted component as a service (mqt-tz tee serve) that the broker reconnects to`);
+    }
+    return spawnTrustedProcess(['--user', `${user.uid}:${user.gid}`]);
+  };
 }
 
 /** A connection to `mqt-tz tee serve` on `path`; its process id is not known here. */

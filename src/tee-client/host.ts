@@ -11,12 +11,14 @@ import { GROUP_ID_BYTES } from '../envelope/envelope-layout.js';
 import { TeeError, codeFromNumber, type RefusalCode } from '../envelope/errors.js';
 import { PromisedPart, RewrapBatcher } from './rewrap-batcher.js';
 import { useBatchScheduling, type TeeScheduling } from './scheduling.js';
+import { RestartingTransport, type RestartEvents, type TrustedSession } from './restarting-transport.js';
 import { LatencyHistogram, type LatencySnapshot } from '../latency-histogram.js';
 import { CMD, NOT_ASKED, STATS_FIELDS, type SealedStorage, type TeeStatsCounters, FRAME_COMMAND, FRAME_RESULT, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FrameDecoder, STORE_ABSENT, STORE_DELETE, STORE_FAILED, STORE_GET, STORE_OK, corkedWriter, encodeFrame, type Frame } from '../envelope/wire.js';
 
 export { TeeError, type RefusalCode, type TeeErrorCode } from '../envelope/errors.js';
 export type { LatencySnapshot } from '../latency-histogram.js';
 export type { TeeScheduling } from './scheduling.js';
+export type { RestartEvents } from './restarting-transport.js';
 
 /**
  * Unsealed client keys the trusted component keeps (two subkeys and grants each). Sized above
@@ -78,8 +80,10 @@ export interface RewrapReceiver {
 }
 
 export interface TrustedComponent {
-  /** OS process id of the trusted component (`process` backend); undefined when inline. */
+  /** OS process id of the trusted component (`process` backend); undefined when inline or while it is being started again. */
   readonly pid: number | undefined;
+  /** Times the trusted process was lost and started again (`process` backend). */
+  readonly restarts: number;
   info(): Promise<TeeInfo>;
   enrol(request: Uint8Array): Promise<Uint8Array>;
   rotate(request: Uint8Array): Promise<Uint8Array>;
@@ -151,6 +155,8 @@ export interface OpenOptions {
   channel?: () => FrameChannel;
   /** `process` backend: sees every byte crossing to and from the trusted side (the fuzzer records real sessions with it). */
   tap?: PipeTap;
+  /** `process` backend: what to report when the trusted process is lost and started again; default: warnings. */
+  onRestart?: RestartEvents;
 }
 
 /** @internal A byte stream of frames to the trusted side and back (a child's pipes, a Unix socket). */
@@ -203,6 +209,10 @@ class ProcessTransport implements Transport {
 
   get pid(): number | undefined {
     return this.channel.pid;
+  }
+
+  get gone(): Promise<string> {
+    return this.channel.gone;
   }
 
   constructor(
@@ -322,6 +332,10 @@ class Handle implements TrustedComponent {
     return this.t.pid;
   }
 
+  get restarts(): number {
+    return this.t instanceof RestartingTransport ? this.t.restarts : 0;
+  }
+
   async info(): Promise<TeeInfo> {
     const r = new Reader(await this.t.call(CMD.info, new Uint8Array(0)));
     const hex = (): string => toHex(r.take(32));
@@ -395,22 +409,58 @@ class Handle implements TrustedComponent {
 export async function openTrustedComponent(opts: OpenOptions): Promise<TrustedComponent> {
   if (opts.operatorPublicKey !== undefined && opts.operatorPublicKey.length !== 32) throw new RangeError('operatorPublicKey must be a raw 32-byte Ed25519 public key');
   const latency = new LatencyHistogram();
-  const transport = (opts.backend ?? 'process') === 'process' ? new ProcessTransport(opts.store, latency, (opts.channel ?? spawnTrustedProcess)(), opts.tap) : await inlineTransport(opts.store, latency);
   const mode = opts.enrolmentMode === undefined ? NOT_ASKED : opts.enrolmentMode === 'open' ? MODE_OPEN : MODE_TOKEN;
   const build = opts.build === undefined ? NOT_ASKED : opts.build === 'benchmark' ? BUILD_BENCHMARK : BUILD_PRODUCTION;
   const init = new Writer().u32(opts.cacheSize ?? DEFAULT_KEY_CACHE_SIZE).str16(opts.stateDir).u8(mode).u8(build).raw(opts.operatorPublicKey ?? new Uint8Array(0)).finish();
   const warn = opts.onWarning ?? ((m: string) => process.emitWarning(m));
+  let transport: Transport;
+  if ((opts.backend ?? 'process') === 'process') {
+    // Every start, the first and each after a loss, sends the same init: the trusted side checks it
+    // against what it sealed, as it does at any start.
+    const start = async (): Promise<TrustedSession> => {
+      const t = new ProcessTransport(opts.store, latency, (opts.channel ?? spawnTrustedProcess)(), opts.tap);
+      let identity: string;
+      try {
+        await t.call(CMD.init, init);
+        identity = toHex(new Reader(await t.call(CMD.info, new Uint8Array(0))).take(64));
+      } catch (err) {
+        await t.close();
+        throw err;
+      }
+      if (t.pid !== undefined && opts.scheduling === 'batch') await useBatchScheduling(t.pid, warn);
+      return { transport: t, gone: t.gone, identity };
+    };
+    transport = new RestartingTransport(await start(), start, opts.onRestart ?? warnOnRestart(warn));
+  } else {
+    transport = await inlineTransport(opts.store, latency);
+    try {
+      await transport.call(CMD.init, init);
+    } catch (err) {
+      await transport.close();
+      throw err;
+    }
+  }
   const handle = new Handle(transport, latency);
   let info: TeeInfo;
   try {
-    await transport.call(CMD.init, init);
     info = await handle.info();
   } catch (err) {
     await transport.close();
     throw err;
   }
-  if (transport.pid !== undefined && opts.scheduling === 'batch') await useBatchScheduling(transport.pid, warn);
   if (info.openEnrolment) warn('trusted component provisioned for OPEN ENROLMENT: any client may enrol any unused identity without a token (development only; pinned clients refuse it unless they opt in)');
   if (info.build === 'benchmark') warn('trusted component provisioned as a BENCHMARK build (pinned clients refuse it unless they opt in)');
   return handle;
+}
+
+/** Restart events as warnings; of failed starts, the 1st, 2nd, 4th, 8th… (a service down for hours logs a few lines, not one per attempt). */
+function warnOnRestart(warn: (message: string) => void): RestartEvents {
+  return {
+    lost: (what) => warn(`trusted component ${what}: protected messages are refused until it is back`),
+    restored: (pid, attempts) => warn(`trusted component started again (pid ${pid ?? 'unknown'}, attempt ${attempts})`),
+    failed: (err, attempt) => {
+      if ((attempt & (attempt - 1)) === 0) warn(`trusted component did not start again (attempt ${attempt}): ${err.message}`);
+    },
+    gaveUp: (reason) => warn(`trusted component: ${reason}`),
+  };
 }

@@ -30,6 +30,8 @@ export interface CliBroker {
   keyFile(identity: string): string;
   /** Enrols `identity` with an operator token over MQTT and returns the connected SDK client. */
   enrolled(identity: string, options?: Partial<NodeProtectedClientOptions>): Promise<ProtectedClient>;
+  /** Resolves when the broker next logs a line with this message. */
+  logs(msg: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -86,6 +88,7 @@ export async function startCliBroker(opts: CliBrokerOptions = {}): Promise<CliBr
   const clientDir = opts.clientDir ?? mkdtempSync(join(tmpdir(), 'mqt-tz-acceptance-clients-'));
   const child = spawnBroker(dataDir, opts.args ?? []);
   const clients: ProtectedClient[] = [];
+  const logWaiters: { msg: string; resolve: () => void }[] = [];
   let stderr = '';
   const close = async (): Promise<void> => {
     await Promise.allSettled(clients.map((c) => c.endAsync(true)));
@@ -112,6 +115,10 @@ export async function startCliBroker(opts: CliBrokerOptions = {}): Promise<CliBr
             return;
           }
           if (log.msg === 'trusted component ready') fingerprint = log.fingerprint ?? '';
+          for (const w of logWaiters.filter((x) => x.msg === log.msg)) {
+            logWaiters.splice(logWaiters.indexOf(w), 1);
+            w.resolve();
+          }
           if (log.msg === 'listening' && log.port !== undefined) resolve(log.port);
         });
       }),
@@ -131,6 +138,7 @@ export async function startCliBroker(opts: CliBrokerOptions = {}): Promise<CliBr
       fingerprint,
       keyFile,
       rawKey: (identity) => Buffer.from(readKeyFile(keyFile(identity))!.key),
+      logs: (msg) => withTimeout(new Promise<void>((resolve) => logWaiters.push({ msg, resolve })), 3 * WAIT_MS, `the broker to log "${msg}"`),
       async enrolled(identity, options = {}) {
         operator ??= loadOperatorKey(join(dataDir, OPERATOR_KEY_FILE)); // the development operator key the broker created on first start
         const token = toBase64Url(issueToken(operator, identity, 600, { publish: [PROTECTED], read: [PROTECTED] }));

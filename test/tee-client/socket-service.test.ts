@@ -97,6 +97,22 @@ test('a second connection while a broker is connected is closed at once, and the
   assert.deepEqual(e.kind === 'message' ? e.text : e, 'still here');
 });
 
+test('a broker reconnects to a service restarted under it, and protected messages flow again', async () => {
+  const lost = b.logs('trusted component lost: protected messages are refused until it is started again');
+  const back = b.logs('trusted component started again');
+  await stopService(service);
+  await lost;
+  service = await startService(stateDir, socket);
+  await back;
+  const [erin, frank] = await Promise.all([b.enrolled('erin'), b.enrolled('frank')]);
+  const events = new Events(frank);
+  await frank.subscribeAsync('secure/after-restart', { qos: 1 });
+  await erin.publishAsync('secure/after-restart', 'back again', { qos: 1 });
+  const e = await events.next('the message for frank');
+  // (the clients pin the fingerprint the broker logged at its start: enrolling proves the same keys)
+  assert.deepEqual(e.kind === 'message' ? [e.text, e.sender] : e, ['back again', 'erin']);
+});
+
 test('after the broker goes, the next broker is served by a fresh trusted process with the same identity', async () => {
   const first = b.fingerprint;
   const exited = service.next('trusted process exited');
