@@ -81,7 +81,7 @@ function mirrors(l: ProtectedLine): string {
 function protectedTable(lines: Line[]): string {
   const rows = lines.filter((l): l is ProtectedLine => l.bench === 'protected');
   if (rows.length === 0) return '';
-  const head = ['protected scenario', 'metric', ...PROTECTED_VARIANTS, 'process/plain', 'inline/plain', 'broker CPU % (of it trusted process)', 'broker event loop % on CPU + waiting for one', 'CPU µs per delivery', 'load-gen CPU %', 'steal %', 'opened sample'];
+  const head = ['protected scenario', 'metric', ...PROTECTED_VARIANTS, 'process/plain', 'inline/plain', 'broker CPU % (of it trusted process, its µs per message)', 'broker event loop % on CPU + waiting for one', 'CPU µs per delivery', 'load-gen CPU %', 'steal %', 'opened sample'];
   const out = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
   for (const l of rows) {
     const g = mirrors(l);
@@ -92,7 +92,8 @@ function protectedTable(lines: Line[]): string {
       const r = l.results[v];
       if (!r) return '–';
       const child = num(r['brokerChildCpuPct']);
-      return child > 0 ? `${cell(r['brokerCpuPct'])} (${cell(child)})` : cell(r['brokerCpuPct']);
+      const perMessage = typeof r['trustedUsPerMessage'] === 'number' ? `, ${cell(r['trustedUsPerMessage'])} µs` : '';
+      return child > 0 ? `${cell(r['brokerCpuPct'])} (${cell(child)}${perMessage})` : cell(r['brokerCpuPct']);
     }).join(' / ');
     // the broker's main thread near 100 % (both parts together) is what bounds a throughput run
     const loop = PROTECTED_VARIANTS.map((v) => {

@@ -145,6 +145,10 @@ async function runProtected(scenarios: ProtectedScenario[], brokers: Record<Vari
       if (typeof r['deliveredPerSec'] === 'number' && typeof r['brokerCpuPct'] === 'number' && r['deliveredPerSec'] > 0) {
         r['cpuUsPerDelivery'] = round((r['brokerCpuPct'] * 1e4) / r['deliveredPerSec'], 1);
       }
+      // the trusted process's CPU per message it re-wrapped (one call per published message, whatever the fan-out)
+      if (v === 'process' && typeof r['publishedPerSec'] === 'number' && typeof r['brokerChildCpuPct'] === 'number' && r['publishedPerSec'] > 0 && r['brokerChildCpuPct'] > 0) {
+        r['trustedUsPerMessage'] = round((r['brokerChildCpuPct'] * 1e4) / r['publishedPerSec'], 2);
+      }
     } catch (err) {
       r = { error: (err as Error).message };
     }
