@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { BROKER_NODE_FLAGS } from '../src/cli/node-flags.js';
 import { freePort, sleep, waitForPort } from './proc.js';
 
-export type BrokerName = 'mqt-tz' | 'mosquitto' | 'aedes';
+export type BrokerName = 'mqt-tz' | 'mosquitto' | 'aedes' | 'baseline';
+/** The peers a run compares by default; `baseline` joins them with `--baseline DIR`. */
 export const BROKER_NAMES: readonly BrokerName[] = ['mqt-tz', 'mosquitto', 'aedes'];
 
 export interface BrokerProcess {
@@ -28,6 +29,8 @@ export interface StartBrokerOptions {
   protect?: { filter: string; backend: 'process' | 'inline' };
   /** Our broker only: its operations HTTP listener (/metrics) on this port. */
   httpPort?: number;
+  /** `baseline`: a built checkout of our broker (another commit), run with the same flags as ours. */
+  baselineDir?: string;
 }
 
 const here = (rel: string): string => fileURLToPath(new URL(rel, import.meta.url));
@@ -92,6 +95,14 @@ export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOpti
       const http = opts.httpPort !== undefined ? ['--http-port', String(opts.httpPort)] : [];
       const args = [...BROKER_NODE_FLAGS, ...prof, here('../src/cli/main.js'), 'broker', '--host', '127.0.0.1', '--port', String(port), '--data', dir, '--log-level', 'warn', ...protect, ...http];
       return launch(name, packageVersion(), port, process.execPath, args, cleanup);
+    }
+    case 'baseline': {
+      // another build of our broker in the same run: "no slower than before" measured, not recalled
+      const dir0 = opts.baselineDir;
+      if (dir0 === undefined) throw new Error('baseline needs --baseline DIR');
+      const rev = spawnSync('git', ['-C', dir0, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout?.trim() || 'unknown';
+      const args = [...BROKER_NODE_FLAGS, join(dir0, 'dist/src/cli/main.js'), 'broker', '--host', '127.0.0.1', '--port', String(port), '--data', dir, '--log-level', 'warn'];
+      return launch(name, rev, port, process.execPath, args, cleanup);
     }
     case 'mosquitto': {
       const version = mosquittoVersion();

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only NAME[,NAME…]] [--brokers mqt-tz,mosquitto,aedes]
+ * `npm run bench [-- --quick] [--only NAME[,NAME…]] [--brokers mqt-tz,mosquitto,aedes] [--baseline DIR] [--repeat N]
  *                [--payloads 64,1024,4096] [--qos 0,1] [--rounds N] [--write | --no-write] [--profile DIR]`
  *
  * Runs every selected scenario against our broker and the peers (each its own process on a free
@@ -8,7 +8,9 @@
  * exists, measures what scraping /metrics once a second costs (bench/metrics-scrape.ts), and on a full run (or with --write) writes docs/bench/ and the table in docs/benchmarks.md.
  * Quick: under 2 minutes; full: under 10. A hard time limit stops the run in any case.
  */
+import { existsSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BROKER_NAMES, mosquittoVersion, startBrokerProcess, type BrokerName, type BrokerProcess } from './brokers.js';
 import { GROUPS, defaultProtectedRounds, plan, protectedPlan, warmUpBroker, type ProtectedScenario, type Variant } from './plan.js';
@@ -30,6 +32,10 @@ interface Args {
   matrix: { payloads?: number[]; qos?: QoS[] } | undefined;
   /** Rounds per variant of the protected fan-out rows (default: 3, `--quick` 1). */
   rounds: number | undefined;
+  /** A built checkout of our broker at another commit, compared as the peer `baseline`. */
+  baselineDir?: string;
+  /** Rounds of each broker scenario, in rotating order; each broker's median round by msg/s (default 1). */
+  repeat: number;
 }
 
 /** A bad command line: reported as its message alone, without a stack. */
@@ -45,7 +51,7 @@ function intList(flag: string, text: string, min: number, max: number): number[]
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, only: [], brokers: [...BROKER_NAMES], write: false, profileDir: undefined, matrix: undefined, rounds: undefined };
+  const a: Args = { quick: false, only: [], brokers: [...BROKER_NAMES], write: false, profileDir: undefined, matrix: undefined, rounds: undefined, repeat: 1 };
   let write: boolean | undefined;
   for (let i = 0; i < argv.length; i++) {
     const x = argv[i]!;
@@ -57,6 +63,8 @@ function parseArgs(argv: string[]): Args {
     if (x === '--quick') a.quick = true;
     else if (x === '--only') a.only.push(...value().split(','));
     else if (x === '--brokers') a.brokers = value().split(',') as BrokerName[];
+    else if (x === '--baseline') a.baselineDir = value();
+    else if (x === '--repeat') a.repeat = intList(x, value(), 1, 15)[0]!;
     else if (x === '--write') write = true;
     else if (x === '--no-write') write = false;
     else if (x === '--profile') a.profileDir = value();
@@ -68,12 +76,16 @@ function parseArgs(argv: string[]): Args {
       if (rounds.length !== 1) throw new UsageError(`--rounds takes one number, not ${rounds.length}`);
       a.rounds = rounds[0];
     }
-    else throw new UsageError(`unknown argument ${x} (known: --quick, --only NAME, --brokers LIST, --payloads LIST, --qos LIST, --rounds N, --write, --no-write, --profile DIR)`);
+    else throw new UsageError(`unknown argument ${x} (known: --quick, --only NAME, --brokers LIST, --payloads LIST, --qos LIST, --rounds N, --repeat N, --baseline DIR, --write, --no-write, --profile DIR)`);
   }
   for (const b of a.brokers) if (!BROKER_NAMES.includes(b)) throw new UsageError(`unknown broker ${b} (known: ${BROKER_NAMES.join(', ')})`);
   if (!a.brokers.includes('mqt-tz')) a.brokers.unshift('mqt-tz');
+  if (a.baselineDir !== undefined) {
+    if (!existsSync(join(a.baselineDir, 'dist/src/cli/main.js'))) throw new UsageError(`--baseline: ${a.baselineDir} holds no built broker (dist/src/cli/main.js; run npm ci there)`);
+    a.brokers.push('baseline');
+  }
   // a run of another matrix than the full run's does not replace the report unless asked to
-  a.write = write ?? (!a.quick && a.only.length === 0 && a.matrix === undefined && a.rounds === undefined);
+  a.write = write ?? (!a.quick && a.only.length === 0 && a.matrix === undefined && a.rounds === undefined && a.repeat === 1 && a.baselineDir === undefined);
   return a;
 }
 
@@ -249,7 +261,7 @@ async function main(): Promise<void> {
   const extraRounds = protectedScenarios.reduce((n, s) => n + Math.max(0, (s.rounds ?? 1) - defaultProtectedRounds(args.quick)), 0);
   // the scrape-cost rounds (bench/metrics-scrape.ts): ~15 s quick, ~45 s full
   const scrapeMs = selected(args.only, 'metrics-scrape', 'metrics-scrape') ? (args.quick ? 20_000 : 50_000) : 0;
-  const limitMs = (args.quick ? 150_000 : 660_000) + extraRounds * 30_000 + scrapeMs;
+  const limitMs = (args.quick ? 150_000 : 660_000) * args.repeat + extraRounds * 30_000 + scrapeMs;
   const guard = setTimeout(() => {
     process.stderr.write(`bench: stopped after the ${limitMs / 1000} s limit\n`);
     process.exit(1);
@@ -275,7 +287,7 @@ async function main(): Promise<void> {
           continue;
         }
         try {
-          brokers.push(await startBrokerProcess(name, { cpuProfileDir: name === 'mqt-tz' ? args.profileDir : undefined }));
+          brokers.push(await startBrokerProcess(name, { cpuProfileDir: name === 'mqt-tz' ? args.profileDir : undefined, baselineDir: args.baselineDir }));
         } catch (err) {
           skipped[name] = (err as Error).message;
         }
@@ -286,17 +298,22 @@ async function main(): Promise<void> {
     if (scenarios.length > 0) for (const b of brokers) await warmUpBroker(b, args.quick).catch(() => undefined);
     let k = 0;
     for (const s of scenarios) {
-      const results: Record<string, Record<string, unknown>> = {};
-      // rotate the order so that no broker always runs first (or right after a heavy run)
-      const order = brokers.map((_, i) => brokers[(i + k) % brokers.length]!);
-      k++;
-      for (const b of order) {
-        try {
-          results[b.name] = { ...(await s.run(b, `${s.id}-${b.name}`)) };
-        } catch (err) {
-          results[b.name] = { error: (err as Error).message };
+      const rounds: Record<string, Record<string, unknown>[]> = {};
+      const errors: Record<string, string> = {};
+      for (let rep = 0; rep < args.repeat; rep++) {
+        // rotate the order so that no broker always runs first (or right after a heavy run)
+        const order = brokers.map((_, i) => brokers[(i + k) % brokers.length]!);
+        k++;
+        for (const b of order) {
+          try {
+            (rounds[b.name] ??= []).push({ ...(await s.run(b, `${s.id}-${b.name}-${rep}`)) });
+          } catch (err) {
+            errors[b.name] = (err as Error).message;
+          }
         }
       }
+      const results: Record<string, Record<string, unknown>> = {};
+      for (const b of brokers) results[b.name] = rounds[b.name] !== undefined ? medianRound(rounds[b.name]!) : { error: errors[b.name] ?? 'no round' };
       const line: ScenarioLine = { bench: 'broker', group: s.group, id: s.id, params: s.params, results, ratios: ratiosOf(s, results) };
       if (Object.keys(skipped).length > 0) line.skipped = skipped;
       lines.push(line);
