@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { loadOperatorKey, OPERATOR_KEY_FILE, signPolicy } from '../../src/protect/operator.js';
 import { encodeHeader, parseHeader, topicTagInput, type EnvelopeHeader } from '../../src/envelope/envelope-layout.js';
 import { inboxOf, waitUntil, type Inbox } from '../helpers/broker.js';
-import { Events, PROTECTED, startProtectedBroker, type ProtectedBroker } from '../client/protected-broker.js';
-import { MitmProxy, type Rewrite } from './mitm-proxy.js';
+import { Events, PROTECTED, startProtectedBroker, type ProtectedBroker } from '../helpers/protected-broker.js';
+import { MitmProxy, type Rewrite } from '../helpers/mitm-proxy.js';
 
 let b: ProtectedBroker;
 let proxy: MitmProxy;

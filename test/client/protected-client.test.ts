@@ -7,7 +7,7 @@ import {
 } from '../../src/client/index.js';
 import { connectProtected } from '../../src/client/index.js';
 import { inboxOf, unique } from '../helpers/broker.js';
-import { Events, startProtectedBroker, type ProtectedBroker } from './protected-broker.js';
+import { Events, startProtectedBroker, type ProtectedBroker } from '../helpers/protected-broker.js';
 
 let b: ProtectedBroker;
 before(async () => {

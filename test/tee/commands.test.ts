@@ -17,8 +17,8 @@ import { BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_TOKEN, parseKeyResponse } from 
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { codeFromNumber } from '../../src/envelope/errors.js';
-import { ALL_GRANTS, makeFixture } from './fixture.js';
-import { deliver, publish, refusedUnchanged, text } from './publishing.js';
+import { ALL_GRANTS, makeFixture } from '../helpers/tee/fixture.js';
+import { deliver, publish, refusedUnchanged, text } from '../helpers/tee/publishing.js';
 
 const TEE_DIST = join(dirname(fileURLToPath(import.meta.url)), '../../src/tee');
 const statusOf = (response: Uint8Array): string => codeFromNumber(parseKeyResponse(response).status);

@@ -12,8 +12,8 @@ import {
 } from '../../src/envelope/envelope-layout.js';
 import type { TeeError } from '../../src/envelope/errors.js';
 import type { FormedGroup } from '../../src/tee-client/host.js';
-import { makeFixture, type Enrolled } from './fixture.js';
-import { publish } from './publishing.js';
+import { makeFixture, type Enrolled } from '../helpers/tee/fixture.js';
+import { publish } from '../helpers/tee/publishing.js';
 
 /** A small seeded generator, so a failing run can be replayed from the seed in its messages. */
 function generator(seed: number): (n: number) => number {
