@@ -7,9 +7,9 @@ import { hkdfSync, randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { splitEnvelope, type ProtectedClient } from '../../src/client/index.js';
 import { waitUntil } from '../helpers/broker.js';
-import { Events } from '../client/protected-broker.js';
-import { MASK, scanProcessMemory } from '../tee/memscan.js';
-import { processState, startCliBroker, type CliBroker } from './cli-broker.js';
+import { Events } from '../helpers/protected-broker.js';
+import { MASK, scanProcessMemory } from '../helpers/memscan.js';
+import { processState, startCliBroker, type CliBroker } from '../helpers/cli-broker.js';
 
 const masked = (b: Uint8Array): Buffer => Buffer.from(b.map((x) => x ^ MASK));
 const subkey = (raw: Uint8Array, info: string): Buffer => Buffer.from(hkdfSync('sha256', raw, new Uint8Array(0), info, 32));

@@ -7,8 +7,8 @@ import { after, before, test } from 'node:test';
 import { importClientKey, openEnvelope, readKeyFile, splitEnvelope } from '../../src/client/index.js';
 import { KIND_GROUP, parseHeader } from '../../src/envelope/envelope-layout.js';
 import { waitUntil, withTimeout, WAIT_MS } from '../helpers/broker.js';
-import { startProtectedBroker, type ProtectedBroker } from '../client/protected-broker.js';
-import { MAIN } from './cli-broker.js';
+import { startProtectedBroker, type ProtectedBroker } from '../helpers/protected-broker.js';
+import { MAIN } from '../helpers/cli-broker.js';
 
 interface Run {
   code: number | null;

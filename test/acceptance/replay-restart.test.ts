@@ -11,9 +11,9 @@ import type { IPublishPacket } from 'mqtt-packet';
 import { splitEnvelope, type ProtectedClient } from '../../src/client/index.js';
 import { parseHeader } from '../../src/envelope/envelope-layout.js';
 import { elapse, waitUntil, withTimeout, WAIT_MS } from '../helpers/broker.js';
-import type { ProtectedBroker } from '../client/protected-broker.js';
-import { MAIN } from './cli-broker.js';
-import { startBrokerBehindProxy, type MitmProxy } from './mitm-proxy.js';
+import type { ProtectedBroker } from '../helpers/protected-broker.js';
+import { MAIN } from '../helpers/cli-broker.js';
+import { startBrokerBehindProxy, type MitmProxy } from '../helpers/mitm-proxy.js';
 
 let b: ProtectedBroker, proxy: MitmProxy, alice: ProtectedClient, close: (() => Promise<void>) | undefined;
 before(async () => {

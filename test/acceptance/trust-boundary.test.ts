@@ -14,8 +14,8 @@ import { connectProtected, EnrolmentError, readKeyFile, type ProtectedClient } f
 import { createOperatorKey, loadOperatorKey, OPERATOR_KEY_FILE, type OperatorKey } from '../../src/protect/operator.js';
 import { openSealedBlobStore } from '../../src/store/sealed-blobs.js';
 import { withTimeout, WAIT_MS } from '../helpers/broker.js';
-import { Events } from '../client/protected-broker.js';
-import { failingCliBroker, MAIN, PROTECTED, startCliBroker, type CliBroker } from './cli-broker.js';
+import { Events } from '../helpers/protected-broker.js';
+import { failingCliBroker, MAIN, PROTECTED, startCliBroker, type CliBroker } from '../helpers/cli-broker.js';
 
 const folders: string[] = [];
 function folder(kind: string): string {

@@ -11,7 +11,7 @@ import { build } from 'esbuild';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import type * as Sdk from '../../src/client/browser.js';
 import { unique, WAIT_MS } from '../helpers/broker.js';
-import { Events, startProtectedBroker, type ProtectedBroker } from './protected-broker.js';
+import { Events, startProtectedBroker, type ProtectedBroker } from '../helpers/protected-broker.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ENTRY = fileURLToPath(new URL('../../src/client/browser.js', import.meta.url));

@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connectProtected, EnrolmentError, fileKeyStore, readKeyFile, TeeRequestError, type ProtectedClient } from '../../src/client/index.js';
 import { unique, waitUntil, withTimeout, WAIT_MS } from '../helpers/broker.js';
-import { MAIN } from '../acceptance/cli-broker.js';
+import { MAIN } from '../helpers/cli-broker.js';
 import { loadOperatorKey, OPERATOR_KEY_FILE, signRevocation } from '../../src/protect/operator.js';
-import { startBrokerBehindProxy, type MitmProxy } from '../acceptance/mitm-proxy.js';
-import { Events, type ProtectedBroker } from './protected-broker.js';
+import { startBrokerBehindProxy, type MitmProxy } from '../helpers/mitm-proxy.js';
+import { Events, type ProtectedBroker } from '../helpers/protected-broker.js';
 
 let b: ProtectedBroker, proxy: MitmProxy, alice: ProtectedClient, close: (() => Promise<void>) | undefined;
 before(async () => ({ b, proxy, alice, close } = await startBrokerBehindProxy(unique('alice'))));

@@ -6,8 +6,9 @@ import {
   EnrolmentError, importClientKey, joinEnvelope, KeyFileError, readKeyFile, sealEnvelope, splitEnvelope, type ProtectedClient,
 } from '../../src/client/index.js';
 import { connectProtected } from '../../src/client/index.js';
+import { KIND_GROUP, parseHeader } from '../../src/envelope/envelope-layout.js';
 import { inboxOf, unique } from '../helpers/broker.js';
-import { Events, startProtectedBroker, type ProtectedBroker } from './protected-broker.js';
+import { Events, startProtectedBroker, type ProtectedBroker } from '../helpers/protected-broker.js';
 
 let b: ProtectedBroker;
 before(async () => {
@@ -52,7 +53,11 @@ test('protected topics are sealed on publish and opened on receive, plain topics
   assert.deepEqual(await events.next('the plain message'), { kind: 'message', topic: 'plain/a', text: 'open text', sender: undefined, protected: false, retain: false });
   const onWire = await inboxOf(raw).next('the envelope for carol');
   assert.equal(onWire.packet.payload.indexOf('secret text'), -1);
-  assert.ok(onWire.packet.payload.length > 100, 'an envelope: header and payload ciphertext');
+  // an envelope made for carol: a group header (alice to carol), then the ciphertext and its 16-byte tag
+  const envelope = splitEnvelope(Buffer.from(onWire.packet.payload));
+  const h = parseHeader(envelope.header);
+  assert.deepEqual([h.kind, h.sender, h.recipient], [KIND_GROUP, alice, carol]);
+  assert.equal(envelope.payload.length, Buffer.byteLength('secret text') + 16);
 });
 
 test('publishes keep their order, and sequence numbers keep rising across a publisher restart', async () => {

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, test } from 'node:test';
 import { chromium, type BrowserContext } from 'playwright-core';
-import { Events, startProtectedBroker } from '../client/protected-broker.js';
+import { Events, startProtectedBroker } from '../helpers/protected-broker.js';
 import { unique, WAIT_MS } from '../helpers/broker.js';
 
 const CHROMIUM = '/usr/bin/chromium';

@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, describe, test } from 'node:test';
 import { startTestBroker, unique, WAIT_MS, type TestBroker } from '../helpers/broker.js';
-import { startProtectedBroker } from '../client/protected-broker.js';
-import { Events } from '../client/protected-broker.js';
+import { startProtectedBroker } from '../helpers/protected-broker.js';
+import { Events } from '../helpers/protected-broker.js';
 
 const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'mqt-tz-http-test-'));

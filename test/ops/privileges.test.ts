@@ -10,8 +10,8 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { Events } from '../client/protected-broker.js';
-import { startCliBroker, type CliBroker } from '../acceptance/cli-broker.js';
+import { Events } from '../helpers/protected-broker.js';
+import { startCliBroker, type CliBroker } from '../helpers/cli-broker.js';
 import { BROKER_USER, ensureSystemUser, openAs, RUNNING_AS_ROOT, TEE_USER, uidOf, type Ids } from '../helpers/os-users.js';
 
 const SKIP = RUNNING_AS_ROOT ? false : 'needs root: it creates two system users and starts the broker as root so that it drops to them';

@@ -11,8 +11,8 @@ import { promisify } from 'node:util';
 import { after, describe, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
 import { connectMqtt, inboxOf, startTestBroker, unique, withTimeout, WAIT_MS } from '../helpers/broker.js';
-import { makeDevPki } from '../transport/fixtures.js';
-import { startProcessBroker } from './process-broker.js';
+import { makeDevPki } from '../helpers/transport.js';
+import { startProcessBroker } from '../helpers/process-broker.js';
 
 const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'mqt-tz-reload-test-'));

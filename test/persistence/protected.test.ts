@@ -11,8 +11,8 @@ import { STATE_FILE } from '../../src/persistence/sqlite-store.js';
 import { startBroker } from '../../src/server.js';
 import { connectProtected } from '../../src/client/index.js';
 import { unique } from '../helpers/broker.js';
-import { PROTECTED } from '../client/protected-broker.js';
-import { Events, startProtectedBroker, type ProtectedBroker } from '../client/protected-broker.js';
+import { PROTECTED } from '../helpers/protected-broker.js';
+import { Events, startProtectedBroker, type ProtectedBroker } from '../helpers/protected-broker.js';
 
 let b: ProtectedBroker;
 before(async () => {

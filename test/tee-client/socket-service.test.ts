@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { withTimeout, WAIT_MS } from '../helpers/broker.js';
-import { Events } from '../client/protected-broker.js';
-import { MAIN, startCliBroker, type CliBroker } from '../acceptance/cli-broker.js';
+import { Events } from '../helpers/protected-broker.js';
+import { MAIN, startCliBroker, type CliBroker } from '../helpers/cli-broker.js';
 import { BROKER_USER, connectAs, ensureSystemGroup, ensureSystemUser, openAs, RUNNING_AS_ROOT, TEE_USER, uidOf, type Ids } from '../helpers/os-users.js';
 
 interface Service {

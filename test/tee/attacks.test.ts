@@ -11,8 +11,8 @@ import { signPolicy, signRevocation, signStatement, issueToken, type OperatorKey
 import { joinEnvelope } from '../../src/envelope/envelope-layout.js';
 import { codeFromNumber, TeeError } from '../../src/envelope/errors.js';
 import { encodeEndorsementBody, parseKeyResponse } from '../../src/envelope/messages.js';
-import { makeFixture, type Enrolled, type Fixture } from './fixture.js';
-import { deliver, publish, refusedUnchanged } from './publishing.js';
+import { makeFixture, type Enrolled, type Fixture } from '../helpers/tee/fixture.js';
+import { deliver, publish, refusedUnchanged } from '../helpers/tee/publishing.js';
 
 let f: Fixture;
 let alice: Enrolled;

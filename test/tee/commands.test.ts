@@ -13,12 +13,13 @@ import { CMD } from '../../src/envelope/wire.js';
 import { measureTrustedCode } from '../../src/tee/core.js';
 import { joinEnvelope } from '../../src/envelope/envelope-layout.js';
 import { TeeError } from '../../src/envelope/errors.js';
-import { BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_TOKEN, parseKeyResponse } from '../../src/envelope/messages.js';
-import { mkdtempSync } from 'node:fs';
+import { BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_TOKEN, parseKeyResponse, readGrants } from '../../src/envelope/messages.js';
+import { Sealer } from '../../src/tee/seal.js';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { codeFromNumber } from '../../src/envelope/errors.js';
-import { ALL_GRANTS, makeFixture } from './fixture.js';
-import { deliver, publish, refusedUnchanged, text } from './publishing.js';
+import { ALL_GRANTS, makeFixture } from '../helpers/tee/fixture.js';
+import { deliver, publish, refusedUnchanged, text } from '../helpers/tee/publishing.js';
 
 const TEE_DIST = join(dirname(fileURLToPath(import.meta.url)), '../../src/tee');
 const statusOf = (response: Uint8Array): string => codeFromNumber(parseKeyResponse(response).status);
@@ -36,9 +37,10 @@ test('info reports the keys, the measurement of the trusted code, a fingerprint 
     assert.equal(i.fingerprint, fp);
     assert.equal(i.operatorPublicKey, Buffer.from(f.operator.publicKey).toString('hex'));
     assert.equal(i.endorsement, null, 'nothing endorses the component by itself');
-    await f.tee.setEndorsement(signEndorsement(f.operator, i));
+    const issuedAt = Date.now() - 5_000;
+    await f.tee.setEndorsement(signEndorsement(f.operator, i, issuedAt));
     const endorsed = await f.tee.info();
-    assert.ok((await verifyEndorsement(endorsed, endorsed.operatorPublicKey)) > 0);
+    assert.equal(await verifyEndorsement(endorsed, endorsed.operatorPublicKey), issuedAt, 'the endorsement verifies and carries the time it was signed');
     await assert.rejects(verifyEndorsement(endorsed, Buffer.alloc(32, 1).toString('hex')), (e: unknown) => e instanceof EnrolmentError && e.code === 'endorsement-invalid');
   } finally {
     await f.dispose();
@@ -49,11 +51,31 @@ test('enrolment stores only a sealed key, answers with a verifiable key confirma
   const f = await makeFixture();
   try {
     assert.equal(await f.tee.isEnrolled('alice'), false);
+    const before = Date.now();
     const alice = await f.enrol('alice');
     assert.equal(await f.tee.isEnrolled('alice'), true);
-    const blob = f.store.get(f.storedName('key/alice'))!;
-    assert.ok(blob.length > 32);
+    const name = f.storedName('key/alice');
+    const version = Number(name.slice('key/alice#'.length));
+    const blob = f.store.get(name)!;
     assert.equal(Buffer.from(blob).indexOf(Buffer.from(alice.raw)), -1, 'stored blob does not contain the key');
+    // The host holds `u8 seal version 1 | nonce(12) | sealed record | tag(16)`; the record, opened
+    // with the device secret only the trusted side reads, is `u32 generation | u64 enrolled at (ms) | key(32) | grants`.
+    const sealer = new Sealer(readFileSync(join(f.dir, 'tee', 'device.secret')));
+    const record = sealer.unseal('key/alice', version, blob);
+    const grantsLength = 2 * (1 + 2 + '#'.length);
+    assert.equal(record.length, 4 + 8 + 32 + grantsLength);
+    assert.equal(blob.length, 1 + 12 + record.length + 16);
+    assert.equal(blob[0], 1);
+    const r = new Reader(record);
+    assert.equal(r.u32(), 1, 'generation 1: a first enrolment');
+    const enrolledAt = r.u64();
+    assert.ok(enrolledAt >= before && enrolledAt <= Date.now(), `enrolled at ${enrolledAt}`);
+    assert.deepEqual(Buffer.from(r.take(32)), Buffer.from(alice.raw));
+    assert.deepEqual(readGrants(r), ALL_GRANTS);
+    r.end('key record');
+    for (const [other, v] of [['key/bob', version], ['key/alice', version - 1], ['key/alice', version + 1]] as const) {
+      assert.throws(() => sealer.unseal(other, v, blob), (e: unknown) => e instanceof TeeError && e.code === 'sealed-invalid', `opened as ${other}#${v}`);
+    }
     assert.equal((await f.tee.stats()).enrolments, 1);
   } finally {
     await f.dispose();

@@ -10,8 +10,8 @@ import { signPolicy, signRevocation } from '../../src/protect/operator.js';
 import { GROUP_ID_BYTES, KIND_GROUP, joinEnvelope, parseHeader, type EnvelopeParts } from '../../src/envelope/envelope-layout.js';
 import type { FormedGroup } from '../../src/tee-client/host.js';
 import { TeeError, codeFromNumber } from '../../src/envelope/errors.js';
-import { makeFixture, type Enrolled, type Fixture } from './fixture.js';
-import { publish, refusedUnchanged } from './publishing.js';
+import { makeFixture, type Enrolled, type Fixture } from '../helpers/tee/fixture.js';
+import { publish, refusedUnchanged } from '../helpers/tee/publishing.js';
 
 let f: Fixture;
 let alice: Enrolled;

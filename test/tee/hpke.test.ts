@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { deriveKeyPair, setupBaseR, setupBaseS, x25519PrivateKey } from '../../src/tee/hpke.js';
-import { RFC9180_VECTORS } from './rfc9180-vectors.js';
+import { RFC9180_VECTORS } from '../helpers/rfc9180-vectors.js';
 
 const hex = (s: string): Buffer => Buffer.from(s, 'hex');
 

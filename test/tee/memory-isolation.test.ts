@@ -8,12 +8,12 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { splitEnvelope, joinEnvelope } from '../../src/envelope/envelope-layout.js';
 import { toBase64Url } from '../../src/envelope/bytes.js';
-import { makeFixture } from './fixture.js';
-import { scanHeapSnapshot, scanOwnMemory } from './memscan.js';
+import { makeFixture } from '../helpers/tee/fixture.js';
+import { scanHeapSnapshot, scanOwnMemory } from '../helpers/memscan.js';
 
 /** Drives a client process over JSON lines. */
 function startClient(): { call(cmd: object): Promise<Record<string, unknown>>; stop(): void } {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('./client-child.js', import.meta.url))], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [fileURLToPath(new URL('../helpers/tee/client-child.js', import.meta.url))], { stdio: ['pipe', 'pipe', 'inherit'] });
   const waiting: Array<(v: Record<string, unknown>) => void> = [];
   createInterface({ input: child.stdout }).on('line', (line) => waiting.shift()?.(JSON.parse(line) as Record<string, unknown>));
   return {

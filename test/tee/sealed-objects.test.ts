@@ -10,8 +10,8 @@ import { createOperatorKey, signEndorsement, signModeChange, signPolicy, signRev
 import { openTrustedComponent, TeeError, type OpenOptions, type TrustedComponent } from '../../src/tee-client/host.js';
 import { codeFromNumber } from '../../src/envelope/errors.js';
 import { parseKeyResponse } from '../../src/envelope/messages.js';
-import { makeFixture, type Fixture } from './fixture.js';
-import { deliver, publish } from './publishing.js';
+import { makeFixture, type Fixture } from '../helpers/tee/fixture.js';
+import { deliver, publish } from '../helpers/tee/publishing.js';
 
 const T = 'home/door';
 

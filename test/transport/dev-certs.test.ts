@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { ensureDevCertificates, issueClientCertificate } from '../../src/transport/dev-certs.js';
 import { issueCertificate } from '../../src/transport/x509.js';
-import { guard, makeTempDir } from './fixtures.js';
+import { guard, makeTempDir } from '../helpers/transport.js';
 
 async function readAll(paths: Record<'caCert' | 'caKey' | 'serverCert' | 'serverKey', string>) {
   const entries = await Promise.all(Object.entries(paths).map(async ([k, p]) => [k, await readFile(p, 'utf8')] as const));

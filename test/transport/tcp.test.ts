@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { listenTcp } from '../../src/transport/tcp.js';
-import { Acceptor, assertAnonymousLoopback, echoHandler, readBytes, whenClosed, guard } from './fixtures.js';
+import { Acceptor, assertAnonymousLoopback, echoHandler, readBytes, whenClosed, guard } from '../helpers/transport.js';
 
 async function connectTo(port: number): Promise<Socket> {
   const socket = connect({ host: '127.0.0.1', port });

@@ -7,7 +7,7 @@ import { issueClientCertificate } from '../../src/transport/dev-certs.js';
 import { listenTls, type TlsOptions } from '../../src/transport/tls.js';
 import type { Listener } from '../../src/transport/types.js';
 import { issueCertificate } from '../../src/transport/x509.js';
-import { Acceptor, assertAnonymousLoopback, echoHandler, makeDevPki, readBytes, whenClosed, type Accepted, type DevPki, guard } from './fixtures.js';
+import { Acceptor, assertAnonymousLoopback, echoHandler, makeDevPki, readBytes, whenClosed, type Accepted, type DevPki, guard } from '../helpers/transport.js';
 
 let pki: DevPki;
 before(async () => {

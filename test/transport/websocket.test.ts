@@ -7,7 +7,7 @@ import type { TlsSettings } from '../../src/transport/tls.js';
 import type { Listener } from '../../src/transport/types.js';
 import { listenWebSocket, type WebSocketOptions } from '../../src/transport/websocket.js';
 import { issueCertificate } from '../../src/transport/x509.js';
-import { Acceptor, assertAnonymousLoopback, echoHandler, makeDevPki, readBytes, whenClosed, type DevPki, guard } from './fixtures.js';
+import { Acceptor, assertAnonymousLoopback, echoHandler, makeDevPki, readBytes, whenClosed, type DevPki, guard } from '../helpers/transport.js';
 
 let pki: DevPki;
 before(async () => {

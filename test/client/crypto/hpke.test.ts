@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { importX25519Private, setupBaseS } from '../../../src/client/crypto/index.js';
 import { setupBaseR, x25519PrivateKey } from '../../../src/tee/hpke.js';
-import { RFC9180_VECTORS } from '../../tee/rfc9180-vectors.js';
+import { RFC9180_VECTORS } from '../../helpers/rfc9180-vectors.js';
 
 const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'hex'));
 const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');

@@ -1,7 +1,7 @@
 /** The `persistence` config key: on by default, false turns it off, a bad value names the key. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ConfigError, defaultConfig, parseConfig } from '../../src/config.js';
+import { ConfigError, defaultConfig, parseConfig } from '../src/config.js';
 
 test('persistence is on with sync "normal" by default; false turns it off; {"sync": "full"} asks for power-loss safety', () => {
   assert.deepEqual(defaultConfig().persistence, { sync: 'normal' });

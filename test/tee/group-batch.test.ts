@@ -6,14 +6,22 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { openEnvelope } from '../../src/client/crypto/index.js';
 import {
-  GROUP_ID_BYTES, GROUP_PART_TAIL, KIND_GROUP, NONCE_BYTES, KIND_SENDER, TAG_BYTES, encodeGroupMessagePart, groupKeyAd, groupWrapAd, joinEnvelope, parseHeader, wrapAd, type EnvelopeParts,
+  GROUP_ID_BYTES, GROUP_PART_TAIL, KIND_GROUP, NONCE_BYTES, KIND_SENDER, TAG_BYTES, encodeGroupMessagePart, encodeHeader, groupKeyAd, groupWrapAd, joinEnvelope, parseHeader, wrapAd, type EnvelopeParts,
 } from '../../src/envelope/envelope-layout.js';
-import type { TeeError } from '../../src/envelope/errors.js';
+import { codeFromNumber, TeeError } from '../../src/envelope/errors.js';
+import { Reader, Writer } from '../../src/envelope/bytes.js';
+import { CMD, GROUP_REWRAP_BATCH_MAX } from '../../src/envelope/wire.js';
+import { Dispatcher } from '../../src/tee/commands.js';
+import { createOperatorKey } from '../../src/protect/operator.js';
 import type { FormedGroup } from '../../src/tee-client/host.js';
-import { makeFixture, type Enrolled } from './fixture.js';
-import { publish } from './publishing.js';
+import { makeFixture, type Enrolled } from '../helpers/tee/fixture.js';
+import { publish } from '../helpers/tee/publishing.js';
 
 /** A small seeded generator, so a failing run can be replayed from the seed in its messages. */
 function generator(seed: number): (n: number) => number {
@@ -112,5 +120,37 @@ test('randomized batches: every shared part equals the reference re-wrap (sender
     assert.equal(wrapNonces.size, parts, `seed ${seed}: every group wrap has a nonce of its own`);
   } finally {
     await f.dispose();
+  }
+});
+
+test(`a batch of exactly ${GROUP_REWRAP_BATCH_MAX} messages is answered message by message; one more is refused whole as bad-request naming the limit`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mqt-tz-batch-max-'));
+  try {
+    const blobs = new Map<string, Uint8Array>();
+    const d = new Dispatcher({ get: async (n) => blobs.get(n), put: async (n, b) => void blobs.set(n, b), delete: async (n) => void blobs.delete(n) }, join(dirname(fileURLToPath(import.meta.url)), '../../src/tee'));
+    const operator = createOperatorKey(join(dir, 'operator.key'));
+    await d.handle(CMD.init, new Writer().u32(16).str16(join(dir, 'tee')).u8(0).u8(0).raw(operator.publicKey).finish());
+    const header = encodeHeader({
+      version: 1, kind: KIND_SENDER, seq: 1, topicTag: new Uint8Array(8), sender: 'alice', recipient: '',
+      payloadNonce: new Uint8Array(NONCE_BYTES), wrapNonce: new Uint8Array(NONCE_BYTES), wrappedKey: new Uint8Array(48),
+    });
+    // a well-formed message naming a group this component never formed: each is refused on its own
+    const entry = new Writer().u32(7).str16('t/x').str8('alice').bytes16(header).finish();
+    const batch = (n: number): Buffer => Buffer.concat([new Writer().u16(n).finish(), ...Array.from({ length: n }, () => entry)]);
+    const answer = new Reader(await d.handle(CMD.groupRewrapBatch, batch(GROUP_REWRAP_BATCH_MAX)));
+    assert.equal(answer.u16(), GROUP_REWRAP_BATCH_MAX);
+    const codes = new Set<string>();
+    for (let i = 0; i < GROUP_REWRAP_BATCH_MAX; i++) {
+      codes.add(codeFromNumber(answer.u8()));
+      answer.take(answer.u16());
+    }
+    answer.end('batch answer');
+    assert.deepEqual([...codes], ['group-unknown']);
+    await assert.rejects(
+      Promise.resolve().then(() => d.handle(CMD.groupRewrapBatch, batch(GROUP_REWRAP_BATCH_MAX + 1))),
+      (e: unknown) => e instanceof TeeError && e.code === 'bad-request' && e.detail.includes(`at most ${GROUP_REWRAP_BATCH_MAX} messages`),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { connectProtected, readKeyFile, type NodeProtectedClientOptions, type ProtectedClient } from '../../src/client/index.js';
 import { issueToken, loadOperatorKey, OPERATOR_KEY_FILE, type OperatorKey } from '../../src/protect/operator.js';
 import { toBase64Url } from '../../src/envelope/bytes.js';
-import { withTimeout, WAIT_MS } from '../helpers/broker.js';
+import { withTimeout, WAIT_MS } from './broker.js';
 
 export const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 export const PROTECTED = 'secure/#';

@@ -6,7 +6,7 @@ import { createServer, connect, type AddressInfo, type Server, type Socket } fro
 import mqttPacket from 'mqtt-packet';
 import type { IPublishPacket, Packet } from 'mqtt-packet';
 import type { ProtectedClient } from '../../src/client/index.js';
-import { startProtectedBroker, type ProtectedBroker } from '../client/protected-broker.js';
+import { startProtectedBroker, type ProtectedBroker } from './protected-broker.js';
 
 /** What the client gets instead of `packet` (in order; empty = dropped). */
 export type Rewrite = (packet: IPublishPacket) => IPublishPacket[] | Promise<IPublishPacket[]>;

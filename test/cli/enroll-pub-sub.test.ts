@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { importClientKey, joinEnvelope, readKeyFile, sealEnvelope, splitEnvelope } from '../../src/client/index.js';
 import { unique, waitUntil, withTimeout, WAIT_MS } from '../helpers/broker.js';
-import { startProtectedBroker, type ProtectedBroker } from './protected-broker.js';
+import { startProtectedBroker, type ProtectedBroker } from '../helpers/protected-broker.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 

@@ -2,8 +2,8 @@
 // and hands the test only opaque protocol bytes and XOR-masked copies of its secrets.
 import { createInterface } from 'node:readline';
 import { hkdfSync, randomBytes } from 'node:crypto';
-import { buildEnrolmentRequest, openEnvelope, pinTee, sealEnvelope, verifyKeyResponse, type ClientKey, type PendingKeyRequest, type TeeInfoJson } from '../../src/client/crypto/index.js';
-import { MASK } from './memscan.js';
+import { buildEnrolmentRequest, openEnvelope, pinTee, sealEnvelope, verifyKeyResponse, type ClientKey, type PendingKeyRequest, type TeeInfoJson } from '../../../src/client/crypto/index.js';
+import { MASK } from '../memscan.js';
 
 const mask = (b: Uint8Array): string => Buffer.from(b.map((x) => x ^ MASK)).toString('hex');
 const unmask = (hex: string): Buffer => Buffer.from(Buffer.from(hex, 'hex').map((x) => x ^ MASK));

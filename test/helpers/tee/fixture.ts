@@ -3,10 +3,10 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createOperatorKey, issueToken, loadOperatorKey, openDataTee, type DataTee, type OperatorKey } from '../../src/protect/operator.js';
-import type { Grants } from '../../src/envelope/messages.js';
-import { buildEnrolmentRequest, importClientKey, pinTee, verifyKeyResponse, type ClientKey, type TeePublicKeys } from '../../src/client/crypto/index.js';
-import type { TeeInfo, TeeScheduling } from '../../src/tee-client/host.js';
+import { createOperatorKey, issueToken, loadOperatorKey, openDataTee, type DataTee, type OperatorKey } from '../../../src/protect/operator.js';
+import type { Grants } from '../../../src/envelope/messages.js';
+import { buildEnrolmentRequest, importClientKey, pinTee, verifyKeyResponse, type ClientKey, type TeePublicKeys } from '../../../src/client/crypto/index.js';
+import type { TeeInfo, TeeScheduling } from '../../../src/tee-client/host.js';
 import { randomBytes } from 'node:crypto';
 
 export interface Enrolled {

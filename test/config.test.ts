@@ -1,8 +1,8 @@
 /** Config validation: every error names the offending key; valid input overlays the defaults. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ConfigError, defaultConfig, parseConfig } from '../../src/config.js';
-import { configFromFlags } from '../../src/cli/broker-command.js';
+import { ConfigError, defaultConfig, parseConfig } from '../src/config.js';
+import { configFromFlags } from '../src/cli/broker-command.js';
 
 const invalid: [string, unknown, string][] = [
   ['an unknown top-level key', { prot: 1883 }, 'prot'],

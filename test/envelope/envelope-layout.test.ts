@@ -1,17 +1,7 @@
+/** The envelope layout shared by client, host and trusted component: headers, splitting, associated data. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { EnvelopeFormatError, KIND_SENDER, encodeHeader, joinEnvelope, parseHeader, splitEnvelope } from '../../src/envelope/envelope-layout.js';
-import { fromBase64Url, toBase64Url } from '../../src/envelope/bytes.js';
-import { KeyCache, deriveClientKeys } from '../../src/tee/keys.js';
-import { Policy, checkFilter, grantAllows, topicMatches } from '../../src/tee/policy.js';
-const NONE = { publish: [], read: [] };
-import { Sealer } from '../../src/tee/seal.js';
-import { StateDir } from '../../src/tee/state-dir.js';
-import { TeeError } from '../../src/envelope/errors.js';
-import { FRAME_COMMAND, FrameDecoder, encodeFrame, type Frame } from '../../src/envelope/wire.js';
 
 const header = {
   version: 1, kind: KIND_SENDER, seq: 2 ** 40 + 7, topicTag: new Uint8Array(8).fill(1), sender: 'alice', recipient: '',
@@ -137,95 +127,6 @@ test('envelope layout names each malformation', () => {
   assert.equal(code(() => parseHeader(Uint8Array.from([1, 7, ...h.subarray(2)]))), 'bad-kind');
   assert.equal(code(() => parseHeader(encodeHeader({ ...header, recipient: 'bob' }))), 'bad-identity');
   assert.equal(code(() => parseHeader(Uint8Array.from([...h, 0]))), 'bad-length');
-});
-
-test('base64url round-trips every length', () => {
-  for (let n = 0; n < 40; n++) {
-    const b = Uint8Array.from({ length: n }, (_, i) => (i * 37 + n) & 0xff);
-    assert.equal(toBase64Url(b), Buffer.from(b).toString('base64url'));
-    assert.deepEqual(fromBase64Url(toBase64Url(b)), b);
-  }
-  assert.throws(() => fromBase64Url('a+b/'), RangeError);
-});
-
-test('MQTT filter matching follows the spec, including # at the parent level and $ topics', () => {
-  const cases: Array<[string, string, boolean]> = [
-    ['a/b', 'a/b', true], ['a/+', 'a/b', true], ['a/+', 'a/b/c', false], ['a/#', 'a', true], ['a/#', 'a/b/c', true],
-    ['#', 'a/b', true], ['+/+', 'a/b', true], ['+', '/', false], ['+/+', '/', true], ['a/+/c', 'a//c', true],
-    ['#', '$SYS/x', false], ['+/x', '$SYS/x', false], ['$SYS/#', '$SYS/x', true], ['a/b', 'a/b/', false],
-  ];
-  for (const [f, t, want] of cases) assert.equal(topicMatches(f, t), want, `${f} vs ${t}`);
-  for (const bad of ['a/#/b', 'a+', '#a', '']) assert.throws(() => checkFilter(bad), RangeError, bad);
-});
-
-test('a policy grants by identity or "*"; token grants allow only the filters they list', () => {
-  const p = Policy.parse(JSON.stringify({ rules: [{ identity: 'a', publish: ['x/#'] }, { identity: '*', read: ['x/+'] }] }), 3);
-  assert.equal(p.mayPublish('a', 'x/1'), true);
-  assert.equal(p.mayPublish('b', 'x/1'), false);
-  assert.equal(p.mayRead('b', 'x/1'), true);
-  assert.equal(p.mayRead('b', 'x/1/2'), false);
-  assert.equal(grantAllows(['x/#'], 'x/1/2'), true);
-  assert.equal(grantAllows(['x/#'], 'y'), false);
-  assert.equal(grantAllows([], 'any/topic'), false, 'no grants, nothing allowed');
-  assert.throws(() => Policy.parse('{"rules":{}}', 1), /rules/);
-  assert.throws(() => Policy.parse('{"rules":[{"identity":"a","read":"x"}]}', 1), /read/);
-});
-
-test('the key cache evicts the least recently used entry and counts hits and misses', () => {
-  const c = new KeyCache(2);
-  const a = deriveClientKeys(new Uint8Array(32).fill(1), 1, NONE);
-  c.set('a', a);
-  c.set('b', deriveClientKeys(new Uint8Array(32).fill(2), 1, NONE));
-  assert.ok(c.get('a'));
-  c.set('c', deriveClientKeys(new Uint8Array(32).fill(3), 1, NONE)); // evicts b (a was used)
-  assert.equal(c.get('b'), undefined);
-  assert.ok(c.get('c'));
-  assert.deepEqual([c.hits, c.misses, c.size], [2, 1, 2]);
-  c.delete('a');
-  assert.equal(c.has('a'), false);
-  const sealed = a.wrap.seal(new Uint8Array(32).fill(7), new Uint8Array(0));
-  assert.deepEqual(a.wrap.open(sealed.subarray(0, 12), sealed, 12, sealed.length - 12, new Uint8Array(0)), Buffer.alloc(32, 7), 'a caller still holding the keys can finish with them');
-  assert.throws(() => new KeyCache(0), RangeError);
-});
-
-test('sealing binds the object name and version; the device secret is created once with mode 0600 and the counter only moves on', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mqt-tz-seal-'));
-  try {
-    const state = new StateDir(join(dir, 'tee'));
-    assert.equal(state.read(), undefined, 'an empty state directory is not provisioned');
-    const secret = state.createSecret();
-    assert.equal(statSync(state.secretPath).mode & 0o777, 0o600);
-    assert.throws(() => state.read(), (e: unknown) => e instanceof TeeError && e.code === 'state-incomplete' && /counter/.test(e.detail), 'a secret without a counter is refused');
-    assert.throws(() => state.createSecret(), /EEXIST/, 'never overwritten');
-    state.writeCounter(1);
-    state.writeCounter(7);
-    assert.deepEqual(state.read(), { secret, counter: 7 });
-    const s = new Sealer(secret);
-    const blob = s.seal('key/alice', 3, Buffer.from('k'));
-    assert.equal(s.unseal('key/alice', 3, blob).toString(), 'k');
-    for (const [name, version] of [['key/bob', 3], ['key/alice', 2], ['key/alice', 4]] as const) {
-      assert.throws(() => s.unseal(name, version, blob), (e: unknown) => e instanceof TeeError && e.code === 'sealed-invalid', `${name}#${version}`);
-    }
-    assert.throws(() => new Sealer(Buffer.alloc(32, 1)).unseal('key/alice', 3, blob), (e: unknown) => e instanceof TeeError && e.code === 'sealed-invalid');
-    rmSync(state.secretPath);
-    assert.throws(() => state.read(), (e: unknown) => e instanceof TeeError && e.code === 'state-incomplete' && /device.secret/.test(e.detail), 'a counter without a secret is refused');
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
-
-test('frames decode across arbitrary chunk boundaries and pipelined ids are kept', () => {
-  const frames = [encodeFrame(FRAME_COMMAND, 1, 8, Buffer.from('abc')), encodeFrame(FRAME_COMMAND, 0xfffffffe, 2), encodeFrame(FRAME_COMMAND, 3, 9, Buffer.alloc(1000, 7))];
-  const all = Buffer.concat(frames);
-  for (const step of [1, 3, 7, 1000, all.length]) {
-    const got: Frame[] = [];
-    const d = new FrameDecoder((fr) => got.push({ ...fr, payload: Buffer.from(fr.payload) }));
-    for (let i = 0; i < all.length; i += step) d.push(all.subarray(i, i + step));
-    assert.deepEqual(got.map((g) => [g.id, g.code, g.payload.length]), [[1, 8, 3], [0xfffffffe, 2, 0], [3, 9, 1000]]);
-  }
-  const bad = Buffer.from(frames[0]!);
-  bad[4] = 9;
-  assert.throws(() => new FrameDecoder(() => undefined).push(bad), /wire version 9/);
 });
 
 test('the per-message recipient AD builder yields exactly wrapAd of a recipient header', async () => {

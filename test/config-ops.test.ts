@@ -1,8 +1,8 @@
 /** The operations keys of the config and their flags: passwordFile, http, sysInterval. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ConfigError, defaultConfig, parseConfig } from '../../src/config.js';
-import { configFromFlags } from '../../src/cli/broker-command.js';
+import { ConfigError, defaultConfig, parseConfig } from '../src/config.js';
+import { configFromFlags } from '../src/cli/broker-command.js';
 
 test('defaults: no password file, no HTTP listener, $SYS every 10 s; http binds 127.0.0.1 on 8081 unless told otherwise', () => {
   const d = defaultConfig();

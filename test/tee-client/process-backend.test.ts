@@ -5,8 +5,8 @@ import { joinEnvelope } from '../../src/envelope/envelope-layout.js';
 import { TeeError } from '../../src/envelope/errors.js';
 import { readFileSync, readdirSync } from 'node:fs';
 import { useBatchScheduling } from '../../src/tee-client/scheduling.js';
-import { makeFixture } from './fixture.js';
-import { publish, refusedUnchanged } from './publishing.js';
+import { makeFixture } from '../helpers/tee/fixture.js';
+import { publish, refusedUnchanged } from '../helpers/tee/publishing.js';
 
 test('the process backend runs enrolment and pipelined re-wraps end to end, answering each call in its own slot', async () => {
   const f = await makeFixture('process', { cacheSize: 4 });

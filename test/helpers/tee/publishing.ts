@@ -1,8 +1,8 @@
 // Re-wrap test steps: publish as a client, deliver as the broker would, assert refusals.
 import assert from 'node:assert/strict';
-import { openEnvelope, sealEnvelope, type ClientKey, type OpenedMessage, type ReplayWindow } from '../../src/client/crypto/index.js';
-import { joinEnvelope, splitEnvelope, type EnvelopeParts } from '../../src/envelope/envelope-layout.js';
-import { TeeError, type TeeErrorCode } from '../../src/envelope/errors.js';
+import { openEnvelope, sealEnvelope, type ClientKey, type OpenedMessage, type ReplayWindow } from '../../../src/client/crypto/index.js';
+import { joinEnvelope, splitEnvelope, type EnvelopeParts } from '../../../src/envelope/envelope-layout.js';
+import { TeeError, type TeeErrorCode } from '../../../src/envelope/errors.js';
 import type { Enrolled, Fixture } from './fixture.js';
 
 export const text = (s: string): Uint8Array => new TextEncoder().encode(s);

@@ -7,7 +7,7 @@ import { connectProtected, type NodeProtectedClientOptions, type ProtectedClient
 import { toBase64Url } from '../../src/envelope/bytes.js';
 import type { TrustedComponent } from '../../src/tee-client/host.js';
 import type { Grants } from '../../src/envelope/messages.js';
-import { startTestBroker, WAIT_MS, withTimeout, type TestBroker } from '../helpers/broker.js';
+import { startTestBroker, WAIT_MS, withTimeout, type TestBroker } from './broker.js';
 
 export const PROTECTED = 'secure/#';
 
