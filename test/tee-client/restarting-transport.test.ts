@@ -10,7 +10,7 @@ import { after, describe, test } from 'node:test';
 import { TeeError } from '../../src/envelope/errors.js';
 import { openTrustedComponent, spawnTrustedProcess, type BlobStore, type Transport } from '../../src/tee-client/host.js';
 import { CannotRestart, RestartingTransport, type RestartEvents, type TrustedSession } from '../../src/tee-client/restarting-transport.js';
-import { startProtectedBroker, Events } from '../client/protected-broker.js';
+import { startProtectedBroker, Events } from '../helpers/protected-broker.js';
 import { WAIT_MS, withTimeout } from '../helpers/broker.js';
 
 /** A session whose process "exits" when `end` is called; calls answer their command number. */
