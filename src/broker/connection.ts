@@ -11,6 +11,7 @@ import { remainingExpiry } from './message.js';
 import type { Session, SessionLink } from './session.js';
 import type { Broker } from './broker.js';
 import { dispatch } from './handlers/dispatch.js';
+import { ProtocolViolation } from './errors.js';
 import type { Pausable, PublishThrottle } from '../limits/abuse.js';
 
 /*
@@ -45,13 +46,6 @@ export interface Will {
   message: Message;
   /** Seconds after the connection is lost before the will is published (v5 Will Delay Interval). */
   delay: number;
-}
-
-/** Thrown by handlers for protocol violations: the connection is closed with `reason`. */
-export class ProtocolViolation extends Error {
-  constructor(readonly reason: number, message: string) {
-    super(message);
-  }
 }
 
 export class Connection implements SessionLink, ClientInfo, Pausable, DecoderEvents {

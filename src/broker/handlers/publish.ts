@@ -3,7 +3,8 @@ import { isUtf8 } from 'node:buffer';
 import type { IPublishPacket, IPubrelPacket } from 'mqtt-packet';
 import { Reason } from '../../mqtt/reason-codes.js';
 import { isValidTopicName } from '../../mqtt/topic.js';
-import { ProtocolViolation, type Connection } from '../connection.js';
+import type { Connection } from '../connection.js';
+import { ProtocolViolation } from '../errors.js';
 import { makeMessage, type MessageProperties } from '../message.js';
 import { whenStored, type StateJournal } from '../journal.js';
 

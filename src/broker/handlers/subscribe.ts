@@ -2,7 +2,8 @@
 import type { ISubscribePacket, ISubscription, QoS } from 'mqtt-packet';
 import { Reason } from '../../mqtt/reason-codes.js';
 import { isValidTopicFilter, parseSharedFilter } from '../../mqtt/topic.js';
-import { ProtocolViolation, type Connection } from '../connection.js';
+import type { Connection } from '../connection.js';
+import { ProtocolViolation } from '../errors.js';
 import type { SubscriptionOptions } from '../subscriptions.js';
 
 interface Accepted {
