@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { QoS } from 'mqtt-packet';
 import type { BrokerConfig } from '../config.js';
-import type { AuthHooks } from '../auth/hooks.js';
+import type { AuthHooks, ClientInfo, MaybePromise } from '../auth/hooks.js';
 import { AclAuth } from '../auth/acl.js';
 import type { TransportInfo } from '../transport/types.js';
 import { MemoryRetainedStore, type RetainedStore } from '../store/retained.js';
@@ -18,6 +18,7 @@ import { TargetCollector, type Target } from './targets.js';
 import { TopicSample } from './topic-sample.js';
 import { AbuseLimits, type AbuseCounters } from '../limits/abuse.js';
 import type { StateJournal } from './journal.js';
+import type { BrokerExtension } from './extension.js';
 
 export type { Target } from './targets.js';
 
@@ -148,13 +149,11 @@ export class Broker {
   /** The busiest topics, sampled (see TopicSample). */
   readonly topicSample = new TopicSample();
   readonly abuse: AbuseLimits;
-  auth: AuthHooks;
+  readonly auth: AuthHooks;
   readonly retained: RetainedStore;
-  deliveryStage: DeliveryStage | undefined;
-  /** Checks a PUBLISH before routing; a reason code >= 0x80 refuses it (e.g. a protected topic without an envelope). */
-  publishGate: ((client: Connection, message: Message) => number) | undefined;
-  /** Consumes PUBLISHes to topics the broker itself answers (e.g. `$tee/...` requests); true = consumed. */
-  interceptor: ((client: Connection, message: Message) => boolean) | undefined;
+  /** What the deployment adds (protected topics): see extension.ts. */
+  readonly extension: BrokerExtension;
+  private readonly deliveryStage: DeliveryStage | undefined;
   private readonly sweeper: NodeJS.Timeout;
   /** Per-publisher order of deliveries while protected messages wait for the trusted component. */
   private readonly order = new PublisherOrder((err, origin) => {
@@ -171,14 +170,28 @@ export class Broker {
   constructor(
     readonly config: BrokerConfig,
     readonly log: Logger,
-    options: { auth?: AuthHooks; retained?: RetainedStore; journal?: StateJournal } = {},
+    options: { auth?: AuthHooks; retained?: RetainedStore; journal?: StateJournal; extension?: BrokerExtension } = {},
   ) {
     this.journal = options.journal;
+    this.extension = options.extension ?? {};
+    this.deliveryStage = this.extension.stage;
     this.auth = options.auth ?? new AclAuth(config.allowAnonymous, config.acl);
     this.retained = options.retained ?? new MemoryRetainedStore();
     this.abuse = new AbuseLimits(config.limits, this.counters, log);
     this.sweeper = setInterval(() => this.sweep(), 1000);
     this.sweeper.unref();
+  }
+
+  /** The auth hooks' answer, narrowed by the extension's. */
+  authorizeSubscribe(client: ClientInfo, filter: string): MaybePromise<boolean> {
+    const allowed = this.auth.authorizeSubscribe(client, filter);
+    const narrow = this.extension.authorizeSubscribe;
+    return narrow === undefined ? allowed : narrow.call(this.extension, client, filter, allowed);
+  }
+
+  /** Whether deliveries of messages to `topic` are kept in the publisher's form until the stage runs for them. */
+  staysInPublisherForm(topic: string): boolean {
+    return this.deliveryStage?.applies(topic) ?? false;
   }
 
   /** Entry point for every transport: one accepted byte stream = one MQTT connection. */

@@ -13,6 +13,7 @@ import type { Broker } from './broker.js';
 import { dispatch } from './handlers/dispatch.js';
 import { ProtocolViolation } from './errors.js';
 import type { Pausable, PublishThrottle } from '../limits/abuse.js';
+import type { PublishingClient } from './extension.js';
 
 /*
  * The stream's listeners and the uncork callback are functions shared by every connection (the
@@ -48,7 +49,7 @@ export interface Will {
   delay: number;
 }
 
-export class Connection implements SessionLink, ClientInfo, Pausable, DecoderEvents {
+export class Connection implements SessionLink, ClientInfo, Pausable, DecoderEvents, PublishingClient {
   version: ProtocolVersion = 4;
   clientId = '';
   username: string | undefined;
@@ -323,6 +324,11 @@ export class Connection implements SessionLink, ClientInfo, Pausable, DecoderEve
     if (d.payload.length > 0) this.write(d.payload);
     this.broker.counters.publishSent[d.qos]++;
     return true;
+  }
+
+  /** Routes `message` to this client's session alone, whether or not it is still connected. */
+  reply(message: Message): void {
+    this.broker.route(message, this.clientId);
   }
 
   sendPubrel(packetId: number): void {

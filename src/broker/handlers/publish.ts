@@ -7,6 +7,7 @@ import type { Connection } from '../connection.js';
 import { ProtocolViolation } from '../errors.js';
 import { makeMessage, type MessageProperties } from '../message.js';
 import { whenStored, type StateJournal } from '../journal.js';
+import { ROUTE } from '../extension.js';
 
 export function handlePublish(conn: Connection, packet: IPublishPacket): void {
   const broker = conn.broker;
@@ -62,13 +63,9 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void {
       return;
     }
     const message = makeMessage(topic, payload, packet.qos, packet.retain, props && messageProperties(props), conn.clientId);
-    if (broker.interceptor?.(conn, message)) {
-      acknowledge(conn, packet, Reason.Success);
-      return;
-    }
-    const gateReason = broker.publishGate?.(conn, message) ?? Reason.Success;
-    if (gateReason !== Reason.Success) {
-      acknowledge(conn, packet, gateReason);
+    const decision = broker.extension.onPublish?.(conn, message) ?? ROUTE;
+    if (decision.action !== 'route') {
+      acknowledge(conn, packet, decision.action === 'consume' ? Reason.Success : decision.reason);
       return;
     }
     const journal = broker.journal;
