@@ -9,11 +9,11 @@
  *   goes through it when it is routed to connected sessions, when it is retained and a new
  *   subscription receives it, and when a session that was offline resumes: deliveries queued
  *   meanwhile (or restored from the durable store) keep the publisher's form until then, so they
- *   are formed for the subscriber as it is when it comes back.
+ *   are formed for the subscriber as it is when it comes back. See stage-runner.ts.
  */
 import type { ClientInfo, MaybePromise } from '../auth/hooks.js';
 import type { Message } from './message.js';
-import type { DeliveryStage } from './broker.js';
+import type { DeliveryStage } from './stage-runner.js';
 
 /** The client whose PUBLISH `onPublish` decides. */
 export interface PublishingClient {

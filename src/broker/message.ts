@@ -52,7 +52,7 @@ export interface Delivery {
    * Queued for an offline session in the publisher's form: the delivery stage runs when the
    * session resumes, so a late subscriber is served under its key as it is then.
    */
-  staged: boolean;
+  inPublisherForm: boolean;
   /** Its id in the durable store; 0 = not stored (QoS 0, a clean session, or persistence off). */
   storeId: number;
 }

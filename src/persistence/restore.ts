@@ -29,7 +29,7 @@ function deliveryOf(row: StoredDelivery, broker: Broker): Delivery {
     packetId: row.packetId,
     state: row.state === 2 ? 'pubrel' : 'publish',
     // stored in the publisher's form: a protected message is re-wrapped for its subscriber on resume
-    staged: broker.staysInPublisherForm(message.topic),
+    inPublisherForm: broker.staysInPublisherForm(message.topic),
     storeId: row.id,
   };
 }

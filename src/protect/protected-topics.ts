@@ -9,7 +9,7 @@
  * topic; a message whose recipients the topic's group does not cover forms a new one.
  */
 import type { Logger } from 'pino';
-import type { DeliveryStage, StagedPayloads, StageOutput, Target } from '../broker/broker.js';
+import type { DeliveryStage, RecipientPayloads, StageReceiver, Target } from '../broker/broker.js';
 import type { Message } from '../broker/message.js';
 import { Reason } from '../mqtt/reason-codes.js';
 import { filterCovers, topicMatches } from '../mqtt/topic.js';
@@ -148,14 +148,14 @@ export class ProtectedTopics implements DeliveryStage {
 
   /**
    * Asks the trusted component for the shared header part of one message (it ends with the group
-   * id), for a group covering its recipients; the answer goes to the staging.
+   * id), for a group covering its recipients; the answer goes to the request.
    */
-  ask(staging: Staging): void {
-    const topic = staging.message.topic;
-    const group = this.groupFor(topic, staging.recipients);
-    staging.group = group;
+  ask(request: RewrapRequest): void {
+    const topic = request.message.topic;
+    const group = this.groupFor(topic, request.recipients);
+    request.group = group;
     this.counters.rewrapCalls++;
-    this.tee.groupRewrapTo(group.handle, staging.header, topic, staging);
+    this.tee.groupRewrapTo(group.handle, request.header, topic, request);
   }
 
   /** A group the trusted component no longer knows or holds stale: the next message forms a new one. */
@@ -191,7 +191,7 @@ export class ProtectedTopics implements DeliveryStage {
     return group;
   }
 
-  transform(message: Message, targets: readonly Target[], out: StageOutput): void {
+  transform(message: Message, targets: readonly Target[], out: StageReceiver): void {
     const own = new Array<Uint8Array | null>(targets.length).fill(null);
     // a retained-message clear: nothing to deliver
     if (message.payload.length === 0) return later(out, undefined, { body: message.payload, shared: EMPTY, own });
@@ -223,14 +223,14 @@ export class ProtectedTopics implements DeliveryStage {
     }
     if (recipients.length === 0) return later(out, undefined, { body, shared: EMPTY, own });
     // the sender is the one the header names: check() held it to the publisher's identity on arrival
-    this.ask(new Staging(this, message, header, recipients, slots, body, own, out));
+    this.ask(new RewrapRequest(this, message, header, recipients, slots, body, own, out));
   }
 
   /**
    * What each recipient gets once the shared part came: its header is that part followed by its
    * member part (formed with the group, no copy per message), written straight into its PUBLISH.
    */
-  leads(s: Staging, part: Uint8Array, group: HostGroup, formed: FormedGroup): StagedPayloads {
+  leads(s: RewrapRequest, part: Uint8Array, group: HostGroup, formed: FormedGroup): RecipientPayloads {
     const members = group.members;
     const recipients = s.recipients;
     const out = s.own;
@@ -251,8 +251,8 @@ export class ProtectedTopics implements DeliveryStage {
   }
 }
 
-function later(out: StageOutput, err: Error | undefined, payloads: StagedPayloads | undefined): void {
-  process.nextTick(() => out.staged(err, payloads));
+function later(out: StageReceiver, err: Error | undefined, payloads: RecipientPayloads | undefined): void {
+  process.nextTick(() => out.stageDone(err, payloads));
 }
 
 /**
@@ -260,7 +260,7 @@ function later(out: StageOutput, err: Error | undefined, payloads: StagedPayload
  * here, and the message leaves with each recipient's lead or its refusal. One object per message
  * instead of a Promise chain.
  */
-class Staging implements RewrapReceiver {
+class RewrapRequest implements RewrapReceiver {
   group!: HostGroup;
   private retried = false;
 
@@ -273,7 +273,7 @@ class Staging implements RewrapReceiver {
     readonly slots: readonly number[] | undefined,
     readonly body: Buffer,
     readonly own: (Uint8Array | null)[],
-    private readonly out: StageOutput,
+    private readonly out: StageReceiver,
   ) {}
 
   rewrapped(part: Uint8Array): void {
@@ -296,18 +296,18 @@ class Staging implements RewrapReceiver {
   }
 
   private finish(part: Uint8Array, group: HostGroup, formed: FormedGroup): void {
-    let payloads: StagedPayloads;
+    let payloads: RecipientPayloads;
     try {
       payloads = this.topics.leads(this, part, group, formed);
     } catch (err) {
       this.fail(err as Error);
       return;
     }
-    this.out.staged(undefined, payloads);
+    this.out.stageDone(undefined, payloads);
   }
 
   private fail(err: Error): void {
     this.topics.counters.messagesRefused++;
-    this.out.staged(err, undefined);
+    this.out.stageDone(err, undefined);
   }
 }

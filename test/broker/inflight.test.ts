@@ -15,7 +15,7 @@ function delivery(packetId: number): Delivery {
     subscriptionIds: undefined,
     packetId,
     state: 'publish',
-    staged: false,
+    inPublisherForm: false,
     storeId: 0,
   };
 }

@@ -157,7 +157,7 @@ test('settling a protected delivery keeps its ciphertext tail and its lead byte 
   const answer = Buffer.alloc(65536, 0xbb);
   const lead = answer.subarray(5000, 5080).fill(0x33);
   const message = makeMessage('ward/1', envelope, 1, false, undefined, 'alice');
-  const d: Delivery = { message, payload: envelope.subarray(200), leadShared: lead, leadOwn: Buffer.alloc(40, 0x44), qos: 1, retain: false, subscriptionIds: undefined, packetId: 0, state: 'publish', staged: false, storeId: 0 };
+  const d: Delivery = { message, payload: envelope.subarray(200), leadShared: lead, leadOwn: Buffer.alloc(40, 0x44), qos: 1, retain: false, subscriptionIds: undefined, packetId: 0, state: 'publish', inPublisherForm: false, storeId: 0 };
 
   settleDelivery(d);
   assert.equal(message.payload.buffer.byteLength, 4300);
