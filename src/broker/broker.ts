@@ -9,7 +9,7 @@ import type { TransportInfo } from '../transport/types.js';
 import { MemoryRetainedStore, type RetainedStore } from '../store/retained.js';
 import { Reason } from '../mqtt/reason-codes.js';
 import { Connection, type Will } from './connection.js';
-import { settleMessage, type Delivery, type Message } from './message.js';
+import { settleMessage, type Delivery, type DeliveryLead, type Message } from './message.js';
 import { Session, type SessionLink } from './session.js';
 import { Deadline } from './deadline.js';
 import { StageRunner } from './stage-runner.js';
@@ -264,14 +264,14 @@ export class Broker {
 
   /**
    * Routes a message to every matching session (or, with `only`, to that client's session alone);
-   * returns the number of recipients.
+   * returns the number of recipients. `parsed`: see PublishDecision.
    */
-  route(message: Message, only?: string): number {
+  route(message: Message, only?: string, parsed?: unknown): number {
     this.counters.messagesRouted++;
     const targets = this.targets.collect(message, only);
     if (targets.length === 0) return 0;
     if (this.stages.applies(message.topic)) {
-      this.stages.route(message, targets);
+      this.stages.route(message, targets, parsed);
       return targets.length;
     }
     // Behind a message of the same publisher still in the stage: wait for it, so each subscriber
@@ -300,11 +300,10 @@ export class Broker {
   }
 
   /** @internal (StageRunner) `inPublisherForm`: not yet through the stage, which runs for it on resume. */
-  deliverTo(t: Target, message: Message, payload: Buffer, inPublisherForm: boolean, leadShared?: Uint8Array, leadOwn?: Uint8Array): void {
+  deliverTo(t: Target, message: Message, payload: Buffer, inPublisherForm: boolean, lead?: DeliveryLead): void {
     const d: Delivery = {
       message,
-      leadShared,
-      leadOwn,
+      lead,
       payload,
       qos: t.qos,
       retain: t.retain,

@@ -24,21 +24,28 @@ export interface PublishingClient {
   reply(message: Message): void;
 }
 
-/** What becomes of a PUBLISH: routed as usual, consumed by the extension, or refused with a reason code (>= 0x80). */
-export type PublishDecision = { readonly action: 'route' } | { readonly action: 'consume' } | { readonly action: 'refuse'; readonly reason: number };
+/**
+ * What becomes of a PUBLISH: routed as usual, consumed by the extension, or refused with a reason
+ * code (>= 0x80). A routed message may carry what `onPublish` learnt of its payload (`Parsed`),
+ * handed to the stage when the message is routed, so that the payload is parsed once.
+ */
+export type PublishDecision<Parsed = unknown> =
+  | { readonly action: 'route'; readonly parsed?: Parsed }
+  | { readonly action: 'consume' }
+  | { readonly action: 'refuse'; readonly reason: number };
 
-export const ROUTE: PublishDecision = Object.freeze({ action: 'route' });
+export const ROUTE: PublishDecision<never> = Object.freeze({ action: 'route' });
 /** Acknowledged as a success and not routed (the extension answered it). */
-export const CONSUME: PublishDecision = Object.freeze({ action: 'consume' });
+export const CONSUME: PublishDecision<never> = Object.freeze({ action: 'consume' });
 
-export function refuse(reason: number): PublishDecision {
+export function refuse(reason: number): PublishDecision<never> {
   return { action: 'refuse', reason };
 }
 
-export interface BrokerExtension {
+export interface BrokerExtension<Parsed = unknown> {
   /** Runs before the message is retained or routed; a refusal is the PUBACK/PUBREC reason (v5). */
-  onPublish?(client: PublishingClient, message: Message): PublishDecision;
+  onPublish?(client: PublishingClient, message: Message): PublishDecision<Parsed>;
   /** `allowed` is the auth hooks' answer for `filter`; the extension may only narrow it. */
   authorizeSubscribe?(client: ClientInfo, filter: string, allowed: MaybePromise<boolean>): MaybePromise<boolean>;
-  readonly stage?: DeliveryStage;
+  readonly stage?: DeliveryStage<Parsed>;
 }

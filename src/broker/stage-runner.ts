@@ -13,18 +13,14 @@
  */
 import type { Logger } from 'pino';
 import type { Broker } from './broker.js';
-import type { Delivery, Message } from './message.js';
+import type { Delivery, DeliveryLead, Message } from './message.js';
 import type { Session, SessionLink } from './session.js';
 import type { Target } from './targets.js';
 
-/**
- * Per-target payloads that share one body: target i gets the lead `u16 length || shared || own[i]`
- * followed by `body`; own[i] null = nothing for target i.
- */
+/** Per-target payloads that share one body: target i gets `leads[i]` followed by `body`; null = nothing for target i. */
 export interface RecipientPayloads {
   body: Buffer;
-  shared: Uint8Array;
-  own: (Uint8Array | null)[];
+  leads: (DeliveryLead | null)[];
 }
 
 /** Where a stage sends what it made of one message. */
@@ -38,10 +34,13 @@ export interface StageReceiver {
  * (the trusted component re-protects protected topics here). Messages from one publisher leave the
  * stage in the order they entered it. Callback rather than Promise: it runs once per message.
  */
-export interface DeliveryStage {
+export interface DeliveryStage<Parsed = unknown> {
   applies(topic: string): boolean;
-  /** What each target gets, in order: its lead before the shared body. */
-  transform(message: Message, targets: readonly Target[], out: StageReceiver): void;
+  /**
+   * What each target gets, in order: its lead before the shared body. `parsed`: what the
+   * extension's `onPublish` learnt of this message's payload, when it comes straight from there.
+   */
+  transform(message: Message, targets: readonly Target[], out: StageReceiver, parsed?: Parsed): void;
 }
 
 export class StageRunner {
@@ -75,23 +74,23 @@ export class StageRunner {
   }
 
   /** A message the stage applies to: connected recipients through it, offline ones queued as published. */
-  route(message: Message, targets: readonly Target[]): void {
+  route(message: Message, targets: readonly Target[], parsed: unknown): void {
     // Offline sessions keep the publisher's form until they resume (see resume).
     const online: Target[] = [];
     for (const t of targets) {
       if (t.session.link && !t.session.preparing) online.push(t);
       else if (t.qos > 0) this.broker.deliverTo(t, message, message.payload, true);
     }
-    if (online.length > 0) this.enter(message, online);
+    if (online.length > 0) this.enter(message, online, parsed);
   }
 
   /** Sends `message` through the stage for `targets`, in its publisher's lane. */
-  enter(message: Message, targets: Target[]): void {
+  enter(message: Message, targets: Target[], parsed?: unknown): void {
     // The stage's call starts now (calls pipeline); only the delivery waits for its turn.
     const inStage = new MessageInStage(this.broker, this.order, message, targets);
     this.order.enqueue(message.origin, inStage);
     try {
-      this.stage!.transform(message, targets, inStage);
+      this.stage!.transform(message, targets, inStage, parsed);
     } catch (err) {
       // a stage that throws instead of answering must not block its publisher's lane for good
       this.broker.counters.handlerFailures++;
@@ -151,8 +150,8 @@ class MessageInStage implements Place, StageReceiver {
       return;
     }
     for (let i = 0; i < this.targets.length; i++) {
-      const own = p.own[i];
-      if (own) this.broker.deliverTo(this.targets[i]!, this.message, p.body, false, p.shared, own);
+      const lead = p.leads[i];
+      if (lead) this.broker.deliverTo(this.targets[i]!, this.message, p.body, false, lead);
     }
   }
 }
@@ -200,10 +199,9 @@ class SessionResume implements StageReceiver {
 
   stageDone(err: Error | undefined, payloads: RecipientPayloads | undefined): void {
     const d = this.pending[this.at++]!;
-    const own = payloads?.own[0];
-    if (payloads !== undefined && own) {
-      d.leadShared = payloads.shared;
-      d.leadOwn = own;
+    const lead = payloads?.leads[0];
+    if (payloads !== undefined && lead) {
+      d.lead = lead;
       d.payload = payloads.body;
     } else {
       if (payloads === undefined) this.log.warn({ err, clientId: this.session.clientId, topic: d.message.topic }, 'delivery stage refused a queued message');

@@ -21,8 +21,7 @@ function deliveryOf(row: StoredDelivery, broker: Broker): Delivery {
   return {
     message,
     payload: message.payload,
-    leadShared: undefined,
-    leadOwn: undefined,
+    lead: undefined,
     qos: row.qos,
     retain: row.retain,
     subscriptionIds: row.subscriptionIds,

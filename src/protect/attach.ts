@@ -1,11 +1,10 @@
 /** Joins a broker and its trusted component: protected topics, the `$tee/` relay, enrolled-only subscriptions. */
 import type { Logger } from 'pino';
 import type { ClientInfo, MaybePromise } from '../auth/hooks.js';
-import { CONSUME, ROUTE, refuse, type BrokerExtension, type PublishDecision, type PublishingClient } from '../broker/extension.js';
+import { CONSUME, type BrokerExtension, type PublishDecision, type PublishingClient } from '../broker/extension.js';
 import { makeMessage, type Message } from '../broker/message.js';
-import { Reason } from '../mqtt/reason-codes.js';
 import type { TrustedComponent } from '../tee-client/host.js';
-import { canHoldKey, ProtectedTopics } from './protected-topics.js';
+import { canHoldKey, ProtectedTopics, type HeaderLength } from './protected-topics.js';
 import { TeeRelay } from './tee-relay.js';
 import { TEE_TOPIC_PREFIX } from '../mqtt/tee-topics.js';
 
@@ -24,7 +23,7 @@ export interface Protection {
  *   has no enrolled key (v5: SUBACK 0x87): it could never read anything there;
  * - the stage re-wraps each protected message for its recipients.
  */
-class ProtectionExtension implements BrokerExtension {
+class ProtectionExtension implements BrokerExtension<HeaderLength> {
   constructor(
     readonly stage: ProtectedTopics,
     private readonly relay: TeeRelay,
@@ -32,10 +31,9 @@ class ProtectionExtension implements BrokerExtension {
     private readonly log: Logger,
   ) {}
 
-  onPublish(client: PublishingClient, message: Message): PublishDecision {
+  onPublish(client: PublishingClient, message: Message): PublishDecision<HeaderLength> {
     if (message.topic.startsWith(TEE_TOPIC_PREFIX)) return this.relayed(client, message);
-    const reason = this.stage.check(client, message);
-    return reason === Reason.Success ? ROUTE : refuse(reason);
+    return this.stage.check(client, message);
   }
 
   authorizeSubscribe(client: ClientInfo, filter: string, allowed: MaybePromise<boolean>): MaybePromise<boolean> {
@@ -46,7 +44,7 @@ class ProtectionExtension implements BrokerExtension {
     return Promise.resolve(allowed).then((ok) => ok && this.tee.isEnrolled(identity));
   }
 
-  private relayed(client: PublishingClient, message: Message): PublishDecision {
+  private relayed(client: PublishingClient, message: Message): PublishDecision<never> {
     if (!TeeRelay.owns(message.topic)) {
       // Only the broker answers on `$tee/`: a client's message there is dropped, not routed.
       this.log.warn({ clientId: client.clientId, topic: message.topic }, 'dropped a client PUBLISH to a reserved $tee/ topic');

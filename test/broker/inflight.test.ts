@@ -8,8 +8,7 @@ function delivery(packetId: number): Delivery {
   return {
     message: { topic: 't', payload: Buffer.alloc(0), qos: 1, retain: false, properties: undefined, expiresAt: 0, origin: 'p' },
     payload: Buffer.alloc(0),
-    leadShared: undefined,
-    leadOwn: undefined,
+    lead: undefined,
     qos: 1,
     retain: false,
     subscriptionIds: undefined,

@@ -97,15 +97,15 @@ function authorized(conn: Connection, packet: IPublishPacket, topic: string, pay
     acknowledge(conn, packet, Reason.Success);
     return;
   }
-  retainAndRoute(conn, packet, message);
+  retainAndRoute(conn, packet, message, decision.parsed);
 }
 
-function retainAndRoute(conn: Connection, packet: IPublishPacket, message: Message): void {
+function retainAndRoute(conn: Connection, packet: IPublishPacket, message: Message, parsed: unknown): void {
   const broker = conn.broker;
   const journal = broker.journal;
   const changes = journal?.changes ?? 0;
   if (packet.retain) broker.retain(message);
-  const recipients = broker.route(message);
+  const recipients = broker.route(message, undefined, parsed);
   const reason = recipients === 0 ? Reason.NoMatchingSubscribers : Reason.Success;
   if (journal === undefined || packet.qos === 0) acknowledge(conn, packet, reason);
   else acknowledgeDurably(conn, packet, reason, journal, changes);
