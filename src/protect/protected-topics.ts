@@ -3,6 +3,16 @@
  * a PUBLISH (no crypto), and for each message makes ONE call to the trusted component, then sends
  * each recipient the shared payload ciphertext behind its own header.
  *
+ * A protected PUBLISH (docs/architecture.md has the whole walk):
+ *   handlers/publish.ts authorized -> attach.ts ProtectionExtension.onPublish -> check (here):
+ *     sender-wrapped envelope from its own sender, else refused; routed with its header length
+ *   broker.ts Broker.route -> stage-runner.ts StageRunner.route (offline: queued as published)
+ *     -> StageRunner.enter (MessageInStage, in its publisher's lane) -> transform (here)
+ *   ask: RewrapRequest -> tee-client TrustedComponent.groupRewrapTo (batched, one call)
+ *   RewrapRequest.rewrapped -> leads (here): a ProtectedLead per recipient
+ *     -> MessageInStage.stageDone -> PublisherOrder -> Broker.deliverTo -> Session.deliver
+ *     -> Connection.sendPublish: header, lead (ProtectedLead.writeTo), shared ciphertext
+ *
  * The call names a recipient group (src/tee/groups.ts) rather than listing every recipient: the
  * trusted component wraps the message's data key once, under the group's key, and each recipient's
  * header is that shared part followed by its own member part, formed once per group. Groups are per
