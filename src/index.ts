@@ -1,5 +1,8 @@
 /** Public API of the package. */
 export { Broker, type DeliveryStage, type Target } from './broker/broker.js';
+export { ROUTE, CONSUME, refuse, type BrokerExtension, type PublishDecision, type PublishingClient } from './broker/extension.js';
+export type { RecipientPayloads, StageReceiver } from './broker/stage-runner.js';
+export type { DeliveryLead } from './broker/message.js';
 export { startBroker, type RunningBroker, type StartOptions } from './server.js';
 export { defaultConfig, parseConfig, loadConfigFile, ConfigError, type BrokerConfig, type AclRule, type Limits } from './config.js';
 export type { AuthHooks, ClientInfo, Credentials, AuthenticateResult } from './auth/hooks.js';

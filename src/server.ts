@@ -4,10 +4,11 @@ import { join, resolve } from 'node:path';
 import { ConfigError, type BrokerConfig, type TlsListenerConfig } from './config.js';
 import { endorsesCurrentCode, openDataTee, TEE_STATE_DIR, type DataTee } from './protect/operator.js';
 import { planPrivileges } from './ops/privileges.js';
-import { attachProtection, type Protection } from './protect/attach.js';
+import { makeProtection, type Protection } from './protect/attach.js';
 import type { TrustedComponent } from './tee-client/host.js';
 import { Broker, REFUSAL_SLOTS } from './broker/broker.js';
 import type { AuthHooks } from './auth/hooks.js';
+import type { BrokerExtension } from './broker/extension.js';
 import { createLogger, type Logger } from './log.js';
 import { openPersistence, type Persistence } from './persistence/index.js';
 import { listenTcp } from './transport/tcp.js';
@@ -46,6 +47,8 @@ export interface RunningBroker {
 export interface StartOptions {
   log?: Logger;
   auth?: AuthHooks;
+  /** The broker's extension when `tee` is null (with it, the protected topics are the extension). */
+  extension?: BrokerExtension;
 }
 
 async function tlsSettings(cfg: TlsListenerConfig, dataDir: string, log: Logger): Promise<TlsSettings> {
@@ -91,7 +94,7 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
   const aclAuth = options.auth ? undefined : new AclAuth(config.allowAnonymous, config.acl, passwords);
   const privileges = planPrivileges(config, dataDir, join(dataDir, TEE_STATE_DIR), log);
   const persistence: Persistence | undefined = config.persistence ? await openPersistence(dataDir, config.persistence, log) : undefined;
-  const broker = new Broker(config, log, { auth: options.auth ?? aclAuth, ...persistence?.brokerOptions });
+  if (config.tee && options.extension) throw new ConfigError('tee', 'the trusted component brings the broker\'s extension: set tee to null to give one of its own');
   let dataTee: DataTee | undefined;
   let protection: Protection | undefined;
   if (config.tee) {
@@ -119,7 +122,7 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
       },
     });
     const info = await dataTee.tee.info();
-    protection = attachProtection(broker, dataTee.tee, config.protect, log);
+    protection = makeProtection(dataTee.tee, config.protect, log);
     log.info({ backend: config.tee.backend, teePid: dataTee.tee.pid, fingerprint: info.fingerprint, protect: config.protect }, 'trusted component ready');
     if (info.endorsement === null || !endorsesCurrentCode(info)) {
       log.warn('the trusted component carries no operator endorsement of its current keys and code: clients that pin the operator key refuse it until the operator runs `mqt-tz tee endorse`');
@@ -127,7 +130,8 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
   } else if (config.protect.length > 0) {
     throw new ConfigError('protect', 'protected topics need the trusted component (tee must not be null)');
   }
-  // after the delivery stage is attached: restored protected messages are re-wrapped on resume
+  const broker = new Broker(config, log, { auth: options.auth ?? aclAuth, extension: protection?.extension ?? options.extension, ...persistence?.brokerOptions });
+  // restored protected messages stay in the publisher's form, to be re-wrapped on resume
   persistence?.restore(broker);
   const handler = broker.handleStream.bind(broker);
   const onError: TransportErrorHandler = (err, remote) => log.debug({ remote, err: err.message }, 'transport refused a connection');

@@ -3,90 +3,25 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { QoS } from 'mqtt-packet';
 import type { BrokerConfig } from '../config.js';
-import type { AuthHooks } from '../auth/hooks.js';
+import type { AuthHooks, ClientInfo, MaybePromise } from '../auth/hooks.js';
 import { AclAuth } from '../auth/acl.js';
 import type { TransportInfo } from '../transport/types.js';
 import { MemoryRetainedStore, type RetainedStore } from '../store/retained.js';
 import { Reason } from '../mqtt/reason-codes.js';
 import { Connection, type Will } from './connection.js';
-import { settleMessage, type Delivery, type Message } from './message.js';
+import { settleMessage, type Delivery, type DeliveryLead, type Message } from './message.js';
 import { Session, type SessionLink } from './session.js';
 import { Deadline } from './deadline.js';
-import { PublisherOrder, type Place } from './publisher-order.js';
+import { StageRunner } from './stage-runner.js';
 import { SubscriptionTree, type SubscriptionOptions } from './subscriptions.js';
 import { TargetCollector, type Target } from './targets.js';
 import { TopicSample } from './topic-sample.js';
 import { AbuseLimits, type AbuseCounters } from '../limits/abuse.js';
 import type { StateJournal } from './journal.js';
+import type { BrokerExtension } from './extension.js';
 
 export type { Target } from './targets.js';
-
-/**
- * Per-target payloads that share one body: target i gets the lead `u16 length || shared || own[i]`
- * followed by `body`; own[i] null = nothing for target i.
- */
-export interface StagedPayloads {
-  body: Buffer;
-  shared: Uint8Array;
-  own: (Uint8Array | null)[];
-}
-
-/** Where a stage sends what it made of one message. */
-export interface StageOutput {
-  /** Called once, later (never from inside `transform`): the payloads, or why the message is refused. */
-  staged(err: Error | undefined, payloads: StagedPayloads | undefined): void;
-}
-
-/**
- * A stage between routing and delivery that may replace the payload per recipient, asynchronously
- * (the trusted component re-protects protected topics here). Messages from one publisher leave the
- * stage in the order they entered it. Callback rather than Promise: it runs once per message.
- */
-export interface DeliveryStage {
-  applies(topic: string): boolean;
-  /** What each target gets, in order: its lead before the shared body. */
-  transform(message: Message, targets: readonly Target[], out: StageOutput): void;
-}
-
-/** `transform` as a Promise, for the paths that run once per session or subscription. */
-function transformed(stage: DeliveryStage, message: Message, targets: readonly Target[]): Promise<StagedPayloads> {
-  return new Promise((resolve, reject) => stage.transform(message, targets, { staged: (err, payloads) => (err ? reject(err) : resolve(payloads!)) }));
-}
-
-/**
- * A message in the stage, holding its place in its publisher's lane: delivered once staged and
- * every earlier message of that publisher is out. One object per message, no closures.
- */
-class StagedDelivery implements Place, StageOutput {
-  isReady = false;
-  next: Place | undefined = undefined;
-  private payloads: StagedPayloads | undefined;
-  private err: Error | undefined;
-
-  constructor(
-    private readonly broker: Broker,
-    readonly message: Message,
-    private readonly targets: readonly Target[],
-  ) {}
-
-  staged(err: Error | undefined, payloads: StagedPayloads | undefined): void {
-    this.err = err;
-    this.payloads = payloads;
-    this.broker.stagedReady(this);
-  }
-
-  run(): void {
-    const p = this.payloads;
-    if (p === undefined) {
-      this.broker.log.warn({ err: this.err, topic: this.message.topic, origin: this.message.origin }, 'delivery stage refused a message');
-      return;
-    }
-    for (let i = 0; i < this.targets.length; i++) {
-      const own = p.own[i];
-      if (own) this.broker.deliverTo(this.targets[i]!, this.message, p.body, false, p.shared, own);
-    }
-  }
-}
+export type { DeliveryStage, RecipientPayloads, StageReceiver } from './stage-runner.js';
 
 export interface BrokerCounters extends AbuseCounters {
   connectionsAccepted: number;
@@ -148,19 +83,13 @@ export class Broker {
   /** The busiest topics, sampled (see TopicSample). */
   readonly topicSample = new TopicSample();
   readonly abuse: AbuseLimits;
-  auth: AuthHooks;
+  readonly auth: AuthHooks;
   readonly retained: RetainedStore;
-  deliveryStage: DeliveryStage | undefined;
-  /** Checks a PUBLISH before routing; a reason code >= 0x80 refuses it (e.g. a protected topic without an envelope). */
-  publishGate: ((client: Connection, message: Message) => number) | undefined;
-  /** Consumes PUBLISHes to topics the broker itself answers (e.g. `$tee/...` requests); true = consumed. */
-  interceptor: ((client: Connection, message: Message) => boolean) | undefined;
+  /** What the deployment adds (protected topics): see extension.ts. */
+  readonly extension: BrokerExtension;
+  /** The extension's stage and each publisher's order through it. */
+  private readonly stages: StageRunner;
   private readonly sweeper: NodeJS.Timeout;
-  /** Per-publisher order of deliveries while protected messages wait for the trusted component. */
-  private readonly order = new PublisherOrder((err, origin) => {
-    this.counters.handlerFailures++;
-    this.log.error({ err, origin }, 'delivery failed');
-  });
   private readonly targets = new TargetCollector(this.subscriptions, this.sessions, this.clients);
   private closing = false;
   /** Connections in `connections` taken past `maxConnections`, only to be refused at CONNECT. */
@@ -171,14 +100,28 @@ export class Broker {
   constructor(
     readonly config: BrokerConfig,
     readonly log: Logger,
-    options: { auth?: AuthHooks; retained?: RetainedStore; journal?: StateJournal } = {},
+    options: { auth?: AuthHooks; retained?: RetainedStore; journal?: StateJournal; extension?: BrokerExtension } = {},
   ) {
     this.journal = options.journal;
+    this.extension = options.extension ?? {};
+    this.stages = new StageRunner(this.extension.stage, this);
     this.auth = options.auth ?? new AclAuth(config.allowAnonymous, config.acl);
     this.retained = options.retained ?? new MemoryRetainedStore();
     this.abuse = new AbuseLimits(config.limits, this.counters, log);
     this.sweeper = setInterval(() => this.sweep(), 1000);
     this.sweeper.unref();
+  }
+
+  /** The auth hooks' answer, narrowed by the extension's. */
+  authorizeSubscribe(client: ClientInfo, filter: string): MaybePromise<boolean> {
+    const allowed = this.auth.authorizeSubscribe(client, filter);
+    const narrow = this.extension.authorizeSubscribe;
+    return narrow === undefined ? allowed : narrow.call(this.extension, client, filter, allowed);
+  }
+
+  /** Whether deliveries of messages to `topic` are kept in the publisher's form until the stage runs for them. */
+  staysInPublisherForm(topic: string): boolean {
+    return this.stages.applies(topic);
   }
 
   /** Entry point for every transport: one accepted byte stream = one MQTT connection. */
@@ -321,27 +264,20 @@ export class Broker {
 
   /**
    * Routes a message to every matching session (or, with `only`, to that client's session alone);
-   * returns the number of recipients.
+   * returns the number of recipients. `parsed`: see PublishDecision.
    */
-  route(message: Message, only?: string): number {
+  route(message: Message, only?: string, parsed?: unknown): number {
     this.counters.messagesRouted++;
     const targets = this.targets.collect(message, only);
     if (targets.length === 0) return 0;
-    const stage = this.deliveryStage;
-    if (!stage || !stage.applies(message.topic)) {
-      // Behind a protected message of the same publisher still in the stage: wait for it, so
-      // each subscriber sees the publisher's messages in order.
-      if (this.order.busy(message.origin)) this.order.after(message.origin, () => this.deliverAll(targets, message));
-      else this.deliverAll(targets, message);
+    if (this.stages.applies(message.topic)) {
+      this.stages.route(message, targets, parsed);
       return targets.length;
     }
-    // Offline sessions keep the publisher's form until they resume (see prepareQueued).
-    const online: Target[] = [];
-    for (const t of targets) {
-      if (t.session.link && !t.session.preparing) online.push(t);
-      else if (t.qos > 0) this.deliverTo(t, message, message.payload, true);
-    }
-    if (online.length > 0) this.throughStage(stage, message, online);
+    // Behind a message of the same publisher still in the stage: wait for it, so each subscriber
+    // sees the publisher's messages in order.
+    if (this.stages.inStage(message.origin)) this.stages.whenDelivered(message.origin, () => this.deliverAll(targets, message));
+    else this.deliverAll(targets, message);
     return targets.length;
   }
 
@@ -354,8 +290,7 @@ export class Broker {
         retain: true,
         subscriptionIds: options.subscriptionId !== undefined ? [options.subscriptionId] : undefined,
       };
-      const stage = this.deliveryStage;
-      if (stage && stage.applies(m.topic)) this.throughStage(stage, m, [target]);
+      if (this.stages.applies(m.topic)) this.stages.enter(m, [target]);
       else this.deliverTo(target, m, m.payload, false);
     }
   }
@@ -364,93 +299,37 @@ export class Broker {
     for (const t of targets) this.deliverTo(t, message, message.payload, false);
   }
 
-  /** @internal (StagedDelivery) `staged`: still in the publisher's form, to go through the stage on resume. */
-  deliverTo(t: Target, message: Message, payload: Buffer, staged: boolean, leadShared?: Uint8Array, leadOwn?: Uint8Array): void {
+  /** @internal (StageRunner) `inPublisherForm`: not yet through the stage, which runs for it on resume. */
+  deliverTo(t: Target, message: Message, payload: Buffer, inPublisherForm: boolean, lead?: DeliveryLead): void {
     const d: Delivery = {
       message,
-      leadShared,
-      leadOwn,
+      lead,
       payload,
       qos: t.qos,
       retain: t.retain,
       subscriptionIds: t.subscriptionIds,
       packetId: 0,
       state: 'publish',
-      staged,
+      inPublisherForm,
       storeId: 0,
     };
     t.session.deliver(d);
   }
 
-  /**
-   * A session resumes with deliveries queued in the publisher's form: run each through the
-   * delivery stage (one call per message) before anything is sent, then drain in order.
-   */
+  /** A connection takes `session` over: deliveries in the publisher's form go through the stage first (StageRunner.resume). */
   resumeSession(session: Session, link: Connection): void {
     this.journal?.sessionChanged(session);
-    const stage = this.deliveryStage;
-    // in flight too: deliveries restored from the durable store are in the publisher's form
-    const pending = stage ? [...session.inflight.inOrder().map(([, d]) => d), ...session.queue].filter((d) => d.staged) : [];
-    if (!stage || pending.length === 0) {
-      session.resume(link);
-      return;
-    }
-    session.preparing = true;
-    session.link = link;
-    (async () => {
-      const refused = new Set<Delivery>();
-      for (const d of pending) {
-        const target: Target = { session, qos: d.qos, retain: d.retain, subscriptionIds: d.subscriptionIds };
-        try {
-          const { body, shared, own } = await transformed(stage, d.message, [target]);
-          if (own[0]) {
-            d.leadShared = shared;
-            d.leadOwn = own[0];
-            d.payload = body;
-          } else refused.add(d);
-        } catch (err) {
-          this.log.warn({ err, clientId: session.clientId, topic: d.message.topic }, 'delivery stage refused a queued message');
-          refused.add(d);
-        }
-        d.staged = false;
-      }
-      if (refused.size > 0) session.removeQueued(refused);
-      session.preparing = false;
-      if (session.link === link) session.resume(link);
-    })().catch((err: unknown) => {
-      // not left half prepared: the client reconnects and its session is prepared again
-      session.preparing = false;
-      link.handlerFailed(err, 'resuming a session failed');
-    });
-  }
-
-  private throughStage(stage: DeliveryStage, message: Message, targets: Target[]): void {
-    // The trusted call starts now (calls pipeline); only the delivery waits for its turn.
-    const staged = new StagedDelivery(this, message, targets);
-    this.order.enqueue(message.origin, staged);
-    try {
-      stage.transform(message, targets, staged);
-    } catch (err) {
-      // a stage that throws instead of answering must not block its publisher's lane for good
-      this.counters.handlerFailures++;
-      staged.staged(err instanceof Error ? err : new Error(String(err)), undefined);
-    }
+    this.stages.resume(session, link);
   }
 
   /** Messages of `origin` are in the delivery stage (not yet in their sessions). */
-  staging(origin: string): boolean {
-    return this.order.busy(origin);
+  inStage(origin: string): boolean {
+    return this.stages.inStage(origin);
   }
 
   /** Runs `fn` once every message of `origin` still in the delivery stage has been delivered. */
   whenDelivered(origin: string, fn: () => void): void {
-    if (this.order.busy(origin)) this.order.after(origin, fn);
-    else fn();
-  }
-
-  /** @internal A message left the stage: deliver it and whatever of its publisher waited on it. */
-  stagedReady(staged: StagedDelivery): void {
-    this.order.ready(staged.message.origin, staged);
+    this.stages.whenDelivered(origin, fn);
   }
 
   private sweep(): void {
@@ -489,6 +368,6 @@ export class Broker {
     this.abuse.close();
     for (const conn of [...this.connections]) conn.close(Reason.ServerShuttingDown, 'server shutting down');
     for (const session of [...this.sessions.values()]) this.flushWill(session);
-    await this.order.drained();
+    await this.stages.drained();
   }
 }

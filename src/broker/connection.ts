@@ -2,16 +2,18 @@
 import type { Duplex } from 'node:stream';
 import type { IPublishPacket, Packet } from 'mqtt-packet';
 import { Decoder, encode, totalPacketSize, type DecoderEvents, type ProtocolVersion } from '../mqtt/codec.js';
-import { leadBytes, publishHeader, writeLead } from '../mqtt/publish-header.js';
+import { publishHeader } from '../mqtt/publish-header.js';
 import { Reason } from '../mqtt/reason-codes.js';
 import type { TransportInfo } from '../transport/types.js';
 import type { ClientInfo } from '../auth/hooks.js';
-import type { Delivery, Message } from './message.js';
+import type { Delivery, DeliveryLead, Message } from './message.js';
 import { remainingExpiry } from './message.js';
 import type { Session, SessionLink } from './session.js';
 import type { Broker } from './broker.js';
 import { dispatch } from './handlers/dispatch.js';
+import { ProtocolViolation } from './errors.js';
 import type { Pausable, PublishThrottle } from '../limits/abuse.js';
+import type { PublishingClient } from './extension.js';
 
 /*
  * The stream's listeners and the uncork callback are functions shared by every connection (the
@@ -47,14 +49,7 @@ export interface Will {
   delay: number;
 }
 
-/** Thrown by handlers for protocol violations: the connection is closed with `reason`. */
-export class ProtocolViolation extends Error {
-  constructor(readonly reason: number, message: string) {
-    super(message);
-  }
-}
-
-export class Connection implements SessionLink, ClientInfo, Pausable, DecoderEvents {
+export class Connection implements SessionLink, ClientInfo, Pausable, DecoderEvents, PublishingClient {
   version: ProtocolVersion = 4;
   clientId = '';
   username: string | undefined;
@@ -281,7 +276,7 @@ export class Connection implements SessionLink, ClientInfo, Pausable, DecoderEve
     const packet: IPublishPacket = {
       cmd: 'publish',
       topic: m.topic,
-      payload: d.leadShared ? withLead(d) : d.payload,
+      payload: d.lead !== undefined ? withLead(d, d.lead) : d.payload,
       qos: d.qos,
       retain: d.retain,
       dup,
@@ -322,13 +317,19 @@ export class Connection implements SessionLink, ClientInfo, Pausable, DecoderEve
   private sendPlainPublish(d: Delivery, dup: boolean, v5: boolean): boolean {
     const m = d.message;
     const topic = (m.topicBytes ??= Buffer.from(m.topic));
-    const length = leadBytes(d.leadShared, d.leadOwn) + d.payload.length;
-    const header = publishHeader(topic, length, d.qos, d.retain, dup, d.packetId, v5, d.leadShared, d.leadOwn);
+    const lead = d.lead;
+    const length = (lead === undefined ? 0 : lead.byteLength) + d.payload.length;
+    const header = publishHeader(topic, length, d.qos, d.retain, dup, d.packetId, v5, lead);
     if (header.length + d.payload.length > this.maxPacketSize) return false;
     this.write(header);
     if (d.payload.length > 0) this.write(d.payload);
     this.broker.counters.publishSent[d.qos]++;
     return true;
+  }
+
+  /** Routes `message` to this client's session alone, whether or not it is still connected. */
+  reply(message: Message): void {
+    this.broker.route(message, this.clientId);
   }
 
   sendPubrel(packetId: number): void {
@@ -364,11 +365,10 @@ export class Connection implements SessionLink, ClientInfo, Pausable, DecoderEve
   }
 }
 
-/** A staged delivery's whole payload in one buffer (the encoder's path, v5 properties). */
-function withLead(d: Delivery): Buffer {
-  const lead = leadBytes(d.leadShared, d.leadOwn);
-  const out = Buffer.allocUnsafe(lead + d.payload.length);
-  writeLead(out, 0, d.leadShared!, d.leadOwn!);
-  d.payload.copy(out, lead);
+/** A delivery's lead and payload in one buffer (the encoder's path, v5 properties). */
+function withLead(d: Delivery, lead: DeliveryLead): Buffer {
+  const out = Buffer.allocUnsafe(lead.byteLength + d.payload.length);
+  lead.writeTo(out, 0);
+  d.payload.copy(out, lead.byteLength);
   return out;
 }

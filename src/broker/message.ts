@@ -1,5 +1,6 @@
 /** What the router moves around: an immutable application message and a per-recipient delivery. */
 import type { QoS, UserProperties } from 'mqtt-packet';
+import type { PayloadLead } from '../mqtt/publish-header.js';
 
 /** MQTT 5 PUBLISH properties that travel with a message from publisher to subscriber. */
 export interface MessageProperties {
@@ -30,6 +31,12 @@ export interface Message {
   topicBytes?: Buffer;
 }
 
+/** What a delivery stage put before one recipient's payload (a protected envelope's header). */
+export interface DeliveryLead extends PayloadLead {
+  /** This lead holding only memory of its own (see `settleDelivery`); itself when it already does. */
+  settled(): DeliveryLead;
+}
+
 /** One message on its way to one session: queued, in flight, or waiting for PUBCOMP. */
 export interface Delivery {
   message: Message;
@@ -39,9 +46,8 @@ export interface Delivery {
    * the message's payload (the whole of it, or a protected envelope's ciphertext).
    */
   payload: Buffer;
-  /** The staged lead, `u16 length || leadShared || leadOwn`: shared by the message's recipients, then this one's. */
-  leadShared: Uint8Array | undefined;
-  leadOwn: Uint8Array | undefined;
+  /** Written before `payload`, when the delivery stage gave this recipient one. */
+  lead: DeliveryLead | undefined;
   qos: QoS;
   retain: boolean;
   subscriptionIds: number[] | undefined;
@@ -52,7 +58,7 @@ export interface Delivery {
    * Queued for an offline session in the publisher's form: the delivery stage runs when the
    * session resumes, so a late subscriber is served under its key as it is then.
    */
-  staged: boolean;
+  inPublisherForm: boolean;
   /** Its id in the durable store; 0 = not stored (QoS 0, a clean session, or persistence off). */
   storeId: number;
 }
@@ -103,6 +109,11 @@ function ownCopy(view: Uint8Array): Buffer {
   return copy;
 }
 
+/** `view`, or a copy of it when it keeps more of someone else's bytes alive than a copy costs. */
+export function ownBytes(view: Uint8Array): Uint8Array {
+  return pinsOthers(view) ? ownCopy(view) : view;
+}
+
 /**
  * Gives a message that will be kept (retained, a will, queued for a session that is not
  * reading) a payload of its own, once: from then on it holds only its bytes, not the socket read
@@ -123,6 +134,5 @@ export function settleDelivery(d: Delivery): void {
     // the payload is the message's or its tail (protected ciphertext): the same bytes in the copy
     d.payload = p.length <= m.payload.length ? m.payload.subarray(m.payload.length - p.length) : ownCopy(p);
   }
-  // the shared lead is a view of a trusted-component answer (a pipe read); ~100 bytes per recipient
-  if (d.leadShared !== undefined && pinsOthers(d.leadShared)) d.leadShared = ownCopy(d.leadShared);
+  if (d.lead !== undefined) d.lead = d.lead.settled();
 }

@@ -4,10 +4,16 @@
  * buffers of one corked write. Packets with v5 properties go through mqtt-packet instead.
  */
 
+/** Bytes a recipient gets in front of the payload; their layout belongs to whoever made them. */
+export interface PayloadLead {
+  readonly byteLength: number;
+  writeTo(out: Uint8Array, at: number): void;
+}
+
 /**
  * Header bytes before the payload; `topic` is the UTF-8 topic name. A lead (a protected
- * recipient's envelope header, ~200 bytes: `u16 length || shared || own`) is written in behind the
- * header and counts as the start of the payload: one buffer instead of two, as every buffer of a
+ * recipient's envelope header, ~200 bytes) is written in behind the header and counts as the start
+ * of the payload (`payloadLength` includes it): one buffer instead of two, as every buffer of a
  * write costs the socket more than copying these few bytes, and no buffer of its own per recipient.
  */
 export function publishHeader(
@@ -18,12 +24,11 @@ export function publishHeader(
   dup: boolean,
   packetId: number,
   v5: boolean,
-  leadShared?: Uint8Array,
-  leadOwn?: Uint8Array,
+  lead?: PayloadLead,
 ): Buffer {
   const remaining = 2 + topic.length + (qos > 0 ? 2 : 0) + (v5 ? 1 : 0) + payloadLength;
   const lengthBytes = remaining < 128 ? 1 : remaining < 16384 ? 2 : remaining < 2097152 ? 3 : 4;
-  const leadLength = leadBytes(leadShared, leadOwn);
+  const leadLength = lead === undefined ? 0 : lead.byteLength;
   const header = Buffer.allocUnsafe(1 + lengthBytes + remaining - payloadLength + leadLength);
   header[0] = 0x30 | (dup ? 0x08 : 0) | (qos << 1) | (retain ? 0x01 : 0);
   let at = 1;
@@ -43,18 +48,6 @@ export function publishHeader(
     at += 2;
   }
   if (v5) header[at++] = 0; // property length 0
-  if (leadShared !== undefined) writeLead(header, at, leadShared, leadOwn!);
+  if (lead !== undefined) lead.writeTo(header, at);
   return header;
-}
-
-/** Bytes of the lead `u16 length || shared || own`; 0 without one. */
-export function leadBytes(shared: Uint8Array | undefined, own: Uint8Array | undefined): number {
-  return shared === undefined ? 0 : 2 + shared.length + own!.length;
-}
-
-/** Writes `u16 length || shared || own` at `at`. */
-export function writeLead(out: Buffer, at: number, shared: Uint8Array, own: Uint8Array): void {
-  out.writeUInt16BE(shared.length + own.length, at);
-  out.set(shared, at + 2);
-  out.set(own, at + 2 + shared.length);
 }

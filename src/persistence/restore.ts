@@ -21,15 +21,14 @@ function deliveryOf(row: StoredDelivery, broker: Broker): Delivery {
   return {
     message,
     payload: message.payload,
-    leadShared: undefined,
-    leadOwn: undefined,
+    lead: undefined,
     qos: row.qos,
     retain: row.retain,
     subscriptionIds: row.subscriptionIds,
     packetId: row.packetId,
     state: row.state === 2 ? 'pubrel' : 'publish',
     // stored in the publisher's form: a protected message is re-wrapped for its subscriber on resume
-    staged: broker.deliveryStage?.applies(message.topic) ?? false,
+    inPublisherForm: broker.staysInPublisherForm(message.topic),
     storeId: row.id,
   };
 }

@@ -3,15 +3,27 @@
  * a PUBLISH (no crypto), and for each message makes ONE call to the trusted component, then sends
  * each recipient the shared payload ciphertext behind its own header.
  *
+ * A protected PUBLISH (docs/architecture.md has the whole walk):
+ *   handlers/publish.ts authorized -> attach.ts ProtectionExtension.onPublish -> check (here):
+ *     sender-wrapped envelope from its own sender, else refused; routed with its header length
+ *   broker.ts Broker.route -> stage-runner.ts StageRunner.route (offline: queued as published)
+ *     -> StageRunner.enter (MessageInStage, in its publisher's lane) -> transform (here)
+ *   ask: RewrapRequest -> tee-client TrustedComponent.groupRewrapTo (batched, one call)
+ *   RewrapRequest.rewrapped -> leads (here): a ProtectedLead per recipient
+ *     -> MessageInStage.stageDone -> PublisherOrder -> Broker.deliverTo -> Session.deliver
+ *     -> Connection.sendPublish: header, lead (ProtectedLead.writeTo), shared ciphertext
+ *
  * The call names a recipient group (src/tee/groups.ts) rather than listing every recipient: the
  * trusted component wraps the message's data key once, under the group's key, and each recipient's
  * header is that shared part followed by its own member part, formed once per group. Groups are per
  * topic; a message whose recipients the topic's group does not cover forms a new one.
  */
 import type { Logger } from 'pino';
-import type { DeliveryStage, StagedPayloads, StageOutput, Target } from '../broker/broker.js';
-import type { Message } from '../broker/message.js';
+import type { DeliveryStage, RecipientPayloads, StageReceiver, Target } from '../broker/broker.js';
+import type { DeliveryLead, Message } from '../broker/message.js';
+import { ROUTE, refuse, type PublishDecision } from '../broker/extension.js';
 import { Reason } from '../mqtt/reason-codes.js';
+import { ProtectedLead } from './protected-lead.js';
 import { filterCovers, topicMatches } from '../mqtt/topic.js';
 import { utf8Name } from '../envelope/bytes.js';
 import { KIND_SENDER, envelopeHeaderLength, isSenderHeaderOf, parseHeader, splitEnvelope } from '../envelope/envelope-layout.js';
@@ -42,7 +54,6 @@ export interface Publisher {
 }
 
 const CACHE_LIMIT = 10_000;
-const EMPTY = new Uint8Array(0);
 
 /** A topic's recipient group as the broker knows it. */
 interface HostGroup {
@@ -74,7 +85,10 @@ export function canHoldKey(identity: string): boolean {
   return identity.length > 0 && (identity.length <= 85 || Buffer.byteLength(identity) <= 255);
 }
 
-export class ProtectedTopics implements DeliveryStage {
+/** What `check` learnt of an accepted envelope and `transform` uses: its header's length. */
+export type HeaderLength = number;
+
+export class ProtectedTopics implements DeliveryStage<HeaderLength> {
   readonly counters: ProtectionCounters = {
     accepted: 0,
     refusedMalformed: 0,
@@ -113,21 +127,23 @@ export class ProtectedTopics implements DeliveryStage {
   }
 
   /**
-   * PUBLISH check: a protected topic takes only a sender-wrapped envelope from its own sender.
-   * Returns a reason code; >= 0x80 refuses the message (it is never forwarded).
+   * PUBLISH check: a protected topic takes only a sender-wrapped envelope from its own sender. A
+   * refused message (reason >= 0x80) is never forwarded; an accepted one is routed with its
+   * envelope's header length, so that `transform` does not read the envelope again.
    */
-  check(publisher: Publisher, message: Pick<Message, 'topic' | 'payload' | 'retain'>): number {
+  check(publisher: Publisher, message: Pick<Message, 'topic' | 'payload' | 'retain'>): PublishDecision<HeaderLength> {
     const { topic, payload } = message;
-    if (!this.applies(topic)) return Reason.Success;
+    if (!this.applies(topic)) return ROUTE;
     // An empty retained PUBLISH clears the topic's retained message; it carries nothing to protect.
-    if (payload.length === 0 && message.retain) return Reason.Success;
+    if (payload.length === 0 && message.retain) return ROUTE;
     let sender: string;
+    let headerLength: number;
     try {
-      const headerLength = envelopeHeaderLength(payload);
+      headerLength = envelopeHeaderLength(payload);
       // the common case, read in place: a well-formed header naming this publisher
       if (isSenderHeaderOf(payload, utf8Name(publisher.identity), 2, headerLength)) {
         this.counters.accepted++;
-        return Reason.Success;
+        return { action: 'route', parsed: headerLength };
       }
       const header = parseHeader(payload.subarray(2, 2 + headerLength));
       if (header.kind !== KIND_SENDER) throw new Error('not a sender-wrapped header');
@@ -135,27 +151,27 @@ export class ProtectedTopics implements DeliveryStage {
     } catch (err) {
       this.counters.refusedMalformed++;
       this.log.warn({ clientId: publisher.clientId, topic, reason: (err as Error).message }, 'refused a PUBLISH to a protected topic: not a protected envelope');
-      return Reason.PayloadFormatInvalid;
+      return refuse(Reason.PayloadFormatInvalid);
     }
     if (sender !== publisher.identity) {
       this.counters.refusedSender++;
       this.log.warn({ clientId: publisher.clientId, identity: publisher.identity, sender, topic }, 'refused a PUBLISH to a protected topic: envelope names another sender');
-      return Reason.NotAuthorized;
+      return refuse(Reason.NotAuthorized);
     }
     this.counters.accepted++;
-    return Reason.Success;
+    return { action: 'route', parsed: headerLength };
   }
 
   /**
    * Asks the trusted component for the shared header part of one message (it ends with the group
-   * id), for a group covering its recipients; the answer goes to the staging.
+   * id), for a group covering its recipients; the answer goes to the request.
    */
-  ask(staging: Staging): void {
-    const topic = staging.message.topic;
-    const group = this.groupFor(topic, staging.recipients);
-    staging.group = group;
+  ask(request: RewrapRequest): void {
+    const topic = request.message.topic;
+    const group = this.groupFor(topic, request.recipients);
+    request.group = group;
     this.counters.rewrapCalls++;
-    this.tee.groupRewrapTo(group.handle, staging.header, topic, staging);
+    this.tee.groupRewrapTo(group.handle, request.header, topic, request);
   }
 
   /** A group the trusted component no longer knows or holds stale: the next message forms a new one. */
@@ -191,16 +207,21 @@ export class ProtectedTopics implements DeliveryStage {
     return group;
   }
 
-  transform(message: Message, targets: readonly Target[], out: StageOutput): void {
-    const own = new Array<Uint8Array | null>(targets.length).fill(null);
+  /** `headerLength`: from `check`, when the message comes straight from its publisher (else the envelope is read here). */
+  transform(message: Message, targets: readonly Target[], out: StageReceiver, headerLength?: HeaderLength): void {
+    const leads = new Array<DeliveryLead | null>(targets.length).fill(null);
+    const payload = message.payload;
     // a retained-message clear: nothing to deliver
-    if (message.payload.length === 0) return later(out, undefined, { body: message.payload, shared: EMPTY, own });
+    if (payload.length === 0) return later(out, undefined, { body: payload, leads });
     let header: Uint8Array;
     let body: Buffer;
     try {
       // Every recipient's envelope is `u16 length || its header || the shared ciphertext`: only the
       // first two parts are per recipient; the ciphertext is written to each socket as is.
-      ({ header, payload: body } = splitEnvelope(message.payload));
+      if (headerLength !== undefined) {
+        header = payload.subarray(2, 2 + headerLength);
+        body = payload.subarray(2 + headerLength);
+      } else ({ header, payload: body } = splitEnvelope(payload));
     } catch (err) {
       // a payload that no longer splits (the arrival check passed it): refused like a bad answer
       this.counters.messagesRefused++;
@@ -221,38 +242,38 @@ export class ProtectedTopics implements DeliveryStage {
         this.counters.recipientsRefused++;
       }
     }
-    if (recipients.length === 0) return later(out, undefined, { body, shared: EMPTY, own });
+    if (recipients.length === 0) return later(out, undefined, { body, leads });
     // the sender is the one the header names: check() held it to the publisher's identity on arrival
-    this.ask(new Staging(this, message, header, recipients, slots, body, own, out));
+    this.ask(new RewrapRequest(this, message, header, recipients, slots, body, leads, out));
   }
 
   /**
    * What each recipient gets once the shared part came: its header is that part followed by its
    * member part (formed with the group, no copy per message), written straight into its PUBLISH.
    */
-  leads(s: Staging, part: Uint8Array, group: HostGroup, formed: FormedGroup): StagedPayloads {
+  leads(s: RewrapRequest, part: Uint8Array, group: HostGroup, formed: FormedGroup): RecipientPayloads {
     const members = group.members;
     const recipients = s.recipients;
-    const out = s.own;
+    const out = s.leads;
     for (let k = 0; k < recipients.length; k++) {
       const r0 = recipients[k]!;
       // the group was usually formed from this very list: same place, no lookup
       const at = members[k] === r0 ? k : group.index.get(r0);
       const r = at === undefined ? undefined : formed.members[at];
       if (r?.header !== undefined) {
-        out[s.slots === undefined ? k : s.slots[k]!] = r.header;
+        out[s.slots === undefined ? k : s.slots[k]!] = new ProtectedLead(part, r.header);
         this.counters.recipientsWrapped++;
       } else {
         this.counters.recipientsRefused++;
         this.log.debug({ topic: s.message.topic, recipient: r0, refusal: r?.refusal ?? 'not-in-group' }, 'trusted component refused a recipient');
       }
     }
-    return { body: s.body, shared: part, own: out };
+    return { body: s.body, leads: out };
   }
 }
 
-function later(out: StageOutput, err: Error | undefined, payloads: StagedPayloads | undefined): void {
-  process.nextTick(() => out.staged(err, payloads));
+function later(out: StageReceiver, err: Error | undefined, payloads: RecipientPayloads | undefined): void {
+  process.nextTick(() => out.stageDone(err, payloads));
 }
 
 /**
@@ -260,7 +281,7 @@ function later(out: StageOutput, err: Error | undefined, payloads: StagedPayload
  * here, and the message leaves with each recipient's lead or its refusal. One object per message
  * instead of a Promise chain.
  */
-class Staging implements RewrapReceiver {
+class RewrapRequest implements RewrapReceiver {
   group!: HostGroup;
   private retried = false;
 
@@ -272,8 +293,8 @@ class Staging implements RewrapReceiver {
     /** Target index of each recipient; undefined when recipient k is target k. */
     readonly slots: readonly number[] | undefined,
     readonly body: Buffer,
-    readonly own: (Uint8Array | null)[],
-    private readonly out: StageOutput,
+    readonly leads: (DeliveryLead | null)[],
+    private readonly out: StageReceiver,
   ) {}
 
   rewrapped(part: Uint8Array): void {
@@ -296,18 +317,18 @@ class Staging implements RewrapReceiver {
   }
 
   private finish(part: Uint8Array, group: HostGroup, formed: FormedGroup): void {
-    let payloads: StagedPayloads;
+    let payloads: RecipientPayloads;
     try {
       payloads = this.topics.leads(this, part, group, formed);
     } catch (err) {
       this.fail(err as Error);
       return;
     }
-    this.out.staged(undefined, payloads);
+    this.out.stageDone(undefined, payloads);
   }
 
   private fail(err: Error): void {
     this.topics.counters.messagesRefused++;
-    this.out.staged(err, undefined);
+    this.out.stageDone(err, undefined);
   }
 }

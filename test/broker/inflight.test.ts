@@ -8,14 +8,13 @@ function delivery(packetId: number): Delivery {
   return {
     message: { topic: 't', payload: Buffer.alloc(0), qos: 1, retain: false, properties: undefined, expiresAt: 0, origin: 'p' },
     payload: Buffer.alloc(0),
-    leadShared: undefined,
-    leadOwn: undefined,
+    lead: undefined,
     qos: 1,
     retain: false,
     subscriptionIds: undefined,
     packetId,
     state: 'publish',
-    staged: false,
+    inPublisherForm: false,
     storeId: 0,
   };
 }

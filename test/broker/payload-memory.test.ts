@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import mqttPacket, { type Packet } from 'mqtt-packet';
 import { makeMessage, settleDelivery, type Delivery } from '../../src/broker/message.js';
+import { ProtectedLead } from '../../src/protect/protected-lead.js';
 import type { Session } from '../../src/broker/session.js';
 import { startTestBroker, unique, waitUntil, type RawClient, type TestBroker } from '../helpers/broker.js';
 
@@ -157,18 +158,19 @@ test('settling a protected delivery keeps its ciphertext tail and its lead byte 
   const answer = Buffer.alloc(65536, 0xbb);
   const lead = answer.subarray(5000, 5080).fill(0x33);
   const message = makeMessage('ward/1', envelope, 1, false, undefined, 'alice');
-  const d: Delivery = { message, payload: envelope.subarray(200), leadShared: lead, leadOwn: Buffer.alloc(40, 0x44), qos: 1, retain: false, subscriptionIds: undefined, packetId: 0, state: 'publish', staged: false, storeId: 0 };
+  const d: Delivery = { message, payload: envelope.subarray(200), lead: new ProtectedLead(lead, Buffer.alloc(40, 0x44)), qos: 1, retain: false, subscriptionIds: undefined, packetId: 0, state: 'publish', inPublisherForm: false, storeId: 0 };
 
   settleDelivery(d);
   assert.equal(message.payload.buffer.byteLength, 4300);
   assert.deepEqual(message.payload, envelope);
   assert.equal(d.payload.buffer, message.payload.buffer, 'the tail is a view of the message copy');
   assert.deepEqual(d.payload, envelope.subarray(200));
-  assert.equal(d.leadShared!.buffer.byteLength, 80);
-  assert.deepEqual(Buffer.from(d.leadShared!), Buffer.from(lead));
+  const settled = d.lead as ProtectedLead;
+  assert.equal(settled.shared.buffer.byteLength, 80);
+  assert.deepEqual(Buffer.from(settled.shared), Buffer.from(lead));
 
-  const [payload, shared] = [d.payload, d.leadShared];
+  const payload = d.payload;
   settleDelivery(d);
   assert.equal(d.payload, payload, 'a settled delivery is left as it is');
-  assert.equal(d.leadShared, shared);
+  assert.equal(d.lead, settled);
 });

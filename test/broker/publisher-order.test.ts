@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PublisherOrder, type Place } from '../../src/broker/publisher-order.js';
+import { PublisherOrder, type Place } from '../../src/broker/stage-runner.js';
 
 /** A place in `origin`'s lane whose work is given when it becomes ready, as a staged message's is. */
 function reserve(o: PublisherOrder, origin: string): Place {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { connect as mqttConnect, type IClientOptions, type IClientPublishOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { QoS } from 'mqtt-packet';
 import { defaultConfig, type BrokerConfig } from '../../src/config.js';
-import { startBroker, type RunningBroker } from '../../src/server.js';
+import { startBroker, type RunningBroker, type StartOptions } from '../../src/server.js';
 import type { Broker } from '../../src/broker/broker.js';
 import { issueClientCertificate, type CertificateAndKey } from '../../src/transport/dev-certs.js';
 import { RawClient } from './raw-client.js';
@@ -39,14 +39,14 @@ export interface TestBroker {
 }
 
 /** A broker on 127.0.0.1, port 0, silent, with a fresh temp data folder; `tune` edits the config. */
-export async function startTestBroker(tune?: (config: BrokerConfig) => void): Promise<TestBroker> {
+export async function startTestBroker(tune?: (config: BrokerConfig) => void, options?: StartOptions): Promise<TestBroker> {
   const dataDir = mkdtempSync(join(tmpdir(), 'mqt-tz-broker-test-'));
   // The trusted component (protected topics) has tests of its own; the broker core runs without it.
   const config: BrokerConfig = { ...defaultConfig(), host: '127.0.0.1', port: 0, dataDir, logLevel: 'silent', tee: null };
   tune?.(config);
   let running: RunningBroker;
   try {
-    running = await startBroker(config);
+    running = await startBroker(config, options);
   } catch (err) {
     rmSync(dataDir, { recursive: true, force: true });
     throw err;

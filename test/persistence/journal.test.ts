@@ -50,7 +50,7 @@ function setup(): { store: RecordingStore; journal: GroupCommitJournal; session:
 
 function delivery(text: string): Delivery {
   const message = makeMessage('t', Buffer.from(text), 1, false, undefined, 'p');
-  return { message, payload: message.payload, leadShared: undefined, leadOwn: undefined, qos: 1, retain: false, subscriptionIds: undefined, packetId: 0, state: 'publish', staged: false, storeId: 0 };
+  return { message, payload: message.payload, lead: undefined, qos: 1, retain: false, subscriptionIds: undefined, packetId: 0, state: 'publish', inPublisherForm: false, storeId: 0 };
 }
 
 const tick = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 20));

@@ -218,7 +218,7 @@ describe('protected topics through the broker', () => {
     await alice.client.publishAsync('secure/mail', Buffer.from(await seal(alice, 'secure/mail', 'while you were away')), { qos: 1 });
     const queued = [...tb.broker.sessions.get('erin')!.queue];
     assert.equal(queued.length, 1);
-    assert.equal(queued[0]!.staged, true, 'queued in the publisher form');
+    assert.equal(queued[0]!.inPublisherForm, true, 'queued in the publisher form');
     const back = await connectMqtt(tb.url, { clientId: 'erin', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 300 } });
     try {
       const inbox = inboxOf(back);

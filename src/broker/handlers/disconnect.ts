@@ -1,7 +1,8 @@
 /** DISCONNECT from the client (MQTT-3.14). */
 import type { IDisconnectPacket } from 'mqtt-packet';
 import { Reason } from '../../mqtt/reason-codes.js';
-import { ProtocolViolation, type Connection } from '../connection.js';
+import type { Connection } from '../connection.js';
+import { ProtocolViolation } from '../errors.js';
 
 export function handleDisconnect(conn: Connection, packet: IDisconnectPacket): void {
   const session = conn.session;

@@ -1,7 +1,8 @@
 /** Routes each decoded packet to its handler (mosquitto's handle_*.c, one file per packet type). */
 import type { Packet } from 'mqtt-packet';
 import { Reason } from '../../mqtt/reason-codes.js';
-import { ProtocolViolation, type Connection } from '../connection.js';
+import type { Connection } from '../connection.js';
+import { ProtocolViolation } from '../errors.js';
 import { handleConnect } from './connect.js';
 import { handlePublish, handlePubrel } from './publish.js';
 import { handlePuback, handlePubcomp, handlePubrec } from './acks.js';

@@ -3,18 +3,38 @@ import { isUtf8 } from 'node:buffer';
 import type { IPublishPacket, IPubrelPacket } from 'mqtt-packet';
 import { Reason } from '../../mqtt/reason-codes.js';
 import { isValidTopicName } from '../../mqtt/topic.js';
-import { ProtocolViolation, type Connection } from '../connection.js';
-import { makeMessage, type MessageProperties } from '../message.js';
+import type { Connection } from '../connection.js';
+import { ProtocolViolation } from '../errors.js';
+import { makeMessage, type Message, type MessageProperties } from '../message.js';
+import type { Broker } from '../broker.js';
 import { whenStored, type StateJournal } from '../journal.js';
+import { ROUTE } from '../extension.js';
 
+/**
+ * An incoming PUBLISH, step by step (as mosquitto's handle__publish). A protocol violation closes
+ * the connection (thrown); a message the broker will not route leaves by `refuseMessage` alone.
+ */
 export function handlePublish(conn: Connection, packet: IPublishPacket): void {
-  const broker = conn.broker;
-  const limits = broker.config.limits;
-  const session = conn.session!;
-  const v5 = conn.version === 5;
-  const props = v5 ? packet.properties : undefined;
-  let topic = packet.topic;
+  const topic = topicOf(conn, packet);
+  if (packet.qos === 2 && isRetransmission(conn, packet)) return;
+  const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+  if (packet.properties?.payloadFormatIndicator && conn.version === 5 && !isUtf8(payload)) {
+    refuseMessage(conn, packet, Reason.PayloadFormatInvalid);
+    return;
+  }
+  countReceived(conn.broker, packet, topic);
+  // $SYS is the broker's own (its statistics): clients read it, never write it, as in mosquitto
+  const allowed = isSysTopic(topic) ? false : conn.broker.auth.authorizePublish(conn, topic);
+  // An asynchronous hook must not let a later message overtake this one.
+  if (typeof allowed === 'boolean' && !conn.busy) authorized(conn, packet, topic, payload, allowed);
+  else conn.serially(() => Promise.resolve(allowed).then((ok) => authorized(conn, packet, topic, payload, ok)));
+}
 
+/** The topic name, its alias resolved (v5); checked, as is the absence of a subscription identifier. */
+function topicOf(conn: Connection, packet: IPublishPacket): string {
+  const limits = conn.broker.config.limits;
+  const props = conn.version === 5 ? packet.properties : undefined;
+  let topic = packet.topic;
   if (props?.topicAlias !== undefined) {
     const alias = props.topicAlias;
     if (alias === 0 || alias > limits.topicAliasMaximum) {
@@ -33,56 +53,67 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void {
   if (props?.subscriptionIdentifier !== undefined) {
     throw new ProtocolViolation(Reason.ProtocolError, 'a client may not send a subscription identifier');
   }
+  return topic;
+}
+
+/** A QoS 2 message already acknowledged with PUBREC is acknowledged again, not routed again. */
+function isRetransmission(conn: Connection, packet: IPublishPacket): boolean {
   const id = packet.messageId ?? 0;
-  if (packet.qos === 2) {
-    // A retransmission of a message already acknowledged with PUBREC is not routed again.
-    if (session.incomingQoS2?.has(id)) {
-      conn.send({ cmd: 'pubrec', messageId: id });
-      return;
-    }
-    if ((session.incomingQoS2?.size ?? 0) >= limits.receiveMaximum) {
-      throw new ProtocolViolation(Reason.ReceiveMaximumExceeded, `more than ${limits.receiveMaximum} unacknowledged QoS 2 messages`);
-    }
+  const session = conn.session!;
+  if (session.incomingQoS2?.has(id)) {
+    conn.send({ cmd: 'pubrec', messageId: id });
+    return true;
   }
-  const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-  if (props?.payloadFormatIndicator && !isUtf8(payload)) {
-    acknowledge(conn, packet, Reason.PayloadFormatInvalid);
-    return;
+  const max = conn.broker.config.limits.receiveMaximum;
+  if ((session.incomingQoS2?.size ?? 0) >= max) {
+    throw new ProtocolViolation(Reason.ReceiveMaximumExceeded, `more than ${max} unacknowledged QoS 2 messages`);
   }
+  return false;
+}
+
+function countReceived(broker: Broker, packet: IPublishPacket, topic: string): void {
   broker.counters.messagesReceived++;
   broker.counters.publishReceived[packet.qos]++;
   broker.topicSample.seen(topic);
+}
 
-  const accept = (allowed: boolean): void => {
-    if (conn.closed) return;
-    if (!allowed) {
-      broker.log.debug({ clientId: conn.clientId, topic }, 'publish refused by authorization');
-      acknowledge(conn, packet, Reason.NotAuthorized);
-      return;
-    }
-    const message = makeMessage(topic, payload, packet.qos, packet.retain, props && messageProperties(props), conn.clientId);
-    if (broker.interceptor?.(conn, message)) {
-      acknowledge(conn, packet, Reason.Success);
-      return;
-    }
-    const gateReason = broker.publishGate?.(conn, message) ?? Reason.Success;
-    if (gateReason !== Reason.Success) {
-      acknowledge(conn, packet, gateReason);
-      return;
-    }
-    const journal = broker.journal;
-    const changes = journal?.changes ?? 0;
-    if (packet.retain) broker.retain(message);
-    const recipients = broker.route(message);
-    const reason = recipients === 0 ? Reason.NoMatchingSubscribers : Reason.Success;
-    if (journal === undefined || packet.qos === 0) acknowledge(conn, packet, reason);
-    else acknowledgeDurably(conn, packet, reason, journal, changes);
-  };
-  // $SYS is the broker's own (its statistics): clients read it, never write it, as in mosquitto
-  const allowed = isSysTopic(topic) ? false : broker.auth.authorizePublish(conn, topic);
-  // An asynchronous hook must not let a later message overtake this one.
-  if (typeof allowed === 'boolean' && !conn.busy) accept(allowed);
-  else conn.serially(() => Promise.resolve(allowed).then(accept));
+/** Once the auth hook answered: the extension decides, then the message is retained and routed. */
+function authorized(conn: Connection, packet: IPublishPacket, topic: string, payload: Buffer, allowed: boolean): void {
+  if (conn.closed) return;
+  const broker = conn.broker;
+  if (!allowed) {
+    broker.log.debug({ clientId: conn.clientId, topic }, 'publish refused by authorization');
+    refuseMessage(conn, packet, Reason.NotAuthorized);
+    return;
+  }
+  const props = conn.version === 5 ? packet.properties : undefined;
+  const message = makeMessage(topic, payload, packet.qos, packet.retain, props && messageProperties(props), conn.clientId);
+  const decision = broker.extension.onPublish?.(conn, message) ?? ROUTE;
+  if (decision.action === 'refuse') {
+    refuseMessage(conn, packet, decision.reason);
+    return;
+  }
+  if (decision.action === 'consume') {
+    acknowledge(conn, packet, Reason.Success);
+    return;
+  }
+  retainAndRoute(conn, packet, message, decision.parsed);
+}
+
+function retainAndRoute(conn: Connection, packet: IPublishPacket, message: Message, parsed: unknown): void {
+  const broker = conn.broker;
+  const journal = broker.journal;
+  const changes = journal?.changes ?? 0;
+  if (packet.retain) broker.retain(message);
+  const recipients = broker.route(message, undefined, parsed);
+  const reason = recipients === 0 ? Reason.NoMatchingSubscribers : Reason.Success;
+  if (journal === undefined || packet.qos === 0) acknowledge(conn, packet, reason);
+  else acknowledgeDurably(conn, packet, reason, journal, changes);
+}
+
+/** The one way out for a message that is not routed (v5: its reason code in PUBACK/PUBREC). */
+function refuseMessage(conn: Connection, packet: IPublishPacket, reason: number): void {
+  acknowledge(conn, packet, reason);
 }
 
 function isSysTopic(topic: string): boolean {
@@ -119,8 +150,8 @@ function sendAcknowledgement(conn: Connection, packet: IPublishPacket, reason: n
  */
 function acknowledgeDurably(conn: Connection, packet: IPublishPacket, reason: number, journal: StateJournal, changes: number): void {
   if (packet.qos === 2 && reason < 0x80) conn.session!.holdIncoming(packet.messageId ?? 0);
-  // nothing to wait for (clean sessions only, nothing staged, nothing pending): no closures either
-  if (journal.changes === changes && !journal.waiting && !conn.broker.staging(conn.clientId)) {
+  // nothing to wait for (clean sessions only, nothing in the stage, nothing pending): no closures either
+  if (journal.changes === changes && !journal.waiting && !conn.broker.inStage(conn.clientId)) {
     sendAcknowledgement(conn, packet, reason);
     return;
   }

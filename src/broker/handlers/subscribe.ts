@@ -2,7 +2,8 @@
 import type { ISubscribePacket, ISubscription, QoS } from 'mqtt-packet';
 import { Reason } from '../../mqtt/reason-codes.js';
 import { isValidTopicFilter, parseSharedFilter } from '../../mqtt/topic.js';
-import { ProtocolViolation, type Connection } from '../connection.js';
+import type { Connection } from '../connection.js';
+import { ProtocolViolation } from '../errors.js';
 import type { SubscriptionOptions } from '../subscriptions.js';
 
 interface Accepted {
@@ -41,7 +42,7 @@ export function handleSubscribe(conn: Connection, packet: ISubscribePacket): voi
     }
     codes.push(Math.min(s.qos, 2));
     accepted.push({ key: s.topic, filter, group: shared?.group, options: optionsOf(s, subscriptionId) });
-    checks.push(broker.auth.authorizeSubscribe(conn, s.topic));
+    checks.push(broker.authorizeSubscribe(conn, s.topic));
   }
   if (checks.some((c) => c instanceof Promise)) {
     Promise.all(checks).then(

@@ -1,7 +1,8 @@
 /** UNSUBSCRIBE (MQTT-3.10). */
 import type { IUnsubscribePacket } from 'mqtt-packet';
 import { Reason } from '../../mqtt/reason-codes.js';
-import { ProtocolViolation, type Connection } from '../connection.js';
+import type { Connection } from '../connection.js';
+import { ProtocolViolation } from '../errors.js';
 
 export function handleUnsubscribe(conn: Connection, packet: IUnsubscribePacket): void {
   const session = conn.session!;
