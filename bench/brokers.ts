@@ -18,6 +18,8 @@ export interface BrokerProcess {
   version: string;
   port: number;
   pid: number;
+  /** Its data folder (our broker's state database, mosquitto's or aedes' store). */
+  dataDir: string;
   stop(): Promise<void>;
 }
 
@@ -28,6 +30,14 @@ export interface StartBrokerOptions {
   protect?: { filter: string; backend: 'process' | 'inline' };
   /** Our broker only: its operations HTTP listener (/metrics) on this port. */
   httpPort?: number;
+  /** Our broker only: a JSON config file with these settings (e.g. persistence, limits). */
+  config?: Record<string, unknown>;
+  /** Peers only: keep sessions and queues on disk (mosquitto saved on every change, aedes in LevelDB). */
+  persistent?: boolean;
+  /** Start in this data folder (e.g. one a benchmark filled first) instead of a new one; removed at stop all the same. */
+  dataDir?: string;
+  /** How long it may take to listen (a broker restoring a large store takes seconds). Default 10 s. */
+  startTimeoutMs?: number;
 }
 
 const here = (rel: string): string => fileURLToPath(new URL(rel, import.meta.url));
@@ -43,7 +53,16 @@ function packageVersion(): string {
   return process.env['npm_package_version'] ?? '0.1.0';
 }
 
-async function launch(name: BrokerName, version: string, port: number, cmd: string, args: string[], cleanup: () => void): Promise<BrokerProcess> {
+interface Launch {
+  name: BrokerName;
+  version: string;
+  port: number;
+  dataDir: string;
+  startTimeoutMs: number;
+  cleanup(): void;
+}
+
+async function launch({ name, version, port, dataDir, startTimeoutMs, cleanup }: Launch, cmd: string, args: string[]): Promise<BrokerProcess> {
   const child: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
@@ -52,7 +71,7 @@ async function launch(name: BrokerName, version: string, port: number, cmd: stri
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   try {
     await Promise.race([
-      waitForPort(port, 10_000),
+      waitForPort(port, startTimeoutMs),
       exited.then(() => {
         throw new Error(`${name} exited at start: ${stderr.trim()}`);
       }),
@@ -67,6 +86,7 @@ async function launch(name: BrokerName, version: string, port: number, cmd: stri
     version,
     port,
     pid: child.pid!,
+    dataDir,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
@@ -83,22 +103,33 @@ async function launch(name: BrokerName, version: string, port: number, cmd: stri
 
 export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOptions = {}): Promise<BrokerProcess> {
   const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), `bench-${name}-`));
+  const dir = opts.dataDir ?? mkdtempSync(join(tmpdir(), `bench-${name}-`));
   const cleanup = (): void => rmSync(dir, { recursive: true, force: true });
+  const at = { port, dataDir: dir, startTimeoutMs: opts.startTimeoutMs ?? 10_000, cleanup };
   switch (name) {
     case 'mqt-tz': {
       const prof = opts.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfileDir] : [];
       const protect = opts.protect ? ['--protect', opts.protect.filter, '--tee-backend', opts.protect.backend, '--open-enrolment'] : [];
       const http = opts.httpPort !== undefined ? ['--http-port', String(opts.httpPort)] : [];
-      const args = [...BROKER_NODE_FLAGS, ...prof, here('../src/cli/main.js'), 'broker', '--host', '127.0.0.1', '--port', String(port), '--data', dir, '--log-level', 'warn', ...protect, ...http];
-      return launch(name, packageVersion(), port, process.execPath, args, cleanup);
+      let config: string[] = [];
+      if (opts.config !== undefined) {
+        const file = join(dir, 'bench-config.json');
+        writeFileSync(file, JSON.stringify(opts.config));
+        config = ['--config', file];
+      }
+      const args = [...BROKER_NODE_FLAGS, ...prof, here('../src/cli/main.js'), 'broker', '--host', '127.0.0.1', '--port', String(port), '--data', dir, '--log-level', 'warn', ...config, ...protect, ...http];
+      return launch({ name, version: packageVersion(), ...at }, process.execPath, args);
     }
     case 'mosquitto': {
       const version = mosquittoVersion();
       if (!version) throw new Error('mosquitto is not installed (Debian: apt-get install mosquitto)');
       const conf = join(dir, 'mosquitto.conf');
-      writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n`);
-      return launch(name, version, port, 'mosquitto', ['-c', conf], cleanup);
+      // persistent as issue 27 measured it: saved at most every second and on every change, queues unbounded
+      const persistence = opts.persistent
+        ? ['persistence true', `persistence_location ${dir}/`, 'autosave_interval 1', 'autosave_on_changes true', 'max_queued_messages 0']
+        : ['persistence false'];
+      writeFileSync(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', ...persistence, 'log_dest none', ''].join('\n'));
+      return launch({ name, version, ...at }, 'mosquitto', ['-c', conf]);
     }
     case 'aedes': {
       let version = 'unknown';
@@ -107,7 +138,7 @@ export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOpti
       } catch {
         // the version is informational only
       }
-      return launch(name, version, port, process.execPath, [here('./aedes-server.js'), String(port)], cleanup);
+      return launch({ name, version, ...at }, process.execPath, [here('./aedes-server.js'), String(port), ...(opts.persistent ? [join(dir, 'level')] : [])]);
     }
   }
 }
