@@ -34,8 +34,10 @@ export interface StartBrokerOptions {
   config?: Record<string, unknown>;
   /** Peers only: keep sessions and queues on disk (mosquitto saved on every change, aedes in LevelDB). */
   persistent?: boolean;
-  /** Start in this data folder (e.g. one a benchmark filled first) instead of a new one; removed at stop all the same. */
+  /** Start in this data folder (e.g. one a benchmark filled first) instead of a new one; removed at stop unless `keepDataDir`. */
   dataDir?: string;
+  /** Leave the data folder at stop (a restart on it follows). */
+  keepDataDir?: boolean;
   /** How long it may take to listen (a broker restoring a large store takes seconds). Default 10 s. */
   startTimeoutMs?: number;
 }
@@ -104,7 +106,9 @@ async function launch({ name, version, port, dataDir, startTimeoutMs, cleanup }:
 export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOptions = {}): Promise<BrokerProcess> {
   const port = await freePort();
   const dir = opts.dataDir ?? mkdtempSync(join(tmpdir(), `bench-${name}-`));
-  const cleanup = (): void => rmSync(dir, { recursive: true, force: true });
+  const cleanup = (): void => {
+    if (!opts.keepDataDir) rmSync(dir, { recursive: true, force: true });
+  };
   const at = { port, dataDir: dir, startTimeoutMs: opts.startTimeoutMs ?? 10_000, cleanup };
   switch (name) {
     case 'mqt-tz': {
@@ -124,9 +128,11 @@ export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOpti
       const version = mosquittoVersion();
       if (!version) throw new Error('mosquitto is not installed (Debian: apt-get install mosquitto)');
       const conf = join(dir, 'mosquitto.conf');
-      // persistent as issue 27 measured it: saved at most every second and on every change, queues unbounded
+      // persistent as issue 27 measured it: saved at most every second and on every change, queues unbounded.
+      // Started as root, mosquitto runs as the user `mosquitto`, who cannot write to the private data
+      // folder (it saved nothing at all); `user root` keeps it as it was started (ignored when not root).
       const persistence = opts.persistent
-        ? ['persistence true', `persistence_location ${dir}/`, 'autosave_interval 1', 'autosave_on_changes true', 'max_queued_messages 0']
+        ? ['persistence true', `persistence_location ${dir}/`, 'autosave_interval 1', 'autosave_on_changes true', 'max_queued_messages 0', 'user root']
         : ['persistence false'];
       writeFileSync(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', ...persistence, 'log_dest none', ''].join('\n'));
       return launch({ name, version, ...at }, 'mosquitto', ['-c', conf]);

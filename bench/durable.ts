@@ -1,6 +1,6 @@
 /**
  * Durable state (group `durable` of `npm run bench`): QoS 1 fan-in 16 → 1 persistent subscriber,
- * 64 B, online and offline-then-drained, on our broker at each sync level and without persistence,
+ * 64 B, online, offline-then-drained, and the acknowledged messages lost at kill -9, on our broker at each sync level and without persistence,
  * on mosquitto saving on every change and on aedes with aedes-persistence-level; each variant a
  * fresh process, the variants of a scenario run one after another in a rotating order. Group
  * `durable-startup` (only when named: ~1 min): a start on a store holding 1 000 000 queued messages
@@ -43,11 +43,12 @@ function brokerOf(v: DurableVariant): BrokerName {
 }
 
 /** A fresh broker of the variant; our broker with unbounded queues (the offline scenario fills one). */
-export function startDurable(v: DurableVariant, o: DurableOptions & { dataDir?: string; startTimeoutMs?: number }): Promise<BrokerProcess> {
+export function startDurable(v: DurableVariant, o: DurableOptions & { dataDir?: string; keepDataDir?: boolean; startTimeoutMs?: number }): Promise<BrokerProcess> {
   const name = brokerOf(v);
-  if (name !== 'mqt-tz') return startBrokerProcess(name, { persistent: true });
+  const at = { dataDir: o.dataDir, keepDataDir: o.keepDataDir, startTimeoutMs: o.startTimeoutMs };
+  if (name !== 'mqt-tz') return startBrokerProcess(name, { persistent: true, ...at });
   const config = { tee: null, persistence: v === 'off' ? false : { sync: v }, limits: { maxQueuedMessages: 0, maxQueuedBytes: 0 } };
-  return startBrokerProcess(name, { config, cpuProfileDir: o.profileDir, dataDir: o.dataDir, startTimeoutMs: o.startTimeoutMs });
+  return startBrokerProcess(name, { config, cpuProfileDir: o.profileDir, ...at });
 }
 
 function subscriberConnect(): Buffer {
@@ -58,6 +59,9 @@ function subscriberConnect(): Buffer {
 class Publishers {
   acked = 0;
   sent = 0;
+  /** Per publisher: its first `ackedBy[i]` messages (numbered from 0) are acknowledged (PUBACKs come in order). */
+  readonly ackedBy = new Int32Array(PUBLISHERS);
+  private readonly sentBy = new Int32Array(PUBLISHERS);
   /** Set by the online scenario: messages the subscriber has received. */
   delivered: (() => number) | undefined;
   private running = false;
@@ -79,6 +83,7 @@ class Publishers {
         pubacks: (n) => {
           p.inflight[i] -= n;
           p.acked += n;
+          p.ackedBy[i] += n;
           p.pump(i);
         },
       });
@@ -121,6 +126,9 @@ class Publishers {
         this.nextId[i] = id === 65535 ? 1 : id + 1;
         buf.writeUInt16BE(id, o + t.length - PAYLOAD - 2);
         buf.writeDoubleLE(now, o + t.length - PAYLOAD);
+        // which message it is: publisher and number (the kill scenario counts the lost ones)
+        buf.writeUInt32LE(i, o + t.length - PAYLOAD + 8);
+        buf.writeUInt32LE(this.sentBy[i]++, o + t.length - PAYLOAD + 12);
       }
       this.inflight[i] += n;
       this.left -= n;
@@ -130,8 +138,11 @@ class Publishers {
   }
 }
 
-async function subscribe(port: number, onMessage: (sentAt: number) => void, onChunk?: () => void): Promise<RawClient> {
-  const sub = new RawClient(port, subscriberConnect(), { publish: (buf, start) => onMessage(buf.readDoubleLE(start)), chunk: onChunk });
+async function subscribe(port: number, onMessage: (sentAt: number, publisher: number, n: number) => void, onChunk?: () => void): Promise<RawClient> {
+  const sub = new RawClient(port, subscriberConnect(), {
+    publish: (buf, start) => onMessage(buf.readDoubleLE(start), buf.readUInt32LE(start + 8), buf.readUInt32LE(start + 12)),
+    chunk: onChunk,
+  });
   await sub.ready;
   await sub.subscribe('durable/#', 1);
   return sub;
@@ -223,6 +234,45 @@ async function offlineThenDrained(broker: BrokerProcess, ingestMs: number, limit
   return { acknowledged, ingestPerSec: Math.round(ingest), drainPerSec: Math.round(drain), delivered, ...(files ? { queuedDbMiB: files.dbMiB, queuedWalMiB: files.walMiB } : {}) };
 }
 
+/**
+ * Acknowledged messages lost at kill -9: the subscriber offline, publishers sending until ~`afterAcks`
+ * are acknowledged, SIGKILL, a restart on the same data folder, then the subscriber drains. Lost =
+ * acknowledged and never delivered. Our broker without persistence loses them all (the check can fail).
+ */
+async function killLoss(v: DurableVariant, o: DurableOptions, afterAcks: number): Promise<Record<string, unknown>> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'bench-durable-kill-'));
+  const first = await startDurable(v, { ...o, dataDir, keepDataDir: true });
+  (await subscribe(first.port, () => {})).close();
+  // past mosquitto's autosave interval (1 s): the subscriber's session is saved before the traffic
+  await sleep(1500);
+  const pubs = await Publishers.open(first.port);
+  pubs.start();
+  const t0 = performance.now();
+  while (pubs.acked < afterAcks && performance.now() - t0 < 5000) await sleep(1);
+  process.kill(first.pid, 'SIGKILL');
+  const acked = Int32Array.from(pubs.ackedBy);
+  pubs.stop();
+  await first.stop();
+  const second = await startDurable(v, { ...o, dataDir, startTimeoutMs: 60_000 });
+  try {
+    const seen = Array.from({ length: PUBLISHERS }, () => new Set<number>());
+    let last = performance.now();
+    const sub = await subscribe(second.port, (_at, publisher, n) => {
+      seen[publisher]?.add(n);
+      last = performance.now();
+    });
+    const t1 = performance.now();
+    while (performance.now() - last < 1000 && performance.now() - t1 < 20_000) await sleep(50);
+    sub.close();
+    let lost = 0;
+    for (let i = 0; i < PUBLISHERS; i++) for (let n = 0; n < acked[i]!; n++) if (!seen[i]!.has(n)) lost++;
+    const acknowledged = acked.reduce((a, b) => a + b, 0);
+    return { acknowledged, lost, delivered: seen.reduce((a, s) => a + s.size, 0) };
+  } finally {
+    await second.stop();
+  }
+}
+
 /** Writes `count` queued messages for one offline session straight into a store, then times our broker's start on it. */
 async function startup(count: number, o: DurableOptions): Promise<Record<string, unknown>> {
   const dataDir = mkdtempSync(join(tmpdir(), 'bench-durable-startup-'));
@@ -274,7 +324,9 @@ export interface DurableScenario {
   variants: readonly DurableVariant[];
   /** Metrics compared between variants; `true` = higher is better. */
   ratios: Record<string, boolean>;
-  run(broker: BrokerProcess | undefined, o: DurableOptions): Promise<Record<string, unknown>>;
+  /** Starts (and kills) its brokers itself: the runner starts none for it. */
+  startsBrokers?: boolean;
+  run(broker: BrokerProcess | undefined, o: DurableOptions, variant: DurableVariant): Promise<Record<string, unknown>>;
 }
 
 export function durablePlan(quick: boolean): DurableScenario[] {
@@ -299,6 +351,15 @@ export function durablePlan(quick: boolean): DurableScenario[] {
       variants: DURABLE_VARIANTS,
       ratios: { ingestPerSec: true, drainPerSec: true },
       run: (b) => offlineThenDrained(b!, ingestMs, offlineLimit),
+    },
+    {
+      group: 'durable',
+      id: 'durable-kill',
+      params: { ...scenario, session: 'persistent, offline', killAfterAcks: 3000 },
+      variants: DURABLE_VARIANTS,
+      ratios: {},
+      startsBrokers: true,
+      run: (_b, o, v) => killLoss(v, o, 3000),
     },
     {
       group: 'durable',
@@ -364,13 +425,13 @@ export async function runDurable(scenarios: DurableScenario[], o: DurableOptions
     const order = variants.map((_, i) => variants[(i + k) % variants.length]!);
     k++;
     if (order.length === 0) {
-      results['normal'] = await s.run(undefined, o).catch((err: unknown) => ({ error: (err as Error).message }));
+      results['normal'] = await s.run(undefined, o, 'normal').catch((err: unknown) => ({ error: (err as Error).message }));
     }
     for (const v of order) {
       let broker: BrokerProcess | undefined;
       try {
-        broker = await startDurable(v, o);
-        results[v] = await s.run(broker, o);
+        if (!s.startsBrokers) broker = await startDurable(v, o);
+        results[v] = await s.run(broker, o, v);
       } catch (err) {
         results[v] = { error: (err as Error).message };
       } finally {

@@ -138,6 +138,7 @@ function durableTable(lines: Line[]): string {
     let show: (x: Record<string, unknown>) => string;
     if (l.id === 'durable-online') [metric, show] = ['msg/s delivered (p99 ms)', (x) => `${cell(x['deliveredPerSec'])} (${cell(x['p99'])})`];
     else if (l.id === 'durable-offline') [metric, show] = ['msg/s acknowledged / drained', (x) => `${cell(x['ingestPerSec'])} / ${cell(x['drainPerSec'])}`];
+    else if (l.id === 'durable-kill') [metric, show] = ['acknowledged messages lost at kill -9', (x) => `${cell(x['lost'])} of ${cell(x['acknowledged'])}`];
     else if (l.id === 'durable-soak') [metric, show] = ['msg/s; largest db / WAL MiB', (x) => `${cell(x['deliveredPerSec'])}; ${cell(x['maxDbMiB'])} / ${cell(x['maxWalMiB'])}`];
     else [metric, show] = ['ms to listening (db MiB)', (x) => `${cell(x['startMs'])} (${cell(x['dbMiB'])})`];
     const key = Object.keys(l.ratios['normal/off'] ?? l.ratios['normal/best-peer'] ?? {})[0];

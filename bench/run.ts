@@ -247,7 +247,7 @@ async function main(): Promise<void> {
   const extraRounds = protectedScenarios.reduce((n, s) => n + Math.max(0, (s.rounds ?? 1) - defaultProtectedRounds(args.quick)), 0);
   // the scrape-cost rounds (bench/metrics-scrape.ts): ~15 s quick, ~45 s full
   const scrapeMs = selected(args.only, 'metrics-scrape', 'metrics-scrape') ? (args.quick ? 20_000 : 50_000) : 0;
-  // durable state: its group runs in the full run (~70 s), not in --quick's 2 minutes unless named;
+  // durable state: its group runs in the full run (~85 s), not in --quick's 2 minutes unless named;
   // `durable-startup` (~1 min more) only when named
   const named = (id: string, group: string): boolean => args.only.some((o) => o === group || o === id || (group === 'durable' && id.startsWith(o)));
   const durableScenarios = durablePlan(args.quick).filter((s) => (s.group === 'durable-startup' || args.quick ? named(s.id, s.group) : selected(args.only, s.id, s.group)));
