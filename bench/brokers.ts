@@ -19,6 +19,8 @@ export interface BrokerProcess {
   version: string;
   port: number;
   pid: number;
+  /** Its data folder (our broker's state database, mosquitto's or aedes' store). */
+  dataDir: string;
   stop(): Promise<void>;
 }
 
@@ -31,6 +33,16 @@ export interface StartBrokerOptions {
   httpPort?: number;
   /** `baseline`: a built checkout of our broker (another commit), run with the same flags as ours. */
   baselineDir?: string;
+  /** Our broker only: a JSON config file with these settings (e.g. persistence, limits). */
+  config?: Record<string, unknown>;
+  /** Peers only: keep sessions and queues on disk (mosquitto saved on every change, aedes in LevelDB). */
+  persistent?: boolean;
+  /** Start in this data folder (e.g. one a benchmark filled first) instead of a new one; removed at stop unless `keepDataDir`. */
+  dataDir?: string;
+  /** Leave the data folder at stop (a restart on it follows). */
+  keepDataDir?: boolean;
+  /** How long it may take to listen (a broker restoring a large store takes seconds). Default 10 s. */
+  startTimeoutMs?: number;
 }
 
 const here = (rel: string): string => fileURLToPath(new URL(rel, import.meta.url));
@@ -46,7 +58,16 @@ function packageVersion(): string {
   return process.env['npm_package_version'] ?? '0.1.0';
 }
 
-async function launch(name: BrokerName, version: string, port: number, cmd: string, args: string[], cleanup: () => void): Promise<BrokerProcess> {
+interface Launch {
+  name: BrokerName;
+  version: string;
+  port: number;
+  dataDir: string;
+  startTimeoutMs: number;
+  cleanup(): void;
+}
+
+async function launch({ name, version, port, dataDir, startTimeoutMs, cleanup }: Launch, cmd: string, args: string[]): Promise<BrokerProcess> {
   const child: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
@@ -55,7 +76,7 @@ async function launch(name: BrokerName, version: string, port: number, cmd: stri
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   try {
     await Promise.race([
-      waitForPort(port, 10_000),
+      waitForPort(port, startTimeoutMs),
       exited.then(() => {
         throw new Error(`${name} exited at start: ${stderr.trim()}`);
       }),
@@ -70,6 +91,7 @@ async function launch(name: BrokerName, version: string, port: number, cmd: stri
     version,
     port,
     pid: child.pid!,
+    dataDir,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
@@ -86,15 +108,24 @@ async function launch(name: BrokerName, version: string, port: number, cmd: stri
 
 export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOptions = {}): Promise<BrokerProcess> {
   const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), `bench-${name}-`));
-  const cleanup = (): void => rmSync(dir, { recursive: true, force: true });
+  const dir = opts.dataDir ?? mkdtempSync(join(tmpdir(), `bench-${name}-`));
+  const cleanup = (): void => {
+    if (!opts.keepDataDir) rmSync(dir, { recursive: true, force: true });
+  };
+  const at = { port, dataDir: dir, startTimeoutMs: opts.startTimeoutMs ?? 10_000, cleanup };
   switch (name) {
     case 'mqt-tz': {
       const prof = opts.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfileDir] : [];
       const protect = opts.protect ? ['--protect', opts.protect.filter, '--tee-backend', opts.protect.backend, '--open-enrolment'] : [];
       const http = opts.httpPort !== undefined ? ['--http-port', String(opts.httpPort)] : [];
-      const args = [...BROKER_NODE_FLAGS, ...prof, here('../src/cli/main.js'), 'broker', '--host', '127.0.0.1', '--port', String(port), '--data', dir, '--log-level', 'warn', ...protect, ...http];
-      return launch(name, packageVersion(), port, process.execPath, args, cleanup);
+      let config: string[] = [];
+      if (opts.config !== undefined) {
+        const file = join(dir, 'bench-config.json');
+        writeFileSync(file, JSON.stringify(opts.config));
+        config = ['--config', file];
+      }
+      const args = [...BROKER_NODE_FLAGS, ...prof, here('../src/cli/main.js'), 'broker', '--host', '127.0.0.1', '--port', String(port), '--data', dir, '--log-level', 'warn', ...config, ...protect, ...http];
+      return launch({ name, version: packageVersion(), ...at }, process.execPath, args);
     }
     case 'baseline': {
       // another build of our broker in the same run: "no slower than before" measured, not recalled
@@ -102,14 +133,20 @@ export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOpti
       if (dir0 === undefined) throw new Error('baseline needs --baseline DIR');
       const rev = spawnSync('git', ['-C', dir0, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout?.trim() || 'unknown';
       const args = [...BROKER_NODE_FLAGS, join(dir0, 'dist/src/cli/main.js'), 'broker', '--host', '127.0.0.1', '--port', String(port), '--data', dir, '--log-level', 'warn'];
-      return launch(name, rev, port, process.execPath, args, cleanup);
+      return launch({ name, version: rev, ...at }, process.execPath, args);
     }
     case 'mosquitto': {
       const version = mosquittoVersion();
       if (!version) throw new Error('mosquitto is not installed (Debian: apt-get install mosquitto)');
       const conf = join(dir, 'mosquitto.conf');
-      writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n`);
-      return launch(name, version, port, 'mosquitto', ['-c', conf], cleanup);
+      // persistent as issue 27 measured it: saved at most every second and on every change, queues unbounded.
+      // Started as root, mosquitto runs as the user `mosquitto`, who cannot write to the private data
+      // folder (it saved nothing at all); `user root` keeps it as it was started (ignored when not root).
+      const persistence = opts.persistent
+        ? ['persistence true', `persistence_location ${dir}/`, 'autosave_interval 1', 'autosave_on_changes true', 'max_queued_messages 0', 'user root']
+        : ['persistence false'];
+      writeFileSync(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', ...persistence, 'log_dest none', ''].join('\n'));
+      return launch({ name, version, ...at }, 'mosquitto', ['-c', conf]);
     }
     case 'aedes': {
       let version = 'unknown';
@@ -118,7 +155,7 @@ export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOpti
       } catch {
         // the version is informational only
       }
-      return launch(name, version, port, process.execPath, [here('./aedes-server.js'), String(port)], cleanup);
+      return launch({ name, version, ...at }, process.execPath, [here('./aedes-server.js'), String(port), ...(opts.persistent ? [join(dir, 'level')] : [])]);
     }
   }
 }

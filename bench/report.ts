@@ -26,7 +26,16 @@ export interface ProtectedLine extends ResultLine {
   plainFrom?: string;
 }
 
-export type Line = ScenarioLine | ProtectedLine | ({ bench: string } & Record<string, unknown>);
+/**
+ * Durable state: one scenario, every variant's figures (`normal`, `full`, `off` = our broker's
+ * persistence; `mosquitto`, `aedes` = peers with persistence on), and the ratios `normal/off`,
+ * `full/off` (what durability costs), `normal/mosquitto`, `normal/aedes`, `normal/best-peer`.
+ */
+export interface DurableLine extends ResultLine {
+  bench: 'durable';
+}
+
+export type Line = ScenarioLine | ProtectedLine | DurableLine | ({ bench: string } & Record<string, unknown>);
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : NaN);
 const cell = (v: unknown): string => (typeof v === 'number' && Number.isFinite(v) ? String(v) : '–');
@@ -110,6 +119,33 @@ function protectedTable(lines: Line[]): string {
       .join(' / ');
     const plainNote = (l.plainFrom ? ` (plain: ${l.plainFrom})` : '') + (l.params['sealing'] === 'before the run' ? ' (envelopes sealed before the run)' : '');
     out.push(`| ${l.id}${plainNote} | ${h.unit} | ${PROTECTED_VARIANTS.map(value).join(' | ')} | ${ratio('process')} | ${ratio('inline')} | ${cpu} | ${loop} | ${perDelivery} | ${gen} | ${steal} | ${sample || '–'} |`);
+  }
+  return `\n${out.join('\n')}\n`;
+}
+
+const DURABLE_VARIANTS = ['normal', 'full', 'off', 'mosquitto', 'aedes'];
+
+/** The durable rows: msg/s (p99 ms) online, ingest / drain msg/s offline, start time and file sizes; ratios of the first metric. */
+function durableTable(lines: Line[]): string {
+  const rows = lines.filter((l): l is DurableLine => l.bench === 'durable');
+  if (rows.length === 0) return '';
+  const ratios = ['normal/off', 'full/off', 'normal/mosquitto', 'normal/aedes'];
+  const head = ['durable scenario', 'metric', ...DURABLE_VARIANTS, ...ratios, 'broker CPU %'];
+  const out = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
+  for (const l of rows) {
+    const r = l.results;
+    const value = (v: string, f: (x: Record<string, unknown>) => string): string => (r[v] === undefined ? '–' : 'error' in r[v] ? 'failed' : 'skipped' in r[v] ? 'skipped' : f(r[v]));
+    let metric: string;
+    let show: (x: Record<string, unknown>) => string;
+    if (l.id === 'durable-online') [metric, show] = ['msg/s delivered (p99 ms)', (x) => `${cell(x['deliveredPerSec'])} (${cell(x['p99'])})`];
+    else if (l.id === 'durable-offline') [metric, show] = ['msg/s acknowledged / drained', (x) => `${cell(x['ingestPerSec'])} / ${cell(x['drainPerSec'])}`];
+    else if (l.id === 'durable-kill') [metric, show] = ['acknowledged messages lost at kill -9', (x) => `${cell(x['lost'])} of ${cell(x['acknowledged'])}`];
+    else if (l.id === 'durable-soak') [metric, show] = ['msg/s; largest db / WAL MiB', (x) => `${cell(x['deliveredPerSec'])}; ${cell(x['maxDbMiB'])} / ${cell(x['maxWalMiB'])}`];
+    else [metric, show] = ['ms to listening (db MiB)', (x) => `${cell(x['startMs'])} (${cell(x['dbMiB'])})`];
+    const key = Object.keys(l.ratios['normal/off'] ?? l.ratios['normal/best-peer'] ?? {})[0];
+    const ratio = (name: string): string => (key === undefined ? '–' : cell(l.ratios[name]?.[key]));
+    const cpu = across(DURABLE_VARIANTS, r, 'brokerCpuPct');
+    out.push(`| ${l.id} | ${metric} | ${DURABLE_VARIANTS.map((v) => value(v, show)).join(' | ')} | ${ratios.map(ratio).join(' | ')} | ${cpu} |`);
   }
   return `\n${out.join('\n')}\n`;
 }
@@ -199,7 +235,7 @@ export function writeReport(lines: Line[], outDir: string, docFile: string, peer
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, 'results.json'), `${JSON.stringify(lines, null, 1)}\n`);
   const svgs = charts(lines, outDir, ['mqt-tz', ...peers]);
-  const table = `${header}\n\n${markdownTable(lines, peers)}${protectedTable(lines)}${teeTable(lines)}`;
+  const table = `${header}\n\n${markdownTable(lines, peers)}${protectedTable(lines)}${durableTable(lines)}${teeTable(lines)}`;
   writeFileSync(join(outDir, 'latest.md'), table);
   if (existsSync(docFile)) {
     const doc = readFileSync(docFile, 'utf8');

@@ -5,14 +5,16 @@
  * Runs every selected scenario against our broker and the peers (each its own process on a free
  * port of 127.0.0.1, one after another, so the same machine state is shared), prints one JSON line
  * per scenario with ratios ours/peer, runs the trusted-component benchmark (bench/tee.ts) when it
- * exists, measures what scraping /metrics once a second costs (bench/metrics-scrape.ts), and on a full run (or with --write) writes docs/bench/ and the table in docs/benchmarks.md.
- * Quick: under 2 minutes; full: under 10. A hard time limit stops the run in any case.
+ * exists, measures what scraping /metrics once a second costs (bench/metrics-scrape.ts) and durable
+ * state (bench/durable.ts), and on a full run (or with --write) writes docs/bench/ and the table in
+ * docs/benchmarks.md. Quick: under 2 minutes; full: under 12. A hard time limit stops the run in any case.
  */
 import { existsSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BROKER_NAMES, mosquittoVersion, startBrokerProcess, type BrokerName, type BrokerProcess } from './brokers.js';
+import { durablePlan, runDurable, type DurableVariant } from './durable.js';
 import { GROUPS, defaultProtectedRounds, plan, protectedPlan, warmUpBroker, type ProtectedScenario, type Variant } from './plan.js';
 import { PROTECTED_FILTER } from './protected.js';
 import { runScrapeCost } from './metrics-scrape.js';
@@ -261,7 +263,12 @@ async function main(): Promise<void> {
   const extraRounds = protectedScenarios.reduce((n, s) => n + Math.max(0, (s.rounds ?? 1) - defaultProtectedRounds(args.quick)), 0);
   // the scrape-cost rounds (bench/metrics-scrape.ts): ~15 s quick, ~45 s full
   const scrapeMs = selected(args.only, 'metrics-scrape', 'metrics-scrape') ? (args.quick ? 20_000 : 50_000) : 0;
-  const limitMs = (args.quick ? 150_000 : 660_000) * args.repeat + extraRounds * 30_000 + scrapeMs;
+  // durable state: its group runs in the full run (~85 s), not in --quick's 2 minutes unless named;
+  // `durable-startup` (~1 min more) only when named
+  const named = (id: string, group: string): boolean => args.only.some((o) => o === group || o === id || (group === 'durable' && id.startsWith(o)));
+  const durableScenarios = durablePlan(args.quick).filter((s) => (s.group === 'durable-startup' || args.quick ? named(s.id, s.group) : selected(args.only, s.id, s.group)));
+  const durableMs = durableScenarios.reduce((ms, s) => ms + (s.group === 'durable-startup' ? 60_000 : s.variants.length > 0 ? 40_000 : 10_000), 0);
+  const limitMs = (args.quick ? 150_000 : 660_000) * args.repeat + extraRounds * 30_000 + scrapeMs + durableMs;
   const guard = setTimeout(() => {
     process.stderr.write(`bench: stopped after the ${limitMs / 1000} s limit\n`);
     process.exit(1);
@@ -270,8 +277,8 @@ async function main(): Promise<void> {
 
   const wantTee = selected(args.only, 'tee', 'tee');
   const wantScrape = selected(args.only, 'metrics-scrape', 'metrics-scrape');
-  if (args.only.length > 0 && scenarios.length === 0 && protectedScenarios.length === 0 && !wantTee && !wantScrape) {
-    throw new UsageError(`--only ${args.only.join(',')} selects nothing (groups: ${GROUPS.join(', ')}, protected, tee, metrics-scrape; or a scenario id prefix)`);
+  if (args.only.length > 0 && scenarios.length === 0 && protectedScenarios.length === 0 && durableScenarios.length === 0 && !wantTee && !wantScrape) {
+    throw new UsageError(`--only ${args.only.join(',')} selects nothing (groups: ${GROUPS.join(', ')}, protected, durable, durable-startup, tee, metrics-scrape; or a scenario id prefix)`);
   }
 
   const skipped: Record<string, string> = {};
@@ -331,6 +338,13 @@ async function main(): Promise<void> {
     }
   } finally {
     await Promise.all([...brokers, ...protectedBrokers].map((b) => b.stop()));
+  }
+  if (durableScenarios.length > 0) {
+    const skip: Partial<Record<DurableVariant, string>> = {};
+    if (!args.brokers.includes('mosquitto')) skip.mosquitto = 'not in --brokers';
+    else if (!mosquittoVersion()) skip.mosquitto = 'mosquitto binary not found (Debian: apt-get install mosquitto)';
+    if (!args.brokers.includes('aedes')) skip.aedes = 'not in --brokers';
+    lines.push(...(await runDurable(durableScenarios, { quick: args.quick, profileDir: args.profileDir }, skip, emit)));
   }
   if (wantScrape) {
     const line = await runScrapeCost({ quick: args.quick }).catch((err: unknown) => ({ bench: 'metrics-scrape', error: (err as Error).message }));

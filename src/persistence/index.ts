@@ -7,7 +7,7 @@ import type { PersistenceConfig } from '../config.js';
 import { GroupCommitJournal } from './journal.js';
 import { JournaledRetainedStore } from './retained.js';
 import { restoreState } from './restore.js';
-import { openSqliteStore } from './sqlite-store.js';
+import { ThreadedSqliteStore } from './threaded-store.js';
 import type { DurableStore, LoadedState } from './store.js';
 
 /** Housekeeping period: checkpoint the WAL and give free pages back to the file system. */
@@ -68,7 +68,8 @@ export class Persistence {
   }
 }
 
-/** The embedded store: SQLite in the data folder. */
+/** The embedded store: SQLite in the data folder, written on a thread of its own. */
 export function openPersistence(dataDir: string, config: PersistenceConfig, log: Logger): Promise<Persistence> {
-  return Persistence.open(openSqliteStore(dataDir, config.sync), log);
+  const store = new ThreadedSqliteStore(dataDir, config.sync, (err) => log.warn({ err }, 'durable store housekeeping failed'));
+  return Persistence.open(store, log);
 }

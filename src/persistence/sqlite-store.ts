@@ -15,7 +15,8 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { QoS } from 'mqtt-packet';
-import { decodeProperties, encodeProperties } from './properties.js';
+import { encodeBatch, Op, type EncodedBatch } from './batch.js';
+import { decodeProperties } from './properties.js';
 import type { Change, DeliveryState, DurableStore, LoadedState, StoredDelivery, StoredMessage, StoredSession, StoredSubscription, StoredWill } from './store.js';
 
 export const STATE_FILE = 'broker-state.db';
@@ -71,24 +72,14 @@ CREATE TABLE IF NOT EXISTS wills (
 /** Free pages reclaimed per `maintain` call (4 KiB each): bounded work between commits. */
 const VACUUM_PAGES = 2048;
 
-interface DeliveryRow {
-  id: number;
-  client_id: string;
-  topic: string;
-  payload: Buffer;
-  flags: number;
-  properties: string | null;
-  expires_at: number;
-  origin: string;
-  subscription_ids: string | null;
-  packet_id: number;
-  state: number;
-}
-
-/** Message QoS (bits 0-1), message retain (bit 2), delivery QoS (bits 3-4), delivery retain (bit 5). */
-function flagsOf(m: StoredMessage, qos = 0, retain = false): number {
-  return m.qos | (m.retain ? 4 : 0) | (qos << 3) | (retain ? 32 : 0);
-}
+/** A delivery row as `DELIVERY_COLUMNS` lists it (raw mode: an array, no object per row). */
+type DeliveryTuple = [
+  id: number, clientId: string, topic: string, payload: Buffer, flags: number, properties: string | null,
+  expiresAt: number, origin: string, subscriptionIds: string | null, packetId: number, state: number,
+];
+const DELIVERY_COLUMNS = 'id, client_id, topic, payload, flags, properties, expires_at, origin, subscription_ids, packet_id, state';
+/** Distinct strings shared while loading deliveries; beyond it (every topic unique) new ones are kept as read. */
+const MAX_SHARED_STRINGS = 100_000;
 
 function messageOf(topic: string, payload: Buffer, flags: number, properties: string | null, expiresAt: number, origin: string): StoredMessage {
   return { topic, payload, qos: (flags & 3) as QoS, retain: (flags & 4) !== 0, properties: decodeProperties(properties), expiresAt, origin };
@@ -111,7 +102,7 @@ export function openSqliteStore(dataDir: string, sync: SyncLevel, file = STATE_F
 }
 
 export class SqliteStore implements DurableStore {
-  private readonly apply: (changes: readonly Change[]) => void;
+  private readonly apply: (batch: EncodedBatch) => void;
   private readonly statements;
 
   constructor(private readonly db: Database.Database, sync: SyncLevel) {
@@ -142,9 +133,7 @@ export class SqliteStore implements DurableStore {
       unretain: db.prepare<[string]>('DELETE FROM retained WHERE topic = ?'),
       will: db.prepare<[string, string, Buffer, number, string | null, number, string, number]>('INSERT OR REPLACE INTO wills VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
     };
-    this.apply = db.transaction((changes: readonly Change[]) => {
-      for (const c of changes) this.applyOne(c);
-    });
+    this.apply = db.transaction((batch: EncodedBatch) => this.applyBatch(batch));
   }
 
   async load(now: number): Promise<LoadedState> {
@@ -164,16 +153,26 @@ export class SqliteStore implements DurableStore {
         subscriptions: (JSON.parse(r.subscriptions) as StoredSubscription[]).map(subscriptionOf),
       }));
     const deliveries: StoredDelivery[] = [];
-    for (const r of db.prepare<[], DeliveryRow>('SELECT * FROM deliveries ORDER BY id').iterate()) {
+    // a queue repeats a few client ids, topics and origins: one string each, not one per row
+    // (1 000 000 queued messages held ~3 million copies, and the collector's time with them)
+    const strings = new Map<string, string>();
+    const shared = (text: string): string => {
+      const known = strings.get(text);
+      if (known !== undefined) return known;
+      if (strings.size < MAX_SHARED_STRINGS) strings.set(text, text);
+      return text;
+    };
+    const rows = db.prepare<[], DeliveryTuple>(`SELECT ${DELIVERY_COLUMNS} FROM deliveries ORDER BY id`).raw(true);
+    for (const [id, clientId, topic, payload, flags, properties, expiresAt, origin, subscriptionIds, packetId, state] of rows.iterate()) {
       deliveries.push({
-        id: r.id,
-        clientId: r.client_id,
-        message: messageOf(r.topic, r.payload, r.flags, r.properties, r.expires_at, r.origin),
-        qos: ((r.flags >> 3) & 3) as QoS,
-        retain: (r.flags & 32) !== 0,
-        subscriptionIds: r.subscription_ids === null ? undefined : (JSON.parse(r.subscription_ids) as number[]),
-        packetId: r.packet_id,
-        state: r.state as DeliveryState,
+        id,
+        clientId: shared(clientId),
+        message: messageOf(shared(topic), payload, flags, properties, expiresAt, shared(origin)),
+        qos: ((flags >> 3) & 3) as QoS,
+        retain: (flags & 32) !== 0,
+        subscriptionIds: subscriptionIds === null ? undefined : (JSON.parse(subscriptionIds) as number[]),
+        packetId,
+        state: state as DeliveryState,
       });
     }
     const incoming = db
@@ -194,12 +193,12 @@ export class SqliteStore implements DurableStore {
   }
 
   async commit(changes: readonly Change[]): Promise<void> {
-    this.apply(changes);
+    this.apply(encodeBatch(changes));
   }
 
-  /** Runs synchronously: the same batch as `commit` for callers that need no promise per batch. */
-  commitNow(changes: readonly Change[]): void {
-    this.apply(changes);
+  /** Runs synchronously: a batch encoded elsewhere (another thread), in one transaction. */
+  commitEncoded(batch: EncodedBatch): void {
+    this.apply(batch);
   }
 
   maintain(): void {
@@ -221,47 +220,61 @@ export class SqliteStore implements DurableStore {
     s.endWill.run(clientId);
   }
 
-  private applyOne(c: Change): void {
+  private applyBatch({ ops, payloads }: EncodedBatch): void {
     const s = this.statements;
-    switch (c.kind) {
-      case 'session': {
-        const x = c.session;
-        s.session.run(x.clientId, x.expiryInterval, x.expiresAt, JSON.stringify(x.subscriptions));
-        return;
-      }
-      case 'session-end':
-        this.endSession(c.clientId);
-        return;
-      case 'delivery': {
-        const d = c.delivery;
-        const m = d.message;
-        s.delivery.run(
-          d.id, d.clientId, m.topic, m.payload, flagsOf(m, d.qos, d.retain), encodeProperties(m.properties), m.expiresAt, m.origin,
-          d.subscriptionIds === undefined ? null : JSON.stringify(d.subscriptionIds), d.packetId, d.state,
-        );
-        return;
-      }
-      case 'delivery-state':
-        s.deliveryState.run(c.packetId, c.state, c.id);
-        return;
-      case 'delivery-done':
-        s.deliveryDone.run(c.id);
-        return;
-      case 'incoming':
-        if (c.waiting) s.incomingAdd.run(c.clientId, c.packetId);
-        else s.incomingDelete.run(c.clientId, c.packetId);
-        return;
-      case 'retained': {
-        const m = c.message;
-        if (m === null) s.unretain.run(c.topic);
-        else s.retain.run(c.topic, m.payload, m.qos, encodeProperties(m.properties), m.expiresAt, m.origin);
-        return;
-      }
-      case 'will': {
-        const w = c.will;
-        if (w === null) s.endWill.run(c.clientId);
-        else s.will.run(w.clientId, w.message.topic, w.message.payload, flagsOf(w.message), encodeProperties(w.message.properties), w.message.expiresAt, w.message.origin, w.publishAt);
-        return;
+    const all = Buffer.from(payloads);
+    const str = (i: number): string => ops[i] as string;
+    const int = (i: number): number => ops[i] as number;
+    const text = (i: number): string | null => ops[i] as string | null;
+    const bytes = (i: number): Buffer => all.subarray(int(i), int(i) + int(i + 1));
+    for (let i = 0; i < ops.length; ) {
+      switch (ops[i] as Op) {
+        case Op.Session:
+          s.session.run(str(i + 1), int(i + 2), int(i + 3), str(i + 4));
+          i += 5;
+          break;
+        case Op.SessionEnd:
+          this.endSession(str(i + 1));
+          i += 2;
+          break;
+        case Op.Delivery:
+          s.delivery.run(int(i + 1), str(i + 2), str(i + 3), bytes(i + 4), int(i + 6), text(i + 7), int(i + 8), str(i + 9), text(i + 10), int(i + 11), int(i + 12));
+          i += 13;
+          break;
+        case Op.DeliveryState:
+          s.deliveryState.run(int(i + 1), int(i + 2), int(i + 3));
+          i += 4;
+          break;
+        case Op.DeliveryDone:
+          s.deliveryDone.run(int(i + 1));
+          i += 2;
+          break;
+        case Op.IncomingAdd:
+          s.incomingAdd.run(str(i + 1), int(i + 2));
+          i += 3;
+          break;
+        case Op.IncomingDelete:
+          s.incomingDelete.run(str(i + 1), int(i + 2));
+          i += 3;
+          break;
+        case Op.Retain:
+          s.retain.run(str(i + 1), bytes(i + 2), int(i + 4), text(i + 5), int(i + 6), str(i + 7));
+          i += 8;
+          break;
+        case Op.Unretain:
+          s.unretain.run(str(i + 1));
+          i += 2;
+          break;
+        case Op.Will:
+          s.will.run(str(i + 1), str(i + 2), bytes(i + 3), int(i + 5), text(i + 6), int(i + 7), str(i + 8), int(i + 9));
+          i += 10;
+          break;
+        case Op.WillGone:
+          s.endWill.run(str(i + 1));
+          i += 2;
+          break;
+        default:
+          throw new Error(`durable store: unknown operation ${String(ops[i])} in a batch`);
       }
     }
   }

@@ -241,3 +241,42 @@ test('a will whose delay is running when the broker is killed is published by th
   watcher.client!.end();
   await kill();
 });
+
+test('a SUBACK is sent once the subscription is committed: SIGKILL on its arrival, and the restarted broker still has it', async () => {
+  const rounds = 3;
+  const filters: string[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const port = await startBroker();
+    const filter = `suback/kept/${round}`;
+    filters.push(filter);
+    let killed: Promise<void> | undefined;
+    let firstSubacked: (() => void) | undefined;
+    const c = new Client(port, 'suback-subscriber', false, (p) => {
+      if (p.cmd !== 'suback') return;
+      if (p.messageId === 1) firstSubacked?.();
+      // the kill leaves within the same tick as the SUBACK's arrival
+      else killed ??= kill();
+    });
+    await c.ready();
+    // a commit just before makes the next one wait its turn (the group commit's minimum interval):
+    // a SUBACK sent ahead of its commit would then be acknowledged milliseconds before the data is safe
+    const first = new Promise<void>((resolve) => (firstSubacked = resolve));
+    c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `suback/warm/${round}`, qos: 1 }] });
+    await withTimeout(first, WAIT_MS, 'the first SUBACK');
+    c.send({ cmd: 'subscribe', messageId: 2, subscriptions: [{ topic: filter, qos: 1 }] });
+    await waitUntil(() => killed !== undefined, 'the second SUBACK', WAIT_MS);
+    await killed;
+    c.end();
+  }
+  const port = await startBroker();
+  const subscriber = new Subscriber('suback-subscriber');
+  assert.equal(await subscriber.connect(port), true, 'the session came back');
+  const publisher = new Client(port, 'suback-publisher', true, () => {});
+  await publisher.ready();
+  filters.forEach((topic, i) => publisher.send({ cmd: 'publish', topic, payload: Buffer.from(topic), qos: 1, messageId: i + 1, retain: false, dup: false }));
+  await waitUntil(() => filters.every((f) => subscriber.received.has(f)), 'a message on every acknowledged subscription', WAIT_MS).catch(() => {});
+  assert.deepEqual(filters.filter((f) => !subscriber.received.has(f)), [], 'subscriptions acknowledged before the kill and missing after the restart');
+  publisher.end();
+  subscriber.client!.end();
+  await kill();
+});

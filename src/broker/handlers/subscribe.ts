@@ -4,6 +4,8 @@ import { Reason } from '../../mqtt/reason-codes.js';
 import { isValidTopicFilter, parseSharedFilter } from '../../mqtt/topic.js';
 import type { Connection } from '../connection.js';
 import { ProtocolViolation } from '../errors.js';
+import { whenStored } from '../journal.js';
+import { unstored } from './publish.js';
 import type { SubscriptionOptions } from '../subscriptions.js';
 
 interface Accepted {
@@ -72,6 +74,7 @@ function finish(conn: Connection, packet: ISubscribePacket, codes: number[], acc
   const broker = conn.broker;
   const session = conn.session!;
   const retainedToSend: [Accepted, boolean][] = [];
+  const changes = broker.journal?.changes ?? 0;
   for (let i = 0; i < codes.length; i++) {
     const a = accepted[i];
     if (!a) continue;
@@ -85,6 +88,14 @@ function finish(conn: Connection, packet: ISubscribePacket, codes: number[], acc
     retainedToSend.push([a, existed]);
   }
   if (retainedToSend.length > 0 && session.durable) broker.journal!.sessionChanged(session);
+  // a persistent session's subscriptions are committed before the SUBACK says they exist
+  whenStored(broker.journal, changes, () => acknowledge(conn, packet, codes, retainedToSend), () => unstored(conn));
+}
+
+function acknowledge(conn: Connection, packet: ISubscribePacket, codes: number[], retainedToSend: [Accepted, boolean][]): void {
+  if (conn.closed) return;
+  const broker = conn.broker;
+  const session = conn.session!;
   conn.send({ cmd: 'suback', messageId: packet.messageId, granted: codes });
   for (const [a, existed] of retainedToSend) {
     // Shared subscriptions never get retained messages (MQTT-4.8.2); retain handling 1/2 (MQTT-3.3.1-9/10).
