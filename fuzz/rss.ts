@@ -7,6 +7,16 @@ const MIB = 1024 * 1024;
 const OVER_IN_A_ROW = 3;
 /** Width of the windows whose lowest samples (after a major GC) show the trend. */
 const FLOOR_WINDOW_MS = 60_000;
+/**
+ * Flatness: after the warm-up, the highest sample of every 30 s window may exceed the first
+ * window's highest by at most 10 %. A window's highest sample is where the garbage collector's saw
+ * peaks (V8 collects the old generation every few seconds under this traffic), so what is compared
+ * is the envelope: a leak, or live data piling up, raises it; the saw inside a window does not.
+ */
+const FLAT_WINDOW_MS = 30_000;
+const FLAT_TOLERANCE = 0.1;
+/** Fewer full windows than this after the warm-up (a short run) say nothing about a trend: not judged. */
+const FLAT_MIN_WINDOWS = 3;
 
 /** VmRSS in bytes, or undefined when the process is gone (or not on Linux). */
 export function readRss(pid: number): number | undefined {
@@ -37,6 +47,36 @@ export interface RssSummary {
   /** Lowest samples of the first and the last minute after the warm-up (the trend without GC's saw). */
   firstFloor: number | undefined;
   lastFloor: number | undefined;
+  /** Highest sample of each full 30 s window after the warm-up. */
+  windowPeaks: number[];
+  /** Highest window peak over the first window's (1.0 = level); undefined for fewer than 3 windows. */
+  flatness: number | undefined;
+}
+
+/** The highest sample of each full `width` window from the first sample on (a partial last window is left out). */
+export function windowPeaks(samples: readonly { at: number; rss: number }[], width: number): number[] {
+  if (samples.length === 0) return [];
+  const first = samples[0]!.at;
+  const full = Math.floor((samples.at(-1)!.at - first) / width);
+  const peaks = new Array<number>(full).fill(0);
+  for (const x of samples) {
+    const w = Math.floor((x.at - first) / width);
+    if (w < full) peaks[w] = Math.max(peaks[w]!, x.rss);
+  }
+  return peaks;
+}
+
+/** Highest window peak over the first: undefined when too few windows to show a trend. */
+export function flatness(peaks: readonly number[]): number | undefined {
+  if (peaks.length < FLAT_MIN_WINDOWS) return undefined;
+  return Math.max(...peaks) / peaks[0]!;
+}
+
+/** The failure message of a run whose RSS envelope rose by more than 10 %, else undefined. */
+export function flatnessFailure(s: RssSummary): string | undefined {
+  if (s.flatness === undefined || s.flatness <= 1 + FLAT_TOLERANCE) return undefined;
+  const worst = s.windowPeaks.indexOf(Math.max(...s.windowPeaks));
+  return `RSS not flat: the highest sample of 30 s window ${worst + 1} (${mib(s.windowPeaks[worst])}) is ${((s.flatness - 1) * 100).toFixed(1)} % above the first window's (${mib(s.windowPeaks[0])}); at most ${FLAT_TOLERANCE * 100} % allowed`;
 }
 
 export class RssMonitor {
@@ -84,7 +124,10 @@ export class RssMonitor {
     };
     const first = s[0]?.at ?? 0;
     const last = s.at(-1)?.at ?? 0;
+    const peaks = windowPeaks(s, FLAT_WINDOW_MS);
     return {
+      windowPeaks: peaks,
+      flatness: flatness(peaks),
       baseline: this.baseline,
       end: s.at(-1)?.rss,
       max: s.length === 0 ? undefined : Math.max(...s.map((x) => x.rss)),

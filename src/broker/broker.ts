@@ -390,7 +390,8 @@ export class Broker {
     this.journal?.sessionChanged(session);
     const stage = this.deliveryStage;
     // in flight too: deliveries restored from the durable store are in the publisher's form
-    const pending = stage ? [...session.inflight.inOrder().map(([, d]) => d), ...session.queue].filter((d) => d.staged) : [];
+    const waiting = session.inflight.size > 0 || session.queue.length > 0;
+    const pending = stage && waiting ? [...session.inflight.inOrder().map(([, d]) => d), ...session.queue].filter((d) => d.staged) : [];
     if (!stage || pending.length === 0) {
       session.resume(link);
       return;
