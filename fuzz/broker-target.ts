@@ -10,7 +10,7 @@ import { enrolAndSeal } from './envelopes.js';
 import type { EnvelopePool } from './mqtt-gen.js';
 import { Prng } from './prng.js';
 import { HANG_MS, Probe } from './probe.js';
-import { flatnessFailure, mib, RssMonitor } from './rss.js';
+import { flatnessFailure, flatnessNote, mib, RssMonitor } from './rss.js';
 import { replayCase, runCase } from './session-run.js';
 import { caseScripts } from './session-gen.js';
 
@@ -48,7 +48,10 @@ export class Watch {
       if (this.failure !== undefined) return;
       if (broker.exit !== undefined) this.failure = `crash: the broker process ended (${broker.exit})`;
       else if (!alive(broker.teePid)) this.failure = `crash: the trusted component process ${broker.teePid} ended`;
-      else this.failure = probe.failure() ?? (++this.ticks % 4 === 0 ? rss.sample() : undefined);
+      else {
+        if (broker.fullCollections > 0) rss.heapCollected();
+        this.failure = probe.failure() ?? (++this.ticks % 4 === 0 ? rss.sample() : undefined);
+      }
     }, 250);
   }
 
@@ -124,7 +127,7 @@ async function runCases(o: RunOptions, broker: BrokerChild, envelopes: EnvelopeP
   const s = rss.summary();
   o.log(`broker: ${index} cases, ${connections} connections, ${writes} writes; probe ${probe.roundTrips} round trips, slowest ${probe.maxRoundTripMs} ms; ` +
     `RSS: warm-up peak ${mib(s.baseline)}, then max ${mib(s.max)}, end ${mib(s.end)}, lowest in the first / last minute ${mib(s.firstFloor)} / ${mib(s.lastFloor)}, ` +
-    `highest per 30 s window ${s.windowPeaks.map((p) => (p / 1048576).toFixed(0)).join(' ') || '-'} MiB (${s.flatness === undefined ? 'too few windows to judge flatness' : `envelope ${((s.flatness - 1) * 100).toFixed(1)} % over the first window's`}); ` +
+    `${flatnessNote(s)}; ` +
     `${broker.errorCount} error lines in the broker log`);
   for (const e of broker.errors.slice(0, 5)) o.log(`  broker logged: ${e}`);
   return { failure: watch.failure ?? flatnessFailure(s), last: index - 1, recent: recent.filter((c) => c.connections.some((r) => r.events.length > 0)) };
