@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BROKER_NODE_FLAGS } from '../src/cli/node-flags.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const TAIL_LINES = 40;
@@ -23,6 +24,8 @@ export interface BrokerChild {
   /** Log lines at level error, as `msg: err.message (first stack frames)`, and their count. */
   readonly errors: string[];
   errorCount: number;
+  /** Full (mark-compact) collections V8 has run so far. */
+  fullCollections: number;
   /** The last lines of its stderr (log and any stack trace). */
   tail(): string[];
   stop(): Promise<void>;
@@ -48,8 +51,9 @@ export function killOnExit(child: ChildProcess): void {
 export function startBrokerChild(dataDir: string): Promise<BrokerChild> {
   const configPath = join(dataDir, 'fuzz-config.json');
   writeFileSync(configPath, JSON.stringify(FUZZ_BROKER_CONFIG));
-  const args = ['--initial-old-space-size=64', '--no-lazy-feedback-allocation', CLI, 'broker', '--host', '127.0.0.1', '--port', '0', '--data', dataDir, '--config', configPath, '--protect', 'secure/#'];
-  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  // --trace-gc without scavenges: one stdout line per full collection, which the RSS judgement waits for
+  const args = [...BROKER_NODE_FLAGS, '--trace-gc', '--trace-gc-ignore-scavenger', CLI, 'broker', '--host', '127.0.0.1', '--port', '0', '--data', dataDir, '--config', configPath, '--protect', 'secure/#'];
+  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   killOnExit(child);
   const lines: string[] = [];
   let partial = '';
@@ -62,7 +66,12 @@ export function startBrokerChild(dataDir: string): Promise<BrokerChild> {
     exit: undefined as string | undefined,
     errors: [] as string[],
     errorCount: 0,
+    fullCollections: 0,
   };
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (chunk: string) => {
+    state.fullCollections += chunk.split('Mark-Compact').length - 1;
+  });
   const onLine = (line: string): void => {
     lines.push(line);
     if (lines.length > TAIL_LINES) lines.shift();

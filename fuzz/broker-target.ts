@@ -10,7 +10,7 @@ import { enrolAndSeal } from './envelopes.js';
 import type { EnvelopePool } from './mqtt-gen.js';
 import { Prng } from './prng.js';
 import { HANG_MS, Probe } from './probe.js';
-import { mib, RssMonitor } from './rss.js';
+import { flatnessFailure, flatnessNote, mib, RssMonitor } from './rss.js';
 import { replayCase, runCase } from './session-run.js';
 import { caseScripts } from './session-gen.js';
 
@@ -48,7 +48,10 @@ export class Watch {
       if (this.failure !== undefined) return;
       if (broker.exit !== undefined) this.failure = `crash: the broker process ended (${broker.exit})`;
       else if (!alive(broker.teePid)) this.failure = `crash: the trusted component process ${broker.teePid} ended`;
-      else this.failure = probe.failure() ?? (++this.ticks % 4 === 0 ? rss.sample() : undefined);
+      else {
+        if (broker.fullCollections > 0) rss.heapCollected();
+        this.failure = probe.failure() ?? (++this.ticks % 4 === 0 ? rss.sample() : undefined);
+      }
     }, 250);
   }
 
@@ -97,7 +100,7 @@ interface CasesRun {
 /** Runs cases in LANES lanes until the time is up or the watch sees a failure. */
 async function runCases(o: RunOptions, broker: BrokerChild, envelopes: EnvelopePool): Promise<CasesRun> {
   const probe = await Probe.start(broker.port);
-  const rss = new RssMonitor({ broker: broker.pid, tee: broker.teePid }, Math.min(30_000, o.ms / 4), o.rssLog);
+  const rss = new RssMonitor({ broker: broker.pid, tee: broker.teePid }, Math.min(60_000, o.ms / 4), o.rssLog);
   const watch = new Watch(broker, probe, rss);
   const recent: BrokerCaseRecord[] = [];
   const started = Date.now();
@@ -123,10 +126,11 @@ async function runCases(o: RunOptions, broker: BrokerChild, envelopes: EnvelopeP
   await probe.stop();
   const s = rss.summary();
   o.log(`broker: ${index} cases, ${connections} connections, ${writes} writes; probe ${probe.roundTrips} round trips, slowest ${probe.maxRoundTripMs} ms; ` +
-    `RSS: warm-up peak ${mib(s.baseline)}, then max ${mib(s.max)}, end ${mib(s.end)}, lowest in the first / last minute ${mib(s.firstFloor)} / ${mib(s.lastFloor)}; ` +
+    `RSS: warm-up peak ${mib(s.baseline)}, then max ${mib(s.max)}, end ${mib(s.end)}, lowest in the first / last minute ${mib(s.firstFloor)} / ${mib(s.lastFloor)}, ` +
+    `${flatnessNote(s)}; ` +
     `${broker.errorCount} error lines in the broker log`);
   for (const e of broker.errors.slice(0, 5)) o.log(`  broker logged: ${e}`);
-  return { failure: watch.failure, last: index - 1, recent: recent.filter((c) => c.connections.some((r) => r.events.length > 0)) };
+  return { failure: watch.failure ?? flatnessFailure(s), last: index - 1, recent: recent.filter((c) => c.connections.some((r) => r.events.length > 0)) };
 }
 
 export function fuzzBroker(o: RunOptions): Promise<TargetResult> {

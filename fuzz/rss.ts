@@ -7,6 +7,19 @@ const MIB = 1024 * 1024;
 const OVER_IN_A_ROW = 3;
 /** Width of the windows whose lowest samples (after a major GC) show the trend. */
 const FLOOR_WINDOW_MS = 60_000;
+/**
+ * Flatness: from the end of the warm-up or the broker's first full collection, whichever is later,
+ * the highest sample of every 30 s window may exceed the first window's highest by at most 10 %.
+ * Until its first full collection V8 lets the old generation fill with garbage up to the size the
+ * broker's flags give it (64 MiB; ~3 minutes of this traffic), and the young generation grows to
+ * its maximum: RSS climbs while the heap reaches its working size, which says nothing of a leak.
+ * After it, a window's highest sample is the top of the collector's saw, so what is compared is the
+ * envelope: a leak, or live data piling up, raises it; the saw inside a window does not.
+ */
+const FLAT_WINDOW_MS = 30_000;
+const FLAT_TOLERANCE = 0.1;
+/** Fewer full windows than this after the warm-up (a short run) say nothing about a trend: not judged. */
+const FLAT_MIN_WINDOWS = 3;
 
 /** VmRSS in bytes, or undefined when the process is gone (or not on Linux). */
 export function readRss(pid: number): number | undefined {
@@ -37,6 +50,47 @@ export interface RssSummary {
   /** Lowest samples of the first and the last minute after the warm-up (the trend without GC's saw). */
   firstFloor: number | undefined;
   lastFloor: number | undefined;
+  /** When the first full collection was seen (ms since the start), if any. */
+  collectedAt: number | undefined;
+  /** Highest sample of each full 30 s window from then on (and after the warm-up). */
+  windowPeaks: number[];
+  /** Highest window peak over the first window's (1.0 = level); undefined for fewer than 3 windows. */
+  flatness: number | undefined;
+}
+
+/** The highest sample of each full `width` window from the first sample on (a partial last window is left out). */
+export function windowPeaks(samples: readonly { at: number; rss: number }[], width: number): number[] {
+  if (samples.length === 0) return [];
+  const first = samples[0]!.at;
+  const full = Math.floor((samples.at(-1)!.at - first) / width);
+  const peaks = new Array<number>(full).fill(0);
+  for (const x of samples) {
+    const w = Math.floor((x.at - first) / width);
+    if (w < full) peaks[w] = Math.max(peaks[w]!, x.rss);
+  }
+  return peaks;
+}
+
+/** Highest window peak over the first: undefined when too few windows to show a trend. */
+export function flatness(peaks: readonly number[]): number | undefined {
+  if (peaks.length < FLAT_MIN_WINDOWS) return undefined;
+  return Math.max(...peaks) / peaks[0]!;
+}
+
+/** The flatness figures of a run, for its report line. */
+export function flatnessNote(s: RssSummary): string {
+  const peaks = `highest per 30 s window ${s.windowPeaks.map((p) => (p / MIB).toFixed(0)).join(' ') || '-'} MiB`;
+  if (s.collectedAt === undefined) return `${peaks} (no full collection yet: flatness not judged)`;
+  const from = `from the first full collection at ${(s.collectedAt / 1000).toFixed(0)} s`;
+  if (s.flatness === undefined) return `${peaks} (${from}: too few windows to judge flatness)`;
+  return `${peaks} (${from}: the highest ${((s.flatness - 1) * 100).toFixed(1)} % over the first)`;
+}
+
+/** The failure message of a run whose RSS envelope rose by more than 10 %, else undefined. */
+export function flatnessFailure(s: RssSummary): string | undefined {
+  if (s.flatness === undefined || s.flatness <= 1 + FLAT_TOLERANCE) return undefined;
+  const worst = s.windowPeaks.indexOf(Math.max(...s.windowPeaks));
+  return `RSS not flat: the highest sample of 30 s window ${worst + 1} (${mib(s.windowPeaks[worst])}) is ${((s.flatness - 1) * 100).toFixed(1)} % above the first window's (${mib(s.windowPeaks[0])}); at most ${FLAT_TOLERANCE * 100} % allowed`;
 }
 
 export class RssMonitor {
@@ -44,6 +98,8 @@ export class RssMonitor {
   private over = 0;
   private readonly samples: { at: number; rss: number }[] = [];
   private readonly started = Date.now();
+  /** When the broker was first seen to have run a full collection (ms since the start). */
+  private collectedAt: number | undefined;
 
   /** `pids` by name, the bounded process first; `warmupMs`: samples before it set the baseline; `logFile`: one CSV line per sample. */
   constructor(
@@ -52,6 +108,11 @@ export class RssMonitor {
     private readonly logFile: string | undefined,
   ) {
     if (logFile !== undefined) writeFileSync(logFile, 'seconds,process,rss_kib\n');
+  }
+
+  /** The broker has run a full collection: flatness is judged from the first one seen. */
+  heapCollected(): void {
+    this.collectedAt ??= Date.now() - this.started;
   }
 
   /** Takes one sample; returns a failure message when the bound is passed. */
@@ -84,7 +145,12 @@ export class RssMonitor {
     };
     const first = s[0]?.at ?? 0;
     const last = s.at(-1)?.at ?? 0;
+    const collectedAt = this.collectedAt;
+    const peaks = collectedAt === undefined ? [] : windowPeaks(s.filter((x) => x.at >= collectedAt), FLAT_WINDOW_MS);
     return {
+      collectedAt,
+      windowPeaks: peaks,
+      flatness: flatness(peaks),
       baseline: this.baseline,
       end: s.at(-1)?.rss,
       max: s.length === 0 ? undefined : Math.max(...s.map((x) => x.rss)),

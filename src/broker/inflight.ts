@@ -16,11 +16,14 @@ const EMPTY = 0;
 // Shared by every table until its first entry (grow replaces them): an idle session holds no arrays.
 const NO_IDS = new Uint16Array(0);
 const NO_ORDERS = new Float64Array(0);
+// never written: every write is to a slot of `ids`, which has none until grow replaces both
+const NO_ITEMS: (Delivery | undefined)[] = [];
+const NONE_IN_FLIGHT: readonly (readonly [number, Delivery])[] = Object.freeze([]);
 
 export class InflightTable {
   /** Packet id per slot; EMPTY (0, never a packet id) for a free slot. */
   private ids: Uint16Array = NO_IDS;
-  private items: (Delivery | undefined)[] = [];
+  private items: (Delivery | undefined)[] = NO_ITEMS;
   /** Order of insertion per slot, for `inOrder`. */
   private orders: Float64Array = NO_ORDERS;
   private nextOrder = 0;
@@ -97,7 +100,9 @@ export class InflightTable {
   }
 
   /** `[packet id, delivery]` pairs in the order they were added (oldest first). */
-  inOrder(): [number, Delivery][] {
+  inOrder(): readonly (readonly [number, Delivery])[] {
+    // a resuming session usually has nothing in flight: no arrays made for it
+    if (this.count === 0) return NONE_IN_FLIGHT;
     const slots: number[] = [];
     for (let s = 0; s < this.ids.length; s++) if (this.ids[s] !== EMPTY) slots.push(s);
     slots.sort((a, b) => this.orders[a]! - this.orders[b]!);

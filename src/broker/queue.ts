@@ -1,6 +1,9 @@
+// Shared by every empty queue until its first push (never written): an idle session holds no array.
+const NO_ITEMS: never[] = [];
+
 /** FIFO with O(1) push and shift, for per-session offline queues. */
 export class Fifo<T> {
-  private items: (T | undefined)[] = [];
+  private items: (T | undefined)[] = NO_ITEMS;
   private head = 0;
 
   get length(): number {
@@ -8,7 +11,8 @@ export class Fifo<T> {
   }
 
   push(item: T): void {
-    this.items.push(item);
+    if (this.items === NO_ITEMS) this.items = [item];
+    else this.items.push(item);
   }
 
   shift(): T | undefined {
@@ -29,7 +33,7 @@ export class Fifo<T> {
   }
 
   clear(): void {
-    this.items = [];
+    this.items = NO_ITEMS;
     this.head = 0;
   }
 

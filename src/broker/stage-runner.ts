@@ -105,7 +105,8 @@ export class StageRunner {
   resume(session: Session, link: SessionLink & ResumingLink): void {
     const stage = this.stage;
     // in flight too: deliveries restored from the durable store are in the publisher's form
-    const pending = stage ? [...session.inflight.inOrder().map(([, d]) => d), ...session.queue].filter((d) => d.inPublisherForm) : [];
+    const waiting = session.inflight.size > 0 || session.queue.length > 0; // most resumes: nothing to copy
+    const pending = stage && waiting ? [...session.inflight.inOrder().map(([, d]) => d), ...session.queue].filter((d) => d.inPublisherForm) : [];
     if (!stage || pending.length === 0) {
       session.resume(link);
       return;

@@ -19,6 +19,7 @@ import mqttPacket from 'mqtt-packet';
 import type { IPubackPacket, IPublishPacket, Packet } from 'mqtt-packet';
 import { Reason } from './reason-codes.js';
 import { borrowParser, parserSettings, returnParser, type LentParser, type ParserHolder } from './parser-pool.js';
+import { decodePlainConnect } from './connect-fast.js';
 
 export type ProtocolVersion = 3 | 4 | 5;
 
@@ -42,7 +43,7 @@ export interface DecoderEvents {
 }
 
 /**
- * One connection's decoder: whole PUBLISH and PUBACK packets by hand (the fast path), the rest with
+ * One connection's decoder: whole PUBLISH, PUBACK and plain CONNECT packets by hand (the fast path), the rest with
  * an mqtt-packet parser borrowed for as long as it holds part of a packet (see parser-pool.ts).
  */
 export class Decoder implements ParserHolder {
@@ -170,7 +171,8 @@ export class Decoder implements ParserHolder {
 
   /**
    * The hot packets, decoded by hand while whole ones lie in the chunk and the parser holds nothing:
-   * a PUBLISH without v5 properties and a 2-byte PUBACK. The payload is a view of the chunk, as
+   * a PUBLISH without v5 properties, a 2-byte PUBACK, and a CONNECT in its plain form (see
+   * connect-fast.ts). The payload is a view of the chunk, as
    * mqtt-packet's own is. Anything else, incomplete, unusual or malformed stops the fast path and
    * goes to mqtt-packet from that byte on, so errors are still named by one parser.
    * Returns how many bytes were consumed.
@@ -180,7 +182,7 @@ export class Decoder implements ParserHolder {
     while (chunk.length - at >= 2 && !this.failed) {
       const b0 = chunk[at]!;
       const type = b0 >> 4;
-      if (type !== 3 && b0 !== 0x40) return at;
+      if (type !== 3 && b0 !== 0x40 && b0 !== 0x10) return at;
       // remaining length, at most 4 bytes (longer is malformed: leave it to the parser)
       let remaining = 0;
       let i = at + 1;
@@ -193,6 +195,15 @@ export class Decoder implements ParserHolder {
       }
       const end = i + remaining;
       if (end > chunk.length || totalPacketSize(remaining) > this.maxPacketSize) return at;
+      if (type === 1) {
+        const connect = decodePlainConnect(chunk, i, end, remaining);
+        if (connect === undefined) return at;
+        at = end;
+        // as mqtt-packet does: the packets behind a CONNECT are decoded in its version
+        this.setProtocolVersion(connect.protocolVersion as ProtocolVersion);
+        this.events.onPacket(connect);
+        continue;
+      }
       if (type === 4) {
         if (remaining !== 2) return at;
         // the same fields mqtt-packet's Packet carries
@@ -305,6 +316,10 @@ export function misplacedProperty(packet: Packet): string | undefined {
 }
 
 export function encode(packet: Packet, version: ProtocolVersion): Buffer {
+  // every connection gets one CONNACK: the MQTT 3.1/3.1.1 form is four bytes, no encoder needed
+  if (packet.cmd === 'connack' && version !== 5 && typeof packet.returnCode === 'number') {
+    return Buffer.from([0x20, 0x02, packet.sessionPresent ? 1 : 0, packet.returnCode & 0xff]);
+  }
   return mqttPacket.generate(packet, { protocolVersion: version });
 }
 

@@ -1,6 +1,6 @@
 import { createSecureContext, createServer, type Server, type TLSSocket, type TlsOptions as NodeTlsOptions } from 'node:tls';
 import { certificateIdentity, type IdentitySource } from './identity.js';
-import { adopt, peerOf, startListener } from './server.js';
+import { adopt, startListener, transportInfo } from './server.js';
 import type { ConnectionHandler, ListenOptions, Listener, TransportErrorHandler } from './types.js';
 
 export type { IdentitySource } from './identity.js';
@@ -94,7 +94,7 @@ export async function listenTls(opts: TlsOptions, onConnection: ConnectionHandle
   const server = createServer(tlsServerOptions(opts), (socket: TLSSocket) => {
     const verdict = admitTlsPeer(socket, opts);
     if (!verdict.admitted) return;
-    onConnection(adopt(socket), { transport: 'tls', ...peerOf(socket), certificateIdentity: verdict.identity });
+    onConnection(adopt(socket), transportInfo('tls', socket, verdict.identity));
   });
   refuseFailedHandshakes(server, opts.onError);
   const listener = await startListener(server, 'tls', opts);

@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
-import { adopt, peerOf, startListener } from './server.js';
+import { adopt, startListener, transportInfo } from './server.js';
 import { admitTlsPeer, refuseFailedHandshakes, tlsServerOptions, type TlsSettings } from './tls.js';
 import type { ConnectionHandler, ListenOptions, Listener, TransportInfo } from './types.js';
 
@@ -59,7 +59,7 @@ export async function listenWebSocket(opts: WebSocketOptions, onConnection: Conn
         opts.onError?.(new Error('MQTT over WebSocket allows binary frames only'), req.socket.remoteAddress);
         stream.destroy();
       });
-      onConnection(adopt(stream), { transport, ...peerOf(req.socket as Socket), certificateIdentity });
+      onConnection(adopt(stream), transportInfo(transport, req.socket as Socket, certificateIdentity));
     });
   });
   if (tls) refuseFailedHandshakes(server as TlsServer, opts.onError);

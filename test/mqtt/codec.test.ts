@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import mqttPacket, { type Packet } from 'mqtt-packet';
-import { Decoder, type ProtocolVersion } from '../../src/mqtt/codec.js';
+import { Decoder, encode, type ProtocolVersion } from '../../src/mqtt/codec.js';
 
 /** A deterministic pseudo-random sequence, so a failure can be replayed. */
 function rng(seed: number): () => number {
@@ -178,11 +178,90 @@ test('a parser given back after a v5 CONNECT parses the next decoder\'s packets 
   const got: Packet[] = [];
   const events = { onPacket: (p: Packet) => got.push(p), onMalformed: (m: string) => assert.fail(m), onTooLarge: () => assert.fail('too large') };
   const a = new Decoder(1 << 20, events);
-  a.push(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'v5', clean: true, keepalive: 0 }));
+  // (a property: the plain CONNECT is decoded without a parser)
+  a.push(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'v5', clean: true, keepalive: 0, properties: { sessionExpiryInterval: 10 } }, { protocolVersion: 5 }));
   a.setProtocolVersion(5);
   const b = new Decoder(1 << 20, events);
   b.setProtocolVersion(4);
   b.push(mqttPacket.generate({ cmd: 'subscribe', messageId: 3, subscriptions: [{ topic: 'a/b', qos: 1 }] }, { protocolVersion: 4 }));
   assert.deepEqual(got.map((p) => p.cmd), ['connect', 'subscribe']);
   assert.deepEqual((got[1] as { subscriptions: unknown[] }).subscriptions, [{ topic: 'a/b', qos: 1 }]);
+});
+
+/** What a fresh decoder makes of `bytes` pushed whole (the fast path may take a CONNECT) or a byte at a time (mqtt-packet only). */
+function connectOutcome(bytes: Buffer, whole: boolean): unknown[] {
+  const seen: unknown[] = [];
+  const d: Decoder = new Decoder(1 << 20, {
+    onPacket: (p) => {
+      // as the CONNECT handler does
+      if (p.cmd === 'connect') d.setProtocolVersion((p.protocolVersion ?? 4) as ProtocolVersion);
+      const { payload, password, ...rest } = p as Packet & { payload?: Buffer | null; password?: Buffer };
+      seen.push({ ...rest, payload: payload == null ? null : payload.toString('hex'), password: password?.toString('hex') });
+    },
+    onMalformed: (m) => seen.push(`malformed: ${m}`),
+    onTooLarge: () => seen.push('too large'),
+  });
+  if (whole) d.push(bytes);
+  else for (let i = 0; i < bytes.length; i++) d.push(bytes.subarray(i, i + 1));
+  return seen;
+}
+
+test('CONNECT: the plain form decoded by hand equals what mqtt-packet decodes, and every other or mutated form is still judged by mqtt-packet', () => {
+  const base = { cmd: 'connect', protocolId: 'MQTT', clean: true, keepalive: 30 } as const;
+  const forms: [Packet, ProtocolVersion][] = [];
+  for (const protocolVersion of [3, 4, 5] as const) {
+    const protocolId = protocolVersion === 3 ? 'MQIsdp' : 'MQTT';
+    for (const clientId of protocolVersion === 3 ? ['c-1'] : ['', 'c-1', 'ü-client']) {
+      forms.push([{ ...base, protocolId, protocolVersion, clientId }, protocolVersion]);
+      forms.push([{ ...base, protocolId, protocolVersion, clientId, clean: clientId === '', keepalive: 0, username: 'user', password: Buffer.from('secret') }, protocolVersion]);
+      forms.push([{ ...base, protocolId, protocolVersion, clientId, username: 'only-user' }, protocolVersion]);
+      forms.push([{ ...base, protocolId, protocolVersion, clientId, will: { topic: 'w', payload: Buffer.from('gone'), qos: 1, retain: true } }, protocolVersion]);
+      if (protocolVersion === 5) forms.push([{ ...base, protocolVersion, clientId, properties: { sessionExpiryInterval: 60, receiveMaximum: 5 } }, protocolVersion]);
+    }
+  }
+  const next = rng(1883);
+  let checked = 0;
+  for (const [packet, version] of forms) {
+    const bytes = mqttPacket.generate(packet, { protocolVersion: version });
+    const whole = connectOutcome(bytes, true);
+    assert.deepEqual(whole, connectOutcome(bytes, false), `${bytes.toString('hex')}`);
+    assert.equal(whole.length, 1);
+    assert.equal((whole[0] as { cmd: string }).cmd, 'connect');
+    // mutations: a byte changed, the packet cut short or followed by a byte of more
+    for (let k = 0; k < 60; k++) {
+      const m = Buffer.from(bytes);
+      const r = next();
+      let mutated: Buffer;
+      if (r < 0.7) {
+        m[Math.floor(next() * m.length)] = Math.floor(next() * 256);
+        mutated = m;
+      } else if (r < 0.85) mutated = m.subarray(0, 2 + Math.floor(next() * (m.length - 2)));
+      else {
+        mutated = Buffer.concat([m, Buffer.from([Math.floor(next() * 256)])]);
+        mutated[1]!++;
+      }
+      assert.deepEqual(connectOutcome(mutated, true), connectOutcome(mutated, false), `mutated ${mutated.toString('hex')}`);
+      checked++;
+    }
+  }
+  assert.ok(checked > 1000);
+});
+
+test('a plain CONNECT and the PUBLISH behind it in one chunk: the PUBLISH is decoded in the CONNECT\'s version', () => {
+  const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'c', clean: true, keepalive: 0 }, { protocolVersion: 5 });
+  const publish = mqttPacket.generate({ cmd: 'publish', topic: 't', payload: Buffer.from('x'), qos: 0, dup: false, retain: false, properties: { contentType: 'a' } }, { protocolVersion: 5 });
+  const got: Packet[] = [];
+  const d = new Decoder(1 << 20, { onPacket: (p) => got.push(p), onMalformed: (m) => assert.fail(m), onTooLarge: () => assert.fail('too large') });
+  d.push(Buffer.concat([connect, publish]));
+  assert.deepEqual(got.map((p) => p.cmd), ['connect', 'publish']);
+  assert.deepEqual((got[1] as { properties?: object }).properties, { contentType: 'a' });
+});
+
+test('CONNACK for MQTT 3.1.1 is the four bytes mqtt-packet makes', () => {
+  for (const sessionPresent of [false, true]) {
+    for (const returnCode of [0, 1, 5]) {
+      const packet: Packet = { cmd: 'connack', sessionPresent, returnCode };
+      assert.deepEqual(encode(packet, 4), mqttPacket.generate(packet, { protocolVersion: 4 }));
+    }
+  }
 });
