@@ -28,7 +28,7 @@ export interface StartBrokerOptions {
   /** Directory for a `node --cpu-prof` profile of our broker, written when it exits. */
   cpuProfileDir?: string;
   /** Our broker only: protect this topic filter, with this trusted backend and open enrolment. */
-  protect?: { filter: string; backend: 'process' | 'inline' };
+  protect?: { filter: string; backend: 'process' | 'inline'; scheduling?: 'default' | 'batch' };
   /** Our broker only: its operations HTTP listener (/metrics) on this port. */
   httpPort?: number;
   /** `baseline`: a built checkout of our broker (another commit), run with the same flags as ours. */
@@ -116,7 +116,7 @@ export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOpti
   switch (name) {
     case 'mqt-tz': {
       const prof = opts.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfileDir] : [];
-      const protect = opts.protect ? ['--protect', opts.protect.filter, '--tee-backend', opts.protect.backend, '--open-enrolment'] : [];
+      const protect = opts.protect ? ['--protect', opts.protect.filter, '--tee-backend', opts.protect.backend, '--open-enrolment', '--tee-scheduling', opts.protect.scheduling ?? 'default'] : [];
       const http = opts.httpPort !== undefined ? ['--http-port', String(opts.httpPort)] : [];
       let config: string[] = [];
       if (opts.config !== undefined) {

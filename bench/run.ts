@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only NAME[,NAME…]] [--brokers mqt-tz,mosquitto,aedes] [--baseline DIR] [--repeat N]
+ * `npm run bench [-- --quick] [--only NAME[,NAME…]] [--brokers mqt-tz,mosquitto,aedes] [--baseline DIR] [--repeat N] [--tee-scheduling batch]
  *                [--payloads 64,1024,4096] [--qos 0,1] [--rounds N] [--write | --no-write] [--profile DIR]`
  *
  * Runs every selected scenario against our broker and the peers (each its own process on a free
@@ -36,6 +36,8 @@ interface Args {
   rounds: number | undefined;
   /** A built checkout of our broker at another commit, compared as the peer `baseline`. */
   baselineDir?: string;
+  /** The protected brokers' `--tee-scheduling` (docs/benchmarks.md, "Scheduling the trusted process"). */
+  teeScheduling?: 'default' | 'batch';
   /** Rounds of each broker scenario, in rotating order; each broker's median round by msg/s (default 1). */
   repeat: number;
 }
@@ -66,7 +68,11 @@ function parseArgs(argv: string[]): Args {
     else if (x === '--only') a.only.push(...value().split(','));
     else if (x === '--brokers') a.brokers = value().split(',') as BrokerName[];
     else if (x === '--baseline') a.baselineDir = value();
-    else if (x === '--repeat') a.repeat = intList(x, value(), 1, 15)[0]!;
+    else if (x === '--tee-scheduling') {
+      const v = value();
+      if (v !== 'default' && v !== 'batch') throw new UsageError(`--tee-scheduling: default or batch, not ${v}`);
+      a.teeScheduling = v;
+    } else if (x === '--repeat') a.repeat = intList(x, value(), 1, 15)[0]!;
     else if (x === '--write') write = true;
     else if (x === '--no-write') write = false;
     else if (x === '--profile') a.profileDir = value();
@@ -78,7 +84,7 @@ function parseArgs(argv: string[]): Args {
       if (rounds.length !== 1) throw new UsageError(`--rounds takes one number, not ${rounds.length}`);
       a.rounds = rounds[0];
     }
-    else throw new UsageError(`unknown argument ${x} (known: --quick, --only NAME, --brokers LIST, --payloads LIST, --qos LIST, --rounds N, --repeat N, --baseline DIR, --write, --no-write, --profile DIR)`);
+    else throw new UsageError(`unknown argument ${x} (known: --quick, --only NAME, --brokers LIST, --payloads LIST, --qos LIST, --rounds N, --repeat N, --baseline DIR, --tee-scheduling default|batch, --write, --no-write, --profile DIR)`);
   }
   for (const b of a.brokers) if (!BROKER_NAMES.includes(b)) throw new UsageError(`unknown broker ${b} (known: ${BROKER_NAMES.join(', ')})`);
   if (!a.brokers.includes('mqt-tz')) a.brokers.unshift('mqt-tz');
@@ -87,7 +93,7 @@ function parseArgs(argv: string[]): Args {
     a.brokers.push('baseline');
   }
   // a run of another matrix than the full run's does not replace the report unless asked to
-  a.write = write ?? (!a.quick && a.only.length === 0 && a.matrix === undefined && a.rounds === undefined && a.repeat === 1 && a.baselineDir === undefined);
+  a.write = write ?? (!a.quick && a.only.length === 0 && a.matrix === undefined && a.rounds === undefined && a.repeat === 1 && a.baselineDir === undefined && a.teeScheduling === undefined);
   return a;
 }
 
@@ -329,7 +335,7 @@ async function main(): Promise<void> {
     if (protectedScenarios.length > 0) {
       const plain = brokers.find((b) => b.name === 'mqt-tz')!;
       const start = (backend: 'process' | 'inline'): Promise<BrokerProcess> =>
-        startBrokerProcess('mqt-tz', { cpuProfileDir: args.profileDir, protect: { filter: PROTECTED_FILTER, backend } });
+        startBrokerProcess('mqt-tz', { cpuProfileDir: args.profileDir, protect: { filter: PROTECTED_FILTER, backend, scheduling: args.teeScheduling } });
       const processBroker = await start('process');
       protectedBrokers.push(processBroker);
       const inlineBroker = await start('inline');
