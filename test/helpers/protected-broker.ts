@@ -82,3 +82,17 @@ export class Events {
     return this.all[this.read++]!;
   }
 }
+
+/**
+ * Enrols `from` and `to` on `broker`, subscribes `to` to `topic` and publishes `text` from `from`
+ * (QoS 1): the first event `to` sees, for the caller to check.
+ */
+export async function exchange(
+  broker: { enrolled(identity: string): Promise<ProtectedClient> }, from: string, to: string, topic: string, text: string,
+): Promise<Event> {
+  const [publisher, subscriber] = await Promise.all([broker.enrolled(from), broker.enrolled(to)]);
+  const events = new Events(subscriber);
+  await subscriber.subscribeAsync(topic, { qos: 1 });
+  await publisher.publishAsync(topic, text, { qos: 1 });
+  return events.next(`the message for ${to}`);
+}

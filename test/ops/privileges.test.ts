@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { Events } from '../helpers/protected-broker.js';
+import { exchange } from '../helpers/protected-broker.js';
 import { startCliBroker, type CliBroker } from '../helpers/cli-broker.js';
 import { BROKER_USER, ensureSystemUser, openAs, RUNNING_AS_ROOT, TEE_USER, uidOf, type Ids } from '../helpers/os-users.js';
 
@@ -61,12 +61,8 @@ test('the broker\'s user can open neither /proc/TEEPID/mem nor any file of the t
 });
 
 test('a protected exchange (enrol, publish, receive) works with both users dropped', { skip: SKIP }, async () => {
-  const [alice, bob] = await Promise.all([b.enrolled('alice'), b.enrolled('bob')]);
   const topic = `secure/ward-${randomBytes(4).toString('hex')}`;
-  const events = new Events(bob);
-  await bob.subscribeAsync(topic, { qos: 1 });
-  await alice.publishAsync(topic, 'heart rate 61', { qos: 1 });
-  const e = await events.next('the message for bob');
+  const e = await exchange(b, 'alice', 'bob', topic, 'heart rate 61');
   assert.deepEqual(e.kind === 'message' ? [e.topic, e.text, e.sender] : e, [topic, 'heart rate 61', 'alice']);
   assert.equal(execFileSync('stat', ['-c', '%U', `/proc/${b.pid}`], { encoding: 'utf8' }).trim(), BROKER_USER, 'still the broker\'s user after the exchange');
 });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { withTimeout, WAIT_MS } from '../helpers/broker.js';
-import { Events } from '../helpers/protected-broker.js';
+import { exchange } from '../helpers/protected-broker.js';
 import { MAIN, startCliBroker, type CliBroker } from '../helpers/cli-broker.js';
 import { BROKER_USER, connectAs, ensureSystemGroup, ensureSystemUser, openAs, RUNNING_AS_ROOT, TEE_USER, uidOf, type Ids } from '../helpers/os-users.js';
 
@@ -62,12 +62,8 @@ after(async () => {
 
 test('a broker started with --tee-socket relays a protected exchange through the service, and spawns no trusted child of its own', async () => {
   assert.deepEqual(b.children().filter((c) => /tee\/main\.js/.test(c.command)), [], 'no trusted child under the broker');
-  const [alice, bob] = await Promise.all([b.enrolled('alice'), b.enrolled('bob')]);
   const topic = `secure/ward-${randomBytes(4).toString('hex')}`;
-  const events = new Events(bob);
-  await bob.subscribeAsync(topic, { qos: 1 });
-  await alice.publishAsync(topic, 'heart rate 61', { qos: 1 });
-  const e = await events.next('the message for bob');
+  const e = await exchange(b, 'alice', 'bob', topic, 'heart rate 61');
   assert.deepEqual(e.kind === 'message' ? [e.topic, e.text, e.sender] : e, [topic, 'heart rate 61', 'alice']);
 });
 
@@ -89,11 +85,7 @@ test('a second connection while a broker is connected is closed at once, and the
   intruder.on('error', () => undefined);
   await withTimeout(new Promise((resolve) => intruder.once('close', resolve)), WAIT_MS, 'the service to close the second connection');
   await refused;
-  const [carol, dave] = await Promise.all([b.enrolled('carol'), b.enrolled('dave')]);
-  const events = new Events(dave);
-  await dave.subscribeAsync('secure/after', { qos: 1 });
-  await carol.publishAsync('secure/after', 'still here', { qos: 1 });
-  const e = await events.next('the message for dave');
+  const e = await exchange(b, 'carol', 'dave', 'secure/after', 'still here');
   assert.deepEqual(e.kind === 'message' ? e.text : e, 'still here');
 });
 
@@ -104,11 +96,7 @@ test('a broker reconnects to a service restarted under it, and protected message
   await lost;
   service = await startService(stateDir, socket);
   await back;
-  const [erin, frank] = await Promise.all([b.enrolled('erin'), b.enrolled('frank')]);
-  const events = new Events(frank);
-  await frank.subscribeAsync('secure/after-restart', { qos: 1 });
-  await erin.publishAsync('secure/after-restart', 'back again', { qos: 1 });
-  const e = await events.next('the message for frank');
+  const e = await exchange(b, 'erin', 'frank', 'secure/after-restart', 'back again');
   // (the clients pin the fingerprint the broker logged at its start: enrolling proves the same keys)
   assert.deepEqual(e.kind === 'message' ? [e.text, e.sender] : e, ['back again', 'erin']);
 });
@@ -182,11 +170,7 @@ describe('as deployed: the service as its own user, the socket open to the broke
   });
 
   test('a protected exchange works through the service', async () => {
-    const [alice, bob] = await Promise.all([broker.enrolled('alice'), broker.enrolled('bob')]);
-    const events = new Events(bob);
-    await bob.subscribeAsync('secure/ward', { qos: 1 });
-    await alice.publishAsync('secure/ward', 'heart rate 61', { qos: 1 });
-    const e = await events.next('the message for bob');
+    const e = await exchange(broker, 'alice', 'bob', 'secure/ward', 'heart rate 61');
     assert.deepEqual(e.kind === 'message' ? [e.text, e.sender] : e, ['heart rate 61', 'alice']);
   });
 });
