@@ -106,6 +106,11 @@ async function launch({ name, version, port, dataDir, startTimeoutMs, cleanup }:
   };
 }
 
+/** Node's arguments for `mqt-tz broker` from the CLI entry `main` (ours, or a baseline build's). */
+function ourBroker(main: string, port: number, dataDir: string): string[] {
+  return [...BROKER_NODE_FLAGS, main, 'broker', '--host', '127.0.0.1', '--port', String(port), '--data', dataDir, '--log-level', 'warn'];
+}
+
 export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOptions = {}): Promise<BrokerProcess> {
   const port = await freePort();
   const dir = opts.dataDir ?? mkdtempSync(join(tmpdir(), `bench-${name}-`));
@@ -124,7 +129,7 @@ export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOpti
         writeFileSync(file, JSON.stringify(opts.config));
         config = ['--config', file];
       }
-      const args = [...BROKER_NODE_FLAGS, ...prof, here('../src/cli/main.js'), 'broker', '--host', '127.0.0.1', '--port', String(port), '--data', dir, '--log-level', 'warn', ...config, ...protect, ...http];
+      const args = [...prof, ...ourBroker(here('../src/cli/main.js'), port, dir), ...config, ...protect, ...http];
       return launch({ name, version: packageVersion(), ...at }, process.execPath, args);
     }
     case 'baseline': {
@@ -132,7 +137,7 @@ export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOpti
       const dir0 = opts.baselineDir;
       if (dir0 === undefined) throw new Error('baseline needs --baseline DIR');
       const rev = spawnSync('git', ['-C', dir0, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout?.trim() || 'unknown';
-      const args = [...BROKER_NODE_FLAGS, join(dir0, 'dist/src/cli/main.js'), 'broker', '--host', '127.0.0.1', '--port', String(port), '--data', dir, '--log-level', 'warn'];
+      const args = ourBroker(join(dir0, 'dist/src/cli/main.js'), port, dir);
       return launch({ name, version: rev, ...at }, process.execPath, args);
     }
     case 'mosquitto': {

@@ -5,7 +5,7 @@ import { ConfigError, type BrokerConfig, type TlsListenerConfig } from './config
 import { endorsesCurrentCode, openDataTee, TEE_STATE_DIR, type DataTee } from './protect/operator.js';
 import { planPrivileges } from './ops/privileges.js';
 import { makeProtection, type Protection } from './protect/attach.js';
-import type { TrustedComponent } from './tee-client/host.js';
+import { isReportedAttempt, type TrustedComponent } from './tee-client/host.js';
 import { Broker, REFUSAL_SLOTS } from './broker/broker.js';
 import type { AuthHooks } from './auth/hooks.js';
 import type { BrokerExtension } from './broker/extension.js';
@@ -114,9 +114,8 @@ export async function startBroker(config: BrokerConfig, options: StartOptions = 
       onRestart: {
         lost: (what) => log.error({ what }, 'trusted component lost: protected messages are refused until it is started again'),
         restored: (teePid, attempts) => log.warn({ teePid, attempts }, 'trusted component started again'),
-        // the 1st, 2nd, 4th, 8th… failure: a service down for hours logs a few lines
         failed: (err, attempt) => {
-          if ((attempt & (attempt - 1)) === 0) log.warn({ attempt, err: err.message }, 'trusted component did not start again; retrying');
+          if (isReportedAttempt(attempt)) log.warn({ attempt, err: err.message }, 'trusted component did not start again; retrying');
         },
         gaveUp: (reason) => log.error({ reason }, 'trusted component not started again'),
       },

@@ -11,14 +11,14 @@ import { GROUP_ID_BYTES } from '../envelope/envelope-layout.js';
 import { TeeError, codeFromNumber, type RefusalCode } from '../envelope/errors.js';
 import { PromisedPart, RewrapBatcher } from './rewrap-batcher.js';
 import { useBatchScheduling, type TeeScheduling } from './scheduling.js';
-import { RestartingTransport, type RestartEvents, type TrustedSession } from './restarting-transport.js';
+import { RestartingTransport, isReportedAttempt, type RestartEvents, type TrustedSession } from './restarting-transport.js';
 import { LatencyHistogram, type LatencySnapshot } from '../latency-histogram.js';
 import { CMD, NOT_ASKED, STATS_FIELDS, type SealedStorage, type TeeStatsCounters, FRAME_COMMAND, FRAME_RESULT, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FrameDecoder, STORE_ABSENT, STORE_DELETE, STORE_FAILED, STORE_GET, STORE_OK, corkedWriter, encodeFrame, type Frame } from '../envelope/wire.js';
 
 export { TeeError, type RefusalCode, type TeeErrorCode } from '../envelope/errors.js';
 export type { LatencySnapshot } from '../latency-histogram.js';
 export type { TeeScheduling } from './scheduling.js';
-export type { RestartEvents } from './restarting-transport.js';
+export { isReportedAttempt, type RestartEvents } from './restarting-transport.js';
 
 /**
  * Unsealed client keys the trusted component keeps (two subkeys and grants each). Sized above
@@ -453,13 +453,13 @@ export async function openTrustedComponent(opts: OpenOptions): Promise<TrustedCo
   return handle;
 }
 
-/** Restart events as warnings; of failed starts, the 1st, 2nd, 4th, 8th… (a service down for hours logs a few lines, not one per attempt). */
+/** Restart events as warnings (failed starts: those isReportedAttempt picks). */
 function warnOnRestart(warn: (message: string) => void): RestartEvents {
   return {
     lost: (what) => warn(`trusted component ${what}: protected messages are refused until it is back`),
     restored: (pid, attempts) => warn(`trusted component started again (pid ${pid ?? 'unknown'}, attempt ${attempts})`),
     failed: (err, attempt) => {
-      if ((attempt & (attempt - 1)) === 0) warn(`trusted component did not start again (attempt ${attempt}): ${err.message}`);
+      if (isReportedAttempt(attempt)) warn(`trusted component did not start again (attempt ${attempt}): ${err.message}`);
     },
     gaveUp: (reason) => warn(`trusted component: ${reason}`),
   };

@@ -31,6 +31,11 @@ export interface RestartEvents {
   gaveUp(reason: string): void;
 }
 
+/** Which failed attempts to report: the 1st, 2nd, 4th, 8th… (a service down for hours logs a few lines, not one per attempt). */
+export function isReportedAttempt(attempt: number): boolean {
+  return (attempt & (attempt - 1)) === 0;
+}
+
 /** A start that cannot succeed by trying again (e.g. the process that would start it gave up root). */
 export class CannotRestart extends Error {}
 
