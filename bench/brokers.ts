@@ -43,6 +43,8 @@ export interface StartBrokerOptions {
   keepDataDir?: boolean;
   /** How long it may take to listen (a broker restoring a large store takes seconds). Default 10 s. */
   startTimeoutMs?: number;
+  /** Ours and `baseline` only: run node under this command (e.g. valgrind), given the data folder. */
+  wrapper?: (dataDir: string) => string[];
 }
 
 const here = (rel: string): string => fileURLToPath(new URL(rel, import.meta.url));
@@ -111,6 +113,12 @@ function ourBroker(main: string, port: number, dataDir: string): string[] {
   return [...BROKER_NODE_FLAGS, main, 'broker', '--host', '127.0.0.1', '--port', String(port), '--data', dataDir, '--log-level', 'warn'];
 }
 
+/** The command and arguments that start node with `args`, under `opts.wrapper` if given. */
+function wrapped(opts: StartBrokerOptions, dataDir: string, args: string[]): [string, string[]] {
+  const w = opts.wrapper?.(dataDir) ?? [];
+  return w.length === 0 ? [process.execPath, args] : [w[0]!, [...w.slice(1), process.execPath, ...args]];
+}
+
 export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOptions = {}): Promise<BrokerProcess> {
   const port = await freePort();
   const dir = opts.dataDir ?? mkdtempSync(join(tmpdir(), `bench-${name}-`));
@@ -130,7 +138,7 @@ export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOpti
         config = ['--config', file];
       }
       const args = [...prof, ...ourBroker(here('../src/cli/main.js'), port, dir), ...config, ...protect, ...http];
-      return launch({ name, version: packageVersion(), ...at }, process.execPath, args);
+      return launch({ name, version: packageVersion(), ...at }, ...wrapped(opts, dir, args));
     }
     case 'baseline': {
       // another build of our broker in the same run: "no slower than before" measured, not recalled
@@ -138,7 +146,7 @@ export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOpti
       if (dir0 === undefined) throw new Error('baseline needs --baseline DIR');
       const rev = spawnSync('git', ['-C', dir0, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout?.trim() || 'unknown';
       const args = ourBroker(join(dir0, 'dist/src/cli/main.js'), port, dir);
-      return launch({ name, version: rev, ...at }, process.execPath, args);
+      return launch({ name, version: rev, ...at }, ...wrapped(opts, dir, args));
     }
     case 'mosquitto': {
       const version = mosquittoVersion();

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BROKER_NAMES, mosquittoVersion, startBrokerProcess, type BrokerName, type BrokerProcess } from './brokers.js';
 import { durablePlan, runDurable, type DurableVariant } from './durable.js';
+import { INSTRUCTION_SCENARIOS, runInstructions, valgrindMissing } from './instructions.js';
 import { GROUPS, defaultProtectedRounds, plan, protectedPlan, warmUpBroker, type ProtectedScenario, type Variant } from './plan.js';
 import { PROTECTED_FILTER } from './protected.js';
 import { runScrapeCost } from './metrics-scrape.js';
@@ -274,7 +275,11 @@ async function main(): Promise<void> {
   const named = (id: string, group: string): boolean => args.only.some((o) => o === group || o === id || (group === 'durable' && id.startsWith(o)));
   const durableScenarios = durablePlan(args.quick).filter((s) => (s.group === 'durable-startup' || args.quick ? named(s.id, s.group) : selected(args.only, s.id, s.group)));
   const durableMs = durableScenarios.reduce((ms, s) => ms + (s.group === 'durable-startup' ? 60_000 : s.variants.length > 0 ? 40_000 : 10_000), 0);
-  const limitMs = (args.quick ? 150_000 : 660_000) * args.repeat + extraRounds * 30_000 + scrapeMs + durableMs;
+  // instructions per delivery under valgrind (bench/instructions.ts): only when named; ~75 s per build and round
+  const instructionScenarios = INSTRUCTION_SCENARIOS.filter((s) => args.only.some((o) => o === 'instructions' || s.id.startsWith(o)));
+  const instructionRounds = args.repeat > 1 ? args.repeat : 3;
+  const instructionMs = instructionScenarios.length === 0 ? 0 : instructionRounds * (args.baselineDir === undefined ? 1 : 2) * (40_000 + instructionScenarios.length * 30_000);
+  const limitMs = (args.quick ? 150_000 : 660_000) * args.repeat + extraRounds * 30_000 + scrapeMs + durableMs + instructionMs;
   const guard = setTimeout(() => {
     process.stderr.write(`bench: stopped after the ${limitMs / 1000} s limit\n`);
     process.exit(1);
@@ -283,8 +288,8 @@ async function main(): Promise<void> {
 
   const wantTee = selected(args.only, 'tee', 'tee');
   const wantScrape = selected(args.only, 'metrics-scrape', 'metrics-scrape');
-  if (args.only.length > 0 && scenarios.length === 0 && protectedScenarios.length === 0 && durableScenarios.length === 0 && !wantTee && !wantScrape) {
-    throw new UsageError(`--only ${args.only.join(',')} selects nothing (groups: ${GROUPS.join(', ')}, protected, durable, durable-startup, tee, metrics-scrape; or a scenario id prefix)`);
+  if (args.only.length > 0 && scenarios.length === 0 && protectedScenarios.length === 0 && durableScenarios.length === 0 && instructionScenarios.length === 0 && !wantTee && !wantScrape) {
+    throw new UsageError(`--only ${args.only.join(',')} selects nothing (groups: ${GROUPS.join(', ')}, protected, durable, durable-startup, instructions, tee, metrics-scrape; or a scenario id prefix)`);
   }
 
   const skipped: Record<string, string> = {};
@@ -351,6 +356,11 @@ async function main(): Promise<void> {
     else if (!mosquittoVersion()) skip.mosquitto = 'mosquitto binary not found (Debian: apt-get install mosquitto)';
     if (!args.brokers.includes('aedes')) skip.aedes = 'not in --brokers';
     lines.push(...(await runDurable(durableScenarios, { quick: args.quick, profileDir: args.profileDir }, skip, emit)));
+  }
+  if (instructionScenarios.length > 0) {
+    const missing = valgrindMissing();
+    if (missing !== undefined) emit({ bench: 'instructions', skipped: missing });
+    else lines.push(...(await runInstructions({ rounds: instructionRounds, baselineDir: args.baselineDir, scenarios: instructionScenarios }, emit)));
   }
   if (wantScrape) {
     const line = await runScrapeCost({ quick: args.quick }).catch((err: unknown) => ({ bench: 'metrics-scrape', error: (err as Error).message }));
