@@ -27,7 +27,7 @@ export interface BrokerProcess {
 export interface StartBrokerOptions {
   /** Directory for a `node --cpu-prof` profile of our broker, written when it exits. */
   cpuProfileDir?: string;
-  /** Our broker only: protect this topic filter, with this trusted backend and open enrolment. */
+  /** Ours and `baseline`: protect this topic filter, with this trusted backend and open enrolment. */
   protect?: { filter: string; backend: 'process' | 'inline'; scheduling?: 'default' | 'batch' };
   /** Our broker only: its operations HTTP listener (/metrics) on this port. */
   httpPort?: number;
@@ -113,6 +113,11 @@ function ourBroker(main: string, port: number, dataDir: string): string[] {
   return [...BROKER_NODE_FLAGS, main, 'broker', '--host', '127.0.0.1', '--port', String(port), '--data', dataDir, '--log-level', 'warn'];
 }
 
+function protectArgs(opts: StartBrokerOptions): string[] {
+  const p = opts.protect;
+  return p ? ['--protect', p.filter, '--tee-backend', p.backend, '--open-enrolment', '--tee-scheduling', p.scheduling ?? 'default'] : [];
+}
+
 /** The command and arguments that start node with `args`, under `opts.wrapper` if given. */
 function wrapped(opts: StartBrokerOptions, dataDir: string, args: string[]): [string, string[]] {
   const w = opts.wrapper?.(dataDir) ?? [];
@@ -129,7 +134,7 @@ export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOpti
   switch (name) {
     case 'mqt-tz': {
       const prof = opts.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfileDir] : [];
-      const protect = opts.protect ? ['--protect', opts.protect.filter, '--tee-backend', opts.protect.backend, '--open-enrolment', '--tee-scheduling', opts.protect.scheduling ?? 'default'] : [];
+      const protect = protectArgs(opts);
       const http = opts.httpPort !== undefined ? ['--http-port', String(opts.httpPort)] : [];
       let config: string[] = [];
       if (opts.config !== undefined) {
@@ -145,7 +150,7 @@ export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOpti
       const dir0 = opts.baselineDir;
       if (dir0 === undefined) throw new Error('baseline needs --baseline DIR');
       const rev = spawnSync('git', ['-C', dir0, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout?.trim() || 'unknown';
-      const args = ourBroker(join(dir0, 'dist/src/cli/main.js'), port, dir);
+      const args = [...ourBroker(join(dir0, 'dist/src/cli/main.js'), port, dir), ...protectArgs(opts)];
       return launch({ name, version: rev, ...at }, ...wrapped(opts, dir, args));
     }
     case 'mosquitto': {

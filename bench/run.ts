@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only NAME[,NAME…]] [--brokers mqt-tz,mosquitto,aedes] [--baseline DIR] [--repeat N] [--tee-scheduling batch]
+ * `npm run bench [-- --quick] [--only NAME[,NAME…]] [--brokers mqt-tz,mosquitto,aedes] [--baseline DIR] [--candidate DIR] [--repeat N] [--tee-scheduling batch]
  *                [--payloads 64,1024,4096] [--qos 0,1] [--rounds N] [--write | --no-write] [--profile DIR]`
  *
  * Runs every selected scenario against our broker and the peers (each its own process on a free
@@ -37,6 +37,8 @@ interface Args {
   rounds: number | undefined;
   /** A built checkout of our broker at another commit, compared as the peer `baseline`. */
   baselineDir?: string;
+  /** `instructions` only: a built checkout that stands in for this one (two other commits compared). */
+  candidateDir?: string;
   /** The protected brokers' `--tee-scheduling` (docs/benchmarks.md, "Scheduling the trusted process"). */
   teeScheduling?: 'default' | 'batch';
   /** Rounds of each broker scenario, in rotating order; each broker's median round by msg/s (default 1). */
@@ -69,6 +71,7 @@ function parseArgs(argv: string[]): Args {
     else if (x === '--only') a.only.push(...value().split(','));
     else if (x === '--brokers') a.brokers = value().split(',') as BrokerName[];
     else if (x === '--baseline') a.baselineDir = value();
+    else if (x === '--candidate') a.candidateDir = value();
     else if (x === '--tee-scheduling') {
       const v = value();
       if (v !== 'default' && v !== 'batch') throw new UsageError(`--tee-scheduling: default or batch, not ${v}`);
@@ -85,7 +88,7 @@ function parseArgs(argv: string[]): Args {
       if (rounds.length !== 1) throw new UsageError(`--rounds takes one number, not ${rounds.length}`);
       a.rounds = rounds[0];
     }
-    else throw new UsageError(`unknown argument ${x} (known: --quick, --only NAME, --brokers LIST, --payloads LIST, --qos LIST, --rounds N, --repeat N, --baseline DIR, --tee-scheduling default|batch, --write, --no-write, --profile DIR)`);
+    else throw new UsageError(`unknown argument ${x} (known: --quick, --only NAME, --brokers LIST, --payloads LIST, --qos LIST, --rounds N, --repeat N, --baseline DIR, --candidate DIR, --tee-scheduling default|batch, --write, --no-write, --profile DIR)`);
   }
   for (const b of a.brokers) if (!BROKER_NAMES.includes(b)) throw new UsageError(`unknown broker ${b} (known: ${BROKER_NAMES.join(', ')})`);
   if (!a.brokers.includes('mqt-tz')) a.brokers.unshift('mqt-tz');
@@ -275,10 +278,11 @@ async function main(): Promise<void> {
   const named = (id: string, group: string): boolean => args.only.some((o) => o === group || o === id || (group === 'durable' && id.startsWith(o)));
   const durableScenarios = durablePlan(args.quick).filter((s) => (s.group === 'durable-startup' || args.quick ? named(s.id, s.group) : selected(args.only, s.id, s.group)));
   const durableMs = durableScenarios.reduce((ms, s) => ms + (s.group === 'durable-startup' ? 60_000 : s.variants.length > 0 ? 40_000 : 10_000), 0);
-  // instructions per delivery under valgrind (bench/instructions.ts): only when named; ~75 s per build and round
+  // instructions per delivery under valgrind (bench/instructions.ts): only when named; per build and
+  // round ~40 s to start and settle a broker (plain, protected), ~40 s a scenario on a busy host
   const instructionScenarios = INSTRUCTION_SCENARIOS.filter((s) => args.only.some((o) => o === 'instructions' || s.id.startsWith(o)));
-  const instructionRounds = args.repeat > 1 ? args.repeat : 3;
-  const instructionMs = instructionScenarios.length === 0 ? 0 : instructionRounds * (args.baselineDir === undefined ? 1 : 2) * (40_000 + instructionScenarios.length * 30_000);
+  const instructionRounds = args.rounds ?? (args.repeat > 1 ? args.repeat : 3);
+  const instructionMs = instructionScenarios.length === 0 ? 0 : instructionRounds * (args.baselineDir === undefined ? 1 : 2) * (80_000 + instructionScenarios.length * 60_000);
   const limitMs = (args.quick ? 150_000 : 660_000) * args.repeat + extraRounds * 30_000 + scrapeMs + durableMs + instructionMs;
   const guard = setTimeout(() => {
     process.stderr.write(`bench: stopped after the ${limitMs / 1000} s limit\n`);
@@ -360,7 +364,7 @@ async function main(): Promise<void> {
   if (instructionScenarios.length > 0) {
     const missing = valgrindMissing();
     if (missing !== undefined) emit({ bench: 'instructions', skipped: missing });
-    else lines.push(...(await runInstructions({ rounds: instructionRounds, baselineDir: args.baselineDir, scenarios: instructionScenarios }, emit)));
+    else lines.push(...(await runInstructions({ rounds: instructionRounds, baselineDir: args.baselineDir, candidateDir: args.candidateDir, scenarios: instructionScenarios }, emit)));
   }
   if (wantScrape) {
     const line = await runScrapeCost({ quick: args.quick }).catch((err: unknown) => ({ bench: 'metrics-scrape', error: (err as Error).message }));
