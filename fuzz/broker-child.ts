@@ -10,8 +10,13 @@ const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const TAIL_LINES = 40;
 const START_MS = 20_000;
 
-/** Session limits kept small so that what a fuzzed client may legitimately make the broker keep stays well under the RSS bound. */
-export const FUZZ_BROKER_CONFIG = { limits: { maxQueuedMessages: 1000, maxQueuedBytes: 256 * 1024 } };
+/**
+ * Session limits kept small so that what a fuzzed client may legitimately make the broker keep stays
+ * well under the RSS bound. Offline sessions too: v5 connects with an empty client id and a session
+ * expiry each leave one under an assigned id, and mutated client ids more (together about one every
+ * 2.5 s of this traffic, each with its queue), which otherwise pile up for their hour or forever.
+ */
+export const FUZZ_BROKER_CONFIG = { limits: { maxQueuedMessages: 1000, maxQueuedBytes: 256 * 1024, maxOfflineSessions: 32 } };
 
 export interface BrokerChild {
   readonly pid: number;

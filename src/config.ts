@@ -95,6 +95,11 @@ export interface Limits {
   topicAliasMaximum: number;
   /** Upper bound on a session's expiry interval, seconds. */
   maxSessionExpiry: number;
+  /**
+   * Sessions kept for disconnected clients; past it, the one offline longest ends as at its expiry
+   * (its queue dropped, a waiting will published). 0 = no limit.
+   */
+  maxOfflineSessions: number;
   /** Seconds a new connection has to send CONNECT before it is closed. */
   connectTimeout: number;
   // Abuse limits (src/limits/); 0 = off.
@@ -156,6 +161,7 @@ export const defaultLimits: Limits = {
   maxKeepalive: 60,
   topicAliasMaximum: 16,
   maxSessionExpiry: 0xffffffff,
+  maxOfflineSessions: 0,
   connectTimeout: 10,
   connectionRate: 0,
   maxConnectionsPerAddress: 0,
@@ -327,6 +333,7 @@ const limitRanges: Record<keyof Limits, [number, number]> = {
   maxKeepalive: [1, 65535],
   topicAliasMaximum: [0, 65535],
   maxSessionExpiry: [0, 0xffffffff],
+  maxOfflineSessions: [0, 100_000_000],
   connectTimeout: [1, 3600],
   connectionRate: [0, 1_000_000],
   maxConnectionsPerAddress: [0, 10_000_000],

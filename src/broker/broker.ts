@@ -44,6 +44,8 @@ export interface BrokerCounters extends AbuseCounters {
   connectTimeouts: number;
   /** Connections refused at `limits.maxConnections` (v5: CONNACK 0x97). */
   refusedConnectionLimit: number;
+  /** Offline sessions ended early at `limits.maxOfflineSessions`. */
+  offlineSessionsEnded: number;
 }
 
 const FOREVER = 0xffffffff;
@@ -74,6 +76,7 @@ export class Broker {
     oversizedPackets: 0,
     connectTimeouts: 0,
     refusedConnectionLimit: 0,
+    offlineSessionsEnded: 0,
     refusedConnectionRate: 0,
     refusedPerAddress: 0,
     refusedBanned: 0,
@@ -94,6 +97,13 @@ export class Broker {
   private closing = false;
   /** Connections in `connections` taken past `maxConnections`, only to be refused at CONNECT. */
   private overLimit = 0;
+  /**
+   * Sessions kept for disconnected clients, in the order they went offline (a Set keeps insertion
+   * order): the first is the one `limits.maxOfflineSessions` ends. Without such a bound, v5 clients
+   * connecting with an empty client id and a session expiry each leave a session under an assigned
+   * id that only they could resume, and the broker's memory grows with every one of them.
+   */
+  private readonly offline = new Set<Session>();
   /** Where persistent sessions' state changes go (src/persistence); undefined = memory only. */
   readonly journal: StateJournal | undefined;
 
@@ -164,6 +174,7 @@ export class Broker {
     for (const [, sub] of session.subscriptions) this.subscriptions.remove(session.clientId, sub.filter, sub.group);
     session.clearSubscriptions();
     session.clearMessages();
+    this.offline.delete(session);
     this.journal?.sessionEnded(session);
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
     this.flushWill(session);
@@ -182,6 +193,7 @@ export class Broker {
 
   /** A new connection takes the session over: cancel its expiry and any delayed will. */
   reviveSession(session: Session): void {
+    this.offline.delete(session);
     session.expiryTimer?.cancel();
     session.expiryTimer = undefined;
     if (session.pendingWill) {
@@ -217,6 +229,25 @@ export class Broker {
       this.journal?.sessionChanged(session);
     }
     if (will) this.scheduleWill(session, will);
+    // after its will is scheduled: a session ended here publishes it at once, as at its expiry
+    if (session.expiryInterval !== 0) this.keepOffline(session);
+  }
+
+  /**
+   * `session` is kept for a disconnected client (also a session restored from the durable store):
+   * past `limits.maxOfflineSessions`, the session offline longest ends.
+   */
+  keepOffline(session: Session): void {
+    this.offline.add(session);
+    const max = this.config.limits.maxOfflineSessions;
+    // a broker shutting down disconnects everyone: the store keeps their sessions as they were
+    if (max === 0 || this.closing) return;
+    while (this.offline.size > max) {
+      const oldest = this.offline.values().next().value!;
+      this.counters.offlineSessionsEnded++;
+      this.abuse.burst.note('maxOfflineSessions', { clientId: oldest.clientId, max }, 'offline session ended: offline session limit reached');
+      this.endSession(oldest);
+    }
   }
 
   /** The will goes at the earlier of its delay and the session's end (MQTT-3.1.3-9). */

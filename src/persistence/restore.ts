@@ -69,5 +69,7 @@ export function restoreState(broker: Broker, state: LoadedState, journal: GroupC
     wills++;
   }
   for (const m of state.retained) retained.restore(m);
+  // every restored session is offline; past limits.maxOfflineSessions the first ones end (wills published)
+  for (const session of sessions.values()) broker.keepOffline(session);
   return { sessions: sessions.size, deliveries, retained: state.retained.length, wills };
 }

@@ -12,6 +12,16 @@ import { openSqliteStore, STATE_FILE, type SyncLevel } from './sqlite-store.js';
 import type { StoreCommand, StoreReply, StoreRequest, StoreThreadData } from './store-thread.js';
 import type { Change, DurableStore, LoadedState } from './store.js';
 
+/**
+ * The thread's V8 heap. Node's flags are the process's, so without limits of its own the thread
+ * gets the broker's `--min-semi-space-size=16`: a young generation of 2 x 16 MB for a loop that
+ * allocates a few objects per batch. It touches those pages slowly, so they became resident over
+ * minutes of traffic and the broker's RSS crept up with them (fuzz runs, after the broker's first
+ * full collection: the process's V8 pages at 57-59 MB with the inherited size, 21 MB with this one).
+ * 6 MB of young generation (2 x 2 MB semi-spaces) is plenty for what a batch leaves between scavenges.
+ */
+const STORE_THREAD_LIMITS = { maxYoungGenerationSizeMb: 6 };
+
 export class ThreadedSqliteStore implements DurableStore {
   private worker: Worker | undefined;
   private seq = 0;
@@ -57,7 +67,7 @@ export class ThreadedSqliteStore implements DurableStore {
 
   private start(): void {
     const workerData: StoreThreadData = { dataDir: this.dataDir, sync: this.sync, file: this.file };
-    const worker = new Worker(new URL('./store-thread.js', import.meta.url), { workerData });
+    const worker = new Worker(new URL('./store-thread.js', import.meta.url), { workerData, resourceLimits: STORE_THREAD_LIMITS });
     // only requests in progress keep the process alive (see request)
     worker.unref();
     worker.on('message', (r: StoreReply) => {
