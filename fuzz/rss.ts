@@ -11,7 +11,7 @@ const FLOOR_WINDOW_MS = 60_000;
  * Flatness: from the end of the warm-up or the broker's first full collection, whichever is later,
  * the highest sample of every 30 s window may exceed the first window's highest by at most 10 %.
  * Until its first full collection V8 lets the old generation fill with garbage up to the size the
- * broker's flags give it (32 MiB; about a minute of this traffic), and the young generation grows to
+ * broker's flags give it (64 MiB; ~3 minutes of this traffic), and the young generation grows to
  * its maximum: RSS climbs while the heap reaches its working size, which says nothing of a leak.
  * After it, a window's highest sample is the top of the collector's saw, so what is compared is the
  * envelope: a leak, or live data piling up, raises it; the saw inside a window does not.

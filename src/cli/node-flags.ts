@@ -8,11 +8,8 @@
  * Why: a broker's live heap is small (~10 MB routing at full speed) while it allocates fast, and
  * V8 sizes the old generation from the live heap. With the limit that close, V8 keeps starting
  * incremental marking (a full mark-compact every 50–100 ms under load, its marking threads on the
- * cores the broker needs). A 32 MB floor leaves full collections to real growth; young garbage is
- * still collected by scavenges. Measured in docs/benchmarks.md ("Garbage collection"). It was 64:
- * under connection churn (what each connection keeps for a few seconds outlives two scavenges and
- * dies in the old generation) RSS then sawed by ~50 MiB on a cycle of 2-3 minutes in a fuzz run
- * (95 to 155 MiB); at 32 the cycle is under a minute and RSS stayed within 123-130 MiB.
+ * cores the broker needs). A 64 MB floor leaves full collections to real growth; young garbage is
+ * still collected by scavenges. Measured in docs/benchmarks.md ("Garbage collection").
  *
  * `--no-lazy-feedback-allocation`: V8 gives a function its feedback vector (where inline caches
  * learn the shapes they see) only after it has run a while. The broker's per-batch and per-delivery
@@ -25,4 +22,4 @@
  * seconds and shrank again when traffic ebbed, and whatever came next paid for the growth: a burst of
  * 10 000 connects ~1.6 KiB of RSS per connection (docs/benchmarks.md, "Garbage collection").
  */
-export const BROKER_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=32', '--min-semi-space-size=16', '--no-lazy-feedback-allocation'];
+export const BROKER_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=64', '--min-semi-space-size=16', '--no-lazy-feedback-allocation'];
