@@ -18,6 +18,8 @@ export interface StateJournal {
   deliveryAdded(session: Session, d: Delivery): void;
   /** Its packet id or QoS 2 state changed. */
   deliveryChanged(d: Delivery): void;
+  /** The delivery's row is committed (it was added in a batch the store has written). */
+  isCommitted(d: Delivery): boolean;
   /** Completed, expired, or dropped: forgotten once committed. */
   deliveryDone(d: Delivery): void;
   incomingQoS2(session: Session, packetId: number, waiting: boolean): void;

@@ -82,7 +82,7 @@ export class Session {
   /** A will waiting for its delay (or the session's end) after the connection was lost. */
   pendingWill: { message: Message; timer: Deadline } | undefined;
   private nextPacketId = 1;
-  /** PUBLISHes waiting for the commit of their packet ids (see `sendNew`). */
+  /** PUBLISHes waiting for the commit of their rows (see `sendNew`). */
   private sendsAfterCommit = 0;
 
   constructor(
@@ -324,20 +324,24 @@ export class Session {
   private sendNew(link: SessionLink, d: Delivery): void {
     d.packetId = this.allocatePacketId();
     this.inflight.set(d.packetId, d);
-    if (d.storeId !== 0) {
-      this.journal!.deliveryChanged(d);
-      // A QoS 2 packet id the client answered with PUBREC stays taken on its side until PUBREL: if a
-      // crash lost that the id was used, a restarted broker could give it to another message, which
-      // the client would discard as a repeat. So the id is committed before the PUBLISH leaves (and
-      // later PUBLISHes wait behind it, keeping their order).
-      if (d.qos === 2 || this.sendsAfterCommit > 0) {
-        this.sendsAfterCommit++;
-        this.journal!.afterCommit(() => {
-          this.sendsAfterCommit--;
-          if (this.link === link && this.inflight.get(d.packetId) === d && !link.sendPublish(d, false)) this.forget(d);
-        });
-        return;
-      }
+    if (d.storeId !== 0) this.journal!.deliveryChanged(d);
+    // A delivery to a persistent session leaves once what it needs is committed, later ones
+    // behind it in order:
+    // - QoS 2, its packet id: the client keeps an id it answered with PUBREC until PUBREL; had a
+    //   crash lost that the id was used, a restarted broker could give it to another message,
+    //   which the client would discard as a repeat.
+    // - QoS 1, its row, when it is new: the PUBACK of the message waits for the same commit, so a
+    //   publisher that also subscribes gets its PUBACK no later than its own copy (same write,
+    //   copy first), as from a broker that does not persist. Clients that stop reading once the
+    //   copy arrives (Paho's test client) would otherwise miss the PUBACK. A queued row committed
+    //   earlier leaves at once.
+    if (this.sendsAfterCommit > 0 || (d.storeId !== 0 && (d.qos === 2 || !this.journal!.isCommitted(d)))) {
+      this.sendsAfterCommit++;
+      this.journal!.afterCommit(() => {
+        this.sendsAfterCommit--;
+        if (this.link === link && this.inflight.get(d.packetId) === d && !link.sendPublish(d, false)) this.forget(d);
+      });
+      return;
     }
     // A message the client cannot take (too large) is discarded as if delivered (MQTT-3.1.2-25).
     if (!link.sendPublish(d, false)) this.forget(d);

@@ -48,12 +48,16 @@ export class GroupCommitJournal implements StateJournal {
   private committing = false;
   private lastCommit = -Infinity;
   private idle: (() => void) | undefined;
+  /** Delivery ids up to this one have their rows committed (ids grow; restored rows are committed). */
+  private committedThrough: number;
 
   constructor(
     private readonly store: DurableStore,
     private nextDeliveryId: number,
     private readonly failed: (err: unknown) => void,
-  ) {}
+  ) {
+    this.committedThrough = nextDeliveryId;
+  }
 
   get waiting(): boolean {
     return this.callbacks.length > 0 || this.committing;
@@ -106,6 +110,10 @@ export class GroupCommitJournal implements StateJournal {
       return;
     }
     this.record({ kind: 'delivery-state', id: d.storeId, packetId: d.packetId, state: stateOf(d) });
+  }
+
+  isCommitted(d: Delivery): boolean {
+    return d.storeId <= this.committedThrough;
   }
 
   deliveryDone(d: Delivery): void {
@@ -176,6 +184,7 @@ export class GroupCommitJournal implements StateJournal {
   private async commit(): Promise<void> {
     const changes = this.batch.filter((c): c is Change => c !== undefined);
     const callbacks = this.callbacks;
+    const through = this.nextDeliveryId;
     this.batch = [];
     this.fresh = new Map();
     this.callbacks = [];
@@ -187,6 +196,7 @@ export class GroupCommitJournal implements StateJournal {
         await this.store.commit(changes);
         this.commitLatency.observe(performance.now() - this.lastCommit);
       }
+      this.committedThrough = through;
     } catch (err) {
       committed = false;
       this.failed(err);

@@ -111,3 +111,19 @@ test('a failed commit is reported and the acknowledgements waiting on it are tol
   assert.deepEqual(results, [false, true]);
   assert.equal((await store.load(Date.now())).sessions.length, 1);
 });
+
+test('a new QoS 1 delivery to a connected persistent session leaves with the commit of its row; a queued row committed earlier leaves at once', async () => {
+  const { journal, session } = setup();
+  journal.sessionChanged(session);
+  await tick();
+  const sent: string[] = [];
+  const link = { receiveMaximum: 10, sendPublish: (d: Delivery) => sent.push(String(d.payload)) > 0, sendPubrel: () => {} };
+  session.deliver(delivery('queued while offline'));
+  await tick();
+  session.resume(link);
+  assert.deepEqual(sent, ['queued while offline'], 'its row was committed before: no wait');
+  session.deliver(delivery('new'));
+  assert.deepEqual(sent, ['queued while offline'], 'not before its row is committed');
+  await tick();
+  assert.deepEqual(sent, ['queued while offline', 'new']);
+});
