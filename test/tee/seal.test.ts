@@ -26,7 +26,8 @@ test('a sealed blob is u8 version 1 | nonce(12) | ciphertext as long as the plai
     const blob = s.seal('tee/manifest', 1, plain);
     assert.equal(blob.length, 1 + 12 + n + 16);
     assert.equal(blob[0], 1);
-    if (n > 0) assert.equal(blob.indexOf(plain), -1, 'the plaintext does not appear in the blob');
+    // a byte or two of plaintext turns up in 30 random bytes by chance (1 byte: ~11 %); 52 never do
+    if (n >= 16) assert.equal(blob.indexOf(plain), -1, 'the plaintext does not appear in the blob');
     assert.deepEqual(s.unseal('tee/manifest', 1, blob), plain);
   }
   const a = s.seal('x', 1, Buffer.from('same'));
