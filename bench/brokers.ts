@@ -33,7 +33,7 @@ export interface StartBrokerOptions {
   httpPort?: number;
   /** `baseline`: a built checkout of our broker (another commit), run with the same flags as ours. */
   baselineDir?: string;
-  /** Our broker only: a JSON config file with these settings (e.g. persistence, limits). */
+  /** Our broker and a baseline build: a JSON config file with these settings (e.g. persistence, limits). */
   config?: Record<string, unknown>;
   /** Peers only: keep sessions and queues on disk (mosquitto saved on every change, aedes in LevelDB). */
   persistent?: boolean;
@@ -118,6 +118,14 @@ function protectArgs(opts: StartBrokerOptions): string[] {
   return p ? ['--protect', p.filter, '--tee-backend', p.backend, '--open-enrolment', '--tee-scheduling', p.scheduling ?? 'default'] : [];
 }
 
+/** `--config FILE` for `opts.config`, written to the data folder; none without it. */
+function configArgs(opts: StartBrokerOptions, dataDir: string): string[] {
+  if (opts.config === undefined) return [];
+  const file = join(dataDir, 'bench-config.json');
+  writeFileSync(file, JSON.stringify(opts.config));
+  return ['--config', file];
+}
+
 /** The command and arguments that start node with `args`, under `opts.wrapper` if given. */
 function wrapped(opts: StartBrokerOptions, dataDir: string, args: string[]): [string, string[]] {
   const w = opts.wrapper?.(dataDir) ?? [];
@@ -136,13 +144,7 @@ export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOpti
       const prof = opts.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfileDir] : [];
       const protect = protectArgs(opts);
       const http = opts.httpPort !== undefined ? ['--http-port', String(opts.httpPort)] : [];
-      let config: string[] = [];
-      if (opts.config !== undefined) {
-        const file = join(dir, 'bench-config.json');
-        writeFileSync(file, JSON.stringify(opts.config));
-        config = ['--config', file];
-      }
-      const args = [...prof, ...ourBroker(here('../src/cli/main.js'), port, dir), ...config, ...protect, ...http];
+      const args = [...prof, ...ourBroker(here('../src/cli/main.js'), port, dir), ...configArgs(opts, dir), ...protect, ...http];
       return launch({ name, version: packageVersion(), ...at }, ...wrapped(opts, dir, args));
     }
     case 'baseline': {
@@ -150,7 +152,7 @@ export async function startBrokerProcess(name: BrokerName, opts: StartBrokerOpti
       const dir0 = opts.baselineDir;
       if (dir0 === undefined) throw new Error('baseline needs --baseline DIR');
       const rev = spawnSync('git', ['-C', dir0, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout?.trim() || 'unknown';
-      const args = [...ourBroker(join(dir0, 'dist/src/cli/main.js'), port, dir), ...protectArgs(opts)];
+      const args = [...ourBroker(join(dir0, 'dist/src/cli/main.js'), port, dir), ...configArgs(opts, dir), ...protectArgs(opts)];
       return launch({ name, version: rev, ...at }, ...wrapped(opts, dir, args));
     }
     case 'mosquitto': {

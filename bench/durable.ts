@@ -28,7 +28,8 @@ const BATCH = 16;
 const SUBSCRIBER = 'durable-subscriber';
 
 /** Our broker's persistence (`normal`, `full`, `off`) or a peer with persistence on. */
-export type DurableVariant = 'normal' | 'full' | 'off' | 'mosquitto' | 'aedes';
+/** `baseline`: another build of ours (`--baseline DIR`) at `normal`, for a same-run before/after. */
+export type DurableVariant = 'normal' | 'full' | 'off' | 'mosquitto' | 'aedes' | 'baseline';
 export const DURABLE_VARIANTS: readonly DurableVariant[] = ['normal', 'full', 'off', 'mosquitto', 'aedes'];
 const PEERS: readonly DurableVariant[] = ['mosquitto', 'aedes'];
 
@@ -36,19 +37,22 @@ export interface DurableOptions {
   quick: boolean;
   /** `node --cpu-prof` profiles of our broker go here. */
   profileDir?: string;
+  /** A built checkout run as the variant `baseline` (online and offline scenarios). */
+  baselineDir?: string;
 }
 
 function brokerOf(v: DurableVariant): BrokerName {
-  return v === 'mosquitto' || v === 'aedes' ? v : 'mqt-tz';
+  return v === 'mosquitto' || v === 'aedes' || v === 'baseline' ? v : 'mqt-tz';
 }
 
 /** A fresh broker of the variant; our broker with unbounded queues (the offline scenario fills one). */
 export function startDurable(v: DurableVariant, o: DurableOptions & { dataDir?: string; keepDataDir?: boolean; startTimeoutMs?: number }): Promise<BrokerProcess> {
   const name = brokerOf(v);
   const at = { dataDir: o.dataDir, keepDataDir: o.keepDataDir, startTimeoutMs: o.startTimeoutMs };
-  if (name !== 'mqt-tz') return startBrokerProcess(name, { persistent: true, ...at });
-  const config = { tee: null, persistence: v === 'off' ? false : { sync: v }, limits: { maxQueuedMessages: 0, maxQueuedBytes: 0 } };
-  return startBrokerProcess(name, { config, cpuProfileDir: o.profileDir, ...at });
+  if (name === 'mosquitto' || name === 'aedes') return startBrokerProcess(name, { persistent: true, ...at });
+  const sync = v === 'baseline' ? 'normal' : v;
+  const config = { tee: null, persistence: sync === 'off' ? false : { sync }, limits: { maxQueuedMessages: 0, maxQueuedBytes: 0 } };
+  return startBrokerProcess(name, { config, cpuProfileDir: o.profileDir, baselineDir: o.baselineDir, ...at });
 }
 
 function subscriberConnect(): Buffer {
@@ -326,6 +330,8 @@ export interface DurableScenario {
   ratios: Record<string, boolean>;
   /** Starts (and kills) its brokers itself: the runner starts none for it. */
   startsBrokers?: boolean;
+  /** A throughput row: it also runs the `baseline` build when one is given. */
+  throughput?: boolean;
   run(broker: BrokerProcess | undefined, o: DurableOptions, variant: DurableVariant): Promise<Record<string, unknown>>;
 }
 
@@ -342,6 +348,7 @@ export function durablePlan(quick: boolean): DurableScenario[] {
       params: { ...scenario, session: 'persistent, online', measureMs },
       variants: DURABLE_VARIANTS,
       ratios: { deliveredPerSec: true, p99: false },
+      throughput: true,
       run: (b) => online(b!, 1000, measureMs),
     },
     {
@@ -350,6 +357,7 @@ export function durablePlan(quick: boolean): DurableScenario[] {
       params: { ...scenario, session: 'persistent, offline then drained', ingestMs, offlineLimit },
       variants: DURABLE_VARIANTS,
       ratios: { ingestPerSec: true, drainPerSec: true },
+      throughput: true,
       run: (b) => offlineThenDrained(b!, ingestMs, offlineLimit),
     },
     {
@@ -404,6 +412,7 @@ function durableRatios(s: DurableScenario, results: Record<string, Record<string
   add('normal/off', 'normal', 'off');
   add('full/off', 'full', 'off');
   for (const p of PEERS) add(`normal/${p}`, 'normal', p);
+  add('normal/baseline', 'normal', 'baseline');
   const [headline, higher] = Object.entries(s.ratios)[0] ?? [];
   if (headline !== undefined) {
     const value = (p: DurableVariant): number => results[p]?.[headline] as number;
@@ -419,7 +428,8 @@ export async function runDurable(scenarios: DurableScenario[], o: DurableOptions
   let k = 0;
   for (const s of scenarios) {
     const results: Record<string, Record<string, unknown>> = {};
-    const variants = s.variants.filter((v) => skip[v] === undefined);
+    const withBaseline = o.baselineDir !== undefined && s.throughput === true;
+    const variants = [...s.variants, ...(withBaseline ? ['baseline' as const] : [])].filter((v) => skip[v] === undefined);
     for (const v of s.variants) if (skip[v] !== undefined) results[v] = { skipped: skip[v] };
     // rotate the order so that no variant always runs first
     const order = variants.map((_, i) => variants[(i + k) % variants.length]!);

@@ -129,8 +129,11 @@ export function warmUpBroker(broker: BrokerProcess, quick: boolean): Promise<unk
   return runThroughput(broker, `warm-up-${broker.name}`, { publishers: 1, subscribers: 1, qos: 1, payload: 1024, warmupMs: 0, measureMs: quick ? 500 : 1500 });
 }
 
-/** Our broker in plain mode, and protected with either trusted backend. */
-export type Variant = 'plain' | 'process' | 'inline';
+/**
+ * Our broker in plain mode, and protected with either trusted backend; `baseline`: another build
+ * (`--baseline DIR`) protected with the `process` backend, for a same-run before/after.
+ */
+export type Variant = 'plain' | 'process' | 'inline' | 'baseline';
 
 /**
  * A protected-path scenario: run on our broker only, plain and protected side by side; ratios are

@@ -150,7 +150,7 @@ function fastest(runs: Record<string, unknown>[] | undefined): Record<string, un
  * that plain and protected are measured seconds apart and none always runs first; each variant's
  * figures are those of its median round. Ratios are variant / plain.
  */
-async function runProtected(scenarios: ProtectedScenario[], brokers: Record<Variant, BrokerProcess>, lines: Line[]): Promise<void> {
+async function runProtected(scenarios: ProtectedScenario[], brokers: Record<Exclude<Variant, 'baseline'>, BrokerProcess> & { baseline?: BrokerProcess }, lines: Line[]): Promise<void> {
   const warm = new Set<Variant>();
   const runs = scenarios.map((): Partial<Record<Variant, Record<string, unknown>[]>> => ({}));
   const results = scenarios.map((): Record<string, Record<string, unknown>> => ({}));
@@ -159,18 +159,20 @@ async function runProtected(scenarios: ProtectedScenario[], brokers: Record<Vari
     const s = scenarios[i]!;
     let r: Record<string, unknown>;
     try {
+      const broker = brokers[v];
+      if (broker === undefined) throw new Error(`no broker for the variant ${v}`);
       if (s.warmUp && !warm.has(v)) {
-        await s.warmUp(brokers[v], v, `${s.id}-${v}-warm-up`);
+        await s.warmUp(broker, v, `${s.id}-${v}-warm-up`);
         warm.add(v);
       }
       const n = runs[i]![v]?.length ?? 0;
-      r = { ...(await s.run(brokers[v], v, `${s.id}-${v}-${n}`, fastest(runs[i]!['plain']))) };
+      r = { ...(await s.run(broker, v, `${s.id}-${v}-${n}`, fastest(runs[i]!['plain']))) };
       // CPU (broker + trusted process) per delivery: what the protection costs, whatever else the machine did
       if (typeof r['deliveredPerSec'] === 'number' && typeof r['brokerCpuPct'] === 'number' && r['deliveredPerSec'] > 0) {
         r['cpuUsPerDelivery'] = round((r['brokerCpuPct'] * 1e4) / r['deliveredPerSec'], 1);
       }
       // the trusted process's CPU per message it re-wrapped (one call per published message, whatever the fan-out)
-      if (v === 'process' && typeof r['publishedPerSec'] === 'number' && typeof r['brokerChildCpuPct'] === 'number' && r['publishedPerSec'] > 0 && r['brokerChildCpuPct'] > 0) {
+      if ((v === 'process' || v === 'baseline') && typeof r['publishedPerSec'] === 'number' && typeof r['brokerChildCpuPct'] === 'number' && r['publishedPerSec'] > 0 && r['brokerChildCpuPct'] > 0) {
         r['trustedUsPerMessage'] = round((r['brokerChildCpuPct'] * 1e4) / r['publishedPerSec'], 2);
       }
     } catch (err) {
@@ -180,10 +182,11 @@ async function runProtected(scenarios: ProtectedScenario[], brokers: Record<Vari
   };
   for (let i = 0; i < scenarios.length; i++) {
     const s = scenarios[i]!;
-    orders.push(s.variants.filter((v) => v !== 'plain'));
+    const variants = brokers.baseline === undefined ? s.variants : [...s.variants, 'baseline' as const];
+    orders.push(variants.filter((v) => v !== 'plain'));
     for (let round = 0; round < (s.rounds ?? 1); round++) {
-      const n = s.variants.length;
-      for (let k = 0; k < n; k++) await runOne(i, s.variants[(round + k) % n]!);
+      const n = variants.length;
+      for (let k = 0; k < n; k++) await runOne(i, variants[(round + k) % n]!);
     }
   }
   for (let i = 0; i < scenarios.length; i++) {
@@ -208,6 +211,10 @@ async function runProtected(scenarios: ProtectedScenario[], brokers: Record<Vari
     for (const v of orders[i]!) {
       const r = ratiosOf(s, { 'mqt-tz': res[v] ?? {}, plain: res['plain'] ?? {} })['mqt-tz/plain'];
       if (r && Object.keys(r).length > 0) ratios[`${v}/plain`] = r;
+    }
+    if (res['baseline'] !== undefined) {
+      const r = ratiosOf(s, { 'mqt-tz': res['process'] ?? {}, plain: res['baseline'] })['mqt-tz/plain'];
+      if (r && Object.keys(r).length > 0) ratios['process/baseline'] = r;
     }
     const line: ProtectedLine = { bench: 'protected', group: s.group, id: s.id, params: s.params, results: res, ratios, ...(plainFrom ? { plainFrom } : {}) };
     lines.push(line);
@@ -283,7 +290,7 @@ async function main(): Promise<void> {
   const instructionScenarios = INSTRUCTION_SCENARIOS.filter((s) => args.only.some((o) => o === 'instructions' || s.id.startsWith(o)));
   const instructionRounds = args.rounds ?? (args.repeat > 1 ? args.repeat : 3);
   const instructionMs = instructionScenarios.length === 0 ? 0 : instructionRounds * (args.baselineDir === undefined ? 1 : 2) * (80_000 + instructionScenarios.length * 60_000);
-  const limitMs = (args.quick ? 150_000 : 660_000) * args.repeat + extraRounds * 30_000 + scrapeMs + durableMs + instructionMs;
+  const limitMs = (args.quick ? 150_000 : 660_000) * args.repeat + extraRounds * 30_000 + scrapeMs + durableMs * args.repeat + instructionMs;
   const guard = setTimeout(() => {
     process.stderr.write(`bench: stopped after the ${limitMs / 1000} s limit\n`);
     process.exit(1);
@@ -349,7 +356,12 @@ async function main(): Promise<void> {
       protectedBrokers.push(processBroker);
       const inlineBroker = await start('inline');
       protectedBrokers.push(inlineBroker);
-      await runProtected(protectedScenarios, { plain, process: processBroker, inline: inlineBroker }, lines);
+      let baseline: BrokerProcess | undefined;
+      if (args.baselineDir !== undefined) {
+        baseline = await startBrokerProcess('baseline', { baselineDir: args.baselineDir, protect: { filter: PROTECTED_FILTER, backend: 'process', scheduling: args.teeScheduling } });
+        protectedBrokers.push(baseline);
+      }
+      await runProtected(protectedScenarios, { plain, process: processBroker, inline: inlineBroker, baseline }, lines);
     }
   } finally {
     await Promise.all([...brokers, ...protectedBrokers].map((b) => b.stop()));
@@ -359,7 +371,9 @@ async function main(): Promise<void> {
     if (!args.brokers.includes('mosquitto')) skip.mosquitto = 'not in --brokers';
     else if (!mosquittoVersion()) skip.mosquitto = 'mosquitto binary not found (Debian: apt-get install mosquitto)';
     if (!args.brokers.includes('aedes')) skip.aedes = 'not in --brokers';
-    lines.push(...(await runDurable(durableScenarios, { quick: args.quick, profileDir: args.profileDir }, skip, emit)));
+    for (let rep = 0; rep < args.repeat; rep++) {
+      lines.push(...(await runDurable(durableScenarios, { quick: args.quick, profileDir: args.profileDir, baselineDir: args.baselineDir }, skip, emit)));
+    }
   }
   if (instructionScenarios.length > 0) {
     const missing = valgrindMissing();

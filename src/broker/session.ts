@@ -330,12 +330,13 @@ export class Session {
     // - QoS 2, its packet id: the client keeps an id it answered with PUBREC until PUBREL; had a
     //   crash lost that the id was used, a restarted broker could give it to another message,
     //   which the client would discard as a repeat.
-    // - QoS 1, its row, when it is new: the PUBACK of the message waits for the same commit, so a
-    //   publisher that also subscribes gets its PUBACK no later than its own copy (same write,
-    //   copy first), as from a broker that does not persist. Clients that stop reading once the
-    //   copy arrives (Paho's test client) would otherwise miss the PUBACK. A queued row committed
-    //   earlier leaves at once.
-    if (this.sendsAfterCommit > 0 || (d.storeId !== 0 && (d.qos === 2 || !this.journal!.isCommitted(d)))) {
+    // - QoS 1, the client's own copy of a message it published at QoS 1/2, when its row is new:
+    //   the publisher's PUBACK/PUBREC waits for the same commit, so the client gets it no later
+    //   than its copy (same write, copy first), as from a broker that does not persist. Clients
+    //   that stop reading once the copy arrives (Paho's test client) would otherwise miss it.
+    //   Other QoS 1 deliveries leave at once: one acknowledged before the commit is never
+    //   written (the journal drops a row inserted and completed in one batch).
+    if (this.sendsAfterCommit > 0 || (d.storeId !== 0 && (d.qos === 2 || this.ownCopyUncommitted(d)))) {
       this.sendsAfterCommit++;
       this.journal!.afterCommit(() => {
         this.sendsAfterCommit--;
@@ -345,6 +346,11 @@ export class Session {
     }
     // A message the client cannot take (too large) is discarded as if delivered (MQTT-3.1.2-25).
     if (!link.sendPublish(d, false)) this.forget(d);
+  }
+
+  /** A copy of a message this client published with an acknowledgement, its row not yet committed. */
+  private ownCopyUncommitted(d: Delivery): boolean {
+    return d.message.qos > 0 && d.message.origin === this.clientId && !this.journal!.isCommitted(d);
   }
 
   private allocatePacketId(): number {

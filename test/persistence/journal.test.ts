@@ -48,8 +48,9 @@ function setup(): { store: RecordingStore; journal: GroupCommitJournal; session:
   return { store, journal, session, errors };
 }
 
-function delivery(text: string): Delivery {
-  const message = makeMessage('t', Buffer.from(text), 1, false, undefined, 'p');
+/** A QoS 1 delivery of a message published by `origin`. */
+function delivery(text: string, origin = 'p'): Delivery {
+  const message = makeMessage('t', Buffer.from(text), 1, false, undefined, origin);
   return { message, payload: message.payload, lead: undefined, qos: 1, retain: false, subscriptionIds: undefined, packetId: 0, state: 'publish', inPublisherForm: false, storeId: 0 };
 }
 
@@ -112,7 +113,7 @@ test('a failed commit is reported and the acknowledgements waiting on it are tol
   assert.equal((await store.load(Date.now())).sessions.length, 1);
 });
 
-test('a new QoS 1 delivery to a connected persistent session leaves with the commit of its row; a queued row committed earlier leaves at once', async () => {
+test("a client's own new QoS 1 copy leaves with the commit of its row; another publisher's leaves at once, and a queued row committed earlier too", async () => {
   const { journal, session } = setup();
   journal.sessionChanged(session);
   await tick();
@@ -122,8 +123,11 @@ test('a new QoS 1 delivery to a connected persistent session leaves with the com
   await tick();
   session.resume(link);
   assert.deepEqual(sent, ['queued while offline'], 'its row was committed before: no wait');
-  session.deliver(delivery('new'));
-  assert.deepEqual(sent, ['queued while offline'], 'not before its row is committed');
+  session.deliver(delivery('from another publisher'));
+  assert.deepEqual(sent, ['queued while offline', 'from another publisher'], 'a new row of another publisher: no wait');
+  session.deliver(delivery('own copy', 'c1'));
+  session.deliver(delivery('behind the own copy'));
+  assert.deepEqual(sent, ['queued while offline', 'from another publisher'], 'its own copy not before its row is committed, later ones behind it');
   await tick();
-  assert.deepEqual(sent, ['queued while offline', 'new']);
+  assert.deepEqual(sent, ['queued while offline', 'from another publisher', 'own copy', 'behind the own copy']);
 });
