@@ -100,6 +100,11 @@ export interface Limits {
    * (its queue dropped, a waiting will published). 0 = no limit.
    */
   maxOfflineSessions: number;
+  /**
+   * Topics with a retained message; past it, a retained message for a topic without one is
+   * routed but not kept (replacing or clearing one is always possible). 0 = no limit.
+   */
+  maxRetainedMessages: number;
   /** Seconds a new connection has to send CONNECT before it is closed. */
   connectTimeout: number;
   // Abuse limits (src/limits/); 0 = off.
@@ -162,6 +167,7 @@ export const defaultLimits: Limits = {
   topicAliasMaximum: 16,
   maxSessionExpiry: 0xffffffff,
   maxOfflineSessions: 0,
+  maxRetainedMessages: 0,
   connectTimeout: 10,
   connectionRate: 0,
   maxConnectionsPerAddress: 0,
@@ -334,6 +340,7 @@ const limitRanges: Record<keyof Limits, [number, number]> = {
   topicAliasMaximum: [0, 65535],
   maxSessionExpiry: [0, 0xffffffff],
   maxOfflineSessions: [0, 100_000_000],
+  maxRetainedMessages: [0, 100_000_000],
   connectTimeout: [1, 3600],
   connectionRate: [0, 1_000_000],
   maxConnectionsPerAddress: [0, 10_000_000],

@@ -8,6 +8,7 @@ import { AclAuth } from '../auth/acl.js';
 import type { TransportInfo } from '../transport/types.js';
 import { MemoryRetainedStore, type RetainedStore } from '../store/retained.js';
 import { Reason } from '../mqtt/reason-codes.js';
+import { isSysTopic } from '../mqtt/topic.js';
 import { Connection, type Will } from './connection.js';
 import { settleMessage, type Delivery, type DeliveryLead, type Message } from './message.js';
 import { Session, type SessionLink } from './session.js';
@@ -46,6 +47,8 @@ export interface BrokerCounters extends AbuseCounters {
   refusedConnectionLimit: number;
   /** Offline sessions ended early at `limits.maxOfflineSessions`. */
   offlineSessionsEnded: number;
+  /** Retained messages not kept at `limits.maxRetainedMessages` (each still routed). */
+  retainedDropped: number;
 }
 
 const FOREVER = 0xffffffff;
@@ -77,6 +80,7 @@ export class Broker {
     connectTimeouts: 0,
     refusedConnectionLimit: 0,
     offlineSessionsEnded: 0,
+    retainedDropped: 0,
     refusedConnectionRate: 0,
     refusedPerAddress: 0,
     refusedBanned: 0,
@@ -286,11 +290,25 @@ export class Broker {
 
   retain(message: Message): void {
     if (message.payload.length === 0) this.retained.set(message.topic, null);
-    else {
+    else if (this.retainedFull(message.topic)) {
+      // Routed all the same: only its keeping is refused. Without a bound, a client that retains
+      // on ever new topics grows memory (and the store) until the process dies.
+      this.counters.retainedDropped++;
+      this.abuse.burst.note('maxRetainedMessages', { clientId: message.origin, topic: message.topic, max: this.config.limits.maxRetainedMessages }, 'retained message not kept: retained message limit reached');
+    } else {
       // kept for as long as the topic is: not as a view of the socket read it came in
       settleMessage(message);
       this.retained.set(message.topic, message);
     }
+  }
+
+  /**
+   * At `limits.maxRetainedMessages`, with no retained message on `topic` to replace. The broker's
+   * own `$SYS` topics (a fixed set, which clients cannot publish to) neither count nor are refused.
+   */
+  private retainedFull(topic: string): boolean {
+    const max = this.config.limits.maxRetainedMessages;
+    return max > 0 && !isSysTopic(topic) && this.retained.size - this.retained.systemSize >= max && !this.retained.has(topic);
   }
 
   /**

@@ -102,3 +102,8 @@ export function filterCovers(outer: string, inner: string): boolean {
   }
   return o.length === i.length;
 }
+
+/** A `$SYS` topic: the broker's own, which clients may read but not publish. */
+export function isSysTopic(topic: string): boolean {
+  return topic.startsWith('$SYS') && (topic.length === 4 || topic[4] === '/');
+}

@@ -104,6 +104,7 @@ export class BrokerMetrics {
     gauge('mqttz_queued_bytes', 'Payload bytes waiting in session queues', (s) => s.queuedBytes);
     gauge('mqttz_inflight_messages', 'QoS 1/2 messages sent and not yet acknowledged', (s) => s.inflightMessages);
     gauge('mqttz_retained_messages', 'Retained messages stored', (s) => s.retained);
+    counter('mqttz_retained_dropped_total', 'Retained messages routed but not kept: limits.maxRetainedMessages was reached', (s) => s.counters.retainedDropped);
     counter('mqttz_logins_rate_limited_total', 'Logins refused unchecked: their address failed too often, or too many password checks were running', (s) => s.loginsRateLimited);
     new ReadHistogram('mqttz_persistence_commit_duration_seconds', 'Time each durable-state group commit took (one transaction per event-loop turn; acknowledgements wait for it)', this.registry, () => this.current?.commitLatency);
   }

@@ -1,25 +1,45 @@
 /** Retained messages: the last retained message per topic (MQTT-3.3.1-5). */
 import type { Message } from '../broker/message.js';
-import { topicMatches } from '../mqtt/topic.js';
+import { isSysTopic, topicMatches } from '../mqtt/topic.js';
 
 export interface RetainedStore {
   /** Stores `message` as the topic's retained message; null clears it. */
   set(topic: string, message: Message | null): void;
   /** Retained messages whose topic matches `filter`, expired ones left out. */
   match(filter: string, now?: number): Message[];
+  /** Whether the topic has a retained message (expired or not). */
+  has(topic: string): boolean;
   readonly size: number;
+  /** Of `size`, those on `$SYS` topics (the broker's own). */
+  readonly systemSize: number;
 }
 
 export class MemoryRetainedStore implements RetainedStore {
   private readonly messages = new Map<string, Message>();
+  private system = 0;
 
   get size(): number {
     return this.messages.size;
   }
 
+  get systemSize(): number {
+    return this.system;
+  }
+
+  has(topic: string): boolean {
+    return this.messages.has(topic);
+  }
+
   set(topic: string, message: Message | null): void {
-    if (message === null) this.messages.delete(topic);
-    else this.messages.set(topic, message);
+    if (message === null) this.remove(topic);
+    else {
+      if (isSysTopic(topic) && !this.messages.has(topic)) this.system++;
+      this.messages.set(topic, message);
+    }
+  }
+
+  private remove(topic: string): void {
+    if (this.messages.delete(topic) && isSysTopic(topic)) this.system--;
   }
 
   match(filter: string, now = Date.now()): Message[] {
@@ -37,7 +57,7 @@ export class MemoryRetainedStore implements RetainedStore {
   }
 
   private keepIfLive(m: Message, now: number, out: Message[]): void {
-    if (m.expiresAt !== 0 && m.expiresAt <= now) this.messages.delete(m.topic);
+    if (m.expiresAt !== 0 && m.expiresAt <= now) this.remove(m.topic);
     else out.push(m);
   }
 }

@@ -2,7 +2,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { IPublishPacket, IPubrelPacket } from 'mqtt-packet';
 import { Reason } from '../../mqtt/reason-codes.js';
-import { isValidTopicName } from '../../mqtt/topic.js';
+import { isValidTopicName, isSysTopic } from '../../mqtt/topic.js';
 import type { Connection } from '../connection.js';
 import { ProtocolViolation } from '../errors.js';
 import { makeMessage, type Message, type MessageProperties } from '../message.js';
@@ -114,10 +114,6 @@ function retainAndRoute(conn: Connection, packet: IPublishPacket, message: Messa
 /** The one way out for a message that is not routed (v5: its reason code in PUBACK/PUBREC). */
 function refuseMessage(conn: Connection, packet: IPublishPacket, reason: number): void {
   acknowledge(conn, packet, reason);
-}
-
-function isSysTopic(topic: string): boolean {
-  return topic.startsWith('$SYS') && (topic.length === 4 || topic[4] === '/');
 }
 
 /** Per-hop properties (alias, subscription ids) do not travel with the message. */
