@@ -49,7 +49,7 @@ export class Watch {
       if (broker.exit !== undefined) this.failure = `crash: the broker process ended (${broker.exit})`;
       else if (!alive(broker.teePid)) this.failure = `crash: the trusted component process ${broker.teePid} ended`;
       else {
-        if (broker.fullCollections > 0) rss.heapCollected();
+        rss.heapCollected(broker.fullCollections);
         this.failure = probe.failure() ?? (++this.ticks % 4 === 0 ? rss.sample() : undefined);
       }
     }, 250);

@@ -8,18 +8,21 @@ const OVER_IN_A_ROW = 3;
 /** Width of the windows whose lowest samples (after a major GC) show the trend. */
 const FLOOR_WINDOW_MS = 60_000;
 /**
- * Flatness: from the end of the warm-up or the broker's first full collection, whichever is later,
- * the highest sample of every 30 s window may exceed the first window's highest by at most 10 %.
- * Until its first full collection V8 lets the old generation fill with garbage up to the size the
- * broker's flags give it (64 MiB; ~3 minutes of this traffic), and the young generation grows to
- * its maximum: RSS climbs while the heap reaches its working size, which says nothing of a leak.
- * After it, a window's highest sample is the top of the collector's saw, so what is compared is the
- * envelope: a leak, or live data piling up, raises it; the saw inside a window does not.
+ * Flatness is judged on the envelope of the collector's saw: the highest sample of each garbage
+ * collection cycle. The broker's live heap is small and flat (10-15 MB); its RSS climbs while the
+ * old generation fills with what survived the young one, until a full collection (and the memory
+ * reducer a few seconds later) gives the pages back. Under the fuzz traffic one climb takes 2-3
+ * minutes and ~45 MiB, so a fixed window shorter than that compares phases of the saw, not its
+ * tops: a leak, or live data piling up, raises the tops; the saw does not. A cycle ends at a full
+ * collection; collections less than CLUSTER_MS apart (a mark-compact, then the reducer's, and the
+ * store thread's own heap) end one cycle together. The reference is the first whole cycle after
+ * the warm-up (the start fills the heap to its working size, which says nothing of a leak); every
+ * later cycle, the unfinished last one included, may exceed its top by at most 10 %.
  */
-const FLAT_WINDOW_MS = 30_000;
+const CLUSTER_MS = 30_000;
 const FLAT_TOLERANCE = 0.1;
-/** Fewer full windows than this after the warm-up (a short run) say nothing about a trend: not judged. */
-const FLAT_MIN_WINDOWS = 3;
+/** Fewer whole cycles than this after the first collection (a short run) say nothing about a trend: not judged. */
+const FLAT_MIN_CYCLES = 2;
 
 /** VmRSS in bytes, or undefined when the process is gone (or not on Linux). */
 export function readRss(pid: number): number | undefined {
@@ -52,45 +55,58 @@ export interface RssSummary {
   lastFloor: number | undefined;
   /** When the first full collection was seen (ms since the start), if any. */
   collectedAt: number | undefined;
-  /** Highest sample of each full 30 s window from then on (and after the warm-up). */
-  windowPeaks: number[];
-  /** Highest window peak over the first window's (1.0 = level); undefined for fewer than 3 windows. */
+  /** Highest sample of each collection cycle after the first (the last one possibly unfinished). */
+  cyclePeaks: number[];
+  /** Whole cycles among them. */
+  wholeCycles: number;
+  /** Highest later cycle top over the first's (1.0 = level); undefined for fewer than FLAT_MIN_CYCLES whole cycles. */
   flatness: number | undefined;
 }
 
-/** The highest sample of each full `width` window from the first sample on (a partial last window is left out). */
-export function windowPeaks(samples: readonly { at: number; rss: number }[], width: number): number[] {
-  if (samples.length === 0) return [];
-  const first = samples[0]!.at;
-  const full = Math.floor((samples.at(-1)!.at - first) / width);
-  const peaks = new Array<number>(full).fill(0);
-  for (const x of samples) {
-    const w = Math.floor((x.at - first) / width);
-    if (w < full) peaks[w] = Math.max(peaks[w]!, x.rss);
-  }
-  return peaks;
+/**
+ * Where the collection cycles end: of full collections less than CLUSTER_MS apart, the last. `times`
+ * in ms, ascending.
+ */
+export function cycleEnds(times: readonly number[]): number[] {
+  return times.filter((t, i) => i === times.length - 1 || times[i + 1]! - t >= CLUSTER_MS);
 }
 
-/** Highest window peak over the first: undefined when too few windows to show a trend. */
-export function flatness(peaks: readonly number[]): number | undefined {
-  if (peaks.length < FLAT_MIN_WINDOWS) return undefined;
+/**
+ * The highest sample of each cycle from the first end on: whole cycles (between two ends), then
+ * the samples after the last end, if any (an unfinished cycle can only still rise).
+ */
+export function cyclePeaks(samples: readonly { at: number; rss: number }[], ends: readonly number[]): { peaks: number[]; whole: number } {
+  const peaks: number[] = [];
+  for (let i = 0; i < ends.length; i++) {
+    const from = ends[i]!;
+    const to = ends[i + 1] ?? Infinity;
+    let peak = 0;
+    for (const x of samples) if (x.at > from && x.at <= to) peak = Math.max(peak, x.rss);
+    if (peak > 0) peaks.push(peak);
+  }
+  return { peaks, whole: Math.max(0, ends.length - 1) };
+}
+
+/** Highest later cycle top over the first: undefined with fewer than FLAT_MIN_CYCLES whole cycles. */
+export function flatness(peaks: readonly number[], whole: number): number | undefined {
+  if (whole < FLAT_MIN_CYCLES) return undefined;
   return Math.max(...peaks) / peaks[0]!;
 }
 
 /** The flatness figures of a run, for its report line. */
 export function flatnessNote(s: RssSummary): string {
-  const peaks = `highest per 30 s window ${s.windowPeaks.map((p) => (p / MIB).toFixed(0)).join(' ') || '-'} MiB`;
+  const peaks = `highest per collection cycle ${s.cyclePeaks.map((p) => (p / MIB).toFixed(0)).join(' ') || '-'} MiB`;
   if (s.collectedAt === undefined) return `${peaks} (no full collection yet: flatness not judged)`;
-  const from = `from the first full collection at ${(s.collectedAt / 1000).toFixed(0)} s`;
-  if (s.flatness === undefined) return `${peaks} (${from}: too few windows to judge flatness)`;
+  const from = `${s.wholeCycles} whole cycles from the first full collection at ${(s.collectedAt / 1000).toFixed(0)} s`;
+  if (s.flatness === undefined) return `${peaks} (${from}: too few to judge flatness)`;
   return `${peaks} (${from}: the highest ${((s.flatness - 1) * 100).toFixed(1)} % over the first)`;
 }
 
 /** The failure message of a run whose RSS envelope rose by more than 10 %, else undefined. */
 export function flatnessFailure(s: RssSummary): string | undefined {
   if (s.flatness === undefined || s.flatness <= 1 + FLAT_TOLERANCE) return undefined;
-  const worst = s.windowPeaks.indexOf(Math.max(...s.windowPeaks));
-  return `RSS not flat: the highest sample of 30 s window ${worst + 1} (${mib(s.windowPeaks[worst])}) is ${((s.flatness - 1) * 100).toFixed(1)} % above the first window's (${mib(s.windowPeaks[0])}); at most ${FLAT_TOLERANCE * 100} % allowed`;
+  const worst = s.cyclePeaks.indexOf(Math.max(...s.cyclePeaks));
+  return `RSS not flat: the top of collection cycle ${worst + 1} (${mib(s.cyclePeaks[worst])}) is ${((s.flatness - 1) * 100).toFixed(1)} % above the first cycle's (${mib(s.cyclePeaks[0])}); at most ${FLAT_TOLERANCE * 100} % allowed`;
 }
 
 export class RssMonitor {
@@ -110,9 +126,18 @@ export class RssMonitor {
     if (logFile !== undefined) writeFileSync(logFile, 'seconds,process,rss_kib\n');
   }
 
-  /** The broker has run a full collection: flatness is judged from the first one seen. */
-  heapCollected(): void {
-    this.collectedAt ??= Date.now() - this.started;
+  private collections = 0;
+  /** When each full collection was seen (ms since the start). */
+  private readonly collectionTimes: number[] = [];
+
+  /** The broker's count of full collections so far: flatness is judged from the first one seen. */
+  heapCollected(count: number): void {
+    if (count <= this.collections) return;
+    const at = Date.now() - this.started;
+    this.collections = count;
+    this.collectedAt ??= at;
+    this.collectionTimes.push(at);
+    if (this.logFile !== undefined) appendFileSync(this.logFile, `${(at / 1000).toFixed(1)},full-collections,${count}\n`);
   }
 
   /** Takes one sample; returns a failure message when the bound is passed. */
@@ -145,12 +170,12 @@ export class RssMonitor {
     };
     const first = s[0]?.at ?? 0;
     const last = s.at(-1)?.at ?? 0;
-    const collectedAt = this.collectedAt;
-    const peaks = collectedAt === undefined ? [] : windowPeaks(s.filter((x) => x.at >= collectedAt), FLAT_WINDOW_MS);
+    const { peaks, whole } = cyclePeaks(s, cycleEnds(this.collectionTimes));
     return {
-      collectedAt,
-      windowPeaks: peaks,
-      flatness: flatness(peaks),
+      collectedAt: this.collectedAt,
+      cyclePeaks: peaks,
+      wholeCycles: whole,
+      flatness: flatness(peaks, whole),
       baseline: this.baseline,
       end: s.at(-1)?.rss,
       max: s.length === 0 ? undefined : Math.max(...s.map((x) => x.rss)),
