@@ -15,7 +15,7 @@ const START_MS = 20_000;
  * well under the RSS bound. Offline sessions too: v5 connects with an empty client id and a session
  * expiry each leave one under an assigned id, and mutated client ids more (together about one every
  * 2.5 s of this traffic, each with its queue), which otherwise pile up for their hour or forever.
- * Retained messages too: mutated topics each keep one (about 1 MiB a minute of this traffic).
+ * Retained messages too: every mutated topic a retained PUBLISH reaches keeps one.
  */
 export const FUZZ_BROKER_CONFIG = { limits: { maxQueuedMessages: 1000, maxQueuedBytes: 256 * 1024, maxOfflineSessions: 32, maxRetainedMessages: 256 } };
 
