@@ -114,8 +114,9 @@ export class RssMonitor {
   private over = 0;
   private readonly samples: { at: number; rss: number }[] = [];
   private readonly started = Date.now();
-  /** When the broker was first seen to have run a full collection (ms since the start). */
-  private collectedAt: number | undefined;
+  /** Full collections counted so far, and when each was seen (ms since the start). */
+  private collections = 0;
+  private readonly collectionTimes: number[] = [];
 
   /** `pids` by name, the bounded process first; `warmupMs`: samples before it set the baseline; `logFile`: one CSV line per sample. */
   constructor(
@@ -126,16 +127,11 @@ export class RssMonitor {
     if (logFile !== undefined) writeFileSync(logFile, 'seconds,process,rss_kib\n');
   }
 
-  private collections = 0;
-  /** When each full collection was seen (ms since the start). */
-  private readonly collectionTimes: number[] = [];
-
   /** The broker's count of full collections so far: flatness is judged from the first one seen. */
   heapCollected(count: number): void {
     if (count <= this.collections) return;
     const at = Date.now() - this.started;
     this.collections = count;
-    this.collectedAt ??= at;
     this.collectionTimes.push(at);
     if (this.logFile !== undefined) appendFileSync(this.logFile, `${(at / 1000).toFixed(1)},full-collections,${count}\n`);
   }
@@ -172,7 +168,7 @@ export class RssMonitor {
     const last = s.at(-1)?.at ?? 0;
     const { peaks, whole } = cyclePeaks(s, cycleEnds(this.collectionTimes));
     return {
-      collectedAt: this.collectedAt,
+      collectedAt: this.collectionTimes[0],
       cyclePeaks: peaks,
       wholeCycles: whole,
       flatness: flatness(peaks, whole),
