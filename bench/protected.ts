@@ -30,7 +30,9 @@ import {
   buildEnrolmentRequest, generateClientKeyBytes, importClientKey, openEnvelope, pinTee, ReplayWindow, verifyKeyResponse,
   type ClientKey, type TeeInfoJson, type TeePublicKeys,
 } from '../src/client/index.js'; // the Node entry: the SDK as a Node client has it (node:crypto per message)
-import { ENVELOPE_VERSION, KIND_SENDER, encodeHeader, joinEnvelope, payloadAd, topicTagInput, wrapAd } from '../src/envelope/envelope-layout.js';
+import {
+  ENVELOPE_VERSION, KIND_SENDER, SEQ_TAG_BYTES, STREAM_DERIVED_BYTES, STREAM_KEY_AT, STREAM_NONCE_AT, encodeHeader, joinEnvelope, payloadAd, streamAd, topicTagInput, writeStreamCounterBlocks,
+} from '../src/envelope/envelope-layout.js';
 import { LABELS } from '../src/envelope/messages.js';
 
 export const PROTECTED_FILTER = 'secure/#';
@@ -157,18 +159,46 @@ export function wrapKeyOf(id: string): Buffer {
   return Buffer.from(hkdfSync('sha256', keyBytes.get(id)!, new Uint8Array(0), LABELS.wrapKey, 32));
 }
 
+interface BenchStream {
+  key: Buffer;
+  nonce: Buffer;
+  wrapped: Buffer;
+}
+const benchStreams = new Map<string, BenchStream>();
+
+/**
+ * A publisher's stream (docs/protocol.md §3, kind 4) for the pre-sealed envelopes. The SDK draws
+ * its stream key at random; here key and wrap nonce come from the wrap key, sender and topic, so
+ * the pool's worker threads seal one stream, as one SDK client does.
+ */
+function benchStream(wrapKey: Uint8Array, sender: string, topic: string): BenchStream {
+  const id = JSON.stringify([Buffer.from(wrapKey).toString('hex'), sender, topic]);
+  let s = benchStreams.get(id);
+  if (s === undefined) {
+    const fresh = Buffer.from(hkdfSync('sha256', wrapKey, new Uint8Array(0), Buffer.from(`mqt-tz bench stream ${id}`), 32 + 12));
+    const key = fresh.subarray(0, 32);
+    const nonce = fresh.subarray(32);
+    s = { key, nonce, wrapped: gcm(wrapKey, nonce, key, streamAd(topic, sender)) };
+    benchStreams.set(id, s);
+  }
+  return s;
+}
+
 /**
  * `sealEnvelope` written again for envelopes sealed before a run (the samples opened with the
  * client's `openEnvelope` check it): synchronous, without the SDK's per-call key import.
  */
 export function sealFast(wrapKey: Uint8Array, sender: string, topic: string, seq: number, plaintext: Uint8Array, topicTag = topicTagOf(topic)): Uint8Array {
-  const fresh = randomBytes(32 + 12 + 12); // data key, payload nonce, wrap nonce: one draw
-  const dek = fresh.subarray(0, 32);
-  const payloadNonce = fresh.subarray(32, 44);
-  const wrapNonce = fresh.subarray(44);
-  const payload = gcm(dek, payloadNonce, plaintext, payloadAd(seq, topic, sender));
-  const wrappedKey = gcm(wrapKey, wrapNonce, dek, wrapAd(KIND_SENDER, seq, topic, sender, '', payloadNonce));
-  return joinEnvelope(encodeHeader({ version: ENVELOPE_VERSION, kind: KIND_SENDER, seq, topicTag, sender, recipient: '', payloadNonce, wrapNonce, wrappedKey }), payload);
+  const s = benchStream(wrapKey, sender, topic);
+  const seqBytes = Buffer.alloc(8);
+  seqBytes.writeBigUInt64BE(BigInt(seq));
+  const blocks = Buffer.alloc(STREAM_DERIVED_BYTES);
+  writeStreamCounterBlocks(blocks, 0, seqBytes, 0);
+  const derived = createCipheriv('aes-256-ctr', s.key, blocks.subarray(0, 16)).update(Buffer.alloc(STREAM_DERIVED_BYTES)); // sequence tag | data key | payload nonce
+  const payloadNonce = derived.subarray(STREAM_NONCE_AT, STREAM_NONCE_AT + 12);
+  const payload = gcm(derived.subarray(STREAM_KEY_AT, STREAM_KEY_AT + 32), payloadNonce, plaintext, payloadAd(seq, topic, sender));
+  const seqTag = derived.subarray(0, SEQ_TAG_BYTES);
+  return joinEnvelope(encodeHeader({ version: ENVELOPE_VERSION, kind: KIND_SENDER, seq, topicTag, sender, recipient: '', payloadNonce, wrapNonce: s.nonce, wrappedKey: s.wrapped, seqTag }), payload);
 }
 
 /** The header's topic tag (a topic's envelopes all carry the same one). */

@@ -1,7 +1,7 @@
 // A real session with the trusted process, through the host code the broker uses (src/tee/host.ts,
 // `process` backend), with the pipe tapped: the frames recorded here are what the hostile host
 // later replays and mutates. Also collects the secrets the trusted side must never send back.
-import { createDecipheriv, hkdfSync } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync } from 'node:crypto';
 import { cpSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ import { generateClientKeyBytes, importClientKey, type ClientKey } from '../src/
 import { SequenceCounter } from '../src/client/crypto/replay.js';
 import { createOperatorKey, issueToken, signPolicy, signRevocation, signStatement } from '../src/protect/operator.js';
 import { fromHex } from '../src/envelope/bytes.js';
-import { KIND_SENDER, parseHeader, splitEnvelope, wrapAd } from '../src/envelope/envelope-layout.js';
+import { STREAM_DERIVED_BYTES, STREAM_KEY_AT, parseHeader, splitEnvelope, streamAd } from '../src/envelope/envelope-layout.js';
 import { openTrustedComponent, type BlobStore, type PipeTap, type TrustedComponent } from '../src/tee-client/host.js';
 import { BUILD_PRODUCTION, encodeEndorsementBody, LABELS, MODE_TOKEN } from '../src/envelope/messages.js';
 import { FRAME_COMMAND, FRAME_STORE_REPLY, FRAME_STORE_REQUEST, FrameReader, type RecordedFrame } from './tee-frames.js';
@@ -53,13 +53,17 @@ function subkeys(raw: Uint8Array): Buffer[] {
   return [LABELS.wrapKey, LABELS.confirmKey].map((label) => Buffer.from(hkdfSync('sha256', raw, new Uint8Array(0), label, 32)));
 }
 
-/** The data key of a sender-wrapped envelope, opened with the sender's wrap subkey. */
-function dataKey(envelope: Uint8Array, topic: string, raw: Uint8Array): Buffer {
+/** The stream key of a sender envelope (opened with the sender's wrap subkey) and its data key (docs/protocol.md §3). */
+function streamSecrets(envelope: Uint8Array, topic: string, raw: Uint8Array): Buffer[] {
   const h = parseHeader(splitEnvelope(envelope).header);
   const d = createDecipheriv('aes-256-gcm', subkeys(raw)[0]!, h.wrapNonce);
-  d.setAAD(wrapAd(KIND_SENDER, h.seq, topic, h.sender, '', h.payloadNonce));
+  d.setAAD(streamAd(topic, h.sender));
   d.setAuthTag(h.wrappedKey.subarray(-16));
-  return Buffer.concat([d.update(h.wrappedKey.subarray(0, -16)), d.final()]);
+  const streamKey = Buffer.concat([d.update(h.wrappedKey.subarray(0, -16)), d.final()]);
+  const counter = Buffer.alloc(16);
+  counter.writeBigUInt64BE(BigInt(h.seq));
+  const keystream = createCipheriv('aes-256-ctr', streamKey, counter).update(Buffer.alloc(STREAM_DERIVED_BYTES));
+  return [streamKey, keystream.subarray(STREAM_KEY_AT, STREAM_KEY_AT + 32)];
 }
 
 /** Collects the frames of the sessions recorded, one tap per trusted process (ids restart in each). */
@@ -116,7 +120,7 @@ export async function recordSession(): Promise<Recording> {
     for (const size of [0, 100, 3000]) {
       const envelope = await sealEnvelope({ key: a.key, sender: 'tz-a', topic: 'secure/a', seq: seq.next(), payload: new Uint8Array(size).fill(0x62) });
       envelopes.push(envelope);
-      secrets.push(dataKey(envelope, 'secure/a', a.raw));
+      secrets.push(...streamSecrets(envelope, 'secure/a', a.raw));
     }
     headers = envelopes.map((e) => splitEnvelope(e).header);
     await tee.formGroup(1, 'secure/a', ['tz-a', 'tz-b', 'tz-c', 'tz-x']);

@@ -1,5 +1,5 @@
 // The SDK's per-message primitives on node:crypto, for Node clients (installed by the Node entry,
-// src/client/index.ts). Same bytes as WebCrypto's AES-256-GCM and SHA-256; keys the SDK holds as
+// src/client/index.ts). Same bytes as WebCrypto's AES-256-GCM, AES-256-CTR and SHA-256; keys the SDK holds as
 // non-extractable CryptoKeys are used through KeyObject.from, never exported.
 import { KeyObject, createCipheriv, createDecipheriv, createHash } from 'node:crypto';
 import type { Bytes } from '../envelope/bytes.js';
@@ -46,6 +46,9 @@ export const nodeCrypto: FastCrypto = {
       return undefined;
     }
     return bytesOf(plaintext);
+  },
+  keystream(key, counter, length) {
+    return bytesOf(createCipheriv('aes-256-ctr', key, counter).update(Buffer.alloc(length)));
   },
   sha256(data) {
     return bytesOf(createHash('sha256').update(data).digest());

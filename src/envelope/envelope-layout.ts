@@ -3,9 +3,10 @@
 import { Reader, TruncatedError, Writer, concat, fromUtf8, utf8, utf8Name, type Bytes } from './bytes.js';
 
 export const ENVELOPE_VERSION = 1;
-export const KIND_SENDER = 1; // data key wrapped under the publisher's key
+// Kind 1 (a data key wrapped under the publisher's key, per message) is retired: parseHeader refuses it.
 export const KIND_RECIPIENT = 2; // data key re-wrapped by the trusted component for one subscriber
 export const KIND_GROUP = 3; // data key wrapped under a recipient group's key, that key wrapped for one subscriber
+export const KIND_SENDER = 4; // sender-streamed: the publisher's stream key wrapped under its key, the data key derived from it
 export const NONCE_BYTES = 12;
 export const TAG_BYTES = 16;
 export const KEY_BYTES = 32;
@@ -13,6 +14,18 @@ export const WRAPPED_KEY_BYTES = KEY_BYTES + TAG_BYTES;
 export const TOPIC_TAG_BYTES = 8;
 export const MAX_IDENTITY_BYTES = 255;
 export const GROUP_ID_BYTES = 16;
+/** A kind-4 header's sequence tag: it proves to the trusted component that the stream's publisher made the message. */
+export const SEQ_TAG_BYTES = 16;
+/**
+ * What a stream key yields per message, the first bytes of its AES-256-CTR keystream at the
+ * message's sequence number: the sequence tag at 0, the data key at STREAM_KEY_AT, the payload nonce
+ * at STREAM_NONCE_AT (four AES blocks; the last 4 bytes are not used).
+ */
+export const STREAM_DERIVED_BYTES = 64;
+export const STREAM_KEY_AT = SEQ_TAG_BYTES;
+export const STREAM_NONCE_AT = STREAM_KEY_AT + KEY_BYTES;
+/** A kind-4 header's stream part: stream nonce and wrapped stream key, the same in every message of the stream. */
+export const STREAM_PART_BYTES = NONCE_BYTES + WRAPPED_KEY_BYTES;
 
 // Fixed offsets of every header kind: version, kind, u64 sequence number, topic tag, then str8 sender.
 const SEQ_AT = 2;
@@ -34,14 +47,17 @@ export interface EnvelopeHeader {
   /** First 8 bytes of SHA-256("mqt-tz/1 topic" || topic): lets a receiver name a wrong-topic delivery. */
   topicTag: Uint8Array;
   sender: string;
-  /** Empty in a sender-wrapped header. */
+  /** Empty in a sender header (kind 4). */
   recipient: string;
   payloadNonce: Uint8Array;
+  /** Kind 4: the stream nonce. */
   wrapNonce: Uint8Array;
-  /** Kinds 1 and 2: under the sender's or recipient's key; kind 3: under the group key. */
+  /** Kind 2: the data key under the recipient's key; kind 3: under the group key; kind 4: the stream key under the sender's key. */
   wrappedKey: Uint8Array;
   /** Kind 3 only. */
   group?: GroupMember;
+  /** Kind 4 only. */
+  seqTag?: Uint8Array;
 }
 
 export type EnvelopeFormatCode = 'truncated' | 'bad-length' | 'unsupported-version' | 'bad-kind' | 'bad-identity';
@@ -94,6 +110,7 @@ export function encodeHeader(h: EnvelopeHeader): Bytes {
     if (h.group === undefined) throw new EnvelopeFormatError('bad-kind', 'a kind-3 header needs its group part');
     return concat(encodeGroupMessagePart(h, h.wrapNonce, h.wrappedKey, h.group.id), encodeGroupMemberPart(utf8(h.recipient), h.group.memberNonce, h.group.wrappedGroupKey));
   }
+  if (h.kind === KIND_SENDER) return encodeSenderHeader(h);
   if (!Number.isSafeInteger(h.seq) || h.seq < 0) throw new EnvelopeFormatError('bad-length', `sequence number ${h.seq} is not an unsigned safe integer`);
   const sender = utf8(h.sender);
   const recipient = utf8(h.recipient);
@@ -158,13 +175,27 @@ export function encodeGroupMemberPart(recipient: Uint8Array, memberNonce: Uint8A
   return out;
 }
 
-/** Bytes of a sender-wrapped (kind 1) header besides its sender identity. */
-const SENDER_HEADER_FIXED = SENDER_AT + 1 + 1 + 2 * NONCE_BYTES + WRAPPED_KEY_BYTES;
+/**
+ * Kind 4, sender-streamed: `u8 version | u8 4 | u64 seq | topic tag | str8 sender | payload nonce |
+ * stream nonce | stream key wrapped under the sender's key | sequence tag`.
+ */
+function encodeSenderHeader(h: EnvelopeHeader): Bytes {
+  if (!Number.isSafeInteger(h.seq) || h.seq < 0) throw new EnvelopeFormatError('bad-length', `sequence number ${h.seq} is not an unsigned safe integer`);
+  if (h.recipient !== '') throw new EnvelopeFormatError('bad-identity', 'a sender header names no recipient');
+  if (h.seqTag === undefined) throw new EnvelopeFormatError('bad-kind', 'a kind-4 header needs its sequence tag');
+  const sender = utf8Name(h.sender);
+  if (sender.length === 0 || sender.length > MAX_IDENTITY_BYTES) throw new EnvelopeFormatError('bad-identity', 'sender identity must be 1 to 255 bytes');
+  const w = new Writer(SENDER_HEADER_FIXED + sender.length);
+  return w.u8(h.version).u8(KIND_SENDER).u64(h.seq).raw(h.topicTag).bytes8(sender).raw(h.payloadNonce).raw(h.wrapNonce).raw(h.wrappedKey).raw(h.seqTag).finish();
+}
+
+/** Bytes of a sender header (kind 4) besides its sender identity. */
+const SENDER_HEADER_FIXED = SENDER_AT + 1 + NONCE_BYTES + STREAM_PART_BYTES + SEQ_TAG_BYTES;
 
 /**
  * Whether `bytes` (its `length` bytes from `start`: a header may be read inside its envelope, no
- * view cut for it) is a sender-wrapped header that parseHeader accepts and that names `sender` (its
- * UTF-8 bytes), checked without decoding or allocating: the broker's check of every PUBLISH to a
+ * view cut for it) is a sender header that parseHeader accepts and that names `sender` (its UTF-8
+ * bytes), checked without decoding or allocating: the broker's check of every PUBLISH to a
  * protected topic. False says nothing about why; parse the header to find out.
  */
 export function isSenderHeaderOf(bytes: Uint8Array, sender: Uint8Array, start = 0, length = bytes.length - start): boolean {
@@ -173,7 +204,7 @@ export function isSenderHeaderOf(bytes: Uint8Array, sender: Uint8Array, start = 
   // version, kind, a sequence number below 2^53 (its top 11 bits clear)
   if (bytes[start] !== ENVELOPE_VERSION || bytes[start + 1] !== KIND_SENDER || bytes[start + 2] !== 0 || bytes[start + 3]! > 0x1f) return false;
   const at = start + SENDER_AT;
-  if (bytes[at] !== n || bytes[at + 1 + n] !== 0) return false; // str8 sender, empty str8 recipient
+  if (bytes[at] !== n) return false;
   for (let i = 0; i < n; i++) if (bytes[at + 1 + i] !== sender[i]) return false;
   return true;
 }
@@ -198,28 +229,55 @@ export function hasTopicTag(bytes: Uint8Array, tag: Uint8Array, start = 0, lengt
   return true;
 }
 
-/** Offset of the payload nonce in a sender-wrapped header whose sender has `n` bytes (wrap nonce and wrapped key follow). */
+/** Offset of the payload nonce in a sender header whose sender has `n` bytes (the stream part and sequence tag follow). */
 export function senderHeaderNonceAt(n: number): number {
-  return SENDER_AT + 1 + n + 1;
+  return SENDER_AT + 1 + n;
+}
+
+/** Offset of the stream part (stream nonce, wrapped stream key) in a sender header whose sender has `n` bytes. */
+export function streamPartAt(n: number): number {
+  return senderHeaderNonceAt(n) + NONCE_BYTES;
+}
+
+/** Offset of the sequence tag in a sender header whose sender has `n` bytes (it ends the header). */
+export function seqTagAt(n: number): number {
+  return streamPartAt(n) + STREAM_PART_BYTES;
+}
+
+/** Offset of the u64 sequence number in every header kind. */
+export const SEQ_FIELD_AT = SEQ_AT;
+
+/**
+ * The AES-256-CTR counter blocks a stream key turns into a message's sequence tag, data key and
+ * payload nonce: `u64 seq | u64 j` for j = 0 to 3 (the sequence number copied from src[seqAt, +8)),
+ * written to out[outAt, +STREAM_DERIVED_BYTES). The first is the initial counter block of one
+ * AES-256-CTR call over STREAM_DERIVED_BYTES.
+ */
+export function writeStreamCounterBlocks(out: Uint8Array, outAt: number, src: Uint8Array, seqAt: number): void {
+  for (let j = 0; j < STREAM_DERIVED_BYTES / 16; j++) {
+    const b = outAt + 16 * j;
+    for (let i = 0; i < 8; i++) out[b + i] = src[seqAt + i]!;
+    for (let i = 8; i < 15; i++) out[b + i] = 0;
+    out[b + 15] = j;
+  }
 }
 
 /** Length of the kind-3 part shared by the recipients of a message whose sender header is `header`. */
 export function groupPartLength(header: Uint8Array, start = 0): number {
-  return senderHeaderNonceAt(header[start + SENDER_AT]!) - 1 + NONCE_BYTES + GROUP_PART_TAIL;
+  return senderHeaderNonceAt(header[start + SENDER_AT]!) + NONCE_BYTES + GROUP_PART_TAIL;
 }
 
 /**
  * Writes to out[at, at + length) (length: groupPartLength) the kind-3 part a message's recipients
- * share, laid out from its sender-wrapped header at src[headerAt..] (one that isSenderHeaderOf
- * accepted): version, sequence number, topic tag, sender and payload nonce are the header's own
- * bytes, the group id is set; the caller writes the wrap nonce at `at + length - GROUP_PART_TAIL`
- * and the wrapped data key right after it. Equal to encodeGroupMessagePart.
+ * share, laid out from its sender header at src[headerAt..] (one that isSenderHeaderOf accepted):
+ * version, sequence number, topic tag, sender and payload nonce are the header's own bytes, the
+ * group id is set; the caller writes the wrap nonce at `at + length - GROUP_PART_TAIL` and the
+ * wrapped data key right after it. Equal to encodeGroupMessagePart.
  */
 export function writeGroupPartAt(out: Uint8Array, at: number, length: number, src: Uint8Array, headerAt: number, groupId: Uint8Array): void {
-  const nonceAt = senderHeaderNonceAt(src[headerAt + SENDER_AT]!);
-  for (let i = 0; i < nonceAt - 1; i++) out[at + i] = src[headerAt + i]!; // up to the sender, without the empty recipient field
+  const end = senderHeaderNonceAt(src[headerAt + SENDER_AT]!) + NONCE_BYTES; // up to the payload nonce, as the sender header has them
+  for (let i = 0; i < end; i++) out[at + i] = src[headerAt + i]!;
   out[at + 1] = KIND_GROUP;
-  for (let i = 0; i < NONCE_BYTES; i++) out[at + nonceAt - 1 + i] = src[headerAt + nonceAt + i]!;
   for (let i = 0; i < GROUP_ID_BYTES; i++) out[at + length - GROUP_ID_BYTES + i] = groupId[i]!;
 }
 
@@ -232,19 +290,34 @@ export function senderOf(header: Uint8Array): string {
   return fromUtf8(header.subarray(at + 1, at + 1 + header[at]!));
 }
 
+/** The fields kinds 3 and 4 start with: seq, topic tag, sender, payload nonce, a nonce and the key sealed under it (`what`). */
+function readLeadingFields(r: Reader, what: 'data key' | 'stream key') {
+  return {
+    seq: r.u64('sequence number'),
+    topicTag: r.take(TOPIC_TAG_BYTES, 'topic tag'),
+    sender: r.str8('sender identity'),
+    payloadNonce: r.take(NONCE_BYTES, 'payload nonce'),
+    wrapNonce: r.take(NONCE_BYTES, what === 'data key' ? 'wrap nonce' : 'stream nonce'),
+    wrappedKey: r.take(WRAPPED_KEY_BYTES, `wrapped ${what}`),
+  };
+}
+
 function parseGroupHeader(r: Reader, version: number): EnvelopeHeader {
-  const seq = r.u64('sequence number');
-  const topicTag = r.take(TOPIC_TAG_BYTES, 'topic tag');
-  const sender = r.str8('sender identity');
-  const payloadNonce = r.take(NONCE_BYTES, 'payload nonce');
-  const wrapNonce = r.take(NONCE_BYTES, 'wrap nonce');
-  const wrappedKey = r.take(WRAPPED_KEY_BYTES, 'wrapped data key');
+  const lead = readLeadingFields(r, 'data key');
   const id = r.take(GROUP_ID_BYTES, 'group id');
   const recipient = r.str8('recipient identity');
   const group = { id, memberNonce: r.take(NONCE_BYTES, 'member nonce'), wrappedGroupKey: r.take(WRAPPED_KEY_BYTES, 'wrapped group key') };
   r.end('envelope header');
-  if (sender.length === 0 || recipient.length === 0) throw new EnvelopeFormatError('bad-identity', 'group header without sender or recipient');
-  return { version, kind: KIND_GROUP, seq, topicTag, sender, recipient, payloadNonce, wrapNonce, wrappedKey, group };
+  if (lead.sender.length === 0 || recipient.length === 0) throw new EnvelopeFormatError('bad-identity', 'group header without sender or recipient');
+  return { version, kind: KIND_GROUP, ...lead, recipient, group };
+}
+
+function parseSenderHeader(r: Reader, version: number): EnvelopeHeader {
+  const lead = readLeadingFields(r, 'stream key');
+  const seqTag = r.take(SEQ_TAG_BYTES, 'sequence tag');
+  r.end('envelope header');
+  if (lead.sender.length === 0) throw new EnvelopeFormatError('bad-identity', 'header names no sender');
+  return { version, kind: KIND_SENDER, ...lead, recipient: '', seqTag };
 }
 
 export function parseHeader(bytes: Uint8Array): EnvelopeHeader {
@@ -254,7 +327,9 @@ export function parseHeader(bytes: Uint8Array): EnvelopeHeader {
     if (version !== ENVELOPE_VERSION) throw new EnvelopeFormatError('unsupported-version', `envelope version ${version} is not supported (expected ${ENVELOPE_VERSION})`);
     const kind = r.u8('kind');
     if (kind === KIND_GROUP) return parseGroupHeader(r, version);
-    if (kind !== KIND_SENDER && kind !== KIND_RECIPIENT) throw new EnvelopeFormatError('bad-kind', `unknown header kind ${kind}`);
+    if (kind === KIND_SENDER) return parseSenderHeader(r, version);
+    if (kind === 1) throw new EnvelopeFormatError('bad-kind', 'header kind 1 (a data key wrapped per message) is retired: publish with a current client');
+    if (kind !== KIND_RECIPIENT) throw new EnvelopeFormatError('bad-kind', `unknown header kind ${kind}`);
     const h: EnvelopeHeader = {
       version,
       kind,
@@ -268,9 +343,7 @@ export function parseHeader(bytes: Uint8Array): EnvelopeHeader {
     };
     r.end('envelope header');
     if (h.sender.length === 0) throw new EnvelopeFormatError('bad-identity', 'header names no sender');
-    if ((kind === KIND_SENDER) !== (h.recipient.length === 0)) {
-      throw new EnvelopeFormatError('bad-identity', kind === KIND_SENDER ? 'sender-wrapped header names a recipient' : 'recipient-wrapped header names no recipient');
-    }
+    if (h.recipient.length === 0) throw new EnvelopeFormatError('bad-identity', 'recipient-wrapped header names no recipient');
     return h;
   } catch (err) {
     if (err instanceof EnvelopeFormatError) throw err;
@@ -293,7 +366,16 @@ export function payloadAd(seq: number, topic: string, sender: string): Bytes {
   return new Writer(PAYLOAD_LABEL.length + 1 + 8 + 2 + t.length + 1 + s.length).raw(PAYLOAD_LABEL).u8(ENVELOPE_VERSION).u64(seq).u16(t.length).raw(t).bytes8(s).finish();
 }
 
-/** Associated data of a data-key wrap; the recipient form also names the recipient. */
+const STREAM_LABEL = utf8('mqt-tz/1 stream');
+
+/** Associated data of a stream key wrapped under its publisher's key: the stream is bound to one topic and sender. */
+export function streamAd(topic: string, sender: string): Bytes {
+  const t = utf8Name(topic);
+  const s = utf8Name(sender);
+  return new Writer(STREAM_LABEL.length + 1 + 2 + t.length + 1 + s.length).raw(STREAM_LABEL).u8(ENVELOPE_VERSION).u16(t.length).raw(t).bytes8(s).finish();
+}
+
+/** Associated data of a recipient's data-key wrap (kind 2), naming the recipient. */
 export function wrapAd(kind: number, seq: number, topic: string, sender: string, recipient: string, payloadNonce: Uint8Array): Bytes {
   const t = utf8Name(topic);
   const s = utf8Name(sender);
@@ -323,12 +405,6 @@ export interface AdTemplate {
   readonly nonceAt: number;
 }
 
-/** `wrapAd(KIND_SENDER, ·, topic, sender, '', ·)`: what the sender's wrap of each data key is bound to. */
-export function senderWrapAdTemplate(topic: string, sender: string): AdTemplate {
-  const bytes = wrapAd(KIND_SENDER, 0, topic, sender, '', new Uint8Array(NONCE_BYTES));
-  return { bytes, seqAt: WRAP_LABEL.length + 2, nonceAt: bytes.length - NONCE_BYTES };
-}
-
 /** `groupWrapAd(·, topic, sender, ·, groupId)`. */
 export function groupWrapAdTemplate(topic: string, sender: string, groupId: Uint8Array): AdTemplate {
   const bytes = groupWrapAd(0, topic, sender, new Uint8Array(NONCE_BYTES), groupId);
@@ -336,7 +412,7 @@ export function groupWrapAdTemplate(topic: string, sender: string, groupId: Uint
 }
 
 /**
- * Writes the sequence number and payload nonce of a sender-wrapped header (one that isSenderHeaderOf
+ * Writes the sequence number and payload nonce of a sender header (one that isSenderHeaderOf
  * accepted) into the template, without allocating; returns the template's bytes.
  */
 export function fillAd(t: AdTemplate, header: Uint8Array, start = 0): Bytes {

@@ -1,14 +1,17 @@
 // The one re-wrap command (0x0e): the messages the host gathered in one turn of its event loop,
 // tens of them under load; a single message is a batch of one. A message of the usual kind (a
-// formed group, the stream of its latest publisher, a cached key) costs no object and no view
-// here: its fields stay offsets into the frame and its shared part is sealed straight into the
-// answer. Per-message views and objects were a quarter of this process's time (their allocation
-// and the garbage collection after it). Any other message takes rewrapMessage (groups.ts), which
+// formed group, the stream of its latest publisher, its stream key opened) costs one AES call, one
+// AEAD and no parsing: its fields stay offsets into the frame and its shared part is sealed
+// straight into the answer. Per-message views and objects were a quarter of this process's time
+// (their allocation and the garbage collection after it). Any other message takes rewrapMessage (groups.ts), which
 // checks each step in turn and names the exact refusal.
 import { Reader, equalBytesAt } from '../envelope/bytes.js';
 import { TEE_ERRORS, TeeError } from '../envelope/errors.js';
+import type { StreamKey } from './aead.js';
 import type { TeeState } from './core.js';
-import { SENDER_FIELD_AT, groupPartLength, hasTopicTag, isSenderHeaderOf } from '../envelope/envelope-layout.js';
+import {
+  SENDER_FIELD_AT, SEQ_FIELD_AT, STREAM_DERIVED_BYTES, STREAM_PART_BYTES, groupPartLength, hasTopicTag, isSenderHeaderOf, streamPartAt,
+} from '../envelope/envelope-layout.js';
 import { GROUP_REWRAP_BATCH_MAX } from '../envelope/wire.js';
 import { rewrapMessage, wrapStreamAt } from './groups.js';
 
@@ -29,6 +32,19 @@ const FIELDS = 8;
 
 /** A message's answer: `u8 status | u16 length | shared part, or the refusal's UTF-8 detail`. */
 const ANSWER_HEAD = 3;
+
+/**
+ * Consecutive messages in one publisher's stream (messages [from, to) of the batch), whose
+ * keystreams one AES call derived with `key`: a call costs ~1 µs whatever its length, so a run of
+ * them shares it. At most RUN_MAX messages (16 KiB of keystream).
+ */
+interface Run {
+  readonly key: StreamKey | undefined;
+  readonly keystreams: Buffer | undefined;
+  readonly from: number;
+  readonly to: number;
+}
+const RUN_MAX = 256;
 
 type BatchResult = Uint8Array | TeeError;
 
@@ -64,19 +80,28 @@ export function groupRewrapBatch(state: TeeState, params: Uint8Array, toTeeError
   /** Only when some message took the general path: every message's answer, to encode at the end. */
   let slow: (BatchResult | Promise<BatchResult>)[] | undefined;
   let pos = 2;
-  for (let i = 0; i < n; i++) {
-    const o = i * FIELDS;
-    const length = at[o + PART_LENGTH]!;
-    if (length > 0 && rewrapInPlace(state, params, at, o, out, pos + ANSWER_HEAD)) {
-      out[pos] = 0;
-      out[pos + 1] = length >> 8;
-      out[pos + 2] = length & 0xff;
-      if (slow !== undefined) slow.push(out.subarray(pos + ANSWER_HEAD, pos + ANSWER_HEAD + length));
-    } else {
-      slow ??= answersSoFar(out, i);
-      slow.push(general(state, params, at, o, toTeeError));
+  let run: Run = { key: undefined, keystreams: undefined, from: 0, to: 0 };
+  try {
+    for (let i = 0; i < n; i++) {
+      const o = i * FIELDS;
+      const length = at[o + PART_LENGTH]!;
+      if (length > 0 && i >= run.to) {
+        run.keystreams?.fill(0);
+        run = streamRun(state, params, at, i, n);
+      }
+      if (length > 0 && rewrapInPlace(state, params, at, o, out, pos + ANSWER_HEAD, run, i)) {
+        out[pos] = 0;
+        out[pos + 1] = length >> 8;
+        out[pos + 2] = length & 0xff;
+        if (slow !== undefined) slow.push(out.subarray(pos + ANSWER_HEAD, pos + ANSWER_HEAD + length));
+      } else {
+        slow ??= answersSoFar(out, i);
+        slow.push(general(state, params, at, o, toTeeError));
+      }
+      pos += ANSWER_HEAD + length;
     }
-    pos += ANSWER_HEAD + length;
+  } finally {
+    run.keystreams?.fill(0);
   }
   if (slow === undefined) return out;
   if (!slow.some((a) => a instanceof Promise)) return encodeAnswers(slow as BatchResult[]);
@@ -84,12 +109,35 @@ export function groupRewrapBatch(state: TeeState, params: Uint8Array, toTeeError
 }
 
 /**
- * The fast path of message `o`, read in place: a formed group for its topic under the current
- * epoch, the stream of the group's latest sender, a well-formed header of that sender for this
- * topic and a cached key. Writes its shared part to out[partAt, +PART_LENGTH) and returns true;
- * false, having changed nothing, when the message needs the general path.
+ * The run that starts at message i: the messages from i on to the same group whose headers carry
+ * the stream part of the group's latest stream, their keystreams derived together. Only a guess of
+ * which messages will take the fast path (rewrapInPlace checks each in full); a run of none when
+ * the group has no such stream.
  */
-function rewrapInPlace(state: TeeState, src: Uint8Array, at: Uint32Array, o: number, out: Uint8Array, partAt: number): boolean {
+function streamRun(state: TeeState, src: Uint8Array, at: Uint32Array, i: number, n: number): Run {
+  const o = i * FIELDS;
+  const s = state.groups.peek(at[o + HANDLE]!)?.ready?.last;
+  if (s?.key === undefined || s.streamPart === undefined) return { key: undefined, keystreams: undefined, from: i, to: i + 1 };
+  const partAt = streamPartAt(s.senderBytes.length);
+  const seqAts: number[] = [];
+  let j = i;
+  for (; j < n && j - i < RUN_MAX; j++) {
+    const p = j * FIELDS;
+    if (at[p + HANDLE] !== at[o + HANDLE] || at[p + HEADER_LENGTH]! < partAt + STREAM_PART_BYTES || !equalBytesAt(s.streamPart, src, at[p + HEADER_AT]! + partAt, STREAM_PART_BYTES)) break;
+    seqAts.push(at[p + HEADER_AT]! + SEQ_FIELD_AT);
+  }
+  if (j === i) return { key: undefined, keystreams: undefined, from: i, to: i + 1 };
+  return { key: s.key, keystreams: s.key.derive(src, seqAts), from: i, to: j };
+}
+
+/**
+ * The fast path of message i (fields at `o`), read in place: a formed group for its topic under
+ * the current epoch, the stream of the group's latest sender, a well-formed header of that sender
+ * for this topic, a cached key, and the stream's key in the run. Writes its shared part to
+ * out[partAt, +PART_LENGTH) and returns true; false, having changed nothing, when the message needs
+ * the general path.
+ */
+function rewrapInPlace(state: TeeState, src: Uint8Array, at: Uint32Array, o: number, out: Uint8Array, partAt: number, run: Run, i: number): boolean {
   const handle = at[o + HANDLE]!;
   const entry = state.groups.peek(handle);
   if (entry === undefined || entry.epoch !== state.epoch || !equalBytesAt(entry.topicBytes, src, at[o + TOPIC_AT]!, at[o + TOPIC_LENGTH]!)) return false;
@@ -99,8 +147,11 @@ function rewrapInPlace(state: TeeState, src: Uint8Array, at: Uint32Array, o: num
   const headerAt = at[o + HEADER_AT]!;
   const headerLength = at[o + HEADER_LENGTH]!;
   if (!isSenderHeaderOf(src, s.senderBytes, headerAt, headerLength) || !hasTopicTag(src, entry.topicTag, headerAt, headerLength)) return false;
+  // the sender is still enrolled, its key cached (a rotation would have moved the epoch on)
   const keys = state.keysOf(s.sender);
-  if (keys === undefined || keys instanceof Promise || !wrapStreamAt(g, s, keys, src, headerAt, out, partAt, at[o + PART_LENGTH]!)) return false;
+  if (keys === undefined || keys instanceof Promise || run.key === undefined || run.key !== s.key) return false;
+  const keystream = run.keystreams!.subarray((i - run.from) * STREAM_DERIVED_BYTES, (i - run.from + 1) * STREAM_DERIVED_BYTES);
+  if (!wrapStreamAt(g, s, keystream, src, headerAt, out, partAt, at[o + PART_LENGTH]!)) return false;
   state.groups.get(handle); // the group is used: newest in the table, as the general path leaves it
   state.counters.rewrapCalls++;
   return true;

@@ -8,15 +8,16 @@
 // here, for one topic, under the current policy, revocations and keys (the epoch): a hostile host
 // can misuse handles only to get refusals. Any change of policy, a revocation or a key rotation
 // moves the epoch on, and every older group is refused as stale until the host forms it again.
-import { randomBytes } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { equalBytes, equalBytesAt, fromUtf8, utf8 } from '../envelope/bytes.js';
 import {
-  GROUP_ID_BYTES, GROUP_PART_TAIL, KEY_BYTES, MAX_IDENTITY_BYTES, NONCE_BYTES, WRAPPED_KEY_BYTES, encodeGroupMemberPart, encodeGroupMessagePart, fillAd, groupKeyAd,
-  groupWrapAd, groupWrapAdTemplate, hasTopicTag, isSenderHeaderOf, senderHeaderNonceAt, senderWrapAdTemplate, writeGroupPartAt, type AdTemplate,
+  GROUP_ID_BYTES, GROUP_PART_TAIL, KEY_BYTES, MAX_IDENTITY_BYTES, NONCE_BYTES, SEQ_TAG_BYTES, STREAM_DERIVED_BYTES, STREAM_KEY_AT, STREAM_NONCE_AT, STREAM_PART_BYTES,
+  encodeGroupMemberPart,
+  encodeGroupMessagePart, fillAd, groupKeyAd, groupWrapAd, groupWrapAdTemplate, senderHeaderNonceAt, seqTagAt, streamPartAt, writeGroupPartAt, type AdTemplate,
 } from '../envelope/envelope-layout.js';
 import { TEE_ERRORS, TeeError } from '../envelope/errors.js';
 import type { Lru } from '../envelope/lru.js';
-import { AeadKey } from './aead.js';
+import { AeadKey, type StreamKey } from './aead.js';
 import type { TeeState } from './core.js';
 import type { ClientKeys } from './keys.js';
 import { isTopicName, openSenderHeader, topicTag, type OpenedHeader } from './sender-header.js';
@@ -26,14 +27,18 @@ export type RecipientOutput = Uint8Array | number;
 
 /**
  * What every message of one publisher to one group shares, made (after the publish checks) on its
- * first message: the two associated data, only sequence number and payload nonce rewritten per
- * message. Valid as long as its group: any change that could alter the checks moves the epoch on.
+ * first message: the group wrap's associated data, only sequence number and payload nonce rewritten
+ * per message, and, once a header of it authenticated, the publisher's stream key and the stream
+ * part it came in. Valid as long as its group: any change that could alter the checks (a key
+ * rotation among them) moves the epoch on.
  */
 export interface SenderStream {
   readonly sender: string;
   readonly senderBytes: Uint8Array;
-  readonly openAd: AdTemplate;
   readonly sealAd: AdTemplate;
+  /** The stream key opened from `streamPart` (stream nonce and wrapped key), under the current epoch. */
+  key?: StreamKey;
+  streamPart?: Uint8Array;
 }
 
 /**
@@ -122,6 +127,12 @@ export function rewrapMessage(state: TeeState, handle: number, headerBytes: Uint
   const sender = stream?.sender ?? fromUtf8(senderBytes);
   const opened = openSenderHeader(state, headerBytes, entry.topic, sender);
   if (opened instanceof Promise || g === undefined) return wrapWhenReady(entry, opened, entry.topic, sender);
+  if (stream !== undefined) {
+    // the publisher's next messages in this stream take the fast path
+    const at = streamPartAt(stream.senderBytes.length);
+    stream.key = opened.streamKey;
+    stream.streamPart = Uint8Array.from(headerBytes.subarray(at, at + STREAM_PART_BYTES));
+  }
   return wrapForGroup(g, opened, entry.topic, sender);
 }
 
@@ -138,7 +149,7 @@ export function streamOf(state: TeeState, g: FormedGroup, topic: string, senderB
   let s = g.streams.get(sender);
   if (s === undefined) {
     if (sender.length === 0 || state.revoked.has(sender) || !state.mayPublishCached(sender, topic)) return undefined;
-    s = { sender, senderBytes: Uint8Array.from(senderBytes), openAd: senderWrapAdTemplate(topic, sender), sealAd: groupWrapAdTemplate(topic, sender, g.id) };
+    s = { sender, senderBytes: Uint8Array.from(senderBytes), sealAd: groupWrapAdTemplate(topic, sender, g.id) };
     if (g.streams.size >= STREAMS_KEPT) g.streams.clear();
     g.streams.set(sender, s);
   }
@@ -148,21 +159,22 @@ export function streamOf(state: TeeState, g: FormedGroup, topic: string, senderB
 
 /**
  * Writes to out[partAt, +partLength) the shared part for the header at src[headerAt..], already
- * checked against its stream (isSenderHeaderOf, topic tag): equal to what the general path makes,
- * with no parsing. false, with nothing usable written, when the data key fails authentication (the
- * general path then names the refusal).
+ * checked against its stream (isSenderHeaderOf, topic tag), given the keystream the stream's key
+ * yields at its sequence number: equal to what the general path makes, with no parsing and one AEAD
+ * (the group's wrap). false, with nothing usable written, when the
+ * header comes in another stream part than the stream's key, or its sequence tag or payload nonce
+ * is not the stream key's (the general path then opens that stream part, or names the refusal).
  */
-export function wrapStreamAt(g: FormedGroup, s: SenderStream, keys: ClientKeys, src: Uint8Array, headerAt: number, out: Uint8Array, partAt: number, partLength: number): boolean {
-  const nonceAt = headerAt + senderHeaderNonceAt(s.senderBytes.length) + NONCE_BYTES; // the sender's wrap nonce; the wrapped key follows
-  const dek = keys.wrap.open(src.subarray(nonceAt, nonceAt + NONCE_BYTES), src, nonceAt + NONCE_BYTES, WRAPPED_KEY_BYTES, fillAd(s.openAd, src, headerAt));
-  if (dek === undefined) return false;
-  try {
-    writeGroupPartAt(out, partAt, partLength, src, headerAt, g.id);
-    g.key.sealInto(out, partAt + partLength - GROUP_PART_TAIL, dek, fillAd(s.sealAd, src, headerAt)); // wrap nonce | wrapped data key
-    return true;
-  } finally {
-    dek.fill(0);
-  }
+export function wrapStreamAt(g: FormedGroup, s: SenderStream, keystream: Buffer, src: Uint8Array, headerAt: number, out: Uint8Array, partAt: number, partLength: number): boolean {
+  const n = s.senderBytes.length;
+  if (keystream.length !== STREAM_DERIVED_BYTES || s.streamPart === undefined || !equalBytesAt(s.streamPart, src, headerAt + streamPartAt(n), STREAM_PART_BYTES)) return false;
+  const tagAt = headerAt + seqTagAt(n);
+  const nonceAt = headerAt + senderHeaderNonceAt(n);
+  const tagOk = timingSafeEqual(keystream.subarray(0, SEQ_TAG_BYTES), src.subarray(tagAt, tagAt + SEQ_TAG_BYTES));
+  if (!tagOk || !timingSafeEqual(keystream.subarray(STREAM_NONCE_AT, STREAM_NONCE_AT + NONCE_BYTES), src.subarray(nonceAt, nonceAt + NONCE_BYTES))) return false;
+  writeGroupPartAt(out, partAt, partLength, src, headerAt, g.id);
+  g.key.sealInto(out, partAt + partLength - GROUP_PART_TAIL, keystream.subarray(STREAM_KEY_AT, STREAM_KEY_AT + KEY_BYTES), fillAd(s.sealAd, src, headerAt)); // wrap nonce | wrapped data key
+  return true;
 }
 
 async function wrapWhenReady(entry: GroupEntry, opened: OpenedHeader | Promise<OpenedHeader>, topic: string, sender: string): Promise<Uint8Array> {

@@ -1,8 +1,14 @@
-// The publisher's side of a re-wrap: a sender-wrapped header is checked (form, sender, topic,
-// revocation, publish right) and its data key opened with the sender's key. Work is independent of
-// the payload size: only the 32-byte data key is handled.
-import { KIND_SENDER, TOPIC_TAG_LABEL, EnvelopeFormatError, parseHeader, wrapAd, type EnvelopeHeader } from '../envelope/envelope-layout.js';
+// The publisher's side of a re-wrap: a sender header (kind 4) is checked (form, sender, topic,
+// revocation, publish right), its stream key opened with the sender's key, and the message's
+// sequence tag, data key and payload nonce derived from it; tag and nonce must be the header's. Work is independent of
+// the payload size: only the 32-byte keys are handled.
+import { timingSafeEqual } from 'node:crypto';
+import {
+  KEY_BYTES, KIND_SENDER, NONCE_BYTES, SEQ_FIELD_AT, SEQ_TAG_BYTES, STREAM_KEY_AT, STREAM_NONCE_AT, TOPIC_TAG_LABEL, EnvelopeFormatError, parseHeader, streamAd,
+  type EnvelopeHeader,
+} from '../envelope/envelope-layout.js';
 import { TeeError, type TeeErrorCode } from '../envelope/errors.js';
+import { StreamKey } from './aead.js';
 import type { ClientKeys } from './keys.js';
 import { sha256, type TeeState } from './core.js';
 
@@ -33,10 +39,12 @@ export function isTopicName(topic: string): boolean {
 export interface OpenedHeader {
   h: EnvelopeHeader;
   dek: Buffer;
+  /** The publisher's stream key, for its next messages. */
+  streamKey: StreamKey;
 }
 
 /**
- * Authenticates a sender-wrapped header for (topic, sender) and returns it with the clear data key:
+ * Authenticates a sender header for (topic, sender) and returns it with the clear data key:
  * at once when the sender's key is cached (the hot path: a stream's publisher stays cached), a
  * Promise only when its sealed key must be read first. Refusals are thrown.
  */
@@ -48,7 +56,7 @@ export function openSenderHeader(state: TeeState, headerBytes: Uint8Array, topic
   } catch (err) {
     reject(state, 'malformed-header', (err as EnvelopeFormatError).message);
   }
-  if (h.kind !== KIND_SENDER) reject(state, 'malformed-header', 'header is not sender-wrapped');
+  if (h.kind !== KIND_SENDER) reject(state, 'malformed-header', 'header is not a sender header');
   if (h.sender !== sender) reject(state, 'sender-mismatch', `header names sender ${JSON.stringify(h.sender)}, the publisher is ${JSON.stringify(sender)}`);
   if (!topicTag(topic).equals(h.topicTag)) reject(state, 'wrong-topic', `header was not made for topic ${JSON.stringify(topic)}`);
   if (state.revoked.has(sender)) reject(state, 'revoked-sender', 'sender was revoked');
@@ -59,18 +67,26 @@ export function openSenderHeader(state: TeeState, headerBytes: Uint8Array, topic
   } catch (err) {
     keyFailure(state, err);
   }
-  if (keys instanceof Promise) return keys.then((k) => unwrapSenderKey(state, header, k, topic, sender), (err: unknown) => keyFailure(state, err));
-  return unwrapSenderKey(state, header, keys, topic, sender);
+  if (keys instanceof Promise) return keys.then((k) => openStream(state, header, headerBytes, k, topic, sender), (err: unknown) => keyFailure(state, err));
+  return openStream(state, header, headerBytes, keys, topic, sender);
 }
 
 function keyFailure(state: TeeState, err: unknown): never {
   reject(state, err instanceof TeeError ? err.code : 'internal', (err as Error).message);
 }
 
-function unwrapSenderKey(state: TeeState, h: EnvelopeHeader, keys: ClientKeys | undefined, topic: string, sender: string): OpenedHeader {
+function openStream(state: TeeState, h: EnvelopeHeader, headerBytes: Uint8Array, keys: ClientKeys | undefined, topic: string, sender: string): OpenedHeader {
   if (keys === undefined) reject(state, 'unknown-sender', `${JSON.stringify(sender)} is not enrolled`);
   if (!state.mayPublish(sender, keys, topic)) reject(state, 'publish-denied', `${JSON.stringify(sender)} may not publish to ${JSON.stringify(topic)}`);
-  const dek = keys.wrap.open(h.wrapNonce, h.wrappedKey, 0, h.wrappedKey.length, wrapAd(KIND_SENDER, h.seq, topic, sender, '', h.payloadNonce));
-  if (dek === undefined) reject(state, 'header-auth-failed', 'wrapped data key fails authentication (tampered header, wrong topic, sender or sequence number)');
-  return { h, dek };
+  const raw = keys.wrap.open(h.wrapNonce, h.wrappedKey, 0, h.wrappedKey.length, streamAd(topic, sender));
+  if (raw === undefined) reject(state, 'header-auth-failed', 'wrapped stream key fails authentication (tampered header, wrong topic or sender)');
+  const streamKey = new StreamKey(raw);
+  raw.fill(0);
+  const derived = streamKey.derive(headerBytes, [SEQ_FIELD_AT]);
+  const tagOk = timingSafeEqual(derived.subarray(0, SEQ_TAG_BYTES), h.seqTag!);
+  if (!tagOk || !timingSafeEqual(derived.subarray(STREAM_NONCE_AT, STREAM_NONCE_AT + NONCE_BYTES), h.payloadNonce)) {
+    derived.fill(0);
+    reject(state, 'header-auth-failed', `${tagOk ? 'payload nonce' : 'sequence tag'} fails authentication (tampered header or sequence number)`);
+  }
+  return { h, dek: derived.subarray(STREAM_KEY_AT, STREAM_KEY_AT + KEY_BYTES), streamKey };
 }

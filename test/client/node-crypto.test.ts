@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { nodeCrypto } from '../../src/client/node-crypto.js';
 import { aesKey, aesOpen, aesSeal, sha256, useFastCrypto } from '../../src/client/crypto/webcrypto.js';
 import { generateClientKeyBytes, importClientKey, openEnvelope, sealEnvelope } from '../../src/client/crypto/index.js';
-import { KIND_RECIPIENT, encodeHeader, joinEnvelope, parseHeader, splitEnvelope, wrapAd } from '../../src/envelope/envelope-layout.js';
+import { KIND_RECIPIENT, encodeHeader, joinEnvelope, parseHeader, splitEnvelope, streamAd, wrapAd } from '../../src/envelope/envelope-layout.js';
 
 /** Runs `f` with WebCrypto alone (the browser's path), whatever backend the importing entry installed. */
 async function withWebCrypto<T>(f: () => Promise<T>): Promise<T> {
@@ -56,12 +56,18 @@ test('an envelope sealed with node:crypto opens with WebCrypto alone and the oth
   const raw = generateClientKeyBytes();
   const key = await importClientKey(raw);
   const topic = 'ward/3/ecg/p7';
-  // what the trusted component would send a recipient: the sender's wrap re-done for `bob` with the
-  // same key (the test stands in for it; the layout and associated data are the protocol's)
+  // what the trusted component would send a recipient: the data key the sender's stream yields,
+  // wrapped for `bob` with the same key (the test stands in for the component, with node:crypto's
+  // keystream: the other side's must be the same bytes; the layout and associated data are the protocol's)
   const asRecipient = async (env: Uint8Array): Promise<Uint8Array> => {
     const { header, payload } = splitEnvelope(env);
     const h = parseHeader(header);
-    const dek = (await aesOpen(key.wrap, h.wrapNonce, h.wrappedKey, wrapAd(1, h.seq, topic, h.sender, '', h.payloadNonce)))!;
+    const streamKey = (await aesOpen(key.wrap, h.wrapNonce, h.wrappedKey, streamAd(topic, h.sender)))!;
+    const counter = Buffer.alloc(16);
+    counter.writeBigUInt64BE(BigInt(h.seq));
+    const keystream = nodeCrypto.keystream(streamKey, counter, 64);
+    assert.deepEqual([Buffer.from(keystream.subarray(0, 16)), Buffer.from(keystream.subarray(48, 60))], [Buffer.from(h.seqTag!), Buffer.from(h.payloadNonce)]);
+    const dek = keystream.subarray(16, 48);
     const wrapNonce = randomBytes(12);
     const wrappedKey = await aesSeal(key.wrap, wrapNonce, dek, wrapAd(KIND_RECIPIENT, h.seq, topic, h.sender, 'bob', h.payloadNonce));
     return joinEnvelope(encodeHeader({ ...h, kind: KIND_RECIPIENT, recipient: 'bob', wrapNonce, wrappedKey }), payload);

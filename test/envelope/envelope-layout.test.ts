@@ -5,7 +5,7 @@ import { EnvelopeFormatError, KIND_SENDER, encodeHeader, joinEnvelope, parseHead
 
 const header = {
   version: 1, kind: KIND_SENDER, seq: 2 ** 40 + 7, topicTag: new Uint8Array(8).fill(1), sender: 'alice', recipient: '',
-  payloadNonce: new Uint8Array(12).fill(2), wrapNonce: new Uint8Array(12).fill(3), wrappedKey: new Uint8Array(48).fill(4),
+  payloadNonce: new Uint8Array(12).fill(2), wrapNonce: new Uint8Array(12).fill(3), wrappedKey: new Uint8Array(48).fill(4), seqTag: new Uint8Array(16).fill(5),
 };
 
 test('envelope layout splits header from payload without keys and round-trips headers', () => {
@@ -14,6 +14,7 @@ test('envelope layout splits header from payload without keys and round-trips he
   const parts = splitEnvelope(env);
   assert.deepEqual(parts.header, h);
   assert.equal(parts.payload.length, 40);
+  assert.equal(h.length, 107 + 'alice'.length);
   assert.deepEqual({ ...parseHeader(parts.header) }, { ...header, topicTag: parts.header.subarray(10, 18), payloadNonce: header.payloadNonce, wrapNonce: header.wrapNonce, wrappedKey: header.wrappedKey });
 });
 
@@ -80,21 +81,25 @@ test('isSenderHeaderOf accepts exactly the headers parseHeader accepts as sender
   assert.ok(accepted > names.length, 'the samples include accepted headers');
 });
 
-test('the per-stream associated data and the shared group part made from a sender header equal the ones built field by field', async () => {
+test('the group wrap associated data, the shared group part and the stream fields read in place from a sender header equal the ones built field by field', async () => {
   const L = await import('../../src/envelope/envelope-layout.js');
   const rnd = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 131 + seed * 17 + 7) & 0xff);
   let cases = 0;
   for (const sender of ['alice', 'ünïcode-sender', 'a', 'x'.repeat(255)]) {
     for (const topic of ['t', 'home/door', 'ä/'.repeat(40)]) {
       const groupId = rnd(16, cases);
-      const open = L.senderWrapAdTemplate(topic, sender);
       const seal = L.groupWrapAdTemplate(topic, sender, groupId);
       // the same templates serve message after message: each fill must overwrite all that differs
       for (const seq of [0, 1, 2 ** 32 - 1, 2 ** 32, 2 ** 40 + 7, 2 ** 53 - 1]) {
         const payloadNonce = rnd(12, seq % 251);
-        const h = { ...header, sender, seq, payloadNonce, topicTag: rnd(8, cases) };
+        const h = { ...header, sender, seq, payloadNonce, topicTag: rnd(8, cases), seqTag: rnd(16, seq % 13) };
         const bytes = L.encodeHeader(h);
-        assert.deepEqual(L.fillAd(open, bytes), L.wrapAd(KIND_SENDER, seq, topic, sender, '', payloadNonce));
+        const n = new TextEncoder().encode(sender).length;
+        assert.deepEqual(bytes.subarray(L.streamPartAt(n), L.streamPartAt(n) + L.STREAM_PART_BYTES), Uint8Array.from([...h.wrapNonce, ...h.wrappedKey]));
+        assert.deepEqual(bytes.subarray(L.seqTagAt(n)), h.seqTag);
+        const seqBytes = Buffer.alloc(8);
+        seqBytes.writeBigUInt64BE(BigInt(seq));
+        assert.deepEqual(Buffer.from(bytes.subarray(L.SEQ_FIELD_AT, L.SEQ_FIELD_AT + 8)), seqBytes);
         assert.deepEqual(L.fillAd(seal, bytes), L.groupWrapAd(seq, topic, sender, payloadNonce, groupId));
         const part = new Uint8Array(L.groupPartLength(bytes)).fill(0xee);
         L.writeGroupPartAt(part, 0, part.length, bytes, 0, groupId);
@@ -125,6 +130,9 @@ test('envelope layout names each malformation', () => {
   assert.equal(code(() => parseHeader(h.subarray(0, 30))), 'truncated');
   assert.equal(code(() => parseHeader(Uint8Array.from([9, ...h.subarray(1)]))), 'unsupported-version');
   assert.equal(code(() => parseHeader(Uint8Array.from([1, 7, ...h.subarray(2)]))), 'bad-kind');
+  // kind 1, a data key wrapped per message, is retired
+  assert.equal(code(() => parseHeader(encodeHeader({ ...header, kind: 1 }))), 'bad-kind');
+  assert.equal(code(() => encodeHeader({ ...header, seqTag: undefined })), 'bad-kind');
   assert.equal(code(() => parseHeader(encodeHeader({ ...header, recipient: 'bob' }))), 'bad-identity');
   assert.equal(code(() => parseHeader(Uint8Array.from([...h, 0]))), 'bad-length');
 });

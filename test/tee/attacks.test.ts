@@ -49,6 +49,13 @@ test('a header claimed for another sender is refused as sender-mismatch; rewriti
   await refusedUnchanged(f, 'header-auth-failed', () => f.tee.rewrap(forged, T, 'bob', ['carol']));
 });
 
+test('a retired kind-1 header (a data key wrapped per message) is refused as malformed', async () => {
+  const m = await publish(alice, T, 'open');
+  const kind1 = Buffer.from(m.header);
+  kind1[1] = 1;
+  await refusedUnchanged(f, 'malformed-header', () => f.tee.rewrap(kind1, T, 'alice', ['bob']));
+});
+
 test('truncated headers and envelopes are refused as malformed', async () => {
   const m = await publish(alice, T, 'open');
   for (const cut of [0, 1, 10, m.header.length - 1]) {

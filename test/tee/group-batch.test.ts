@@ -1,18 +1,20 @@
 // The batched re-wrap (0x0e, fast and general path mixed in one batch) against a straightforward
-// reference written here with node:crypto: open the sender's wrap of the data key with the sender's
-// key, open the group key from a member part with the member's key, and check that the shared part
+// reference written here with node:crypto: open the sender's stream key with the sender's key, take
+// the sequence tag and data key from its AES-256-CTR keystream, open the group key from a member
+// part with the member's key, and check that the shared part
 // is, byte for byte, the data key wrapped under the group key in the layout the client reads; then
 // the client SDK opens the delivered envelope.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openEnvelope } from '../../src/client/crypto/index.js';
 import {
-  GROUP_ID_BYTES, GROUP_PART_TAIL, KIND_GROUP, NONCE_BYTES, KIND_SENDER, TAG_BYTES, encodeGroupMessagePart, encodeHeader, groupKeyAd, groupWrapAd, joinEnvelope, parseHeader, wrapAd, type EnvelopeParts,
+  GROUP_ID_BYTES, GROUP_PART_TAIL, KIND_GROUP, NONCE_BYTES, KIND_SENDER, SEQ_TAG_BYTES, STREAM_PART_BYTES, TAG_BYTES, encodeGroupMessagePart, encodeHeader, groupKeyAd, groupWrapAd,
+  joinEnvelope, parseHeader, streamAd, type EnvelopeParts,
 } from '../../src/envelope/envelope-layout.js';
 import { codeFromNumber, TeeError } from '../../src/envelope/errors.js';
 import { Reader, Writer } from '../../src/envelope/bytes.js';
@@ -79,7 +81,8 @@ test('randomized batches: every shared part equals the reference re-wrap (sender
         const payload = randomBytes(rnd(3000));
         const message = await publish(sender, topic, payload, seq++);
         const tampered = rnd(10) === 0;
-        if (tampered) message.header[message.header.length - 1 - rnd(TAG_BYTES)]! ^= 1 << rnd(8);
+        // a bit of the sequence tag, the wrapped stream key or the stream nonce
+        if (tampered) message.header[message.header.length - 1 - rnd(SEQ_TAG_BYTES + STREAM_PART_BYTES)]! ^= 1 << rnd(8);
         sent.push({ group, topic, sender, message, tampered, plaintext: payload });
       }
       // issued in one turn: the host sends them as one batch (0x0e)
@@ -95,7 +98,13 @@ test('randomized batches: every shared part equals the reference re-wrap (sender
         const part = Buffer.from(answer);
         const h = parseHeader(s.message.header);
         assert.equal(h.kind, KIND_SENDER);
-        const dek = gcmOpen(wrapSubkey(s.sender.raw), h.wrapNonce, h.wrappedKey, wrapAd(KIND_SENDER, h.seq, s.topic, s.sender.identity, '', h.payloadNonce));
+        const streamKey = gcmOpen(wrapSubkey(s.sender.raw), h.wrapNonce, h.wrappedKey, streamAd(s.topic, s.sender.identity));
+        const counter = Buffer.alloc(16);
+        counter.writeBigUInt64BE(BigInt(h.seq));
+        const keystream = createCipheriv('aes-256-ctr', streamKey, counter).update(Buffer.alloc(64));
+        assert.deepEqual(keystream.subarray(0, SEQ_TAG_BYTES), Buffer.from(h.seqTag!), `${where}: the sequence tag`);
+        assert.deepEqual(keystream.subarray(48, 60), Buffer.from(h.payloadNonce), `${where}: the payload nonce`);
+        const dek = keystream.subarray(SEQ_TAG_BYTES, 48);
         const group = groups[s.group]!;
         parts++;
         wrapNonces.add(part.subarray(part.length - GROUP_PART_TAIL, part.length - GROUP_PART_TAIL + NONCE_BYTES).toString('hex'));
@@ -132,7 +141,7 @@ test(`a batch of exactly ${GROUP_REWRAP_BATCH_MAX} messages is answered message 
     await d.handle(CMD.init, new Writer().u32(16).str16(join(dir, 'tee')).u8(0).u8(0).raw(operator.publicKey).finish());
     const header = encodeHeader({
       version: 1, kind: KIND_SENDER, seq: 1, topicTag: new Uint8Array(8), sender: 'alice', recipient: '',
-      payloadNonce: new Uint8Array(NONCE_BYTES), wrapNonce: new Uint8Array(NONCE_BYTES), wrappedKey: new Uint8Array(48),
+      payloadNonce: new Uint8Array(NONCE_BYTES), wrapNonce: new Uint8Array(NONCE_BYTES), wrappedKey: new Uint8Array(48), seqTag: new Uint8Array(SEQ_TAG_BYTES),
     });
     // a well-formed message naming a group this component never formed: each is refused on its own
     const entry = new Writer().u32(7).str16('t/x').str8('alice').bytes16(header).finish();

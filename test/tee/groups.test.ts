@@ -299,3 +299,30 @@ test('member parts and shared parts cannot be mixed across members, groups, mess
   await open(bob, envelopeFor(p1, group1, 0, m1), T, window);
   await assert.rejects(open(bob, envelopeFor(p1, group1, 0, m1), T, window), ReplayedMessageError);
 });
+
+test('a publisher\'s new stream (a restart, another counter) is re-wrapped next to its old one; another topic\'s stream part is refused as header-auth-failed', async () => {
+  const handle = nextHandle++;
+  const group = await f.tee.formGroup(handle, T, ['dave']);
+  const streamPart = (m: EnvelopeParts): string => Buffer.from(m.header.subarray(m.header.length - 16 - 60, m.header.length - 16)).toString('hex');
+  const first = await publish(alice, T, 'first stream', 900);
+  const next = await publish(alice, T, 'first stream again', 901);
+  // a sequence number that does not rise makes the SDK start a new stream
+  const second = await publish(alice, T, 'second stream', 899);
+  assert.equal(streamPart(next), streamPart(first));
+  assert.notEqual(streamPart(second), streamPart(first));
+  // each message twice, the streams alternating: the fast path takes the stream it knows, the
+  // general path opens the other one
+  for (const m of [first, next, second, first, second, next]) {
+    const opened = await open(dave, envelopeFor(await f.tee.groupRewrap(handle, m.header, T, 'alice'), group, 0, m));
+    assert.equal(opened.sender, 'alice');
+  }
+  // alice's stream on another topic, its header given this topic's tag: the stream key is bound to its topic
+  const elsewhere = await publish(alice, 'home/window', 'other topic', 950);
+  const moved = Buffer.from(elsewhere.header);
+  moved.set(first.header.subarray(10, 18), 10);
+  await refusedUnchanged(f, 'header-auth-failed', () => f.tee.groupRewrap(handle, moved, T, 'alice'));
+  // this stream's part with another message's sequence tag
+  const swapped = Buffer.from(next.header);
+  swapped.set(first.header.subarray(first.header.length - 16), swapped.length - 16);
+  await refusedUnchanged(f, 'header-auth-failed', () => f.tee.groupRewrap(handle, swapped, T, 'alice'));
+});

@@ -1,15 +1,16 @@
 // Envelope seal (publisher) and open (subscriber). Layout and associated data come from
 // src/envelope/envelope-layout.ts, shared with the trusted component and the broker.
 import {
-  ENVELOPE_VERSION, EnvelopeFormatError, KIND_GROUP, KIND_RECIPIENT, KIND_SENDER, TOPIC_TAG_BYTES, encodeHeader, groupKeyAd, groupWrapAd, joinEnvelope,
-  parseHeader, payloadAd, splitEnvelope, topicTagInput, wrapAd, type EnvelopeHeader, type GroupMember,
+  ENVELOPE_VERSION, EnvelopeFormatError, KEY_BYTES, KIND_GROUP, KIND_RECIPIENT, KIND_SENDER, NONCE_BYTES, SEQ_TAG_BYTES, STREAM_DERIVED_BYTES, STREAM_KEY_AT, STREAM_NONCE_AT, TOPIC_TAG_BYTES,
+  encodeHeader, groupKeyAd, groupWrapAd, joinEnvelope, parseHeader, payloadAd, splitEnvelope, streamAd, topicTagInput, wrapAd, writeStreamCounterBlocks,
+  type EnvelopeHeader, type GroupMember,
 } from '../../envelope/envelope-layout.js';
-import { equalBytes, toHex, type Bytes } from '../../envelope/bytes.js';
+import { Writer, equalBytes, toHex, type Bytes } from '../../envelope/bytes.js';
 import { Lru } from '../../envelope/lru.js';
 import { MalformedEnvelopeError, NotForMeError, ReplayedMessageError, TamperedMessageError, WrongTopicError } from './errors.js';
 import type { ClientKey } from './keys.js';
 import type { ReplayWindow } from './replay.js';
-import { aesKey, aesOpen, aesSeal, randomBytes, sha256 } from './webcrypto.js';
+import { aesKey, aesKeystream, aesOpen, aesSeal, randomBytes, sha256 } from './webcrypto.js';
 
 async function topicTag(topic: string): Promise<Uint8Array> {
   return (await sha256(topicTagInput(topic))).subarray(0, TOPIC_TAG_BYTES);
@@ -23,17 +24,54 @@ export interface SealOptions {
   payload: Uint8Array;
 }
 
-/** Publisher side: fresh data key, payload under it, data key wrapped under the sender's key. */
+/** A publisher's stream on one topic: a random stream key, wrapped once for the trusted component. */
+interface PublisherStream {
+  key: Uint8Array;
+  nonce: Uint8Array;
+  wrapped: Uint8Array;
+  /** The highest sequence number sealed in it: a keystream is never used twice. */
+  lastSeq: number;
+}
+
+/** Streams per client key and (sender, topic); a new client key (a rotation) starts new streams. */
+const streams = new WeakMap<ClientKey, Lru<string, Promise<PublisherStream>>>();
+const STREAMS_KEPT = 256;
+
+/** The stream for (sender, topic) under `key`; `fresh`: a new one in its place. */
+function streamFor(key: ClientKey, sender: string, topic: string, fresh = false): Promise<PublisherStream> {
+  let kept = streams.get(key);
+  if (kept === undefined) streams.set(key, (kept = new Lru(STREAMS_KEPT)));
+  const id = JSON.stringify([sender, topic]);
+  let s = fresh ? undefined : kept.get(id);
+  if (s === undefined) {
+    const streamKey = randomBytes(KEY_BYTES);
+    const nonce = randomBytes(NONCE_BYTES);
+    s = aesSeal(key.wrap, nonce, streamKey, streamAd(topic, sender)).then((wrapped) => ({ key: streamKey, nonce, wrapped, lastSeq: -1 }));
+    kept.set(id, s);
+  }
+  return s;
+}
+
+/**
+ * Publisher side (kind 4): the message's sequence tag, data key and payload nonce come from the
+ * stream key's AES-256-CTR keystream at its sequence number; the payload is sealed under them.
+ */
 export async function sealEnvelope(o: SealOptions): Promise<Bytes> {
-  const dek = randomBytes(32);
-  const payloadNonce = randomBytes(12);
-  const wrapNonce = randomBytes(12);
-  const payload = await aesSeal(dek, payloadNonce, o.payload, payloadAd(o.seq, o.topic, o.sender));
-  const wrappedKey = await aesSeal(o.key.wrap, wrapNonce, dek, wrapAd(KIND_SENDER, o.seq, o.topic, o.sender, '', payloadNonce));
-  dek.fill(0);
+  let stream = await streamFor(o.key, o.sender, o.topic);
+  // Data key and payload nonce follow from (stream key, seq): a sequence number that does not rise
+  // in this stream (two senders sharing one client key, each with its own counter) gets a new stream.
+  while (o.seq <= stream.lastSeq) stream = await streamFor(o.key, o.sender, o.topic, true);
+  stream.lastSeq = o.seq;
+  const blocks = new Uint8Array(STREAM_DERIVED_BYTES);
+  writeStreamCounterBlocks(blocks, 0, new Writer(8).u64(o.seq).finish(), 0);
+  const derived = await aesKeystream(stream.key, blocks.subarray(0, 16), STREAM_DERIVED_BYTES); // sequence tag | data key | payload nonce
+  const payloadNonce = derived.slice(STREAM_NONCE_AT, STREAM_NONCE_AT + NONCE_BYTES);
+  const payload = await aesSeal(derived.subarray(STREAM_KEY_AT, STREAM_KEY_AT + KEY_BYTES), payloadNonce, o.payload, payloadAd(o.seq, o.topic, o.sender));
   const header = encodeHeader({
-    version: ENVELOPE_VERSION, kind: KIND_SENDER, seq: o.seq, topicTag: await topicTag(o.topic), sender: o.sender, recipient: '', payloadNonce, wrapNonce, wrappedKey,
+    version: ENVELOPE_VERSION, kind: KIND_SENDER, seq: o.seq, topicTag: await topicTag(o.topic), sender: o.sender, recipient: '', payloadNonce,
+    wrapNonce: stream.nonce, wrappedKey: stream.wrapped, seqTag: derived.slice(0, SEQ_TAG_BYTES),
   });
+  derived.fill(0);
   return joinEnvelope(header, payload);
 }
 

@@ -13,6 +13,8 @@ export interface FastCrypto {
   /** undefined when authentication fails. */
   open(key: CryptoKey | Uint8Array, nonce: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Bytes | undefined;
   sha256(data: Uint8Array): Bytes;
+  /** `length` bytes of the AES-256-CTR keystream of raw key bytes from the 16-byte counter block `counter`. */
+  keystream(key: Uint8Array, counter: Uint8Array, length: number): Bytes;
   /** `n` bytes from a cryptographically secure generator. */
   random(n: number): Bytes;
 }
@@ -96,6 +98,16 @@ export async function aesOpen(key: CryptoKey | Uint8Array, nonce: Uint8Array, se
   } catch {
     return undefined;
   }
+}
+
+/** `aesKeystream`'s counter: the 64 low bits of the block count, as node:crypto's `aes-256-ctr` (no carry past them for our few blocks). */
+const CTR_BITS = 64;
+
+/** `length` bytes of the AES-256-CTR keystream of raw key bytes from the counter block `counter` (an encryption of zeros). */
+export async function aesKeystream(key: Uint8Array, counter: Uint8Array, length: number): Promise<Bytes> {
+  if (fast !== undefined) return fast.keystream(key, counter, length);
+  const k = await subtle().importKey('raw', bs(key), 'AES-CTR', false, ['encrypt']);
+  return new Uint8Array(await subtle().encrypt({ name: 'AES-CTR', counter: bs(counter), length: CTR_BITS }, k, new Uint8Array(length)));
 }
 
 export async function ed25519Verify(publicKey: Uint8Array, signature: Uint8Array, data: Uint8Array): Promise<boolean> {
