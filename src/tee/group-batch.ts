@@ -1,10 +1,10 @@
 // The one re-wrap command (0x0e): the messages the host gathered in one turn of its event loop,
 // tens of them under load; a single message is a batch of one. A message of the usual kind (a
-// formed group, the stream of its latest publisher, its stream key opened) costs one AES call, one
-// AEAD and no parsing: its fields stay offsets into the frame and its shared part is sealed
-// straight into the answer. Per-message views and objects were a quarter of this process's time
-// (their allocation and the garbage collection after it). Any other message takes rewrapMessage (groups.ts), which
-// checks each step in turn and names the exact refusal.
+// formed group, the stream of its latest publisher, its stream key opened) costs a share of one
+// AES call, one AEAD and no parsing: its fields stay offsets into the frame and its shared part is
+// sealed straight into the answer. Per-message views and objects were a quarter of this process's
+// time (their allocation and the garbage collection after it). Any other message takes
+// rewrapMessage (groups.ts), which checks each step in turn and names the exact refusal.
 import { Reader, equalBytesAt } from '../envelope/bytes.js';
 import { TEE_ERRORS, TeeError } from '../envelope/errors.js';
 import type { StreamKey } from './aead.js';

@@ -12,8 +12,8 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { equalBytes, equalBytesAt, fromUtf8, utf8 } from '../envelope/bytes.js';
 import {
   GROUP_ID_BYTES, GROUP_PART_TAIL, KEY_BYTES, MAX_IDENTITY_BYTES, NONCE_BYTES, SEQ_TAG_BYTES, STREAM_DERIVED_BYTES, STREAM_KEY_AT, STREAM_NONCE_AT, STREAM_PART_BYTES,
-  encodeGroupMemberPart,
-  encodeGroupMessagePart, fillAd, groupKeyAd, groupWrapAd, groupWrapAdTemplate, senderHeaderNonceAt, seqTagAt, streamPartAt, writeGroupPartAt, type AdTemplate,
+  encodeGroupMemberPart, encodeGroupMessagePart, fillAd, groupKeyAd, groupWrapAd, groupWrapAdTemplate, senderHeaderNonceAt, seqTagAt, streamPartAt, writeGroupPartAt,
+  type AdTemplate,
 } from '../envelope/envelope-layout.js';
 import { TEE_ERRORS, TeeError } from '../envelope/errors.js';
 import type { Lru } from '../envelope/lru.js';
