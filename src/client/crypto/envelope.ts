@@ -46,8 +46,14 @@ function streamFor(key: ClientKey, sender: string, topic: string, fresh = false)
   if (s === undefined) {
     const streamKey = randomBytes(KEY_BYTES);
     const nonce = randomBytes(NONCE_BYTES);
-    s = aesSeal(key.wrap, nonce, streamKey, streamAd(topic, sender)).then((wrapped) => ({ key: streamKey, nonce, wrapped, lastSeq: -1 }));
-    kept.set(id, s);
+    const made = aesSeal(key.wrap, nonce, streamKey, streamAd(topic, sender)).then((wrapped) => ({ key: streamKey, nonce, wrapped, lastSeq: -1 }));
+    kept.set(id, made);
+    // a failed wrap is not kept: the next seal tries a new stream
+    const cache = kept;
+    made.catch(() => {
+      if (cache.peek(id) === made) cache.delete(id);
+    });
+    s = made;
   }
   return s;
 }
