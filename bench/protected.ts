@@ -31,7 +31,7 @@ import {
   type ClientKey, type TeeInfoJson, type TeePublicKeys,
 } from '../src/client/index.js'; // the Node entry: the SDK as a Node client has it (node:crypto per message)
 import {
-  ENVELOPE_VERSION, KIND_SENDER, SEQ_TAG_BYTES, STREAM_DERIVED_BYTES, STREAM_KEY_AT, STREAM_NONCE_AT, encodeHeader, joinEnvelope, payloadAd, streamAd, topicTagInput, writeStreamCounterBlocks,
+  ENVELOPE_VERSION, KIND_SENDER, SEQ_TAG_BYTES, STREAM_DERIVED_BYTES, STREAM_KEY_AT, STREAM_NONCE_AT, encodeHeader, joinEnvelope, payloadAd, streamAd, topicTagInput,
 } from '../src/envelope/envelope-layout.js';
 import { LABELS } from '../src/envelope/messages.js';
 
@@ -190,11 +190,9 @@ function benchStream(wrapKey: Uint8Array, sender: string, topic: string): BenchS
  */
 export function sealFast(wrapKey: Uint8Array, sender: string, topic: string, seq: number, plaintext: Uint8Array, topicTag = topicTagOf(topic)): Uint8Array {
   const s = benchStream(wrapKey, sender, topic);
-  const seqBytes = Buffer.alloc(8);
-  seqBytes.writeBigUInt64BE(BigInt(seq));
-  const blocks = Buffer.alloc(STREAM_DERIVED_BYTES);
-  writeStreamCounterBlocks(blocks, 0, seqBytes, 0);
-  const derived = createCipheriv('aes-256-ctr', s.key, blocks.subarray(0, 16)).update(Buffer.alloc(STREAM_DERIVED_BYTES)); // sequence tag | data key | payload nonce
+  const counter = Buffer.alloc(16); // u64 seq | u64 0
+  counter.writeBigUInt64BE(BigInt(seq));
+  const derived = createCipheriv('aes-256-ctr', s.key, counter).update(Buffer.alloc(STREAM_DERIVED_BYTES)); // sequence tag | data key | payload nonce
   const payloadNonce = derived.subarray(STREAM_NONCE_AT, STREAM_NONCE_AT + 12);
   const payload = gcm(derived.subarray(STREAM_KEY_AT, STREAM_KEY_AT + 32), payloadNonce, plaintext, payloadAd(seq, topic, sender));
   const seqTag = derived.subarray(0, SEQ_TAG_BYTES);

@@ -117,17 +117,18 @@ export function groupRewrapBatch(state: TeeState, params: Uint8Array, toTeeError
 function streamRun(state: TeeState, src: Uint8Array, at: Uint32Array, i: number, n: number): Run {
   const o = i * FIELDS;
   const s = state.groups.peek(at[o + HANDLE]!)?.ready?.last;
-  if (s?.key === undefined || s.streamPart === undefined) return { key: undefined, keystreams: undefined, from: i, to: i + 1 };
+  const opened = s?.opened;
+  if (s === undefined || opened === undefined) return { key: undefined, keystreams: undefined, from: i, to: i + 1 };
   const partAt = streamPartAt(s.senderBytes.length);
   const seqAts: number[] = [];
   let j = i;
   for (; j < n && j - i < RUN_MAX; j++) {
     const p = j * FIELDS;
-    if (at[p + HANDLE] !== at[o + HANDLE] || at[p + HEADER_LENGTH]! < partAt + STREAM_PART_BYTES || !equalBytesAt(s.streamPart, src, at[p + HEADER_AT]! + partAt, STREAM_PART_BYTES)) break;
+    if (at[p + HANDLE] !== at[o + HANDLE] || at[p + HEADER_LENGTH]! < partAt + STREAM_PART_BYTES || !equalBytesAt(opened.part, src, at[p + HEADER_AT]! + partAt, STREAM_PART_BYTES)) break;
     seqAts.push(at[p + HEADER_AT]! + SEQ_FIELD_AT);
   }
   if (j === i) return { key: undefined, keystreams: undefined, from: i, to: i + 1 };
-  return { key: s.key, keystreams: s.key.derive(src, seqAts), from: i, to: j };
+  return { key: opened.key, keystreams: opened.key.derive(src, seqAts), from: i, to: j };
 }
 
 /**
@@ -149,7 +150,7 @@ function rewrapInPlace(state: TeeState, src: Uint8Array, at: Uint32Array, o: num
   if (!isSenderHeaderOf(src, s.senderBytes, headerAt, headerLength) || !hasTopicTag(src, entry.topicTag, headerAt, headerLength)) return false;
   // the sender is still enrolled, its key cached (a rotation would have moved the epoch on)
   const keys = state.keysOf(s.sender);
-  if (keys === undefined || keys instanceof Promise || run.key === undefined || run.key !== s.key) return false;
+  if (keys === undefined || keys instanceof Promise || run.key === undefined || run.key !== s.opened?.key) return false;
   const keystream = run.keystreams!.subarray((i - run.from) * STREAM_DERIVED_BYTES, (i - run.from + 1) * STREAM_DERIVED_BYTES);
   if (!wrapStreamAt(g, s, keystream, src, headerAt, out, partAt, at[o + PART_LENGTH]!)) return false;
   state.groups.get(handle); // the group is used: newest in the table, as the general path leaves it

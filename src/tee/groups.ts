@@ -36,9 +36,8 @@ export interface SenderStream {
   readonly sender: string;
   readonly senderBytes: Uint8Array;
   readonly sealAd: AdTemplate;
-  /** The stream key opened from `streamPart` (stream nonce and wrapped key), under the current epoch. */
-  key?: StreamKey;
-  streamPart?: Uint8Array;
+  /** The publisher's stream key, opened under the current epoch, and the stream part (stream nonce, wrapped key) it came in. */
+  opened?: { readonly key: StreamKey; readonly part: Uint8Array };
 }
 
 /**
@@ -130,8 +129,7 @@ export function rewrapMessage(state: TeeState, handle: number, headerBytes: Uint
   if (stream !== undefined) {
     // the publisher's next messages in this stream take the fast path
     const at = streamPartAt(stream.senderBytes.length);
-    stream.key = opened.streamKey;
-    stream.streamPart = Uint8Array.from(headerBytes.subarray(at, at + STREAM_PART_BYTES));
+    stream.opened = { key: opened.streamKey, part: Uint8Array.from(headerBytes.subarray(at, at + STREAM_PART_BYTES)) };
   }
   return wrapForGroup(g, opened, entry.topic, sender);
 }
@@ -167,7 +165,7 @@ export function streamOf(state: TeeState, g: FormedGroup, topic: string, senderB
  */
 export function wrapStreamAt(g: FormedGroup, s: SenderStream, keystream: Buffer, src: Uint8Array, headerAt: number, out: Uint8Array, partAt: number, partLength: number): boolean {
   const n = s.senderBytes.length;
-  if (keystream.length !== STREAM_DERIVED_BYTES || s.streamPart === undefined || !equalBytesAt(s.streamPart, src, headerAt + streamPartAt(n), STREAM_PART_BYTES)) return false;
+  if (keystream.length !== STREAM_DERIVED_BYTES || s.opened === undefined || !equalBytesAt(s.opened.part, src, headerAt + streamPartAt(n), STREAM_PART_BYTES)) return false;
   const tagAt = headerAt + seqTagAt(n);
   const nonceAt = headerAt + senderHeaderNonceAt(n);
   const tagOk = timingSafeEqual(keystream.subarray(0, SEQ_TAG_BYTES), src.subarray(tagAt, tagAt + SEQ_TAG_BYTES));

@@ -2,7 +2,7 @@
 // src/envelope/envelope-layout.ts, shared with the trusted component and the broker.
 import {
   ENVELOPE_VERSION, EnvelopeFormatError, KEY_BYTES, KIND_GROUP, KIND_RECIPIENT, KIND_SENDER, NONCE_BYTES, SEQ_TAG_BYTES, STREAM_DERIVED_BYTES, STREAM_KEY_AT, STREAM_NONCE_AT, TOPIC_TAG_BYTES,
-  encodeHeader, groupKeyAd, groupWrapAd, joinEnvelope, parseHeader, payloadAd, splitEnvelope, streamAd, topicTagInput, wrapAd, writeStreamCounterBlocks,
+  encodeHeader, groupKeyAd, groupWrapAd, joinEnvelope, parseHeader, payloadAd, splitEnvelope, streamAd, topicTagInput, wrapAd,
   type EnvelopeHeader, type GroupMember,
 } from '../../envelope/envelope-layout.js';
 import { Writer, equalBytes, toHex, type Bytes } from '../../envelope/bytes.js';
@@ -68,9 +68,8 @@ export async function sealEnvelope(o: SealOptions): Promise<Bytes> {
   // in this stream (two senders sharing one client key, each with its own counter) gets a new stream.
   while (o.seq <= stream.lastSeq) stream = await streamFor(o.key, o.sender, o.topic, true);
   stream.lastSeq = o.seq;
-  const blocks = new Uint8Array(STREAM_DERIVED_BYTES);
-  writeStreamCounterBlocks(blocks, 0, new Writer(8).u64(o.seq).finish(), 0);
-  const derived = await aesKeystream(stream.key, blocks.subarray(0, 16), STREAM_DERIVED_BYTES); // sequence tag | data key | payload nonce
+  const counter = new Writer(16).u64(o.seq).u64(0).finish(); // the first of the counter blocks (§3)
+  const derived = await aesKeystream(stream.key, counter, STREAM_DERIVED_BYTES); // sequence tag | data key | payload nonce
   const payloadNonce = derived.slice(STREAM_NONCE_AT, STREAM_NONCE_AT + NONCE_BYTES);
   const payload = await aesSeal(derived.subarray(STREAM_KEY_AT, STREAM_KEY_AT + KEY_BYTES), payloadNonce, o.payload, payloadAd(o.seq, o.topic, o.sender));
   const header = encodeHeader({
