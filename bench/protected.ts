@@ -25,7 +25,7 @@ import { encodeConnect, encodePublish, RawClient } from './mqtt-raw.js';
 import { sleep } from './proc.js';
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
-import { createCipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createHash, hkdfSync } from 'node:crypto';
 import {
   buildEnrolmentRequest, generateClientKeyBytes, importClientKey, openEnvelope, pinTee, ReplayWindow, verifyKeyResponse,
   type ClientKey, type TeeInfoJson, type TeePublicKeys,

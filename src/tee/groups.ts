@@ -8,19 +8,18 @@
 // here, for one topic, under the current policy, revocations and keys (the epoch): a hostile host
 // can misuse handles only to get refusals. Any change of policy, a revocation or a key rotation
 // moves the epoch on, and every older group is refused as stale until the host forms it again.
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { equalBytes, equalBytesAt, fromUtf8, utf8 } from '../envelope/bytes.js';
 import {
-  GROUP_ID_BYTES, GROUP_PART_TAIL, KEY_BYTES, MAX_IDENTITY_BYTES, NONCE_BYTES, SEQ_TAG_BYTES, STREAM_DERIVED_BYTES, STREAM_KEY_AT, STREAM_NONCE_AT, STREAM_PART_BYTES,
-  encodeGroupMemberPart, encodeGroupMessagePart, fillAd, groupKeyAd, groupWrapAd, groupWrapAdTemplate, senderHeaderNonceAt, seqTagAt, streamPartAt, writeGroupPartAt,
-  type AdTemplate,
+  GROUP_ID_BYTES, GROUP_PART_TAIL, KEY_BYTES, MAX_IDENTITY_BYTES, NONCE_BYTES, STREAM_DERIVED_BYTES, STREAM_KEY_AT, STREAM_PART_BYTES, encodeGroupMemberPart,
+  encodeGroupMessagePart, fillAd, groupKeyAd, groupWrapAd, groupWrapAdTemplate, streamPartAt, writeGroupPartAt, type AdTemplate,
 } from '../envelope/envelope-layout.js';
 import { TEE_ERRORS, TeeError } from '../envelope/errors.js';
 import type { Lru } from '../envelope/lru.js';
 import { AeadKey, type StreamKey } from './aead.js';
 import type { TeeState } from './core.js';
 import type { ClientKeys } from './keys.js';
-import { isTopicName, openSenderHeader, topicTag, type OpenedHeader } from './sender-header.js';
+import { isTopicName, keystreamMismatch, openSenderHeader, topicTag, type OpenedHeader } from './sender-header.js';
 
 /** Per member of a group: its member part, or the wire number of a refusal code. */
 export type RecipientOutput = Uint8Array | number;
@@ -166,10 +165,7 @@ export function streamOf(state: TeeState, g: FormedGroup, topic: string, senderB
 export function wrapStreamAt(g: FormedGroup, s: SenderStream, keystream: Buffer, src: Uint8Array, headerAt: number, out: Uint8Array, partAt: number, partLength: number): boolean {
   const n = s.senderBytes.length;
   if (keystream.length !== STREAM_DERIVED_BYTES || s.opened === undefined || !equalBytesAt(s.opened.part, src, headerAt + streamPartAt(n), STREAM_PART_BYTES)) return false;
-  const tagAt = headerAt + seqTagAt(n);
-  const nonceAt = headerAt + senderHeaderNonceAt(n);
-  const tagOk = timingSafeEqual(keystream.subarray(0, SEQ_TAG_BYTES), src.subarray(tagAt, tagAt + SEQ_TAG_BYTES));
-  if (!tagOk || !timingSafeEqual(keystream.subarray(STREAM_NONCE_AT, STREAM_NONCE_AT + NONCE_BYTES), src.subarray(nonceAt, nonceAt + NONCE_BYTES))) return false;
+  if (keystreamMismatch(keystream, src, headerAt) !== undefined) return false; // the general path names which
   writeGroupPartAt(out, partAt, partLength, src, headerAt, g.id);
   g.key.sealInto(out, partAt + partLength - GROUP_PART_TAIL, keystream.subarray(STREAM_KEY_AT, STREAM_KEY_AT + KEY_BYTES), fillAd(s.sealAd, src, headerAt)); // wrap nonce | wrapped data key
   return true;

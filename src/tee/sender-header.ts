@@ -4,7 +4,7 @@
 // the payload size: only the 32-byte keys are handled.
 import { timingSafeEqual } from 'node:crypto';
 import {
-  KEY_BYTES, KIND_SENDER, NONCE_BYTES, SEQ_FIELD_AT, SEQ_TAG_BYTES, STREAM_KEY_AT, STREAM_NONCE_AT, TOPIC_TAG_LABEL, EnvelopeFormatError, parseHeader, streamAd,
+  KEY_BYTES, KIND_SENDER, NONCE_BYTES, SENDER_FIELD_AT, SEQ_FIELD_AT, SEQ_TAG_BYTES, STREAM_KEY_AT, STREAM_NONCE_AT, TOPIC_TAG_LABEL, senderHeaderNonceAt, seqTagAt, EnvelopeFormatError, parseHeader, streamAd,
   type EnvelopeHeader,
 } from '../envelope/envelope-layout.js';
 import { TeeError, type TeeErrorCode } from '../envelope/errors.js';
@@ -71,6 +71,20 @@ export function openSenderHeader(state: TeeState, headerBytes: Uint8Array, topic
   return openStream(state, header, headerBytes, keys, topic, sender);
 }
 
+/**
+ * Which of a sender header's sequence tag and payload nonce (the header at src[headerAt..], laid out
+ * as isSenderHeaderOf accepts) is not the one `keystream` (the stream key's at its sequence number)
+ * gives; undefined when both are. Compared in constant time: the keystream is secret.
+ */
+export function keystreamMismatch(keystream: Uint8Array, src: Uint8Array, headerAt: number): 'sequence tag' | 'payload nonce' | undefined {
+  const n = src[headerAt + SENDER_FIELD_AT]!;
+  const tagAt = headerAt + seqTagAt(n);
+  const nonceAt = headerAt + senderHeaderNonceAt(n);
+  if (!timingSafeEqual(keystream.subarray(0, SEQ_TAG_BYTES), src.subarray(tagAt, tagAt + SEQ_TAG_BYTES))) return 'sequence tag';
+  if (!timingSafeEqual(keystream.subarray(STREAM_NONCE_AT, STREAM_NONCE_AT + NONCE_BYTES), src.subarray(nonceAt, nonceAt + NONCE_BYTES))) return 'payload nonce';
+  return undefined;
+}
+
 function keyFailure(state: TeeState, err: unknown): never {
   reject(state, err instanceof TeeError ? err.code : 'internal', (err as Error).message);
 }
@@ -83,10 +97,10 @@ function openStream(state: TeeState, h: EnvelopeHeader, headerBytes: Uint8Array,
   const streamKey = new StreamKey(raw);
   raw.fill(0);
   const derived = streamKey.derive(headerBytes, [SEQ_FIELD_AT]);
-  const tagOk = timingSafeEqual(derived.subarray(0, SEQ_TAG_BYTES), h.seqTag!);
-  if (!tagOk || !timingSafeEqual(derived.subarray(STREAM_NONCE_AT, STREAM_NONCE_AT + NONCE_BYTES), h.payloadNonce)) {
+  const failed = keystreamMismatch(derived, headerBytes, 0);
+  if (failed !== undefined) {
     derived.fill(0);
-    reject(state, 'header-auth-failed', `${tagOk ? 'payload nonce' : 'sequence tag'} fails authentication (tampered header or sequence number)`);
+    reject(state, 'header-auth-failed', `${failed} fails authentication (tampered header or sequence number)`);
   }
   return { h, dek: derived.subarray(STREAM_KEY_AT, STREAM_KEY_AT + KEY_BYTES), streamKey };
 }
