@@ -63,6 +63,41 @@ export interface Delivery {
   storeId: number;
 }
 
+/**
+ * Records made per message on the hot path (this one, the decoder's PUBLISH, a re-wrap batch entry,
+ * a publisher's acknowledgement in its lane) are class instances, not object literals. V8 follows
+ * each object literal as an allocation site, and once a scavenge finds 85 % of a site's objects
+ * still alive it allocates that site's objects in the old generation from then on ("pretenuring";
+ * it does not do so for `new`). A protected broker loaded within seconds of its start had exactly
+ * these four sites pretenured (checked with %InYoungGeneration: 99 % born old, 0 % in a broker that
+ * idled first). Each such record, dead but old, kept what it named alive until the next full
+ * collection: the message, its payload and the 64 KiB socket read under it. External memory then
+ * forced a full collection every ~150 ms, for good: ~30 % fewer messages at 1 -> 1.
+ */
+class MessageRecord implements Message {
+  // declared, not class fields: assigned in one constructor, in this order, like the literal's
+  // properties (a class field is first defined as undefined, which widens V8's field types)
+  declare readonly topic: string;
+  declare payload: Buffer;
+  declare readonly qos: QoS;
+  declare readonly retain: boolean;
+  declare readonly properties: MessageProperties | undefined;
+  declare readonly expiresAt: number;
+  declare readonly origin: string;
+  declare topicBytes: Buffer | undefined;
+
+  constructor(topic: string, payload: Buffer, qos: QoS, retain: boolean, properties: MessageProperties | undefined, expiresAt: number, origin: string) {
+    this.topic = topic;
+    this.payload = payload;
+    this.qos = qos;
+    this.retain = retain;
+    this.properties = properties;
+    this.expiresAt = expiresAt;
+    this.origin = origin;
+    this.topicBytes = undefined;
+  }
+}
+
 export function makeMessage(
   topic: string,
   payload: Buffer,
@@ -73,15 +108,7 @@ export function makeMessage(
   now = Date.now(),
 ): Message {
   const expiry = properties?.messageExpiryInterval;
-  return {
-    topic,
-    payload,
-    qos,
-    retain,
-    properties,
-    expiresAt: expiry !== undefined ? now + expiry * 1000 : 0,
-    origin,
-  };
+  return new MessageRecord(topic, payload, qos, retain, properties, expiry !== undefined ? now + expiry * 1000 : 0, origin);
 }
 
 /** Seconds left before expiry (rounded up), 0 if expired, undefined if the message never expires. */

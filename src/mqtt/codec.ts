@@ -16,12 +16,36 @@
  */
 import { isUtf8 } from 'node:buffer';
 import mqttPacket from 'mqtt-packet';
-import type { IPubackPacket, IPublishPacket, Packet } from 'mqtt-packet';
+import type { IPubackPacket, IPublishPacket, Packet, QoS } from 'mqtt-packet';
 import { Reason } from './reason-codes.js';
 import { borrowParser, parserSettings, returnParser, type LentParser, type ParserHolder } from './parser-pool.js';
 import { decodePlainConnect } from './connect-fast.js';
 
 export type ProtocolVersion = 3 | 4 | 5;
+
+/** A PUBLISH read by the fast path: a class, not an object literal (see MessageRecord in src/broker/message.ts). */
+class FastPublish implements IPublishPacket {
+  // declared, not class fields (see MessageRecord): the literal's properties, in its order
+  declare readonly cmd: 'publish';
+  declare retain: boolean;
+  declare qos: QoS;
+  declare dup: boolean;
+  declare length: number;
+  declare topic: string;
+  declare payload: Buffer;
+  declare messageId: number | undefined;
+
+  constructor(retain: boolean, qos: QoS, dup: boolean, length: number, topic: string, payload: Buffer, messageId: number | undefined) {
+    (this as { cmd: 'publish' }).cmd = 'publish';
+    this.retain = retain;
+    this.qos = qos;
+    this.dup = dup;
+    this.length = length;
+    this.topic = topic;
+    this.payload = payload;
+    this.messageId = messageId;
+  }
+}
 
 /** Longest topic the decoder's fast path remembers (longer ones are decoded every time). */
 const LAST_TOPIC_BYTES = 256;
@@ -225,16 +249,7 @@ export class Decoder implements ParserHolder {
         if (pos >= end || chunk[pos] !== 0) return at; // properties present: the parser reads them
         pos++;
       }
-      const packet: IPublishPacket = {
-        cmd: 'publish',
-        retain: (b0 & 1) !== 0,
-        qos: qos as 0 | 1 | 2,
-        dup,
-        length: remaining,
-        topic,
-        payload: chunk.subarray(pos, end),
-      };
-      if (qos > 0) packet.messageId = chunk.readUInt16BE(topicEnd);
+      const packet = new FastPublish((b0 & 1) !== 0, qos as QoS, dup, remaining, topic, chunk.subarray(pos, end), qos > 0 ? chunk.readUInt16BE(topicEnd) : undefined);
       at = end;
       this.events.onPacket(packet);
     }

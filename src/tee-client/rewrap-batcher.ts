@@ -6,15 +6,27 @@ import { TeeError, codeFromNumber } from '../envelope/errors.js';
 import type { RewrapReceiver, Transport } from './host.js';
 import { CMD, GROUP_REWRAP_BATCH_MAX } from '../envelope/wire.js';
 
-/** One message of a group re-wrap batch, waiting for the end of this turn of the event loop. */
-interface BatchEntry {
-  handle: number;
-  header: Uint8Array;
-  topic: Uint8Array;
+/**
+ * One message of a group re-wrap batch, waiting for the end of this turn of the event loop. A class,
+ * not an object literal: see MessageRecord in src/broker/message.ts (V8's pretenuring).
+ */
+class BatchEntry {
+  declare readonly handle: number;
+  declare readonly header: Uint8Array;
+  declare readonly topic: Uint8Array;
   /** undefined: the sender the header names, its `str8 sender` copied as is (up to `senderEnd`). */
-  sender: Uint8Array | undefined;
-  senderEnd: number;
-  to: RewrapReceiver;
+  declare readonly sender: Uint8Array | undefined;
+  declare readonly senderEnd: number;
+  declare readonly to: RewrapReceiver;
+
+  constructor(handle: number, header: Uint8Array, topic: Uint8Array, sender: Uint8Array | undefined, senderEnd: number, to: RewrapReceiver) {
+    this.handle = handle;
+    this.header = header;
+    this.topic = topic;
+    this.sender = sender;
+    this.senderEnd = senderEnd;
+    this.to = to;
+  }
 }
 
 /**
@@ -58,7 +70,7 @@ export class RewrapBatcher {
       senderLength = senderEnd - SENDER_FIELD_AT - 1;
     }
     if (topicBytes.length > 0xffff || header.length > 0xffff) return refuseLater(to, new TeeError('bad-request', 'topic or header longer than 65535 bytes'));
-    this.entries.push({ handle, header, topic: topicBytes, sender: senderBytes, senderEnd, to });
+    this.entries.push(new BatchEntry(handle, header, topicBytes, senderBytes, senderEnd, to));
     this.size += 4 + 2 + topicBytes.length + 1 + senderLength + 2 + header.length;
     if (this.entries.length >= GROUP_REWRAP_BATCH_MAX) this.flush();
     else {
