@@ -15,7 +15,7 @@ import { joinEnvelope } from '../../src/envelope/envelope-layout.js';
 import { TeeError } from '../../src/envelope/errors.js';
 import { BUILD_BENCHMARK, BUILD_PRODUCTION, MODE_TOKEN, parseKeyResponse, readGrants } from '../../src/envelope/messages.js';
 import { Sealer } from '../../src/tee/seal.js';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { codeFromNumber } from '../../src/envelope/errors.js';
 import { ALL_GRANTS, makeFixture } from '../helpers/tee/fixture.js';
@@ -253,7 +253,7 @@ test('re-wrap returns one header per allowed recipient in order, of a size indep
   }
 });
 
-test('the retired commands (per-recipient re-wrap 0x08, paper-mode re-encryption 0x09, single group re-wrap 0x0d) are unknown, in a benchmark build too', async () => {
+test('the retired commands (per-recipient re-wrap 0x08, paper-mode re-encryption 0x09, single group re-wrap 0x0d) are unknown, in a benchmark build too', async (t) => {
   const f = await makeFixture();
   try {
     const alice = await f.enrol('alice');
@@ -262,6 +262,7 @@ test('the retired commands (per-recipient re-wrap 0x08, paper-mode re-encryption
       const blobs = new Map<string, Uint8Array>();
       const d = new Dispatcher({ get: async (n) => blobs.get(n), put: async (n, b) => void blobs.set(n, b), delete: async (n) => void blobs.delete(n) }, TEE_DIST);
       const stateDir = mkdtempSync(join(tmpdir(), 'mqt-tz-retired-'));
+      t.after(() => rmSync(stateDir, { recursive: true, force: true }));
       await d.handle(CMD.init, new Writer().u32(16).str16(stateDir).u8(MODE_TOKEN).u8(build).raw(f.operator.publicKey).finish());
       for (const command of [0x08, 0x09, 0x0d]) {
         const params = new Writer().str16('p').str8('alice').u16(1).str8('alice').raw(joinEnvelope(parts.header, parts.payload)).finish();
@@ -336,12 +337,14 @@ test('a different operator key than the pinned one is refused at start', async (
   }
 });
 
-test('an operator-signed change hands the component to another operator key: fingerprint changes, endorsement dropped, only the new key signs from then on, also after a restart', async () => {
+test('an operator-signed change hands the component to another operator key: fingerprint changes, endorsement dropped, only the new key signs from then on, also after a restart', async (t) => {
   const f = await makeFixture();
   try {
     const before = await f.tee.info();
     await f.tee.setEndorsement(signEndorsement(f.operator, before));
-    const next = createOperatorKey(join(mkdtempSync(join(tmpdir(), 'mqt-tz-next-operator-')), 'op.key'));
+    const nextDir = mkdtempSync(join(tmpdir(), 'mqt-tz-next-operator-'));
+    t.after(() => rmSync(nextDir, { recursive: true, force: true }));
+    const next = createOperatorKey(join(nextDir, 'op.key'));
     const change = signOperatorChange(f.operator, before, next.publicKey);
     await f.tee.changeOperator(change);
     const after = await f.tee.info();

@@ -189,11 +189,11 @@ test('a batch interleaving the streams of several groups, some with one message,
   }
 });
 
-test('a malformed batch is refused whole as bad-request before any message of it is worked on', async () => {
+test('a malformed batch is refused whole as bad-request before any message of it is worked on', async (t) => {
   const { Dispatcher } = await import('../../src/tee/commands.js');
   const { CMD } = await import('../../src/envelope/wire.js');
   const { Reader, Writer } = await import('../../src/envelope/bytes.js');
-  const { mkdtempSync } = await import('node:fs');
+  const { mkdtempSync, rmSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const { dirname, join } = await import('node:path');
   const { fileURLToPath } = await import('node:url');
@@ -213,6 +213,7 @@ test('a malformed batch is refused whole as bad-request before any message of it
   const good = entry(m.header);
   assert.equal(await run(CMD.groupRewrapBatch, cat(count(1), good)), 'not-initialised');
   const secretDir = mkdtempSync(join(tmpdir(), 'mqt-tz-batch-'));
+  t.after(() => rmSync(secretDir, { recursive: true, force: true }));
   assert.ok((await run(CMD.init, new Writer().u32(16).str16(secretDir).u8(0).u8(0).raw(f.operator.publicKey).finish())) instanceof Uint8Array);
   for (const params of [cat(count(2), good), cat(count(1), good, Uint8Array.of(0)), cat(count(1), good.subarray(0, good.length - 1)), count(5000), Uint8Array.of(0)]) {
     assert.equal(await run(CMD.groupRewrapBatch, params), 'bad-request', `${params.length}-byte batch`);
