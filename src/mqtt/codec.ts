@@ -26,7 +26,7 @@ export type ProtocolVersion = 3 | 4 | 5;
 /** A PUBLISH read by the fast path: a class, not an object literal (see MessageRecord in src/broker/message.ts). */
 class FastPublish implements IPublishPacket {
   // declared, not class fields (see MessageRecord): the literal's properties, in its order
-  declare readonly cmd: 'publish';
+  declare cmd: 'publish';
   declare retain: boolean;
   declare qos: QoS;
   declare dup: boolean;
@@ -36,7 +36,7 @@ class FastPublish implements IPublishPacket {
   declare messageId: number | undefined;
 
   constructor(retain: boolean, qos: QoS, dup: boolean, length: number, topic: string, payload: Buffer, messageId: number | undefined) {
-    (this as { cmd: 'publish' }).cmd = 'publish';
+    this.cmd = 'publish';
     this.retain = retain;
     this.qos = qos;
     this.dup = dup;
